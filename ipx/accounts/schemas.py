@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+class AccountCreate(BaseModel):
+    email: EmailStr
+    password: str = Field(min_length=10, max_length=200, description="At least 10 characters.")
+    display_name: str = Field(min_length=1, max_length=200)
+
+
+class AccountRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    account_id: str = Field(validation_alias="id")
+    email: str
+    display_name: str
+    role: str
+    created_at: datetime
+
+
+class TokenRead(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_at: datetime

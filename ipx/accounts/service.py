@@ -1,0 +1,119 @@
+"""Account creation, Argon2id password checks and opaque bearer tokens (no HTTP here)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from ipx.accounts.models import AccessToken, Role, User
+from ipx.audit import service as audit_service
+from ipx.db import utcnow
+from ipx.errors import Conflict, InvalidInput, NotFound, Unauthorized
+
+_hasher = PasswordHasher()  # argon2-cffi defaults are Argon2id with RFC 9106 parameters
+# Verified against when the email is unknown, so a wrong email costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("not a real password")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a detached, immutable view of the account."""
+
+    id: str
+    email: str
+    display_name: str
+    role: Role
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in (Role.staff, Role.admin)
+
+
+def _principal(user: User) -> Principal:
+    return Principal(user.id, user.email, user.display_name, Role(user.role))
+
+
+def create_user(
+    session: Session, *, email: str, password: str, display_name: str, role: Role = Role.creator
+) -> User:
+    email = email.strip().lower()
+    if len(password) < 10:
+        raise InvalidInput("The password must be at least 10 characters long.")
+    if session.scalar(select(func.count()).where(User.email == email)):
+        raise Conflict(f"An account with the email {email} already exists.")
+    user = User(email=email, display_name=display_name.strip(), password_hash=_hasher.hash(password), role=role)
+    session.add(user)
+    session.flush()
+    audit_service.record(
+        session, action="account.created", subject_type="account", subject_id=user.id, actor_id=user.id,
+        details={"role": role.value},
+    )
+    return user
+
+
+def set_role(session: Session, *, email: str, role: Role) -> User:
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise NotFound(f"No account with the email {email}.")
+    user.role = role.value
+    audit_service.record(
+        session, action="account.role_changed", subject_type="account", subject_id=user.id,
+        details={"role": role.value},
+    )
+    return user
+
+
+def authenticate(session: Session, *, email: str, password: str) -> User:
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerifyMismatchError, InvalidHashError):
+        user = None
+    if user is None:
+        raise Unauthorized("The email or password is not correct.")
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+def _token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def issue_token(session: Session, user: User, ttl_seconds: int) -> tuple[str, AccessToken]:
+    token = secrets.token_urlsafe(32)
+    row = AccessToken(
+        token_hash=_token_digest(token), user_id=user.id, expires_at=utcnow() + timedelta(seconds=ttl_seconds)
+    )
+    session.add(row)
+    return token, row
+
+
+def principal_for_token(session: Session, token: str) -> Principal:
+    row = session.get(AccessToken, _token_digest(token))
+    if row is None:
+        raise Unauthorized("The access token is not valid. Log in again to get a new one.")
+    if row.expires_at <= utcnow():
+        raise Unauthorized("The access token has expired. Log in again to get a new one.")
+    user = session.get(User, row.user_id)
+    if user is None:
+        raise Unauthorized("The account for this token no longer exists.")
+    return _principal(user)
+
+
+def revoke_token(session: Session, token: str) -> None:
+    session.execute(delete(AccessToken).where(AccessToken.token_hash == _token_digest(token)))
+
+
+def get_user(session: Session, user_id: str) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such account.")
+    return user

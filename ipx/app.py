@@ -1,0 +1,135 @@
+"""Application factory: settings -> database -> blob store -> keys -> routers -> pages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ipx.accounts import api as accounts_api
+from ipx.blobs import open_blob_store
+from ipx.config import Settings, get_settings
+from ipx.db import make_engine, make_session_factory, transaction
+from ipx.errors import PROBLEM_JSON, IPXError, PayloadTooLarge
+from ipx.registry import api as registry_api
+from ipx.registry import keys, log
+from ipx.registry.service import RegistryContext
+from ipx.storage import sweep_orphan_blobs
+
+API_PREFIX = "/api/v1"
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def problem_response(error: IPXError, request: Request) -> Response:
+    return JSONResponse(error.problem(str(request.url.path)), status_code=error.status_code, media_type=PROBLEM_JSON)
+
+
+def _validation_problem(request: Request, exc: RequestValidationError) -> Response:
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+    where = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or e['loc'][0]}: {e['msg']}" for e in errors)
+    problem = IPXError(f"The request is not valid — {where}.", errors=errors)
+    problem.status_code, problem.title = 422, "Invalid input"
+    return problem_response(problem, request)
+
+
+def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:
+    problem = IPXError(str(exc.detail))
+    problem.status_code = exc.status_code
+    problem.title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(exc.status_code, "HTTP error")
+    response = problem_response(problem, request)
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+class BodySizeLimit:
+    """Abort a request whose body exceeds the limit while it streams in, before it is all received."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._reject(scope, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                # an HTTPException, because FastAPI turns other errors during body parsing into a 400
+                raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _message(self) -> str:
+        mib = (self.limit - MULTIPART_OVERHEAD) / 1_048_576
+        return f"The upload is larger than the limit of {mib:.1f} MiB and was not kept."
+
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        problem = PayloadTooLarge(self._message()).problem(scope.get("path"))
+        response = JSONResponse(problem, status_code=413, media_type=PROBLEM_JSON, headers={"Connection": "close"})
+        await response(scope, _drain, send)
+
+
+async def _drain() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def bootstrap(app_state: Any, settings: Settings) -> None:
+    """First-start work, idempotent: signing key, log origin, first checkpoint, orphan sweep."""
+    with transaction(app_state.session_factory) as session:
+        keys.ensure_active_key(session, settings.resolved_key_dir)
+        log.ensure_origin(session, settings.resolved_log_origin)
+        log.publish_checkpoint(session, keys.active_signer(session, settings.resolved_key_dir))
+    with transaction(app_state.session_factory) as session:
+        sweep_orphan_blobs(session, app_state.registry.blobs, settings.orphan_blob_grace_seconds)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bootstrap(app.state, settings)
+        yield
+        app.state.engine.dispose()
+
+    app = FastAPI(
+        title="IPX",
+        version="0.1.0",
+        description="Register creative works with offline-verifiable evidence; license them.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.resolved_database_url)
+    app.state.session_factory = make_session_factory(app.state.engine)
+    app.state.registry = RegistryContext(
+        blobs=open_blob_store(
+            settings.resolved_blob_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+        ),
+        key_dir=settings.resolved_key_dir,
+        public_url=settings.public_url.rstrip("/"),
+    )
+    app.add_exception_handler(IPXError, lambda request, exc: problem_response(exc, request))  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
+    app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+
+    app.include_router(accounts_api.router, prefix=API_PREFIX)
+    app.include_router(registry_api.router, prefix=API_PREFIX)
+    app.include_router(registry_api.well_known)
+    return app

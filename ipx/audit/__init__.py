@@ -1,0 +1,1 @@
+"""Append-only audit trail of every state change that matters."""

@@ -1,0 +1,133 @@
+"""Content-addressed blob store: a local directory (default) or S3 through boto3.
+
+Blobs are keyed by their SHA-256, so writing the same content twice is harmless and a blob can be
+checked against its name at any time. Writes happen before the database commit; a blob whose
+registration never committed is an orphan, removed by `sweep_orphans` after a grace period.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    sha256: str
+    modified_at: datetime
+
+
+class BlobStore(Protocol):
+    def put_file(self, sha256: str, path: Path) -> None: ...
+    def read(self, sha256: str) -> bytes: ...
+    def exists(self, sha256: str) -> bool: ...
+    def delete(self, sha256: str) -> None: ...
+    def list(self) -> Iterator[StoredBlob]: ...
+
+
+def _check_name(sha256: str) -> str:
+    if not SHA256_HEX.match(sha256):
+        raise ValueError(f"blob name {sha256!r} is not a lowercase hex SHA-256")
+    return sha256
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, sha256: str) -> Path:
+        _check_name(sha256)
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def put_file(self, sha256: str, path: Path) -> None:
+        target = self._path(sha256)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Write to a temporary name, fsync, then rename: a crash leaves either the whole blob or none.
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out, path.open("rb") as source:
+                while chunk := source.read(1 << 20):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def read(self, sha256: str) -> bytes:
+        return self._path(sha256).read_bytes()
+
+    def exists(self, sha256: str) -> bool:
+        return self._path(sha256).exists()
+
+    def delete(self, sha256: str) -> None:
+        self._path(sha256).unlink(missing_ok=True)
+
+    def list(self) -> Iterator[StoredBlob]:
+        for path in self.root.glob("??/??/*"):
+            if SHA256_HEX.match(path.name):
+                yield StoredBlob(path.name, datetime.fromtimestamp(path.stat().st_mtime, UTC))
+
+
+class S3BlobStore:
+    def __init__(self, bucket: str, prefix: str, *, endpoint_url: str | None, region: str) -> None:
+        import boto3
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+
+    def _key(self, sha256: str) -> str:
+        return f"{self.prefix}{_check_name(sha256)}"
+
+    def put_file(self, sha256: str, path: Path) -> None:
+        if self.exists(sha256):
+            return
+        self.client.upload_file(str(path), self.bucket, self._key(sha256))
+
+    def read(self, sha256: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"].read()
+
+    def exists(self, sha256: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(sha256))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def delete(self, sha256: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(sha256))
+
+    def list(self) -> Iterator[StoredBlob]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for item in page.get("Contents", []):
+                name = item["Key"][len(self.prefix) :]
+                if SHA256_HEX.match(name):
+                    yield StoredBlob(name, item["LastModified"].astimezone(UTC))
+
+
+def open_blob_store(url: str, *, endpoint_url: str | None = None, region: str = "us-east-1") -> BlobStore:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return LocalBlobStore(Path(parsed.netloc + parsed.path))
+    if parsed.scheme == "s3":
+        return S3BlobStore(parsed.netloc, parsed.path, endpoint_url=endpoint_url, region=region)
+    raise ValueError(f"unsupported blob store URL {url!r}: use file:///path or s3://bucket/prefix")

@@ -1,0 +1,176 @@
+"""The `ipx` command: serve, migrate, manage users and keys, verify evidence offline."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ipx.config import get_settings
+
+app = typer.Typer(help="IPX: register creative works with offline-verifiable evidence.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+users_app = typer.Typer(help="Accounts and roles.", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
+blobs_app = typer.Typer(help="Blob store housekeeping.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(blobs_app, name="blobs")
+
+
+def _session_factory():  # type: ignore[no-untyped-def]
+    from ipx.db import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(get_settings().resolved_database_url))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the latest revision."""
+    from ipx.migrations import upgrade
+
+    upgrade(get_settings().resolved_database_url)
+    typer.echo("database is at the latest revision")
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    migrate: Annotated[bool, typer.Option(help="Run migrations first.")] = True,
+) -> None:
+    """Migrate, create the signing key on first start, and serve the API and pages."""
+    import uvicorn
+
+    from ipx.app import bootstrap, create_app
+
+    settings = get_settings()
+    if migrate:
+        db_upgrade()
+    bootstrap(create_app(settings).state, settings)  # before forking workers: one key, one origin
+    typer.echo(f"IPX is serving on http://{host}:{port} (data: {settings.data_dir})")
+    uvicorn.run("ipx.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    role: Annotated[str, typer.Option(help="creator, staff or admin")] = "creator",
+    display_name: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create an account; staff and admin accounts can only be made here."""
+    from ipx.accounts.models import Role
+    from ipx.accounts.service import create_user
+    from ipx.db import transaction
+    from ipx.errors import IPXError
+
+    try:
+        with transaction(_session_factory()) as session:
+            user = create_user(
+                session, email=email, password=password, display_name=display_name or email.split("@")[0],
+                role=Role(role),
+            )
+    except (IPXError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"created {role} account {user.email} ({user.id})")
+
+
+@keys_app.command("init")
+def keys_init() -> None:
+    """Create the signing key if none is active."""
+    from ipx.db import transaction
+    from ipx.registry import keys
+
+    with transaction(_session_factory()) as session:
+        key = keys.ensure_active_key(session, get_settings().resolved_key_dir)
+    typer.echo(f"active key {key.key_id}")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Retire the active key (it stays published) and sign from now on with a new one."""
+    from ipx.db import transaction
+    from ipx.registry import keys, log
+
+    settings = get_settings()
+    with transaction(_session_factory()) as session:
+        key = keys.rotate(session, settings.resolved_key_dir)
+    with transaction(_session_factory()) as session:
+        # a fresh checkpoint by the new key, so verifiers see the rotation in the log's own history
+        log.publish_checkpoint(session, keys.active_signer(session, settings.resolved_key_dir))
+    typer.echo(f"now signing with {key.key_id}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key ever used, with its validity window."""
+    from ipx.db import transaction
+    from ipx.registry import keys
+
+    with transaction(_session_factory()) as session:
+        for key in keys.all_keys(session):
+            until = key.valid_until.isoformat() if key.valid_until else "active"
+            typer.echo(f"{key.key_id}  {key.valid_from.isoformat()} .. {until}")
+
+
+@blobs_app.command("sweep")
+def blobs_sweep(grace_seconds: Annotated[int | None, typer.Option()] = None) -> None:
+    """Remove stored files that no registration owns (left by a crash mid-upload)."""
+    from ipx.blobs import open_blob_store
+    from ipx.db import transaction
+    from ipx.storage import sweep_orphan_blobs
+
+    settings = get_settings()
+    store = open_blob_store(settings.resolved_blob_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
+    with transaction(_session_factory()) as session:
+        removed = sweep_orphan_blobs(session, store, settings.orphan_blob_grace_seconds if grace_seconds is None
+                                     else grace_seconds)
+    typer.echo(f"removed {len(removed)} orphaned blob(s)")
+
+
+@app.command()
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="Evidence bundle (JSON) downloaded from IPX.")],
+    file: Annotated[Path | None, typer.Argument(help="The work's file, to check its SHA-256.")] = None,
+    keys_file: Annotated[Path | None, typer.Option("--keys", help="Pinned copy of /.well-known/ipx/keys.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Verify an evidence bundle offline: signature, log inclusion, checkpoint, and the file."""
+    from ipx.registry.evidence import verify_bundle
+
+    try:
+        document = json.loads(bundle.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        typer.echo(f"error: cannot read {bundle} as a JSON evidence bundle ({exc})", err=True)
+        raise typer.Exit(2) from exc
+    trusted = None
+    if keys_file is not None:
+        published = json.loads(keys_file.read_text())
+        trusted = {key["key_id"] for key in (published["keys"] if isinstance(published, dict) else published)}
+    report = verify_bundle(document, file.read_bytes() if file else None, trusted)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        statement = document.get("statement", {}) if isinstance(document, dict) else {}
+        for check in report.checks:
+            typer.echo(f"  {'✔' if check.ok else '✘'} {check.name}: {check.detail}")
+        if report.ok:
+            creator = statement.get("creator", {}).get("display_name")
+            typer.echo(
+                f"VERIFIED: “{statement.get('title')}” (sha256 {statement.get('sha256')}) was registered by "
+                f"{creator} (account {statement.get('creator', {}).get('account_id')}) no later than "
+                f"{statement.get('registered_at')}, entry {document['log']['index']} of log "
+                f"{document['log']['origin']}."
+            )
+            if file is None:
+                typer.echo("  (no file given: pass the file too to check that it is this exact work)")
+        else:
+            typer.echo("NOT VERIFIED: " + "; ".join(f"{c.name}: {c.detail}" for c in report.checks if not c.ok))
+    sys.exit(0 if report.ok else 1)

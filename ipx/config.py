@@ -1,0 +1,53 @@
+"""Settings from the environment (prefix IPX_), with an embedded default that needs nothing installed."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT / "storage" / "data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IPX_", env_file=".env", extra="ignore")
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = ""  # default: SQLite file in data_dir
+    blob_url: str = ""  # default: local directory in data_dir; or s3://bucket/prefix
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    key_dir: Path | None = None  # private signing keys; default data_dir/keys
+    public_url: str = "http://127.0.0.1:8000"
+    log_origin: str = ""  # default: derived from public_url host, e.g. "127.0.0.1:8000/ipx-log"
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_image_pixels: int = 100_000_000
+    token_ttl_seconds: int = 7 * 24 * 3600
+    orphan_blob_grace_seconds: int = 3600
+    cookie_secure: bool = False
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'ipx.db'}"
+
+    @cached_property
+    def resolved_blob_url(self) -> str:
+        return self.blob_url or f"file://{self.data_dir / 'blobs'}"
+
+    @cached_property
+    def resolved_key_dir(self) -> Path:
+        return self.key_dir or self.data_dir / "keys"
+
+    @cached_property
+    def resolved_log_origin(self) -> str:
+        """C2SP origin line: a schema-less URL naming this log, unique per deployment."""
+        if self.log_origin:
+            return self.log_origin
+        host = self.public_url.split("://", 1)[-1].rstrip("/")
+        return f"{host}/ipx-log"
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,125 @@
+"""FastAPI dependencies shared by every domain: the request's transaction, the caller, uploads.
+
+Routes declare who may call them through the `Caller`, `Creator` and `Staff` aliases, so the
+signature says it and OpenAPI shows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request, UploadFile
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from ipx.accounts import service as accounts_service
+from ipx.accounts.service import Principal
+from ipx.config import Settings
+from ipx.db import transaction
+from ipx.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthorized
+from ipx.registry.service import RegistryContext, Upload
+
+SESSION_COOKIE = "ipx_session"
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request; side effects registered in session.info run only after commit."""
+    session: Session = request.app.state.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+    after_commit: list[Callable[[], None]] = session.info.pop("after_commit", [])
+    for effect in after_commit:
+        effect()
+
+
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def get_registry(request: Request) -> RegistryContext:
+    return request.app.state.registry
+
+
+Registry = Annotated[RegistryContext, Depends(get_registry)]
+
+
+def _token_from(request: Request, bearer: str | None) -> str | None:
+    return bearer or request.cookies.get(SESSION_COOKIE)
+
+
+def optional_caller(request: Request, bearer: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal | None:
+    """The caller if a token or session cookie is present; checked in its own short transaction."""
+    token = _token_from(request, bearer)
+    if token is None:
+        return None
+    with transaction(request.app.state.session_factory) as session:
+        return accounts_service.principal_for_token(session, token)
+
+
+def require_caller(caller: Annotated[Principal | None, Depends(optional_caller)]) -> Principal:
+    if caller is None:
+        raise Unauthorized("Log in first: send 'Authorization: Bearer <token>' from POST /api/v1/auth/token.")
+    return caller
+
+
+def require_staff(caller: Annotated[Principal, Depends(require_caller)]) -> Principal:
+    if not caller.is_staff:
+        raise Forbidden("Only IPX staff may do this.")
+    return caller
+
+
+Anyone = Annotated[Principal | None, Depends(optional_caller)]
+Caller = Annotated[Principal, Depends(require_caller)]
+Creator = Caller  # every account may register works; the alias says why a route needs an account
+Staff = Annotated[Principal, Depends(require_staff)]
+
+
+async def receive_upload(file: UploadFile, settings: Settings, spool_dir: Path) -> Upload:
+    """Copy the upload to a private temp file while hashing it; refuse it past the size limit.
+
+    The body-size middleware already stops oversized requests mid-stream; this is the exact check on
+    the file part itself. The caller deletes the temp file.
+    """
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    handle = tempfile.NamedTemporaryFile(dir=spool_dir, prefix="upload-", delete=False)  # noqa: SIM115
+    path = Path(handle.name)
+    try:
+        with handle:
+            while chunk := await file.read(1 << 20):
+                size += len(chunk)
+                if size > settings.max_upload_bytes:
+                    raise PayloadTooLarge(_too_large_message(settings.max_upload_bytes))
+                digest.update(chunk)
+                handle.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Upload(path, digest.hexdigest(), size, file.filename, file.content_type)
+
+
+def _too_large_message(limit: int) -> str:
+    return f"The file is larger than the upload limit of {limit / 1_048_576:.1f} MiB."
+
+
+def require_file(file: UploadFile | None) -> UploadFile:
+    if file is None or not file.filename and file.size in (None, 0):
+        raise InvalidInput("Attach the file to register in the 'file' form field.", errors=[
+            {"loc": ["body", "file"], "msg": "Field required"}
+        ])
+    return file

@@ -1,0 +1,67 @@
+"""Domain errors and their RFC 9457 problem+json rendering.
+
+Services raise `IPXError` subclasses that know their HTTP status, so routes stay thin and every
+failure reaches the client as a sentence a person understands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class IPXError(Exception):
+    status_code = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"https://ipx.example/problems/{self.slug}",
+            "title": self.title,
+            "status": self.status_code,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+    @property
+    def slug(self) -> str:
+        return self.title.lower().replace(" ", "-")
+
+
+class NotFound(IPXError):
+    status_code = 404
+    title = "Not found"
+
+
+class Conflict(IPXError):
+    status_code = 409
+    title = "Conflict"
+
+
+class Unauthorized(IPXError):
+    status_code = 401
+    title = "Not authenticated"
+
+
+class Forbidden(IPXError):
+    status_code = 403
+    title = "Forbidden"
+
+
+class InvalidInput(IPXError):
+    status_code = 422
+    title = "Invalid input"
+
+
+class PayloadTooLarge(IPXError):
+    status_code = 413
+    title = "Payload too large"

@@ -1,0 +1,1 @@
+"""Content fingerprints: pure functions from uploaded bytes to comparable fingerprints."""

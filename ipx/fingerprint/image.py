@@ -1,0 +1,340 @@
+"""Image fingerprints: bytes in, perceptual hashes and local features out.
+
+Three complementary signals, because no single one survives every ordinary edit:
+
+* PDQ (256 bits, all 8 rotations/flips) catches re-encoding, resizing, colour changes, blur, noise,
+  mirror flips and 90-degree rotations.
+* pHash (imagehash's 64-bit DCT hash, all 8 rotations/flips) is the widely known baseline and a second
+  opinion on heavily degraded copies.
+* ORB keypoints (up to 500 descriptors of 32 bytes) survive what global hashes cannot: crops, small
+  rotations, the picture pasted into a larger page or screenshot, overlays. The index verifies them
+  geometrically, so a match means "a large part of this picture appears in that one".
+
+Uniform borders are trimmed before hashing so that an added frame or a plain page margin does not move
+the global hashes. Everything is computed on a reduced working copy (longer side 512 px) decoded in
+JPEG draft mode: the hashes do not need more detail and decoding stays cheap and bounded.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import pdqhash
+import scipy.fftpack
+from PIL import ExifTags, Image, ImageOps
+
+DEFAULT_MAX_PIXELS = 100_000_000
+WORK_SIDE = 512
+MIN_SIDE = 16
+MAX_ASPECT_RATIO = 32
+ORB_FEATURES = 500
+TRIM_TOLERANCE = 16
+TRIM_COVERAGE = 0.98
+
+PDQ_BYTES = 32
+PHASH_BYTES = 8
+ORB_DESCRIPTOR_BYTES = 32
+DIHEDRAL_VARIANTS = 8
+
+_FORMAT_MAGIC = b"IPXI"
+_FORMAT_VERSION = 1
+_HEADER = struct.Struct("<4sBIIHHBH")
+
+# Image.MAX_IMAGE_PIXELS is process-global; the lock keeps concurrent opens from seeing each other's value.
+_PIL_LIMIT_LOCK = threading.Lock()
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+
+
+class ImageFingerprintError(ValueError):
+    """The upload cannot be fingerprinted; the message is a sentence meant for the uploader."""
+
+
+class ImageTooLarge(ImageFingerprintError):
+    """Too many pixels (possible decompression bomb); rejected from the header, before decoding."""
+
+
+class UndecodableImage(ImageFingerprintError):
+    """Not an image we can read, or truncated/corrupt data."""
+
+
+class UnsuitableImage(ImageFingerprintError):
+    """Decodable, but too thin or too small to carry a meaningful fingerprint."""
+
+
+@dataclass(frozen=True)
+class ImageFingerprint:
+    """Everything the index needs about one image; immutable bytes so it hashes, compares and stores cleanly.
+
+    `pdq` and `phash` hold the 8 dihedral variants concatenated, in pdqhash.compute_dihedral order
+    (original, rot90, rot180, rot270, flipX, flipY, flipPlus1, flipMinus1). ORB keypoints are in pixel
+    coordinates of the trimmed working image (`work_width` x `work_height`).
+    """
+
+    width: int
+    height: int
+    work_width: int
+    work_height: int
+    pdq: bytes
+    pdq_quality: int
+    phash: bytes
+    orb_points: bytes
+    orb_descriptors: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.pdq) != DIHEDRAL_VARIANTS * PDQ_BYTES or len(self.phash) != DIHEDRAL_VARIANTS * PHASH_BYTES:
+            raise ValueError("PDQ and pHash must hold 8 dihedral variants each.")
+        count = len(self.orb_descriptors) // ORB_DESCRIPTOR_BYTES
+        if len(self.orb_descriptors) % ORB_DESCRIPTOR_BYTES or len(self.orb_points) != count * 8:
+            raise ValueError("ORB points and descriptors do not describe the same keypoints.")
+
+    @property
+    def pdq_variants(self) -> np.ndarray:
+        """(8, 32) uint8: PDQ of each rotation/flip."""
+        return np.frombuffer(self.pdq, dtype=np.uint8).reshape(DIHEDRAL_VARIANTS, PDQ_BYTES)
+
+    @property
+    def phash_variants(self) -> np.ndarray:
+        """(8, 8) uint8: pHash of each rotation/flip."""
+        return np.frombuffer(self.phash, dtype=np.uint8).reshape(DIHEDRAL_VARIANTS, PHASH_BYTES)
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        """(n, 2) float32 keypoint coordinates (x, y)."""
+        return np.frombuffer(self.orb_points, dtype=np.float32).reshape(-1, 2)
+
+    @property
+    def descriptors(self) -> np.ndarray:
+        """(n, 32) uint8 ORB descriptors."""
+        return np.frombuffer(self.orb_descriptors, dtype=np.uint8).reshape(-1, ORB_DESCRIPTOR_BYTES)
+
+    def public(self) -> dict[str, Any]:
+        """The global hashes as hex, small enough to include in a signed statement."""
+        return {
+            "phash": self.phash[:PHASH_BYTES].hex(),
+            "pdq": self.pdq[:PDQ_BYTES].hex(),
+            "pdq_quality": self.pdq_quality,
+        }
+
+    def to_bytes(self) -> bytes:
+        """Compact, versioned binary form for a database column."""
+        header = _HEADER.pack(
+            _FORMAT_MAGIC,
+            _FORMAT_VERSION,
+            self.width,
+            self.height,
+            self.work_width,
+            self.work_height,
+            self.pdq_quality,
+            len(self.orb_descriptors) // ORB_DESCRIPTOR_BYTES,
+        )
+        return header + self.pdq + self.phash + self.orb_points + self.orb_descriptors
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ImageFingerprint:
+        """Inverse of to_bytes; rejects anything that is not exactly one well-formed fingerprint."""
+        if len(data) < _HEADER.size:
+            raise ValueError("Fingerprint data is too short.")
+        magic, version, width, height, work_width, work_height, quality, count = _HEADER.unpack_from(data)
+        if magic != _FORMAT_MAGIC or version != _FORMAT_VERSION:
+            raise ValueError("Not an IPX image fingerprint (bad magic or version).")
+        sizes = (
+            DIHEDRAL_VARIANTS * PDQ_BYTES,
+            DIHEDRAL_VARIANTS * PHASH_BYTES,
+            count * 8,
+            count * ORB_DESCRIPTOR_BYTES,
+        )
+        if len(data) != _HEADER.size + sum(sizes):
+            raise ValueError("Fingerprint data has the wrong length.")
+        parts, offset = [], _HEADER.size
+        for size in sizes:
+            parts.append(bytes(data[offset : offset + size]))
+            offset += size
+        pdq, phash, points, descriptors = parts
+        return cls(width, height, work_width, work_height, pdq, quality, phash, points, descriptors)
+
+
+def fingerprint_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFingerprint:
+    """Decode an uploaded image safely and compute all its fingerprints."""
+    rgb, (width, height) = decode_image(data, max_pixels=max_pixels)
+    rgb = trim_uniform_border(rgb)
+    pdq_hashes, quality = pdq_dihedral(rgb)
+    points, descriptors = orb_features(rgb)
+    return ImageFingerprint(
+        width=width,
+        height=height,
+        work_width=rgb.shape[1],
+        work_height=rgb.shape[0],
+        pdq=b"".join(pdq_hashes),
+        pdq_quality=quality,
+        phash=b"".join(phash_dihedral(rgb)),
+        orb_points=points.astype(np.float32).tobytes(),
+        orb_descriptors=descriptors.astype(np.uint8).tobytes(),
+    )
+
+
+def decode_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, work_side: int = WORK_SIDE
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Return (RGB uint8 array with longer side <= work_side, oriented (width, height) of the original).
+
+    The pixel limit is checked on the header dimensions, before any pixel data is decoded.
+    """
+    image = _open_checked(data, max_pixels)
+    try:
+        oriented_size = _oriented_size(image)
+        if image.format == "JPEG":
+            scale = work_side / max(image.size)
+            if scale < 1:
+                image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+        reduced = _reduce(image, work_side)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"The image expands to too many pixels when decoded ({exc}).") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
+        raise UndecodableImage(f"The image data is truncated or corrupt and could not be decoded ({exc}).") from exc
+    return _flatten_to_rgb(reduced), oriented_size
+
+
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Open (header only) and enforce our own size limits, with human-readable reasons."""
+    with _PIL_LIMIT_LOCK:
+        saved_limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # our own check below reports the dimensions, Pillow's does not
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.UnidentifiedImageError as exc:
+            raise UndecodableImage("The file is not an image in a format we can read.") from exc
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+            raise UndecodableImage(f"The image header is corrupt and could not be read ({exc}).") from exc
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved_limit
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"The image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); "
+            f"the limit is {max_pixels / 1e6:g} megapixels."
+        )
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise UnsuitableImage(
+            f"The image is {width}x{height} pixels; to be fingerprinted its shorter side must be at least "
+            f"{MIN_SIDE} pixels and its aspect ratio at most {MAX_ASPECT_RATIO}:1."
+        )
+    return image
+
+
+def _oriented_size(image: Image.Image) -> tuple[int, int]:
+    """Full-resolution (width, height) as displayed, i.e. swapped when EXIF says the camera was turned."""
+    transposing_orientations = (5, 6, 7, 8)
+    if image.getexif().get(ExifTags.Base.Orientation, 1) in transposing_orientations:
+        return image.height, image.width
+    return image.width, image.height
+
+
+def _reduce(image: Image.Image, work_side: int) -> Image.Image:
+    """Shrink to at most work_side on the longer side, box-averaging first so huge images stay cheap."""
+    if image.mode in ("P", "1") or image.mode in _SIXTEEN_BIT_MODES:
+        image = _to_reducible_mode(image)
+    factor = max(image.size) // work_side
+    if factor >= 2:
+        image = image.reduce(factor)
+    scale = work_side / max(image.size)
+    if scale < 1:
+        target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(target, Image.Resampling.BOX)
+    return image
+
+
+def _to_reducible_mode(image: Image.Image) -> Image.Image:
+    """Palette/bilevel images to RGBA/L; 16-bit and float greys rescaled to 8-bit L."""
+    if image.mode == "P":
+        return image.convert("RGBA")
+    if image.mode == "1":
+        return image.convert("L")
+    values = np.asarray(image, dtype=np.float32)
+    if values.max(initial=0) > 255:
+        values = values / 257.0
+    return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L")
+
+
+def _flatten_to_rgb(image: Image.Image) -> np.ndarray:
+    """RGB uint8 with any transparency composited onto white (how the picture looks on a page)."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[..., 3:4] / 255.0
+        return np.round(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
+    """Remove flat-colour margins (frames, page background) so the global hashes see the picture itself."""
+    top = _uniform_run(rgb)
+    bottom = _uniform_run(rgb[::-1])
+    left = _uniform_run(rgb.transpose(1, 0, 2))
+    right = _uniform_run(rgb.transpose(1, 0, 2)[::-1])
+    height, width = rgb.shape[:2]
+    if height - top - bottom < MIN_SIDE or width - left - right < MIN_SIDE:
+        return rgb
+    return np.ascontiguousarray(rgb[top : height - bottom, left : width - right])
+
+
+def _uniform_run(lines: np.ndarray) -> int:
+    """How many lines, from the outside in, are (almost) entirely the colour of the outermost line."""
+    reference = np.median(lines[0], axis=0)
+    deviation = np.abs(lines.astype(np.int16) - reference.astype(np.int16)).max(axis=2)
+    is_border = (deviation <= TRIM_TOLERANCE).mean(axis=1) >= TRIM_COVERAGE
+    return len(is_border) if is_border.all() else int(np.argmin(is_border))
+
+
+def pdq_dihedral(rgb: np.ndarray) -> tuple[list[bytes], int]:
+    """PDQ of all 8 rotations/flips (pdqhash order) as 32-byte MSB-first hashes, plus quality 0..100."""
+    vectors, quality = pdqhash.compute_dihedral(np.ascontiguousarray(rgb[..., :3], dtype=np.uint8))
+    return [np.packbits(np.asarray(v, dtype=np.uint8)).tobytes() for v in vectors], int(quality)
+
+
+def phash_dihedral(rgb: np.ndarray) -> list[bytes]:
+    """imagehash.phash (8x8 from a 32x32 DCT, median threshold) of all 8 rotations/flips.
+
+    Variant 0 equals imagehash.phash exactly; the others transform the 32x32 thumbnail, which equals
+    hashing the rotated picture up to resampling rounding, at a fraction of the cost.
+    """
+    grey = Image.fromarray(rgb).convert("L").resize((32, 32), Image.Resampling.LANCZOS)
+    pixels = np.asarray(grey)
+    hashes = []
+    for variant in _dihedral_variants(pixels):
+        dct = scipy.fftpack.dct(scipy.fftpack.dct(variant, axis=0), axis=1)
+        low = dct[:8, :8]
+        hashes.append(np.packbits(low > np.median(low)).tobytes())
+    return hashes
+
+
+def _dihedral_variants(pixels: np.ndarray) -> list[np.ndarray]:
+    """The 8 rotations/flips, in pdqhash.compute_dihedral order."""
+    return [
+        pixels,
+        np.rot90(pixels, 1),
+        np.rot90(pixels, 2),
+        np.rot90(pixels, 3),
+        pixels[::-1, :],
+        pixels[:, ::-1],
+        pixels.T,
+        np.rot90(pixels, 2).T,
+    ]
+
+
+def orb_features(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ORB_FEATURES keypoints: (n, 2) float32 coordinates and (n, 32) uint8 descriptors."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    orb = cv2.ORB_create(nfeatures=ORB_FEATURES)  # one per call: OpenCV detectors are not thread-safe
+    keypoints, descriptors = orb.detectAndCompute(grey, None)
+    if descriptors is None or not keypoints:
+        return np.zeros((0, 2), np.float32), np.zeros((0, ORB_DESCRIPTOR_BYTES), np.uint8)
+    points = np.array([kp.pt for kp in keypoints], dtype=np.float32)
+    return points, descriptors

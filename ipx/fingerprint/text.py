@@ -1,0 +1,424 @@
+"""Text fingerprints that still find a registered work after a plagiarist has edited it.
+
+Copies are rarely whole: an infringer takes a quarter of a chapter, reorders paragraphs, modernises
+words, swaps one word in ten or pastes the passage into a longer article. Whole-document Jaccard
+similarity misses nearly all of that, so matching here is passage based:
+
+1. Normalise (NFKC, casefold, strip accents, punctuation and markup) into a word sequence.
+2. Hash every 3-word shingle with its position; winnow the hashes (Schleimer et al., 2003) into a
+   small set that is guaranteed to share a value with any copied run of >= 6 words.
+3. An inverted index of winnowed hashes yields candidate works (it accepts incremental ``add``,
+   which datasketch's ``MinHashLSHEnsemble`` does not: that one must be built in one go).
+4. For each candidate, shingle seeds are chained along near-diagonals (tolerating substituted,
+   inserted and deleted words) into passages; containment is the share of words covered by passages.
+
+Only passage-level evidence counts, so the common phrases that any two English texts share
+("in order to", "one of the") never add up to a match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import threading
+import unicodedata
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+SHINGLE_WORDS = 3
+"""Short shingles survive one substituted word in ten: 0.9**3 = 73 % of them stay intact."""
+WINNOW_WINDOW = 4
+"""Any copied run of WINNOW_WINDOW + SHINGLE_WORDS - 1 = 6 words shares a winnowed hash."""
+MAX_SEED_REPEATS = 8
+"""A shingle repeated more often inside one work is refrain or boilerplate, not alignment evidence."""
+MAX_GAP_SHINGLES = 8
+"""Consecutive seeds of one passage may be this far apart (two nearby edited words kill ~6 shingles)."""
+MAX_DIAGONAL_DRIFT = 3
+"""Words inserted or deleted inside a passage shift the alignment by at most this much per step."""
+MIN_PASSAGE_SEEDS = 4
+MIN_PASSAGE_WORDS = 10
+"""A passage is >= 10 words carried by >= 4 matching shingles; chance phrase overlaps are shorter."""
+MIN_MATCHED_WORDS = 25
+"""Below this many covered words a "match" is a quotation-sized coincidence, not a copy."""
+MIN_SIMILARITY = 0.30
+"""Containment (of the registered work or of the query) needed to report a match ..."""
+MIN_ABSOLUTE_WORDS = 120
+"""... unless this many words are copied, which is a copy whatever the surrounding text."""
+MAX_CANDIDATES = 100
+"""Works aligned exactly per query, ranked by shared winnowed hashes."""
+SNIPPET_WORDS = 24
+
+_FORMAT_MAGIC = b"IPX-TEXT-FP/1\n"
+_CJK = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+_TOKEN = re.compile(rf"{_CJK}|[^\W_]+")
+"""Words are letter/digit runs; CJK characters count as words because those scripts use no spaces."""
+_SHINGLE_MULTIPLIERS = (
+    np.uint64(0x9E3779B97F4A7C15),
+    np.uint64(0xC2B2AE3D27D4EB4F),
+    np.uint64(0x165667B19E3779F9),
+)
+
+
+class TextFingerprintError(ValueError):
+    """The input is not text we can fingerprint; the message is a sentence for the end user."""
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def extract_text(data: bytes, media_type: str) -> str:
+    """Return the human-readable text of a document so markup and layout cannot hide a copy."""
+    mime, _, params = media_type.partition(";")
+    mime = mime.strip().lower()
+    charset_match = re.search(r"charset\s*=\s*\"?([\w.:-]+)", params, re.IGNORECASE)
+    charset = charset_match.group(1) if charset_match else None
+    if mime == "application/pdf":
+        return _pdf_text(data)
+    if mime == "text/plain":
+        return _decode(data, charset)
+    if mime == "text/markdown":
+        return _markdown_text(_decode(data, charset))
+    if mime in ("text/html", "application/xhtml+xml"):
+        return _html_text(_decode(data, charset))
+    raise TextFingerprintError(f"Media type {mime or '(empty)'!r} is not a supported text format.")
+
+
+def _decode(data: bytes, charset: str | None) -> str:
+    """Decode text bytes, refusing binary data instead of turning it into gibberish words."""
+    boms = (
+        (b"\xef\xbb\xbf", "utf-8-sig"),
+        (b"\xff\xfe\x00\x00", "utf-32"),
+        (b"\x00\x00\xfe\xff", "utf-32"),
+        (b"\xff\xfe", "utf-16"),
+        (b"\xfe\xff", "utf-16"),
+    )
+    encoding = next((enc for bom, enc in boms if data.startswith(bom)), None)
+    if encoding is None and b"\x00" in data:
+        raise TextFingerprintError("The file contains binary data (NUL bytes), so it is not text.")
+    candidates = [encoding] if encoding else [charset, "utf-8", "cp1252"]
+    for candidate in filter(None, candidates):
+        try:
+            text = data.decode(candidate)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f\v")
+        if controls > max(2, len(text) // 100):
+            raise TextFingerprintError("The file contains control characters, so it is not text.")
+        return text
+    raise TextFingerprintError("The file is not valid text in UTF-8, UTF-16 or Windows-1252.")
+
+
+class _HTMLTextCollector(HTMLParser):
+    _INVISIBLE = frozenset({"script", "style", "template", "noscript", "svg", "head"})
+    _BLOCKS = frozenset(
+        {"p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "section",
+         "article", "blockquote", "pre", "title", "hr", "dd", "dt"}
+    )
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._INVISIBLE:
+            self._hidden_depth += 1
+        if tag in self._BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._INVISIBLE and self._hidden_depth:
+            self._hidden_depth -= 1
+        if tag in self._BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden_depth:
+            self.parts.append(data)
+
+
+def _html_text(html: str) -> str:
+    """Visible text only: scripts, styles and the head would otherwise dilute containment."""
+    collector = _HTMLTextCollector()
+    collector.feed(html)
+    collector.close()
+    return "".join(collector.parts)
+
+
+_MD_LINK_TARGET = re.compile(r"(!?\[[^\]]*\])\([^)]*\)")
+_MD_REFERENCE_DEFINITION = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*\S+.*$", re.MULTILINE)
+_MD_HTML_TAG = re.compile(r"</?[A-Za-z][^>]*>")
+
+
+def _markdown_text(markdown: str) -> str:
+    """Drop link targets and inline HTML; emphasis and heading marks vanish as punctuation later."""
+    text = _MD_LINK_TARGET.sub(r"\1", markdown)
+    text = _MD_REFERENCE_DEFINITION.sub("", text)
+    return _MD_HTML_TAG.sub(" ", text)
+
+
+def _pdf_text(data: bytes) -> str:
+    """Text layer of a PDF; a scanned (image-only) PDF is reported as such, never as an empty match."""
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise TextFingerprintError("The PDF is password protected, so its text cannot be read.")
+        text = "\n".join(page.extract_text() or "" for page in reader.pages)
+    except TextFingerprintError:
+        raise
+    except Exception as exc:  # pypdf raises many exception types on malformed files
+        raise TextFingerprintError(f"The file is not a readable PDF ({type(exc).__name__}).") from exc
+    if not _TOKEN.search(text):
+        raise TextFingerprintError("The PDF has no extractable text (it may be a scanned image).")
+    return text
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+def normalize_words(text: str) -> tuple[str, ...]:
+    """Word sequence immune to case, width, accents, punctuation and whitespace changes."""
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    stripped = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    return tuple(_TOKEN.findall(unicodedata.normalize("NFC", stripped)))
+
+
+def _shingle_hashes(words: Sequence[str]) -> np.ndarray:
+    """64-bit hash per shingle start position; blake2b keeps values stable across processes."""
+    word_hashes = np.frombuffer(
+        b"".join(hashlib.blake2b(word.encode(), digest_size=8).digest() for word in words), dtype="<u8"
+    )
+    count = len(words) - SHINGLE_WORDS + 1
+    combined = np.zeros(count, dtype=np.uint64)
+    for offset, multiplier in enumerate(_SHINGLE_MULTIPLIERS):
+        combined ^= word_hashes[offset : offset + count] * multiplier
+    return combined
+
+
+def _winnow(hashes: np.ndarray) -> frozenset[int]:
+    """Rightmost minimum of every window: identical windows pick identical hashes in any document."""
+    if len(hashes) <= WINNOW_WINDOW:
+        return frozenset({int(hashes.min())})
+    windows = sliding_window_view(hashes, WINNOW_WINDOW)
+    rightmost = WINNOW_WINDOW - 1 - np.argmin(windows[:, ::-1], axis=1)
+    positions = np.unique(np.arange(len(windows)) + rightmost)
+    return frozenset(int(value) for value in hashes[positions])
+
+
+@dataclass(frozen=True)
+class TextFingerprint:
+    """Normalised word sequence of a text plus derived shingle hashes.
+
+    The words are kept (compressed in ``to_bytes``) because passages must be reported with
+    snippets and because hash parameters can change without re-reading the original files. Treat
+    the serialised form as confidential as the work itself; ``public()`` reveals only a digest.
+    """
+
+    words: tuple[str, ...]
+    shingles: np.ndarray = field(init=False, repr=False, compare=False)
+    winnowed: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.words) < SHINGLE_WORDS:
+            raise TextFingerprintError(
+                f"The text has {len(self.words)} words; at least {SHINGLE_WORDS} are needed to fingerprint it."
+            )
+        shingles = _shingle_hashes(self.words)
+        object.__setattr__(self, "shingles", shingles)
+        object.__setattr__(self, "winnowed", _winnow(shingles))
+
+    def to_bytes(self) -> bytes:
+        return _FORMAT_MAGIC + zlib.compress(" ".join(self.words).encode(), 9)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> TextFingerprint:
+        if not blob.startswith(_FORMAT_MAGIC):
+            raise TextFingerprintError("The data is not a serialised IPX text fingerprint.")
+        try:
+            words = zlib.decompress(blob[len(_FORMAT_MAGIC) :]).decode()
+        except (zlib.error, UnicodeDecodeError) as exc:
+            raise TextFingerprintError("The serialised text fingerprint is corrupt.") from exc
+        return cls(tuple(words.split(" ")))
+
+    def public(self) -> dict[str, int | str]:
+        digest = hashlib.sha256(" ".join(self.words).encode()).hexdigest()
+        return {"words": len(self.words), "winnowed_hashes": len(self.winnowed), "normalized_sha256": digest}
+
+
+def fingerprint_text(text: str) -> TextFingerprint:
+    return TextFingerprint(normalize_words(text))
+
+
+# --------------------------------------------------------------------------- alignment
+
+
+@dataclass
+class _Chain:
+    registered_start: int
+    query_start: int
+    registered_end: int
+    query_end: int
+    seeds: int = 1
+
+
+@dataclass(frozen=True)
+class TextMatch:
+    """A registered work found in the query.
+
+    Passage offsets are half-open WORD offsets into the normalised word sequences
+    (``TextFingerprint.words``) of the registered work and of the query; the snippet is query text.
+    """
+
+    work_id: str
+    method: str
+    distance: float
+    similarity: float
+    containment_of_registered: float
+    containment_of_query: float
+    matched_words: int
+    passages: list[dict[str, list[int] | str]]
+
+
+def _seed_chains(registered: np.ndarray, query: np.ndarray) -> list[_Chain]:
+    """Chain equal shingles along near-diagonals so edited words only interrupt, never split, passages."""
+    positions: dict[int, list[int]] = {}
+    for index, value in enumerate(registered.tolist()):
+        positions.setdefault(value, []).append(index)
+    chains: list[_Chain] = []
+    latest_on_diagonal: dict[int, _Chain] = {}
+    for query_index, value in enumerate(query.tolist()):
+        hits = positions.get(value)
+        if not hits or len(hits) > MAX_SEED_REPEATS:
+            continue
+        for registered_index in hits:
+            diagonal = query_index - registered_index
+            best: _Chain | None = None
+            for drift in sorted(range(-MAX_DIAGONAL_DRIFT, MAX_DIAGONAL_DRIFT + 1), key=abs):
+                chain = latest_on_diagonal.get(diagonal + drift)
+                if (
+                    chain is not None
+                    and 0 < query_index - chain.query_end <= MAX_GAP_SHINGLES
+                    and 0 < registered_index - chain.registered_end <= MAX_GAP_SHINGLES
+                ):
+                    best = chain
+                    break
+            if best is None:
+                best = _Chain(registered_index, query_index, registered_index, query_index)
+                chains.append(best)
+            else:
+                best.registered_end, best.query_end = registered_index, query_index
+                best.seeds += 1
+            latest_on_diagonal[diagonal] = best
+    return chains
+
+
+def _covered(spans: Iterable[tuple[int, int]]) -> int:
+    total, reach = 0, 0
+    for start, end in sorted(spans):
+        start = max(start, reach)
+        if end > start:
+            total += end - start
+            reach = end
+    return total
+
+
+def _overlaps_much(span: tuple[int, int], kept: Iterable[tuple[int, int]]) -> bool:
+    length = span[1] - span[0]
+    return any(min(span[1], b) - max(span[0], a) > length // 2 for a, b in kept)
+
+
+def compare(work_id: str, registered: TextFingerprint, query: TextFingerprint) -> TextMatch | None:
+    """Exact passage alignment of two fingerprints; None unless the evidence clears the thresholds."""
+    passages = [
+        chain
+        for chain in _seed_chains(registered.shingles, query.shingles)
+        if chain.seeds >= MIN_PASSAGE_SEEDS
+        and chain.query_end - chain.query_start + SHINGLE_WORDS >= MIN_PASSAGE_WORDS
+    ]
+    if not passages:
+        return None
+    registered_spans = [(c.registered_start, c.registered_end + SHINGLE_WORDS) for c in passages]
+    query_spans = [(c.query_start, c.query_end + SHINGLE_WORDS) for c in passages]
+    covered_registered = _covered(registered_spans)
+    of_registered = covered_registered / len(registered.words)
+    of_query = _covered(query_spans) / len(query.words)
+    similarity = max(of_registered, of_query)
+    if covered_registered < MIN_MATCHED_WORDS or (
+        similarity < MIN_SIMILARITY and covered_registered < MIN_ABSOLUTE_WORDS
+    ):
+        return None
+    reported: list[dict[str, list[int] | str]] = []
+    kept_query_spans: list[tuple[int, int]] = []
+    for chain in sorted(passages, key=lambda c: -c.seeds):
+        query_span = (chain.query_start, chain.query_end + SHINGLE_WORDS)
+        if _overlaps_much(query_span, kept_query_spans):
+            continue
+        kept_query_spans.append(query_span)
+        snippet_words = query.words[query_span[0] : min(query_span[1], query_span[0] + SNIPPET_WORDS)]
+        ellipsis = " …" if query_span[1] - query_span[0] > SNIPPET_WORDS else ""
+        reported.append(
+            {
+                "registered": [chain.registered_start, chain.registered_end + SHINGLE_WORDS],
+                "query": list(query_span),
+                "snippet": " ".join(snippet_words) + ellipsis,
+            }
+        )
+    reported.sort(key=lambda passage: passage["query"])
+    return TextMatch(
+        work_id=work_id,
+        method="text-containment",
+        distance=round(1.0 - similarity, 6),
+        similarity=round(similarity, 6),
+        containment_of_registered=round(of_registered, 6),
+        containment_of_query=round(of_query, 6),
+        matched_words=covered_registered,
+        passages=reported,
+    )
+
+
+class TextIndex:
+    """Registered text fingerprints with an inverted index of winnowed hashes; safe across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._works: dict[str, TextFingerprint] = {}
+        self._postings: dict[int, set[str]] = {}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._works)
+
+    def add(self, work_id: str, fp: TextFingerprint) -> None:
+        """Register (or replace) a work's fingerprint."""
+        with self._lock:
+            previous = self._works.pop(work_id, None)
+            if previous is not None:
+                for value in previous.winnowed:
+                    self._postings[value].discard(work_id)
+            self._works[work_id] = fp
+            for value in fp.winnowed:
+                self._postings.setdefault(value, set()).add(work_id)
+
+    def query(self, fp: TextFingerprint, *, limit: int = 20) -> list[TextMatch]:
+        """Registered works copied (wholly or in part) in ``fp``, most similar first."""
+        with self._lock:
+            shared: Counter[str] = Counter()
+            for value in fp.winnowed:
+                shared.update(self._postings.get(value, ()))
+            candidates = [(work_id, self._works[work_id]) for work_id, _ in shared.most_common(MAX_CANDIDATES)]
+        matches = []
+        for work_id, registered in candidates:
+            match = compare(work_id, registered, fp)
+            if match is not None:
+                matches.append(match)
+        matches.sort(key=lambda m: (-m.similarity, -m.matched_words, m.work_id))
+        return matches[:limit]

@@ -1,0 +1,7 @@
+"""Imports every domain's models so Base.metadata knows all tables (for Alembic)."""
+
+from ipx.accounts import models as accounts_models
+from ipx.audit import models as audit_models
+from ipx.registry import models as registry_models
+
+__all__ = ["accounts_models", "audit_models", "registry_models"]

@@ -1,0 +1,1 @@
+"""Works, signed registration statements, signing keys and the transparency log."""

@@ -1,0 +1,194 @@
+"""Registry routes: register, look up, search, evidence, verification, the log and the keys."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import PlainTextResponse
+from pydantic import ValidationError
+
+from ipx.deps import AppSettings, Creator, DbSession, Registry, receive_upload, require_file
+from ipx.errors import InvalidInput
+from ipx.registry import keys, log, service, signing
+from ipx.registry.models import Work
+from ipx.registry.note import NoteVerifier
+from ipx.registry.schemas import CreatorRef, Match, RegistrationForm, RegistrationRead, WorkPage, WorkRead
+
+router = APIRouter(tags=["registry"])
+well_known = APIRouter(tags=["registry"])
+
+def work_read(work: Work, display_name: str, public_url: str) -> dict[str, Any]:
+    statement = service.statement_of(work)
+    return {
+        "work_id": work.id,
+        "title": work.title,
+        "work_type": work.work_type,
+        "description": statement.get("description"),
+        "creators": statement["creators"],
+        "year_created": statement.get("year_created"),
+        "publication": statement["publication"],
+        "sha256": work.sha256,
+        "size": work.size,
+        "media_type": work.media_type,
+        "fingerprints": statement["fingerprints"],
+        "registered_at": work.registered_at,
+        "log_index": work.log_index,
+        "key_id": work.key_id,
+        "status": work.status,
+        "creator": CreatorRef(account_id=work.owner_id, display_name=display_name),
+        "evidence_url": f"{public_url}/api/v1/works/{work.id}/evidence",
+        "certificate_url": f"{public_url}/works/{work.id}",
+    }
+
+
+def match_read(match: service.SimilarWork, public_url: str) -> Match:
+    return Match(
+        work_id=match.work.id, title=match.work.title, registered_at=match.work.registered_at, method=match.method,
+        distance=match.distance, similarity=match.similarity, certificate_url=f"{public_url}/works/{match.work.id}",
+    )
+
+
+@router.post("/works", status_code=201, response_model=RegistrationRead)
+async def create_work(
+    request: Request,
+    caller: Creator,
+    session: DbSession,
+    settings: AppSettings,
+    registry: Registry,
+    file: Annotated[UploadFile | None, File(description="The work itself")] = None,
+    title: Annotated[str | None, Form()] = None,
+    work_type: Annotated[str | None, Form()] = None,
+    description: Annotated[str | None, Form()] = None,
+    creators: Annotated[str | None, Form(description='JSON: [{"name": "Ada", "share": 50}, ...]')] = None,
+    year_created: Annotated[int | None, Form()] = None,
+    published: Annotated[bool, Form()] = False,
+    published_where: Annotated[str | None, Form()] = None,
+) -> RegistrationRead:
+    """Register a work (any logged-in account): stored, signed, logged, checked for prior copies."""
+    try:
+        form = RegistrationForm(
+            title=title or "", work_type=work_type, description=description or None, creators=creators or [],
+            year_created=year_created, published=published, published_where=published_where or None,
+        )
+    except ValidationError as exc:
+        raise InvalidInput(
+            "The registration form has errors: " + "; ".join(e["msg"] for e in exc.errors()),
+            errors=[{"loc": ["body", *map(str, e["loc"])], "msg": e["msg"]} for e in exc.errors()],
+        ) from exc
+    upload = await receive_upload(require_file(file), settings, settings.data_dir / "tmp")
+    try:
+        registration = service.register(session, owner=caller, upload=upload, form=form, ctx=registry)
+    finally:
+        upload.path.unlink(missing_ok=True)
+    body = work_read(registration.work, caller.display_name, settings.public_url)
+    body["prior_similar"] = [match_read(m, settings.public_url) for m in registration.prior_similar]
+    return RegistrationRead(**body)
+
+
+@router.get("/works", response_model=WorkPage)
+def search_works(
+    session: DbSession,
+    settings: AppSettings,
+    sha256: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{64}$")] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    creator: Annotated[uuid.UUID | None, Query(description="account id")] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> WorkPage:
+    """Search registrations by exact SHA-256, title or creator name (anyone)."""
+    works, total = service.search_works(
+        session, sha256=sha256, q=q, owner_id=str(creator) if creator else None, page=page, page_size=page_size
+    )
+    items = [WorkRead(**work_read(w, service.owner_of(session, w).display_name, settings.public_url)) for w in works]
+    return WorkPage(items=items, total=total, page=page, page_size=page_size)
+
+
+@router.get("/works/{work_id}", response_model=WorkRead)
+def get_work(work_id: uuid.UUID, session: DbSession, settings: AppSettings) -> WorkRead:
+    """The public registration record (anyone)."""
+    work = service.get_work(session, str(work_id))
+    return WorkRead(**work_read(work, service.owner_of(session, work).display_name, settings.public_url))
+
+
+@router.get("/works/{work_id}/evidence")
+def get_work_evidence(work_id: uuid.UUID, session: DbSession) -> dict[str, Any]:
+    """The offline evidence bundle: statement, signature, key, inclusion proof, checkpoint (anyone)."""
+    return service.work_evidence(session, service.get_work(session, str(work_id)))
+
+
+@router.get("/verify/{work_id}")
+def verify_registration(work_id: uuid.UUID, session: DbSession, registry: Registry) -> dict[str, Any]:
+    """Re-verify a registration's signature, log inclusion and stored file, server-side (anyone)."""
+    work = service.get_work(session, str(work_id))
+    report = service.verify_work(session, work, registry.blobs)
+    return {"work_id": work.id, "sha256": work.sha256, "log_index": work.log_index, **report.as_dict()}
+
+
+@router.get("/log/checkpoint", response_class=PlainTextResponse)
+def get_checkpoint(session: DbSession) -> str:
+    """The latest signed checkpoint as a C2SP signed note (anyone)."""
+    return log.latest_checkpoint(session).note
+
+
+@router.get("/log/checkpoints/{tree_size}", response_class=PlainTextResponse)
+def get_checkpoint_at(tree_size: int, session: DbSession) -> str:
+    """The checkpoint published at a given tree size, for witnesses and auditors (anyone)."""
+    return log.checkpoint_at(session, tree_size).note
+
+
+@router.get("/log/proof/inclusion")
+def get_inclusion_proof(
+    session: DbSession, index: Annotated[int, Query(ge=0)], size: Annotated[int, Query(ge=1)]
+) -> dict[str, Any]:
+    """RFC 9162 inclusion proof of entry `index` in the tree of `size` entries (anyone)."""
+    hashes = log.inclusion_proof(session, index, size)
+    return {
+        "index": index, "tree_size": size, "leaf_hash": log.b64(log.leaf(session, index).leaf_hash),
+        "hashes": [log.b64(h) for h in hashes],
+    }
+
+
+@router.get("/log/proof/consistency")
+def get_consistency_proof(
+    session: DbSession, first: Annotated[int, Query(ge=1)], second: Annotated[int, Query(ge=1)]
+) -> dict[str, Any]:
+    """RFC 9162 consistency proof between two tree sizes (anyone)."""
+    return {"first": first, "second": second, "hashes": [log.b64(h) for h in log.consistency_proof(session, first, second)]}
+
+
+@router.get("/log/entries")
+def get_log_entries(
+    session: DbSession, start: Annotated[int, Query(ge=0)] = 0, end: Annotated[int | None, Query(ge=1)] = None
+) -> dict[str, Any]:
+    """Raw leaves [start, end), at most 1000 per call, so anyone can mirror and audit the log (anyone)."""
+    rows = log.entries(session, start, end if end is not None else start + log.MAX_ENTRIES_PER_PAGE)
+    return {
+        "tree_size": log.size(session),
+        "entries": [
+            {"index": r.index, "type": r.entry_type, "leaf": log.b64(r.data), "leaf_hash": log.b64(r.leaf_hash)}
+            for r in rows
+        ],
+    }
+
+
+@well_known.get("/.well-known/ipx/keys")
+def get_keys(session: DbSession) -> dict[str, Any]:
+    """Every key IPX has signed with, current and retired, with its validity window (anyone)."""
+    origin = log.origin(session)
+    return {
+        "log_origin": origin,
+        "keys": [
+            {
+                "key_id": key.key_id,
+                "algorithm": key.algorithm,
+                "public_key_pem": key.public_key_pem,
+                "note_verifier_key": NoteVerifier(origin, signing.load_public_key_pem(key.public_key_pem)).vkey,
+                "valid_from": key.valid_from,
+                "valid_until": key.valid_until,
+                "status": "active" if key.valid_until is None else "retired",
+            }
+            for key in keys.all_keys(session)
+        ],
+    }

@@ -1,0 +1,155 @@
+"""C2SP signed notes and tlog checkpoints (https://c2sp.org/signed-note, /tlog-checkpoint).
+
+A checkpoint commits the log to a size and root hash; signing it as a note lets any witness or
+verifier check it with the log's published Ed25519 key and nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ipx.registry.signing import raw_public_key
+
+SIGNATURE_PREFIX = "\u2014 "  # em dash and a space
+ED25519_TYPE = b"\x01"
+
+
+class NoteError(ValueError):
+    """A note or checkpoint is malformed or carries no valid signature; the message says which."""
+
+
+def note_key_hash(name: str, raw_key: bytes) -> bytes:
+    """The 4-byte key hash: SHA-256(name || 0x0A || 0x01 || public key)[:4]."""
+    return hashlib.sha256(name.encode() + b"\n" + ED25519_TYPE + raw_key).digest()[:4]
+
+
+@dataclass(frozen=True)
+class NoteVerifier:
+    name: str
+    public_key: Ed25519PublicKey
+
+    @property
+    def key_hash(self) -> bytes:
+        return note_key_hash(self.name, raw_public_key(self.public_key))
+
+    @property
+    def vkey(self) -> str:
+        """The `name+hex id+base64` verifier key string used by Go's note package and witnesses."""
+        raw = base64.b64encode(ED25519_TYPE + raw_public_key(self.public_key)).decode()
+        return f"{self.name}+{self.key_hash.hex()}+{raw}"
+
+    @classmethod
+    def from_vkey(cls, vkey: str) -> NoteVerifier:
+        parts = vkey.split("+", 2)
+        if len(parts) != 3 or not parts[0] or len(parts[1]) != 8:
+            raise NoteError(f"malformed verifier key {vkey!r}")
+        name, key_hash_hex, encoded = parts
+        try:
+            blob = base64.b64decode(encoded, validate=True)
+            key_hash = bytes.fromhex(key_hash_hex)
+        except (binascii.Error, ValueError) as exc:
+            raise NoteError(f"malformed verifier key {vkey!r}") from exc
+        if len(blob) != 33 or blob[:1] != ED25519_TYPE:
+            raise NoteError("verifier key is not a 32-byte Ed25519 key")
+        verifier = cls(name, Ed25519PublicKey.from_public_bytes(blob[1:]))
+        if verifier.key_hash != key_hash or key_hash_hex != key_hash_hex.lower():
+            raise NoteError("verifier key id does not match its name and key")
+        return verifier
+
+
+@dataclass(frozen=True)
+class OpenedNote:
+    text: str
+    verified_by: tuple[str, ...]
+    unverified: tuple[tuple[str, bytes], ...]  # (name, key hash) of signatures with no known key
+
+
+def sign_note(text: str, name: str, private_key: Ed25519PrivateKey) -> str:
+    if not text.endswith("\n"):
+        raise NoteError("note text must end with a newline")
+    if "\u2014" in name or " " in name or "+" in name or not name:
+        raise NoteError(f"invalid signer name {name!r}")
+    key_hash = note_key_hash(name, raw_public_key(private_key.public_key()))
+    signature = private_key.sign(text.encode())
+    return f"{text}\n{SIGNATURE_PREFIX}{name} {base64.b64encode(key_hash + signature).decode()}\n"
+
+
+def open_note(note: str, verifiers: list[NoteVerifier]) -> OpenedNote:
+    """Split a signed note, check every signature by a known key, and demand at least one."""
+    if not note.endswith("\n"):
+        raise NoteError("signed note does not end with a newline")
+    split = note.rfind("\n\n")
+    if split < 0:
+        raise NoteError("signed note has no blank line before its signatures")
+    text, signature_block = note[: split + 1], note[split + 2 :]
+    known = {(v.name, v.key_hash): v for v in verifiers}
+    verified: list[str] = []
+    unverified: list[tuple[str, bytes]] = []
+    for line in signature_block.splitlines():
+        if not line.startswith(SIGNATURE_PREFIX):
+            raise NoteError(f"malformed signature line {line!r}")
+        name, _, encoded = line[len(SIGNATURE_PREFIX) :].rpartition(" ")
+        try:
+            blob = base64.b64decode(encoded, validate=True)
+        except binascii.Error as exc:
+            raise NoteError(f"signature of {name!r} is not base64") from exc
+        if len(blob) < 5:
+            raise NoteError(f"signature of {name!r} is too short")
+        verifier = known.get((name, blob[:4]))
+        if verifier is None:
+            unverified.append((name, blob[:4]))
+            continue
+        try:
+            verifier.public_key.verify(blob[4:], text.encode())
+        except InvalidSignature as exc:
+            raise NoteError(f"signature by {name!r} does not verify") from exc
+        verified.append(name)
+    if not verified:
+        raise NoteError("the note carries no valid signature by a known key")
+    return OpenedNote(text, tuple(verified), tuple(unverified))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    origin: str
+    size: int
+    root_hash: bytes
+    extensions: tuple[str, ...] = ()
+
+    def body(self) -> str:
+        lines = [self.origin, str(self.size), base64.b64encode(self.root_hash).decode(), *self.extensions]
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def parse(cls, text: str) -> Checkpoint:
+        lines = text.split("\n")
+        if len(lines) < 4 or lines[-1] != "":
+            raise NoteError("checkpoint needs origin, size and root hash lines, each ending in a newline")
+        origin, size_text, root_text, *extensions = lines[:-1]
+        if not origin:
+            raise NoteError("checkpoint origin is empty")
+        if not size_text.isdigit() or (size_text.startswith("0") and size_text != "0"):
+            raise NoteError(f"checkpoint size {size_text!r} is not a decimal number")
+        try:
+            root = base64.b64decode(root_text, validate=True)
+        except binascii.Error as exc:
+            raise NoteError("checkpoint root hash is not base64") from exc
+        if len(root) != 32:
+            raise NoteError("checkpoint root hash is not 32 bytes")
+        if any(not line for line in extensions):
+            raise NoteError("checkpoint has an empty extension line")
+        return cls(origin, int(size_text), root, tuple(extensions))
+
+
+def open_checkpoint(note: str, verifiers: list[NoteVerifier]) -> Checkpoint:
+    opened = open_note(note, verifiers)
+    checkpoint = Checkpoint.parse(opened.text)
+    if checkpoint.origin not in opened.verified_by:
+        raise NoteError(f"checkpoint for {checkpoint.origin!r} is not signed by a key of that name")
+    return checkpoint

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from ipx.registry.media import WORK_TYPES
+
+
+class CreatorShare(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    share: Decimal = Field(gt=0, le=100, decimal_places=2, description="Percent of the work, up to 2 decimals.")
+    role: str | None = Field(default=None, max_length=100)
+
+
+class RegistrationForm(BaseModel):
+    """eCO-like registration metadata; everything here is signed into the statement."""
+
+    title: str = Field(min_length=1, max_length=500)
+    work_type: str | None = None
+    description: str | None = Field(default=None, max_length=5000)
+    creators: list[CreatorShare] = Field(default_factory=list, max_length=50)
+    year_created: int | None = Field(default=None, ge=1000)
+    published: bool = False
+    published_where: str | None = Field(default=None, max_length=500)
+
+    @field_validator("title")
+    @classmethod
+    def _title_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the title cannot be blank")
+        return value.strip()
+
+    @field_validator("work_type")
+    @classmethod
+    def _known_type(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if value not in WORK_TYPES:
+            raise ValueError(f"work_type must be one of {', '.join(WORK_TYPES)}")
+        return value
+
+    @field_validator("creators", mode="before")
+    @classmethod
+    def _creators_from_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return []
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError("creators must be a JSON list like [{\"name\": \"Ada\", \"share\": 50}]") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _shares_add_up(self) -> RegistrationForm:
+        if self.creators and sum(c.share for c in self.creators) != 100:
+            raise ValueError("the creators' shares must add up to 100")
+        if self.year_created is not None and self.year_created > datetime.now(UTC).year:
+            raise ValueError("year_created cannot be in the future")
+        if self.published_where and not self.published:
+            raise ValueError("published_where is given but published is false")
+        return self
+
+
+class Match(BaseModel):
+    work_id: str
+    title: str
+    registered_at: datetime
+    method: str
+    distance: float
+    similarity: float
+    certificate_url: str
+
+
+class CreatorRef(BaseModel):
+    account_id: str
+    display_name: str
+
+
+class WorkRead(BaseModel):
+    """The public registration record: nothing private (no email, no original file name)."""
+
+    work_id: str
+    title: str
+    work_type: str
+    description: str | None
+    creators: list[dict[str, Any]]
+    year_created: int | None
+    publication: dict[str, Any]
+    sha256: str
+    size: int
+    media_type: str
+    fingerprints: dict[str, Any]
+    registered_at: datetime
+    log_index: int
+    key_id: str
+    status: str
+    creator: CreatorRef
+    evidence_url: str
+    certificate_url: str
+
+
+class RegistrationRead(WorkRead):
+    prior_similar: list[Match]
+
+
+class WorkPage(BaseModel):
+    items: list[WorkRead]
+    total: int
+    page: int
+    page_size: int
+
+
+PositiveIndex = Annotated[int, Field(ge=0)]

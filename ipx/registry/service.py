@@ -1,0 +1,273 @@
+"""Registering works: validate, store, sign, log, in one transaction (no HTTP, no commit here)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from ipx.accounts.models import User
+from ipx.accounts.service import Principal
+from ipx.audit import service as audit_service
+from ipx.blobs import BlobStore
+from ipx.db import utcnow
+from ipx.errors import Conflict, InvalidInput, NotFound
+from ipx.registry import evidence, keys, log, media, signing
+from ipx.registry.models import PriorMatch, Work, WorkFingerprint
+from ipx.registry.schemas import RegistrationForm
+
+STATEMENT_TYPE = "ipx.registration/v1"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A fully received upload, spooled to a private temporary file and hashed on the way in."""
+
+    path: Path
+    sha256: str
+    size: int
+    filename: str | None
+    content_type: str | None
+
+
+@dataclass(frozen=True)
+class SimilarWork:
+    work: Work
+    method: str
+    distance: float
+    similarity: float
+
+
+@dataclass(frozen=True)
+class ComputedFingerprints:
+    public: dict[str, Any]  # signed into the statement
+    stored: dict[str, bytes]  # kind -> serialized fingerprint, for index rebuilds
+
+
+class FingerprintEngine(Protocol):
+    """Perceptual fingerprints and the similarity index (see ipx.fingerprint)."""
+
+    def compute(self, data: bytes, media_type: str) -> ComputedFingerprints: ...
+    def similar(self, computed: ComputedFingerprints) -> list[tuple[str, str, float, float]]: ...
+    def add(self, work_id: str, computed: ComputedFingerprints) -> None: ...
+
+
+@dataclass
+class RegistryContext:
+    blobs: BlobStore
+    key_dir: Path
+    public_url: str
+    fingerprints: FingerprintEngine | None = None
+
+
+@dataclass
+class Registration:
+    work: Work
+    owner: Principal
+    prior_similar: list[SimilarWork] = field(default_factory=list)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _statement(
+    *, work_id: str, upload: Upload, media_type: str, work_type: str, form: RegistrationForm,
+    owner: Principal, fingerprints: dict[str, Any], registered_at: datetime, key_id: str,
+) -> dict[str, Any]:
+    creators = form.creators or []
+    statement: dict[str, Any] = {
+        "type": STATEMENT_TYPE,
+        "work_id": work_id,
+        "sha256": upload.sha256,
+        "size": upload.size,
+        "media_type": media_type,
+        "title": form.title,
+        "work_type": work_type,
+        "creators": [
+            {"name": c.name, "share_bps": int(c.share * 100), **({"role": c.role} if c.role else {})}
+            for c in creators
+        ] or [{"name": owner.display_name, "share_bps": 10000}],
+        "publication": {"published": form.published, **({"where": form.published_where} if form.published_where else {})},
+        "creator": {"account_id": owner.id, "display_name": owner.display_name},
+        "fingerprints": fingerprints,
+        "registered_at": rfc3339(registered_at),
+        "key_id": key_id,
+    }
+    if form.description:
+        statement["description"] = form.description
+    if form.year_created is not None:
+        statement["year_created"] = form.year_created
+    return statement
+
+
+def _reject_bad_upload(upload: Upload) -> str:
+    if upload.size == 0:
+        raise InvalidInput("The file is empty: there is nothing to register.")
+    with upload.path.open("rb") as source:
+        head = source.read(media.SNIFF_BYTES)
+    media_type = media.sniff(head)
+    problem = media.mislabel(media.claimed_media_type(upload.filename, upload.content_type), media_type)
+    if problem:
+        raise InvalidInput(problem + " Upload the original file.")
+    return media_type
+
+
+def register(
+    session: Session, *, owner: Principal, upload: Upload, form: RegistrationForm, ctx: RegistryContext
+) -> Registration:
+    media_type = _reject_bad_upload(upload)
+    existing = session.scalar(select(Work).where(Work.owner_id == owner.id, Work.sha256 == upload.sha256))
+    if existing is not None:
+        raise Conflict(
+            f"You already registered this exact file as “{existing.title}” on {rfc3339(existing.registered_at)}.",
+            work_id=existing.id, work_url=f"{ctx.public_url}/api/v1/works/{existing.id}",
+        )
+    computed = ComputedFingerprints(public={}, stored={})
+    if ctx.fingerprints is not None:
+        computed = ctx.fingerprints.compute(upload.path.read_bytes(), media_type)
+    prior = _prior_similar(session, owner, upload.sha256, computed, ctx)
+
+    ctx.blobs.put_file(upload.sha256, upload.path)
+    signer = keys.active_signer(session, ctx.key_dir)
+    work_id = str(uuid.uuid4())
+    work_type = form.work_type or media.work_type_for(media_type)
+    signed: dict[str, Any] = {}
+
+    def build_leaf() -> bytes:
+        registered_at = utcnow()
+        statement = _statement(
+            work_id=work_id, upload=upload, media_type=media_type, work_type=work_type, form=form, owner=owner,
+            fingerprints=computed.public, registered_at=registered_at, key_id=signer.key_id,
+        )
+        body, signature = signing.sign_statement(signer.private_key, statement)
+        signed.update(body=body, signature=signature, registered_at=registered_at, statement=statement)
+        return body
+
+    appended = log.append(session, STATEMENT_TYPE, build_leaf)
+    statement = signed["statement"]
+    work = Work(
+        id=work_id, owner_id=owner.id, sha256=upload.sha256, size=upload.size, media_type=media_type,
+        original_filename=(upload.filename or "")[:255] or None, title=form.title, work_type=work_type,
+        details={k: statement[k] for k in ("creators", "publication", "description", "year_created") if k in statement},
+        statement=signed["body"], signature=signed["signature"], key_id=signer.key_id,
+        log_index=appended.index, registered_at=signed["registered_at"],
+    )
+    session.add(work)
+    session.flush()
+    for match in prior:
+        session.add(PriorMatch(
+            work_id=work_id, prior_work_id=match.work.id, method=match.method, distance=match.distance,
+            similarity=match.similarity,
+        ))
+    for kind, data in computed.stored.items():
+        session.add(WorkFingerprint(work_id=work_id, kind=kind, data=data, seq=appended.index))
+    audit_service.record(
+        session, action="work.registered", subject_type="work", subject_id=work_id, actor_id=owner.id,
+        details={"sha256": upload.sha256, "log_index": appended.index, "prior_similar": len(prior)},
+    )
+    log.publish_checkpoint(session, signer)
+    if ctx.fingerprints is not None and computed.stored:
+        engine = ctx.fingerprints
+        session.info.setdefault("after_commit", []).append(lambda: engine.add(work_id, computed))
+    return Registration(work, owner, prior)
+
+
+def _prior_similar(
+    session: Session, owner: Principal, sha256: str, computed: ComputedFingerprints, ctx: RegistryContext
+) -> list[SimilarWork]:
+    """Earlier works of other accounts that this upload matches exactly or perceptually, best first."""
+    found: dict[str, SimilarWork] = {}
+    exact = session.scalars(select(Work).where(Work.sha256 == sha256, Work.owner_id != owner.id))
+    for work in exact:
+        found[work.id] = SimilarWork(work, "sha256", 0.0, 1.0)
+    if ctx.fingerprints is not None and computed.stored:
+        for work_id, method, distance, similarity in ctx.fingerprints.similar(computed):
+            if work_id in found:
+                continue
+            work = session.get(Work, work_id)
+            if work is not None and work.owner_id != owner.id:
+                found[work_id] = SimilarWork(work, method, distance, similarity)
+    return sorted(found.values(), key=lambda m: (-m.similarity, m.distance, m.work.registered_at))
+
+
+def get_work(session: Session, work_id: str) -> Work:
+    work = session.get(Work, work_id)
+    if work is None:
+        raise NotFound(f"No registered work has the id {work_id}.")
+    return work
+
+
+def owner_of(session: Session, work: Work) -> User:
+    user = session.get(User, work.owner_id)
+    if user is None:
+        raise NotFound("The owner of this work no longer exists.")
+    return user
+
+
+def statement_of(work: Work) -> dict[str, Any]:
+    return json.loads(work.statement)
+
+
+def search_works(
+    session: Session, *, sha256: str | None, q: str | None, owner_id: str | None, page: int, page_size: int
+) -> tuple[list[Work], int]:
+    query = select(Work)
+    if sha256:
+        query = query.where(Work.sha256 == sha256.lower())
+    if owner_id:
+        query = query.where(Work.owner_id == owner_id)
+    if q:
+        pattern = f"%{q.strip().lower()}%"
+        query = query.join(User, User.id == Work.owner_id).where(
+            or_(func.lower(Work.title).like(pattern), func.lower(User.display_name).like(pattern))
+        )
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(Work.registered_at.desc()).offset((page - 1) * page_size).limit(page_size)
+    )
+    return list(rows), total
+
+
+def prior_matches_of(session: Session, work_id: str) -> list[SimilarWork]:
+    rows = session.scalars(select(PriorMatch).where(PriorMatch.work_id == work_id).order_by(PriorMatch.id))
+    return [SimilarWork(get_work(session, r.prior_work_id), r.method, r.distance, r.similarity) for r in rows]
+
+
+def evidence_bundle(session: Session, *, statement: bytes, signature: bytes, key_id: str, index: int) -> dict[str, Any]:
+    """The offline bundle for any signed log entry, proven against the latest checkpoint."""
+    checkpoint = log.latest_checkpoint(session)
+    statement_key = keys.get_key(session, key_id)
+    checkpoint_key = keys.get_key(session, checkpoint.key_id)
+    return evidence.build_bundle(
+        statement=json.loads(statement), signature=signature, key_id=key_id,
+        public_key_pem=statement_key.public_key_pem, origin=log.origin(session), index=index,
+        tree_size=checkpoint.tree_size, leaf_hash=log.leaf(session, index).leaf_hash,
+        inclusion_proof=log.inclusion_proof(session, index, checkpoint.tree_size), checkpoint=checkpoint.note,
+        checkpoint_key={"key_id": checkpoint_key.key_id, "public_key_pem": checkpoint_key.public_key_pem},
+    )
+
+
+def work_evidence(session: Session, work: Work) -> dict[str, Any]:
+    return evidence_bundle(
+        session, statement=work.statement, signature=work.signature, key_id=work.key_id, index=work.log_index
+    )
+
+
+def verify_work(session: Session, work: Work, blobs: BlobStore) -> evidence.VerificationReport:
+    """Re-check everything an outside verifier would, plus that the stored file is intact."""
+    trusted = {key.key_id for key in keys.all_keys(session)}
+    try:
+        content: bytes | None = blobs.read(work.sha256)
+    except (FileNotFoundError, OSError):
+        content = None
+    report = evidence.verify_bundle(work_evidence(session, work), content, trusted)
+    if content is None:
+        report.add("stored file", False, "the registered file is missing from the blob store")
+    return report
