@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +22,7 @@ from ipx.registry import api as registry_api
 from ipx.registry import keys, log
 from ipx.registry.service import RegistryContext
 from ipx.storage import sweep_orphan_blobs
+from ipx.web.templating import STATIC_DIR
 
 API_PREFIX = "/api/v1"
 MULTIPART_OVERHEAD = 64 * 1024
@@ -129,6 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD)
 
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # API routers, one line per domain; page routers come after them.
     app.include_router(accounts_api.router, prefix=API_PREFIX)
     app.include_router(registry_api.router, prefix=API_PREFIX)
     app.include_router(registry_api.well_known)

@@ -1,0 +1,1 @@
+"""Server-rendered pages (Jinja2 + plain CSS); every page works without JavaScript."""
