@@ -18,6 +18,7 @@ from ipx.registry.signing import raw_public_key
 
 SIGNATURE_PREFIX = "\u2014 "  # em dash and a space
 ED25519_TYPE = b"\x01"
+MAX_SIGNATURES = 100  # as Go's note package: bounds the work a hostile note can cause
 
 
 class NoteError(ValueError):
@@ -80,27 +81,53 @@ def sign_note(text: str, name: str, private_key: Ed25519PrivateKey) -> str:
     return f"{text}\n{SIGNATURE_PREFIX}{name} {base64.b64encode(key_hash + signature).decode()}\n"
 
 
-def open_note(note: str, verifiers: list[NoteVerifier]) -> OpenedNote:
+def _decode(note: str | bytes) -> str:
+    if isinstance(note, bytes):
+        try:
+            note = note.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise NoteError("signed note is not valid UTF-8") from exc
+    if any(ord(ch) < 0x20 and ch != "\n" or ch == "\x7f" for ch in note):
+        raise NoteError("signed note contains control characters")
+    return note
+
+
+def open_note(note: str | bytes, verifiers: list[NoteVerifier]) -> OpenedNote:
     """Split a signed note, check every signature by a known key, and demand at least one."""
+    note = _decode(note)
     if not note.endswith("\n"):
         raise NoteError("signed note does not end with a newline")
     split = note.rfind("\n\n")
     if split < 0:
         raise NoteError("signed note has no blank line before its signatures")
     text, signature_block = note[: split + 1], note[split + 2 :]
-    known = {(v.name, v.key_hash): v for v in verifiers}
+    known: dict[tuple[str, bytes], NoteVerifier] = {}
+    ambiguous: set[tuple[str, bytes]] = set()
+    for verifier in verifiers:
+        key = (verifier.name, verifier.key_hash)
+        if key in known:
+            ambiguous.add(key)
+        known[key] = verifier
+    lines = signature_block.splitlines()
+    if len(lines) > MAX_SIGNATURES:
+        raise NoteError(f"signed note has more than {MAX_SIGNATURES} signatures")
+    lines = list(dict.fromkeys(lines))  # duplicate signature lines count once
     verified: list[str] = []
     unverified: list[tuple[str, bytes]] = []
-    for line in signature_block.splitlines():
+    for line in lines:
         if not line.startswith(SIGNATURE_PREFIX):
             raise NoteError(f"malformed signature line {line!r}")
         name, _, encoded = line[len(SIGNATURE_PREFIX) :].rpartition(" ")
+        if not name or " " in name:
+            raise NoteError(f"malformed signer name in {line!r}")
         try:
             blob = base64.b64decode(encoded, validate=True)
         except binascii.Error as exc:
             raise NoteError(f"signature of {name!r} is not base64") from exc
         if len(blob) < 5:
             raise NoteError(f"signature of {name!r} is too short")
+        if (name, blob[:4]) in ambiguous:
+            raise NoteError(f"more than one verifier key is named {name!r} with the same key id")
         verifier = known.get((name, blob[:4]))
         if verifier is None:
             unverified.append((name, blob[:4]))
