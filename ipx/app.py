@@ -26,6 +26,7 @@ from ipx.web.templating import STATIC_DIR
 
 API_PREFIX = "/api/v1"
 MULTIPART_OVERHEAD = 64 * 1024
+HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
 
 
 def problem_response(error: IPXError, request: Request) -> Response:
@@ -43,7 +44,7 @@ def _validation_problem(request: Request, exc: RequestValidationError) -> Respon
 def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:
     problem = IPXError(str(exc.detail))
     problem.status_code = exc.status_code
-    problem.title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(exc.status_code, "HTTP error")
+    problem.title = HTTP_TITLES.get(exc.status_code, "HTTP error")
     response = problem_response(problem, request)
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value

@@ -128,10 +128,12 @@ def blobs_sweep(grace_seconds: Annotated[int | None, typer.Option()] = None) -> 
     from ipx.storage import sweep_orphan_blobs
 
     settings = get_settings()
-    store = open_blob_store(settings.resolved_blob_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
+    store = open_blob_store(
+        settings.resolved_blob_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+    )
+    grace = settings.orphan_blob_grace_seconds if grace_seconds is None else grace_seconds
     with transaction(_session_factory()) as session:
-        removed = sweep_orphan_blobs(session, store, settings.orphan_blob_grace_seconds if grace_seconds is None
-                                     else grace_seconds)
+        removed = sweep_orphan_blobs(session, store, grace)
     typer.echo(f"removed {len(removed)} orphaned blob(s)")
 
 

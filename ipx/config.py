@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,16 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = 7 * 24 * 3600
     orphan_blob_grace_seconds: int = 3600
     cookie_secure: bool = False
+    # complaints and notifications
+    complaint_restore_business_days: int = Field(default=10, ge=10, le=14)  # DMCA 512(g): 10-14 business days
+    email_sender: str = "file"  # "file" writes .eml files under data_dir/outbox; "console" prints them
+    # marketplace: "offline" settles outside IPX (POST /orders/{id}/confirm); "stripe" uses PaymentIntents
+    payment_provider: str = "offline"
+    stripe_api_key: str = ""
+    stripe_api_base: str = "https://api.stripe.com"  # point at localstripe in tests
+    stripe_webhook_secret: str = ""
+    platform_fee_bps: int = 1000  # basis points of each sale kept by the platform (1000 = 10 %)
+    supported_currencies: list[str] = ["EUR", "USD", "GBP", "CHF", "CAD", "AUD", "JPY", "SEK", "NOK", "DKK"]
 
     @cached_property
     def resolved_database_url(self) -> str:

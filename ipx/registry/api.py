@@ -43,6 +43,15 @@ def work_read(work: Work, display_name: str, public_url: str) -> dict[str, Any]:
     }
 
 
+def form_errors(exc: ValidationError) -> InvalidInput:
+    """One sentence naming every bad field, plus the field-level list for clients and forms."""
+    errors = [
+        {"loc": ["body", *map(str, e["loc"])], "msg": e["msg"].removeprefix("Value error, ")} for e in exc.errors()
+    ]
+    where = "; ".join(f"{'.'.join(e['loc'][1:]) or 'form'}: {e['msg']}" for e in errors)
+    return InvalidInput(f"The registration form has errors — {where}.", errors=errors)
+
+
 def match_read(match: service.SimilarWork, public_url: str) -> Match:
     return Match(
         work_id=match.work.id, title=match.work.title, registered_at=match.work.registered_at, method=match.method,
@@ -73,10 +82,7 @@ async def create_work(
             year_created=year_created, published=published, published_where=published_where or None,
         )
     except ValidationError as exc:
-        raise InvalidInput(
-            "The registration form has errors: " + "; ".join(e["msg"] for e in exc.errors()),
-            errors=[{"loc": ["body", *map(str, e["loc"])], "msg": e["msg"]} for e in exc.errors()],
-        ) from exc
+        raise form_errors(exc) from exc
     upload = await receive_upload(require_file(file), settings, settings.data_dir / "tmp")
     try:
         registration = service.register(session, owner=caller, upload=upload, form=form, ctx=registry)
@@ -155,7 +161,8 @@ def get_consistency_proof(
     session: DbSession, first: Annotated[int, Query(ge=1)], second: Annotated[int, Query(ge=1)]
 ) -> dict[str, Any]:
     """RFC 9162 consistency proof between two tree sizes (anyone)."""
-    return {"first": first, "second": second, "hashes": [log.b64(h) for h in log.consistency_proof(session, first, second)]}
+    hashes = log.consistency_proof(session, first, second)
+    return {"first": first, "second": second, "hashes": [log.b64(h) for h in hashes]}
 
 
 @router.get("/log/entries")

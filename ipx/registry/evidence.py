@@ -137,7 +137,8 @@ def verify_bundle(
         else:
             report.add("checkpoint signature", True, f"signed note for {checkpoint.origin}, size {checkpoint.size}")
             if checkpoint.size != tree_size:
-                report.add("inclusion proof", False, f"proof is for size {tree_size}, checkpoint says {checkpoint.size}")
+                detail = f"proof is for size {tree_size}, checkpoint says {checkpoint.size}"
+                report.add("inclusion proof", False, detail)
             else:
                 try:
                     merkle.verify_inclusion(index, tree_size, leaf_hash, proof, checkpoint.root_hash)

@@ -87,7 +87,7 @@ def _decode(note: str | bytes) -> str:
             note = note.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise NoteError("signed note is not valid UTF-8") from exc
-    if any(ord(ch) < 0x20 and ch != "\n" or ch == "\x7f" for ch in note):
+    if any((ord(ch) < 0x20 and ch != "\n") or ch == "\x7f" for ch in note):
         raise NoteError("signed note contains control characters")
     return note
 

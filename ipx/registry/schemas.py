@@ -19,7 +19,7 @@ class CreatorShare(BaseModel):
 class RegistrationForm(BaseModel):
     """eCO-like registration metadata; everything here is signed into the statement."""
 
-    title: str = Field(min_length=1, max_length=500)
+    title: str = Field(max_length=500)
     work_type: str | None = None
     description: str | None = Field(default=None, max_length=5000)
     creators: list[CreatorShare] = Field(default_factory=list, max_length=50)
@@ -31,7 +31,7 @@ class RegistrationForm(BaseModel):
     @classmethod
     def _title_not_blank(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("the title cannot be blank")
+            raise ValueError("a title is required")
         return value.strip()
 
     @field_validator("work_type")

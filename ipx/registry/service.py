@@ -94,7 +94,9 @@ def _statement(
             {"name": c.name, "share_bps": int(c.share * 100), **({"role": c.role} if c.role else {})}
             for c in creators
         ] or [{"name": owner.display_name, "share_bps": 10000}],
-        "publication": {"published": form.published, **({"where": form.published_where} if form.published_where else {})},
+        "publication": {
+            "published": form.published, **({"where": form.published_where} if form.published_where else {})
+        },
         "creator": {"account_id": owner.id, "display_name": owner.display_name},
         "fingerprints": fingerprints,
         "registered_at": rfc3339(registered_at),

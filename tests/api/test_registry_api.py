@@ -1,0 +1,287 @@
+"""The registry's public API on SQLite and PostgreSQL: happy paths, evidence, and every bad input."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ipx.app import create_app
+from ipx.registry import merkle
+from ipx.registry.evidence import verify_bundle
+from ipx.registry.note import NoteVerifier, open_checkpoint
+from ipx.registry.signing import load_public_key_pem
+from tests.conftest import png_bytes
+
+
+def log_size(client: TestClient) -> int:
+    return int(client.get("/api/v1/log/checkpoint").text.split("\n")[1])
+
+
+def assert_problem(response, status: int, contains: str) -> dict:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and contains.lower() in body["detail"].lower(), body
+    return body
+
+
+def test_registration_returns_the_contract_fields_and_evidence_verifies_offline(client, make_user):
+    alice = make_user("Alice Author")
+    data = png_bytes(3)
+    response = alice.register(
+        data, title="Harbour at dawn", description="Oil on canvas", year_created="2024",
+        creators='[{"name": "Alice Author", "share": 60}, {"name": "Bob Painter", "share": 40}]',
+        published="true", published_where="Gallery X",
+    )
+    assert response.status_code == 201, response.text
+    work = response.json()
+    assert work["sha256"] == hashlib.sha256(data).hexdigest()
+    assert work["media_type"] == "image/png" and work["work_type"] == "image"
+    assert work["log_index"] == 0 and work["prior_similar"] == []
+    assert work["creators"] == [
+        {"name": "Alice Author", "share_bps": 6000}, {"name": "Bob Painter", "share_bps": 4000}
+    ]
+    assert work["creator"] == {"account_id": alice.account_id, "display_name": "Alice Author"}
+    assert work["registered_at"].endswith("Z")
+    assert work["evidence_url"].endswith(f"/api/v1/works/{work['work_id']}/evidence")
+
+    bundle = client.get(f"/api/v1/works/{work['work_id']}/evidence").json()
+    assert bundle["statement"]["type"] == "ipx.registration/v1"
+    assert bundle["statement"]["publication"] == {"published": True, "where": "Gallery X"}
+    report = verify_bundle(bundle, data)
+    assert report.ok, report.as_dict()
+
+    public = client.get(f"/api/v1/works/{work['work_id']}").json()
+    assert "email" not in str(public) and "original_filename" not in public
+    assert public["status"] == "registered"
+
+
+def test_checkpoint_is_a_signed_note_by_a_published_key(client, make_user):
+    make_user().register(png_bytes(1))
+    keys = client.get("/.well-known/ipx/keys").json()
+    assert keys["keys"][0]["status"] == "active" and keys["keys"][0]["valid_until"] is None
+    verifiers = [NoteVerifier.from_vkey(k["note_verifier_key"]) for k in keys["keys"]]
+    checkpoint_text = client.get("/api/v1/log/checkpoint")
+    assert checkpoint_text.headers["content-type"].startswith("text/plain")
+    checkpoint = open_checkpoint(checkpoint_text.text, verifiers)
+    assert checkpoint.origin == keys["log_origin"] and checkpoint.size == 1
+
+
+def test_proofs_and_entries_let_anyone_audit_the_log(client, make_user):
+    user = make_user()
+    works = [user.register(png_bytes(seed), title=f"Work {seed}").json() for seed in range(5)]
+    keys = client.get("/.well-known/ipx/keys").json()["keys"]
+    verifiers = [NoteVerifier.from_vkey(k["note_verifier_key"]) for k in keys]
+    roots = {}
+    for size in range(1, 6):
+        roots[size] = open_checkpoint(client.get(f"/api/v1/log/checkpoints/{size}").text, verifiers).root_hash
+    entries = client.get("/api/v1/log/entries", params={"start": 0, "end": 10}).json()
+    assert entries["tree_size"] == 5 and [e["index"] for e in entries["entries"]] == list(range(5))
+    leaves = [merkle.leaf_hash(base64.b64decode(e["leaf"])) for e in entries["entries"]]
+    assert merkle.root_of_leaves(leaves) == roots[5]
+    for work in works:
+        proof = client.get("/api/v1/log/proof/inclusion", params={"index": work["log_index"], "size": 5}).json()
+        hashes = [base64.b64decode(h) for h in proof["hashes"]]
+        merkle.verify_inclusion(work["log_index"], 5, base64.b64decode(proof["leaf_hash"]), hashes, roots[5])
+    for first in range(1, 5):
+        proof = client.get("/api/v1/log/proof/consistency", params={"first": first, "second": 5}).json()
+        merkle.verify_consistency(first, 5, roots[first], roots[5], [base64.b64decode(h) for h in proof["hashes"]])
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "message"),
+    [
+        ("/api/v1/log/proof/inclusion", {"index": 5, "size": 2}, "index=5 is out of range"),
+        ("/api/v1/log/proof/inclusion", {"index": 0, "size": 99}, "size=99 is out of range"),
+        ("/api/v1/log/proof/consistency", {"first": 3, "second": 2}, "first=3 must be between"),
+        ("/api/v1/log/proof/consistency", {"first": 1, "second": 50}, "second=50 is out of range"),
+        ("/api/v1/log/entries", {"start": 10, "end": 20}, "start=10 is out of range"),
+    ],
+)
+def test_proof_requests_out_of_range_get_a_clear_400(client, make_user, path, params, message):
+    user = make_user()
+    user.register(png_bytes(1))
+    user.register(png_bytes(2))
+    assert_problem(client.get(path, params=params), 400, message)
+
+
+def test_same_account_same_file_is_409_with_the_existing_work(client, make_user):
+    alice = make_user()
+    first = alice.register(png_bytes(7), title="Original").json()
+    size_before = log_size(client)
+    body = assert_problem(alice.register(png_bytes(7), title="Again"), 409, "already registered")
+    assert body["work_id"] == first["work_id"]
+    assert log_size(client) == size_before
+
+
+def test_exact_copy_by_another_account_registers_but_is_flagged(client, make_user):
+    alice, mallory = make_user("Alice"), make_user("Mallory")
+    original = alice.register(png_bytes(8), title="Original").json()
+    copy_response = mallory.register(png_bytes(8), title="Totally mine")
+    assert copy_response.status_code == 201
+    prior = copy_response.json()["prior_similar"]
+    assert [(m["work_id"], m["method"], m["distance"]) for m in prior] == [(original["work_id"], "sha256", 0.0)]
+    assert prior[0]["title"] == "Original" and prior[0]["registered_at"] == original["registered_at"]
+
+
+def test_empty_file_is_refused_and_nothing_is_kept(client, make_user, settings):
+    user = make_user()
+    assert_problem(user.register(b"", filename="empty.png"), 422, "empty")
+    assert client.get("/api/v1/works").json()["total"] == 0
+    assert not any((settings.data_dir / "blobs").rglob("*")) if (settings.data_dir / "blobs").exists() else True
+
+
+def test_missing_title_and_missing_file_get_field_errors(client, make_user):
+    user = make_user()
+    body = assert_problem(
+        client.post("/api/v1/works", headers=user.headers, files={"file": ("a.png", png_bytes(1))}), 422, "title"
+    )
+    assert any("title" in e["loc"] for e in body["errors"])
+    assert_problem(client.post("/api/v1/works", headers=user.headers, data={"title": "No file"}), 422, "file")
+
+
+def test_bad_metadata_gets_clear_errors(client, make_user):
+    user = make_user()
+    assert_problem(user.register(png_bytes(1), creators='[{"name": "A", "share": 70}]'), 422, "add up to 100")
+    assert_problem(user.register(png_bytes(1), creators="not json"), 422, "JSON list")
+    assert_problem(user.register(png_bytes(1), work_type="sculpture"), 422, "work_type")
+    assert_problem(user.register(png_bytes(1), year_created="2999"), 422, "future")
+
+
+def test_mislabeled_image_is_refused(client, make_user):
+    user = make_user()
+    response = client.post(
+        "/api/v1/works", headers=user.headers, data={"title": "Fake"},
+        files={"file": ("photo.png", b"just some text, not a picture\n" * 10, "image/png")},
+    )
+    assert_problem(response, 422, "claims to be image/png but its content is text/")
+
+
+def test_upload_over_the_limit_is_413_and_nothing_is_kept(make_settings, tmp_path):
+    settings = make_settings(max_upload_bytes=50_000)
+    with TestClient(create_app(settings)) as client:
+        from tests.conftest import ApiUser
+
+        user = ApiUser(client, "big@example.org", "Big")
+        size_before = log_size(client)
+        too_big = b"\x89PNG\r\n\x1a\n" + bytes(200_000)
+        assert_problem(user.register(too_big, filename="big.png"), 413, "limit")
+        assert log_size(client) == size_before
+        assert client.get("/api/v1/works").json()["total"] == 0
+        blobs = settings.data_dir / "blobs"
+        assert not [p for p in blobs.rglob("*") if p.is_file()]
+        assert not [p for p in (settings.data_dir / "tmp").glob("*")] if (settings.data_dir / "tmp").exists() else True
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        ("/api/v1/works/00000000-0000-4000-8000-000000000000", 404, "No registered work"),
+        ("/api/v1/works/not-a-uuid", 422, "uuid"),
+        ("/api/v1/works/00000000-0000-4000-8000-000000000000/evidence", 404, "No registered work"),
+        ("/api/v1/verify/00000000-0000-4000-8000-000000000000", 404, "No registered work"),
+        ("/api/v1/nothing-here", 404, "Not Found"),
+    ],
+)
+def test_unknown_and_malformed_ids(client, path, status, message):
+    assert_problem(client.get(path), status, message)
+
+
+def test_authentication_errors_are_401_problems(client, make_user, make_settings):
+    assert_problem(client.post("/api/v1/works", data={"title": "x"}), 401, "Log in")
+    bad = {"Authorization": "Bearer not-a-real-token"}
+    assert_problem(client.post("/api/v1/works", headers=bad, data={"title": "x"}), 401, "not valid")
+    wrong = {"username": "x@y.org", "password": "nope"}
+    assert_problem(client.post("/api/v1/auth/token", data=wrong), 401, "not correct")
+    make_user()
+    assert_problem(
+        client.post("/api/v1/auth/register", json={"email": "user0@example.org", "password": "long enough 1",
+                                                   "display_name": "Dup"}), 409, "already exists",
+    )
+    assert_problem(
+        client.post("/api/v1/auth/register", json={"email": "short@example.org", "password": "short",
+                                                   "display_name": "S"}), 422, "password",
+    )
+
+
+def test_expired_token_is_refused(make_settings):
+    with TestClient(create_app(make_settings(token_ttl_seconds=-1))) as client:
+        from tests.conftest import ApiUser
+
+        user = ApiUser(client, "late@example.org", "Late")
+        assert_problem(client.get("/api/v1/auth/me", headers=user.headers), 401, "expired")
+
+
+def test_search_by_hash_title_and_creator(client, make_user):
+    alice, bob = make_user("Alice Smith"), make_user("Bob Jones")
+    sunrise = alice.register(png_bytes(1), title="Sunrise over Lisbon").json()
+    bob.register(png_bytes(2), title="Night market")
+    by_hash = client.get("/api/v1/works", params={"sha256": sunrise["sha256"]}).json()
+    assert [w["work_id"] for w in by_hash["items"]] == [sunrise["work_id"]]
+    assert [w["title"] for w in client.get("/api/v1/works", params={"q": "lisbon"}).json()["items"]] == [
+        "Sunrise over Lisbon"
+    ]
+    assert [w["title"] for w in client.get("/api/v1/works", params={"q": "jones"}).json()["items"]] == ["Night market"]
+    assert client.get("/api/v1/works", params={"sha256": "xyz"}).status_code == 422
+
+
+def test_server_side_verification_reports_each_check(client, make_user):
+    work = make_user().register(png_bytes(4)).json()
+    result = client.get(f"/api/v1/verify/{work['work_id']}").json()
+    assert result["valid"] is True
+    names = {c["name"] for c in result["checks"]}
+    assert {"statement signature", "log leaf", "checkpoint signature", "inclusion proof", "file hash"} <= names
+
+
+def test_tampered_bundles_say_exactly_what_failed(client, make_user):
+    data = png_bytes(5)
+    work = make_user().register(data).json()
+    bundle = client.get(f"/api/v1/works/{work['work_id']}/evidence").json()
+
+    def failures(mutated: dict, file_bytes: bytes | None = data) -> set[str]:
+        return {c.name for c in verify_bundle(mutated, file_bytes).checks if not c.ok}
+
+    retitled = copy.deepcopy(bundle)
+    retitled["statement"]["title"] = "Stolen"
+    assert failures(retitled) == {"statement signature", "log leaf"}
+    bad_proof = copy.deepcopy(bundle)
+    bad_proof["log"]["leaf_hash"] = base64.b64encode(b"\x00" * 32).decode()
+    assert failures(bad_proof) == {"log leaf", "inclusion proof"}
+    bad_checkpoint = copy.deepcopy(bundle)
+    bad_checkpoint["log"]["checkpoint"] = bundle["log"]["checkpoint"].replace("\n1\n", "\n2\n")
+    assert failures(bad_checkpoint) == {"checkpoint signature"}
+    assert failures(bundle, b"another file") == {"file hash"}
+    other_key = copy.deepcopy(bundle)
+    other_key["key"]["key_id"] = "0" * 64
+    assert "statement key" in failures(other_key)
+    assert failures({"statement": {}}) == {"bundle format"}
+
+
+def test_key_rotation_keeps_old_evidence_valid(client, make_user, settings):
+    from ipx.db import transaction
+    from ipx.registry import keys, log
+
+    user = make_user()
+    old_data = png_bytes(11)
+    old_work = user.register(old_data, title="Before rotation").json()
+    old_bundle = client.get(f"/api/v1/works/{old_work['work_id']}/evidence").json()
+    with transaction(client.app.state.session_factory) as session:
+        keys.rotate(session, settings.resolved_key_dir)
+    with transaction(client.app.state.session_factory) as session:
+        log.publish_checkpoint(session, keys.active_signer(session, settings.resolved_key_dir))
+    new_work = user.register(png_bytes(12), title="After rotation").json()
+    assert new_work["key_id"] != old_work["key_id"]
+
+    published = client.get("/.well-known/ipx/keys").json()["keys"]
+    assert [k["status"] for k in published] == ["retired", "active"]
+    assert published[0]["valid_until"] is not None
+    assert verify_bundle(old_bundle, old_data, {k["key_id"] for k in published}).ok
+    refreshed = client.get(f"/api/v1/works/{old_work['work_id']}/evidence").json()
+    assert refreshed["log"]["checkpoint_key"]["key_id"] == new_work["key_id"]
+    assert verify_bundle(refreshed, old_data).ok
+    assert client.get(f"/api/v1/verify/{old_work['work_id']}").json()["valid"]
+    assert load_public_key_pem(published[0]["public_key_pem"])
