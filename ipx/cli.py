@@ -176,3 +176,7 @@ def verify(
         else:
             typer.echo("NOT VERIFIED: " + "; ".join(f"{c.name}: {c.detail}" for c in report.checks if not c.ok))
     sys.exit(0 if report.ok else 1)
+
+
+if __name__ == "__main__":
+    app()

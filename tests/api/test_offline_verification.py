@@ -1,0 +1,86 @@
+"""`ipx verify` and the docs/verify.md recipe check real bundles offline, and catch tampering."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ipx.config import PROJECT_ROOT
+from tests.conftest import png_bytes
+
+IPX = [sys.executable, "-m", "ipx.cli"]
+
+
+@pytest.fixture
+def bundle_and_file(client, make_user, tmp_path: Path) -> tuple[Path, Path]:
+    data = png_bytes(21)
+    work = make_user("Dora Maar").register(data, title="Portrait").json()
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(json.dumps(client.get(f"/api/v1/works/{work['work_id']}/evidence").json()))
+    file = tmp_path / "work.png"
+    file.write_bytes(data)
+    return bundle, file
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*IPX, *args], capture_output=True, text=True, cwd=PROJECT_ROOT)
+
+
+def test_cli_verifies_a_good_bundle_and_file(bundle_and_file):
+    bundle, file = bundle_and_file
+    result = run("verify", str(bundle), str(file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "VERIFIED" in result.stdout and "Dora Maar" in result.stdout
+    as_json = json.loads(run("verify", str(bundle), str(file), "--json").stdout)
+    assert as_json["valid"] is True
+
+
+def test_cli_names_the_failed_check(bundle_and_file, tmp_path):
+    bundle, file = bundle_and_file
+    document = json.loads(bundle.read_text())
+    document["statement"]["registered_at"] = "2001-01-01T00:00:00.000000Z"
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps(document))
+    result = run("verify", str(tampered), str(file))
+    assert result.returncode == 1
+    assert "NOT VERIFIED" in result.stdout and "statement signature" in result.stdout
+    other = tmp_path / "other.png"
+    other.write_bytes(png_bytes(22))
+    result = run("verify", str(bundle), str(other))
+    assert result.returncode == 1 and "file hash" in result.stdout
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    result = run("verify", str(garbage))
+    assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+def test_pinned_keys_must_include_the_bundle_key(bundle_and_file, client, tmp_path):
+    bundle, file = bundle_and_file
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps(client.get("/.well-known/ipx/keys").json()))
+    assert run("verify", str(bundle), str(file), "--keys", str(keys)).returncode == 0
+    keys.write_text(json.dumps({"keys": [{"key_id": "0" * 64}]}))
+    result = run("verify", str(bundle), str(file), "--keys", str(keys))
+    assert result.returncode == 1 and "not among the trusted" in result.stdout
+
+
+def test_the_documented_standalone_script_agrees(bundle_and_file, tmp_path):
+    bundle, file = bundle_and_file
+    doc = (PROJECT_ROOT / "docs" / "verify.md").read_text()
+    script = re.search(r"```python\n(.*?)```", doc, re.S).group(1)  # type: ignore[union-attr]
+    path = tmp_path / "verify_ipx.py"
+    path.write_text(script)
+    ok = subprocess.run([sys.executable, str(path), str(bundle), str(file)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.count("ok   ") == 6
+    document = json.loads(bundle.read_text())
+    document["log"]["index"] += 1
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps(document))
+    bad = subprocess.run([sys.executable, str(path), str(tampered), str(file)], capture_output=True, text=True)
+    assert bad.returncode == 1 and "FAIL inclusion proof" in bad.stdout
