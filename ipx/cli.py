@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
+from ipx.complaints import cli as complaints_cli
 from ipx.config import get_settings
+from ipx.stats import cli as stats_cli
 
 app = typer.Typer(help="IPX: register creative works with offline-verifiable evidence.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
@@ -20,6 +22,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(blobs_app, name="blobs")
+app.add_typer(complaints_cli.app, name="complaints")
+app.command("stats")(stats_cli.stats)
 
 
 def _session_factory():  # type: ignore[no-untyped-def]
@@ -135,6 +139,58 @@ def blobs_sweep(grace_seconds: Annotated[int | None, typer.Option()] = None) -> 
     with transaction(_session_factory()) as session:
         removed = sweep_orphan_blobs(session, store, grace)
     typer.echo(f"removed {len(removed)} orphaned blob(s)")
+
+
+@app.command()
+def scan(
+    folder: Annotated[Path, typer.Argument(help="Folder of files to check against the registry.", exists=True)],
+    out: Annotated[Path, typer.Option(help="CSV report to write.")] = Path("ipx-scan.csv"),
+) -> None:
+    """Check every file in a folder against the registry (exact and perceptual) and write a CSV report."""
+    import csv
+    import hashlib
+
+    from ipx.blobs import open_blob_store
+    from ipx.db import transaction
+    from ipx.errors import IPXError
+    from ipx.fingerprint.engine import FingerprintEngine
+    from ipx.registry import service
+    from ipx.registry.service import RegistryContext, Upload
+
+    settings = get_settings()
+    factory = _session_factory()
+    ctx = RegistryContext(
+        blobs=open_blob_store(settings.resolved_blob_url, endpoint_url=settings.s3_endpoint_url,
+                              region=settings.s3_region),
+        key_dir=settings.resolved_key_dir, public_url=settings.public_url.rstrip("/"),
+        fingerprints=FingerprintEngine(max_image_pixels=settings.max_image_pixels),
+    )
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    matched = 0
+    with out.open("w", newline="") as report, typer.progressbar(files, label="Scanning") as progress:
+        writer = csv.writer(report)
+        writer.writerow(["path", "sha256", "media_type", "status", "work_id", "title", "method", "distance",
+                         "similarity", "registered_at", "certificate_url"])
+        for path in progress:
+            data = path.read_bytes()
+            upload = Upload(path, hashlib.sha256(data).hexdigest(), len(data), path.name, None)
+            try:
+                with transaction(factory) as session:
+                    found = service.match_upload(session, upload, ctx)
+            except IPXError as exc:
+                writer.writerow([path, upload.sha256, "", f"error: {exc.detail}", "", "", "", "", "", "", ""])
+                continue
+            matches = found.exact + found.similar
+            matched += bool(matches)
+            if not matches:
+                writer.writerow([path, upload.sha256, found.media_type, "no match", "", "", "", "", "", "", ""])
+            for match in matches:
+                writer.writerow([
+                    path, upload.sha256, found.media_type, "match", match.work.id, match.work.title, match.method,
+                    match.distance, round(match.similarity, 4), service.rfc3339(match.work.registered_at),
+                    f"{ctx.public_url}/works/{match.work.id}",
+                ])
+    typer.echo(f"{matched} of {len(files)} files match registered works; report: {out}")
 
 
 @app.command()

@@ -6,9 +6,10 @@ Three complementary signals, because no single one survives every ordinary edit:
   mirror flips and 90-degree rotations.
 * pHash (imagehash's 64-bit DCT hash, all 8 rotations/flips) is the widely known baseline and a second
   opinion on heavily degraded copies.
-* ORB keypoints (up to 500 descriptors of 32 bytes) survive what global hashes cannot: crops, small
-  rotations, the picture pasted into a larger page or screenshot, overlays. The index verifies them
-  geometrically, so a match means "a large part of this picture appears in that one".
+* ORB keypoints (up to 500 descriptors of 32 bytes, plus 500 of the mirror image because ORB is not
+  mirror-invariant) survive what global hashes cannot: crops, small rotations, the picture pasted into a
+  larger page or screenshot, overlays. The index verifies them geometrically, so a match means "a large
+  part of this picture appears in that one".
 
 Uniform borders are trimmed before hashing so that an added frame or a plain page margin does not move
 the global hashes. Everything is computed on a reduced working copy (longer side 512 px) decoded in
@@ -35,8 +36,12 @@ WORK_SIDE = 512
 MIN_SIDE = 16
 MAX_ASPECT_RATIO = 32
 ORB_FEATURES = 500
+ORB_FAST_THRESHOLD = 5
+ORB_PRE_BLUR_SIGMA = 1.0
+CLAHE_CLIP = 2.0
 TRIM_TOLERANCE = 16
 TRIM_COVERAGE = 0.98
+LIGHT_ARTWORK_LEVEL = 200
 
 PDQ_BYTES = 32
 PHASH_BYTES = 8
@@ -45,7 +50,7 @@ DIHEDRAL_VARIANTS = 8
 
 _FORMAT_MAGIC = b"IPXI"
 _FORMAT_VERSION = 1
-_HEADER = struct.Struct("<4sBIIHHBH")
+_HEADER = struct.Struct("<4sBIIHHBHH")
 
 # Image.MAX_IMAGE_PIXELS is process-global; the lock keeps concurrent opens from seeing each other's value.
 _PIL_LIMIT_LOCK = threading.Lock()
@@ -74,7 +79,9 @@ class ImageFingerprint:
 
     `pdq` and `phash` hold the 8 dihedral variants concatenated, in pdqhash.compute_dihedral order
     (original, rot90, rot180, rot270, flipX, flipY, flipPlus1, flipMinus1). ORB keypoints are in pixel
-    coordinates of the trimmed working image (`work_width` x `work_height`).
+    coordinates of the trimmed working image (`work_width` x `work_height`); the first `orb_count` come
+    from the picture, the rest from its mirror image with x mapped back into the picture's frame, so a
+    mirrored copy is verified as a reflection of the same keypoints.
     """
 
     width: int
@@ -84,6 +91,7 @@ class ImageFingerprint:
     pdq: bytes
     pdq_quality: int
     phash: bytes
+    orb_count: int
     orb_points: bytes
     orb_descriptors: bytes
 
@@ -93,6 +101,8 @@ class ImageFingerprint:
         count = len(self.orb_descriptors) // ORB_DESCRIPTOR_BYTES
         if len(self.orb_descriptors) % ORB_DESCRIPTOR_BYTES or len(self.orb_points) != count * 8:
             raise ValueError("ORB points and descriptors do not describe the same keypoints.")
+        if not 0 <= self.orb_count <= count:
+            raise ValueError("ORB keypoint count is out of range.")
 
     @property
     def pdq_variants(self) -> np.ndarray:
@@ -105,14 +115,24 @@ class ImageFingerprint:
         return np.frombuffer(self.phash, dtype=np.uint8).reshape(DIHEDRAL_VARIANTS, PHASH_BYTES)
 
     @property
-    def keypoints(self) -> np.ndarray:
-        """(n, 2) float32 keypoint coordinates (x, y)."""
+    def all_keypoints(self) -> np.ndarray:
+        """(n, 2) float32 (x, y) of the picture's and its mirror image's keypoints."""
         return np.frombuffer(self.orb_points, dtype=np.float32).reshape(-1, 2)
 
     @property
-    def descriptors(self) -> np.ndarray:
-        """(n, 32) uint8 ORB descriptors."""
+    def all_descriptors(self) -> np.ndarray:
+        """(n, 32) uint8 ORB descriptors of the picture and of its mirror image."""
         return np.frombuffer(self.orb_descriptors, dtype=np.uint8).reshape(-1, ORB_DESCRIPTOR_BYTES)
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        """The picture's own keypoints (what an index stores)."""
+        return self.all_keypoints[: self.orb_count]
+
+    @property
+    def descriptors(self) -> np.ndarray:
+        """The picture's own descriptors (what an index stores)."""
+        return self.all_descriptors[: self.orb_count]
 
     def public(self) -> dict[str, Any]:
         """The global hashes as hex, small enough to include in a signed statement."""
@@ -132,6 +152,7 @@ class ImageFingerprint:
             self.work_width,
             self.work_height,
             self.pdq_quality,
+            self.orb_count,
             len(self.orb_descriptors) // ORB_DESCRIPTOR_BYTES,
         )
         return header + self.pdq + self.phash + self.orb_points + self.orb_descriptors
@@ -141,7 +162,7 @@ class ImageFingerprint:
         """Inverse of to_bytes; rejects anything that is not exactly one well-formed fingerprint."""
         if len(data) < _HEADER.size:
             raise ValueError("Fingerprint data is too short.")
-        magic, version, width, height, work_width, work_height, quality, count = _HEADER.unpack_from(data)
+        magic, version, width, height, work_width, work_height, quality, orb_count, count = _HEADER.unpack_from(data)
         if magic != _FORMAT_MAGIC or version != _FORMAT_VERSION:
             raise ValueError("Not an IPX image fingerprint (bad magic or version).")
         sizes = (
@@ -157,7 +178,7 @@ class ImageFingerprint:
             parts.append(bytes(data[offset : offset + size]))
             offset += size
         pdq, phash, points, descriptors = parts
-        return cls(width, height, work_width, work_height, pdq, quality, phash, points, descriptors)
+        return cls(width, height, work_width, work_height, pdq, quality, phash, orb_count, points, descriptors)
 
 
 def fingerprint_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFingerprint:
@@ -166,6 +187,8 @@ def fingerprint_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
     rgb = trim_uniform_border(rgb)
     pdq_hashes, quality = pdq_dihedral(rgb)
     points, descriptors = orb_features(rgb)
+    mirror_points, mirror_descriptors = orb_features(np.ascontiguousarray(rgb[:, ::-1]))
+    mirror_points[:, 0] = rgb.shape[1] - 1 - mirror_points[:, 0]
     return ImageFingerprint(
         width=width,
         height=height,
@@ -174,8 +197,9 @@ def fingerprint_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
         pdq=b"".join(pdq_hashes),
         pdq_quality=quality,
         phash=b"".join(phash_dihedral(rgb)),
-        orb_points=points.astype(np.float32).tobytes(),
-        orb_descriptors=descriptors.astype(np.uint8).tobytes(),
+        orb_count=len(points),
+        orb_points=np.concatenate([points, mirror_points]).astype(np.float32).tobytes(),
+        orb_descriptors=np.concatenate([descriptors, mirror_descriptors]).astype(np.uint8).tobytes(),
     )
 
 
@@ -200,7 +224,7 @@ def decode_image(
         raise ImageTooLarge(f"The image expands to too many pixels when decoded ({exc}).") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
         raise UndecodableImage(f"The image data is truncated or corrupt and could not be decoded ({exc}).") from exc
-    return _flatten_to_rgb(reduced), oriented_size
+    return flatten_to_rgb(reduced), oriented_size
 
 
 def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
@@ -255,7 +279,7 @@ def _reduce(image: Image.Image, work_side: int) -> Image.Image:
 def _to_reducible_mode(image: Image.Image) -> Image.Image:
     """Palette/bilevel images to RGBA/L; 16-bit and float greys rescaled to 8-bit L."""
     if image.mode == "P":
-        return image.convert("RGBA")
+        return image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
     if image.mode == "1":
         return image.convert("L")
     values = np.asarray(image, dtype=np.float32)
@@ -264,13 +288,20 @@ def _to_reducible_mode(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L")
 
 
-def _flatten_to_rgb(image: Image.Image) -> np.ndarray:
-    """RGB uint8 with any transparency composited onto white (how the picture looks on a page)."""
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
-        alpha = rgba[..., 3:4] / 255.0
-        return np.round(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+def flatten_to_rgb(image: Image.Image) -> np.ndarray:
+    """RGB uint8 with any transparency composited onto white, as the picture appears on a page.
+
+    Light artwork on transparency (white-on-clear overlays and logos) would vanish on white, so it is
+    composited onto black instead; the choice depends only on the picture, so copies flatten alike.
+    """
+    if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+    alpha = rgba[..., 3:4] / 255.0
+    coverage = float(alpha.sum())
+    mean_colour = (rgba[..., :3] * alpha).sum(axis=(0, 1)) / coverage if coverage else np.zeros(3)
+    background = 0.0 if float(mean_colour.mean()) > LIGHT_ARTWORK_LEVEL else 255.0
+    return np.round(rgba[..., :3] * alpha + background * (1.0 - alpha)).astype(np.uint8)
 
 
 def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
@@ -332,7 +363,12 @@ def _dihedral_variants(pixels: np.ndarray) -> list[np.ndarray]:
 def orb_features(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Up to ORB_FEATURES keypoints: (n, 2) float32 coordinates and (n, 32) uint8 descriptors."""
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    orb = cv2.ORB_create(nfeatures=ORB_FEATURES)  # one per call: OpenCV detectors are not thread-safe
+    # A light blur keeps JPEG blocking and noise from turning into keypoints; local contrast
+    # equalisation then gives soft, low-contrast pictures keypoints at all and makes them indifferent
+    # to brightness/contrast edits.
+    grey = cv2.GaussianBlur(grey, (0, 0), ORB_PRE_BLUR_SIGMA)
+    grey = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(8, 8)).apply(grey)
+    orb = cv2.ORB_create(nfeatures=ORB_FEATURES, fastThreshold=ORB_FAST_THRESHOLD)  # per call: not thread-safe
     keypoints, descriptors = orb.detectAndCompute(grey, None)
     if descriptors is None or not keypoints:
         return np.zeros((0, 2), np.float32), np.zeros((0, ORB_DESCRIPTOR_BYTES), np.uint8)

@@ -56,11 +56,11 @@ class HammingTable:
     def __len__(self) -> int:
         return len(self._owners)
 
-    def add(self, codes: np.ndarray, owner: int) -> None:
-        """Append codes (n, bits/8) uint8, all belonging to `owner`."""
+    def add(self, codes: np.ndarray, owners: int | np.ndarray) -> None:
+        """Append codes (n, bits/8) uint8 belonging to `owners` (one owner for all, or one per code)."""
         if len(codes):
             self._index.add(np.ascontiguousarray(codes, dtype=np.uint8))
-            self._owners.extend([owner] * len(codes))
+            self._owners.frombytes(np.broadcast_to(np.asarray(owners, dtype=np.int64), (len(codes),)).tobytes())
 
     def within(self, queries: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All (query row, owner, distance) with distance <= max_distance."""
@@ -70,7 +70,7 @@ class HammingTable:
         limits, distances, rows = self._index.range_search(
             np.ascontiguousarray(queries, dtype=np.uint8), max_distance + 1  # FAISS radius is exclusive
         )
-        query_rows = np.repeat(np.arange(len(queries)), np.diff(limits))
+        query_rows = np.repeat(np.arange(len(queries)), np.diff(limits.astype(np.int64)))
         owners = np.frombuffer(self._owners, dtype=np.int64)[rows]
         return query_rows, owners, distances.astype(np.int64)
 
@@ -97,7 +97,7 @@ def orb_inliers(
     geometric consensus; transforms that squash or mirror the picture beyond plausible edits are refused.
     reprojection_error is a fraction of the stored working image's longer side.
     """
-    query_descriptors, stored_descriptors = query.descriptors, stored.descriptors
+    query_descriptors, stored_descriptors = query.all_descriptors, stored.descriptors
     if len(query_descriptors) < 3 or len(stored_descriptors) < 2:
         return 0
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
@@ -105,13 +105,13 @@ def orb_inliers(
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
     if len(good) < 3:
         return 0
-    source = query.keypoints[[m.queryIdx for m in good]]
+    source = query.all_keypoints[[m.queryIdx for m in good]]
     target = stored.keypoints[[m.trainIdx for m in good]]
     threshold = reprojection_error * max(stored.work_width, stored.work_height)
     transform, inlier_mask = cv2.estimateAffine2D(
         source, target, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.995
     )
-    if transform is None or not _plausible_edit(transform[:, :2]):
+    if transform is None or not np.isfinite(transform).all() or not _plausible_edit(transform[:, :2]):
         return 0
     return int(inlier_mask.sum())
 
@@ -130,7 +130,7 @@ class ImageIndex:
         self,
         *,
         pdq_max_distance: int = 31,
-        pdq_min_quality: int = 50,
+        min_quality: int = 50,
         phash_max_distance: int = 10,
         orb_vote_distance: int = 40,
         orb_min_votes: int = 8,
@@ -138,7 +138,7 @@ class ImageIndex:
         orb_min_inliers: int = 20,
     ) -> None:
         self.pdq_max_distance = pdq_max_distance
-        self.pdq_min_quality = pdq_min_quality
+        self.min_quality = min_quality
         self.phash_max_distance = phash_max_distance
         self.orb_vote_distance = orb_vote_distance
         self.orb_min_votes = orb_min_votes
@@ -161,9 +161,9 @@ class ImageIndex:
             owner = len(self._fingerprints)
             self._work_ids.append(work_id)
             self._fingerprints.append(fp)
-            if fp.pdq_quality >= self.pdq_min_quality:
+            if fp.pdq_quality >= self.min_quality:
                 self._pdq.add(fp.pdq_variants[:1], owner)
-            self._phash.add(fp.phash_variants[:1], owner)
+                self._phash.add(fp.phash_variants[:1], owner)
             self._orb.add(fp.descriptors, owner)
 
     def query(self, fp: ImageFingerprint, *, limit: int = 20) -> list[Match]:
@@ -190,10 +190,12 @@ class ImageIndex:
 
     def _hash_matches(self, fp: ImageFingerprint) -> list[tuple[int, str, float, float]]:
         hits: list[tuple[int, str, float, float]] = []
-        searches = [("phash", self._phash, fp.phash_variants, self.phash_max_distance, PHASH_BITS)]
-        if fp.pdq_quality >= self.pdq_min_quality:
-            searches.append(("pdq", self._pdq, fp.pdq_variants, self.pdq_max_distance, PDQ_BITS))
-        for method, table, variants, max_distance, bits in searches:
+        if fp.pdq_quality < self.min_quality:
+            return hits
+        for method, table, variants, max_distance, bits in (
+            ("pdq", self._pdq, fp.pdq_variants, self.pdq_max_distance, PDQ_BITS),
+            ("phash", self._phash, fp.phash_variants, self.phash_max_distance, PHASH_BITS),
+        ):
             _, owners, distances = table.within(variants, max_distance)
             for owner, distance in closest_per_owner(owners, distances).items():
                 hits.append((owner, method, distance, 1.0 - distance / bits))
@@ -201,7 +203,7 @@ class ImageIndex:
 
     def _orb_candidates(self, fp: ImageFingerprint) -> list[int]:
         """Owners whose descriptors are close to many distinct query descriptors, most votes first."""
-        query_rows, owners, _ = self._orb.within(fp.descriptors, self.orb_vote_distance)
+        query_rows, owners, _ = self._orb.within(fp.all_descriptors, self.orb_vote_distance)
         votes = Counter(set(zip(query_rows.tolist(), owners.tolist(), strict=True)))
         per_owner = Counter(owner for _, owner in votes)
         ranked = sorted(

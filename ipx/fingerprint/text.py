@@ -49,8 +49,9 @@ MIN_MATCHED_WORDS = 25
 """Below this many covered words a "match" is a quotation-sized coincidence, not a copy."""
 MIN_SIMILARITY = 0.30
 """Containment (of the registered work or of the query) needed to report a match ..."""
-MIN_ABSOLUTE_WORDS = 120
-"""... unless this many words are copied, which is a copy whatever the surrounding text."""
+MIN_LONG_PASSAGE_WORDS = 40
+"""... unless one passage is this long: a copy whatever the surrounding text. Scattered boilerplate
+(compiler output, legal phrases) forms many short passages, never one long one."""
 MAX_CANDIDATES = 100
 """Works aligned exactly per query, ranked by shared winnowed hashes."""
 SNIPPET_WORDS = 24
@@ -74,19 +75,23 @@ class TextFingerprintError(ValueError):
 
 
 def extract_text(data: bytes, media_type: str) -> str:
-    """Return the human-readable text of a document so markup and layout cannot hide a copy."""
+    """Return the human-readable text of a document so markup and layout cannot hide a copy.
+
+    HTML/XHTML lose tags, scripts and styles; Markdown loses link targets; PDF yields its text layer;
+    any other ``text/*`` type, JSON and XML are read as plain text.
+    """
     mime, _, params = media_type.partition(";")
     mime = mime.strip().lower()
     charset_match = re.search(r"charset\s*=\s*\"?([\w.:-]+)", params, re.IGNORECASE)
     charset = charset_match.group(1) if charset_match else None
     if mime == "application/pdf":
         return _pdf_text(data)
-    if mime == "text/plain":
-        return _decode(data, charset)
-    if mime == "text/markdown":
-        return _markdown_text(_decode(data, charset))
     if mime in ("text/html", "application/xhtml+xml"):
         return _html_text(_decode(data, charset))
+    if mime in ("text/markdown", "text/x-markdown"):
+        return _markdown_text(_decode(data, charset))
+    if mime.startswith("text/") or mime in ("application/json", "application/xml"):
+        return _decode(data, charset)
     raise TextFingerprintError(f"Media type {mime or '(empty)'!r} is not a supported text format.")
 
 
@@ -117,10 +122,8 @@ def _decode(data: bytes, charset: str | None) -> str:
 
 class _HTMLTextCollector(HTMLParser):
     _INVISIBLE = frozenset({"script", "style", "template", "noscript", "svg", "head"})
-    _BLOCKS = frozenset(
-        {"p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "section",
-         "article", "blockquote", "pre", "title", "hr", "dd", "dt"}
-    )
+    _BLOCK = re.compile(r"p|div|br|li|tr|t[dh]|h[1-6]|section|article|blockquote|pre|title|hr|d[dt]")
+    """Block elements end a line, so words in adjacent cells or paragraphs are never glued together."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -130,13 +133,13 @@ class _HTMLTextCollector(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self._INVISIBLE:
             self._hidden_depth += 1
-        if tag in self._BLOCKS:
+        if self._BLOCK.fullmatch(tag):
             self.parts.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._INVISIBLE and self._hidden_depth:
             self._hidden_depth -= 1
-        if tag in self._BLOCKS:
+        if self._BLOCK.fullmatch(tag):
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
@@ -230,7 +233,7 @@ class TextFingerprint:
     def __post_init__(self) -> None:
         if len(self.words) < SHINGLE_WORDS:
             raise TextFingerprintError(
-                f"The text has {len(self.words)} words; at least {SHINGLE_WORDS} are needed to fingerprint it."
+                f"The text has {len(self.words)} words; fingerprinting needs at least {SHINGLE_WORDS}."
             )
         shingles = _shingle_hashes(self.words)
         object.__setattr__(self, "shingles", shingles)
@@ -291,13 +294,13 @@ class TextMatch:
 def _seed_chains(registered: np.ndarray, query: np.ndarray) -> list[_Chain]:
     """Chain equal shingles along near-diagonals so edited words only interrupt, never split, passages."""
     positions: dict[int, list[int]] = {}
-    for index, value in enumerate(registered.tolist()):
-        positions.setdefault(value, []).append(index)
+    for index in np.flatnonzero(np.isin(registered, query)).tolist():
+        positions.setdefault(int(registered[index]), []).append(index)
     chains: list[_Chain] = []
     latest_on_diagonal: dict[int, _Chain] = {}
-    for query_index, value in enumerate(query.tolist()):
-        hits = positions.get(value)
-        if not hits or len(hits) > MAX_SEED_REPEATS:
+    for query_index in np.flatnonzero(np.isin(query, registered)).tolist():
+        hits = positions[int(query[query_index])]
+        if len(hits) > MAX_SEED_REPEATS:
             continue
         for registered_index in hits:
             diagonal = query_index - registered_index
@@ -331,38 +334,79 @@ def _covered(spans: Iterable[tuple[int, int]]) -> int:
     return total
 
 
-def _overlaps_much(span: tuple[int, int], kept: Iterable[tuple[int, int]]) -> bool:
-    length = span[1] - span[0]
-    return any(min(span[1], b) - max(span[0], a) > length // 2 for a, b in kept)
+def _overlaps_much(span: tuple[int, int], other: tuple[int, int]) -> bool:
+    """More than half of ``span`` lies inside ``other``."""
+    return min(span[1], other[1]) - max(span[0], other[0]) > (span[1] - span[0]) // 2
 
 
-def compare(work_id: str, registered: TextFingerprint, query: TextFingerprint) -> TextMatch | None:
-    """Exact passage alignment of two fingerprints; None unless the evidence clears the thresholds."""
-    passages = [
+@dataclass(frozen=True)
+class TextAlignment:
+    """Raw passage evidence between a registered work and a query, before any decision."""
+
+    passages: tuple[_Chain, ...]
+    matched_words: int
+    """Words of the registered work covered by passages."""
+    containment_of_registered: float
+    containment_of_query: float
+
+    @property
+    def similarity(self) -> float:
+        """The larger containment: a quarter copied, or a whole work buried in an article, both score 1."""
+        return max(self.containment_of_registered, self.containment_of_query)
+
+    @property
+    def longest_passage_words(self) -> int:
+        return max((c.registered_end - c.registered_start + SHINGLE_WORDS for c in self.passages), default=0)
+
+    @property
+    def is_copy(self) -> bool:
+        return self.matched_words >= MIN_MATCHED_WORDS and (
+            self.similarity >= MIN_SIMILARITY or self.longest_passage_words >= MIN_LONG_PASSAGE_WORDS
+        )
+
+
+def _one_to_one(chains: Iterable[_Chain]) -> tuple[_Chain, ...]:
+    """Strongest chains first; a chain mostly re-using words of a kept one (either side) is dropped.
+
+    Without this, boilerplate repeated in one text (compiler output, refrains) matches the single
+    copy in the other text once per repetition and inflates containment.
+    """
+    kept: list[_Chain] = []
+    for chain in sorted(chains, key=lambda c: (-c.seeds, c.query_start, c.registered_start)):
+        registered_span = (chain.registered_start, chain.registered_end + SHINGLE_WORDS)
+        query_span = (chain.query_start, chain.query_end + SHINGLE_WORDS)
+        if not any(
+            _overlaps_much(registered_span, (k.registered_start, k.registered_end + SHINGLE_WORDS))
+            or _overlaps_much(query_span, (k.query_start, k.query_end + SHINGLE_WORDS))
+            for k in kept
+        ):
+            kept.append(chain)
+    return tuple(sorted(kept, key=lambda c: c.query_start))
+
+
+def align(registered: TextFingerprint, query: TextFingerprint) -> TextAlignment:
+    """Passages (>= MIN_PASSAGE_WORDS words, >= MIN_PASSAGE_SEEDS shingles) and the containments they give."""
+    passages = _one_to_one(
         chain
         for chain in _seed_chains(registered.shingles, query.shingles)
         if chain.seeds >= MIN_PASSAGE_SEEDS
         and chain.query_end - chain.query_start + SHINGLE_WORDS >= MIN_PASSAGE_WORDS
-    ]
-    if not passages:
-        return None
-    registered_spans = [(c.registered_start, c.registered_end + SHINGLE_WORDS) for c in passages]
-    query_spans = [(c.query_start, c.query_end + SHINGLE_WORDS) for c in passages]
-    covered_registered = _covered(registered_spans)
-    of_registered = covered_registered / len(registered.words)
-    of_query = _covered(query_spans) / len(query.words)
-    similarity = max(of_registered, of_query)
-    if covered_registered < MIN_MATCHED_WORDS or (
-        similarity < MIN_SIMILARITY and covered_registered < MIN_ABSOLUTE_WORDS
-    ):
-        return None
+    )
+    matched_words = _covered((c.registered_start, c.registered_end + SHINGLE_WORDS) for c in passages)
+    matched_query_words = _covered((c.query_start, c.query_end + SHINGLE_WORDS) for c in passages)
+    return TextAlignment(
+        passages=passages,
+        matched_words=matched_words,
+        containment_of_registered=matched_words / len(registered.words),
+        containment_of_query=matched_query_words / len(query.words),
+    )
+
+
+def _report_passages(alignment: TextAlignment, query: TextFingerprint) -> list[dict[str, list[int] | str]]:
+    """Passages in query order, each with the start of the query's words as a snippet."""
     reported: list[dict[str, list[int] | str]] = []
-    kept_query_spans: list[tuple[int, int]] = []
-    for chain in sorted(passages, key=lambda c: -c.seeds):
+    for chain in alignment.passages:
         query_span = (chain.query_start, chain.query_end + SHINGLE_WORDS)
-        if _overlaps_much(query_span, kept_query_spans):
-            continue
-        kept_query_spans.append(query_span)
         snippet_words = query.words[query_span[0] : min(query_span[1], query_span[0] + SNIPPET_WORDS)]
         ellipsis = " …" if query_span[1] - query_span[0] > SNIPPET_WORDS else ""
         reported.append(
@@ -372,16 +416,23 @@ def compare(work_id: str, registered: TextFingerprint, query: TextFingerprint) -
                 "snippet": " ".join(snippet_words) + ellipsis,
             }
         )
-    reported.sort(key=lambda passage: passage["query"])
+    return reported
+
+
+def compare(work_id: str, registered: TextFingerprint, query: TextFingerprint) -> TextMatch | None:
+    """A TextMatch when ``query`` copies ``registered`` (see TextAlignment.is_copy), else None."""
+    alignment = align(registered, query)
+    if not alignment.is_copy:
+        return None
     return TextMatch(
         work_id=work_id,
         method="text-containment",
-        distance=round(1.0 - similarity, 6),
-        similarity=round(similarity, 6),
-        containment_of_registered=round(of_registered, 6),
-        containment_of_query=round(of_query, 6),
-        matched_words=covered_registered,
-        passages=reported,
+        distance=round(1.0 - alignment.similarity, 6),
+        similarity=round(alignment.similarity, 6),
+        containment_of_registered=round(alignment.containment_of_registered, 6),
+        containment_of_query=round(alignment.containment_of_query, 6),
+        matched_words=alignment.matched_words,
+        passages=_report_passages(alignment, query),
     )
 
 
@@ -414,7 +465,9 @@ class TextIndex:
             shared: Counter[str] = Counter()
             for value in fp.winnowed:
                 shared.update(self._postings.get(value, ()))
-            candidates = [(work_id, self._works[work_id]) for work_id, _ in shared.most_common(MAX_CANDIDATES)]
+            candidates = [
+                (work_id, self._works[work_id]) for work_id, _ in shared.most_common(MAX_CANDIDATES)
+            ]
         matches = []
         for work_id, registered in candidates:
             match = compare(work_id, registered, fp)

@@ -8,13 +8,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
+from ipx.accounts.service import Principal
+from ipx.config import Settings
 from ipx.deps import AppSettings, Creator, DbSession, Registry, receive_upload, require_file
 from ipx.errors import InvalidInput
 from ipx.registry import keys, log, service, signing
 from ipx.registry.models import Work
 from ipx.registry.note import NoteVerifier
-from ipx.registry.schemas import CreatorRef, Match, RegistrationForm, RegistrationRead, WorkPage, WorkRead
+from ipx.fingerprint.engine import ComputedFingerprints
+from ipx.registry.schemas import (
+    CreatorRef,
+    Detection,
+    Match,
+    RegistrationForm,
+    RegistrationRead,
+    VerifyRead,
+    WorkPage,
+    WorkRead,
+)
 
 router = APIRouter(tags=["registry"])
 well_known = APIRouter(tags=["registry"])
@@ -55,8 +68,25 @@ def form_errors(exc: ValidationError) -> InvalidInput:
 def match_read(match: service.SimilarWork, public_url: str) -> Match:
     return Match(
         work_id=match.work.id, title=match.work.title, registered_at=match.work.registered_at, method=match.method,
-        distance=match.distance, similarity=match.similarity, certificate_url=f"{public_url}/works/{match.work.id}",
+        distance=match.distance, similarity=round(match.similarity, 4),
+        certificate_url=f"{public_url}/works/{match.work.id}", passages=match.passages,
     )
+
+
+def detection_read(computed: ComputedFingerprints) -> Detection:
+    return Detection(methods=computed.methods, note=computed.note)
+
+
+async def register_upload(
+    session: Session, caller: Principal, settings: Settings, registry: service.RegistryContext,
+    file: UploadFile | None, form: RegistrationForm,
+) -> service.Registration:
+    """Spool, hash and register an upload; shared by POST /works and the registration page."""
+    upload = await receive_upload(require_file(file), settings, settings.data_dir / "tmp")
+    try:
+        return service.register(session, owner=caller, upload=upload, form=form, ctx=registry)
+    finally:
+        upload.path.unlink(missing_ok=True)
 
 
 @router.post("/works", status_code=201, response_model=RegistrationRead)
@@ -83,14 +113,31 @@ async def create_work(
         )
     except ValidationError as exc:
         raise form_errors(exc) from exc
-    upload = await receive_upload(require_file(file), settings, settings.data_dir / "tmp")
-    try:
-        registration = service.register(session, owner=caller, upload=upload, form=form, ctx=registry)
-    finally:
-        upload.path.unlink(missing_ok=True)
+    registration = await register_upload(session, caller, settings, registry, file, form)
     body = work_read(registration.work, caller.display_name, settings.public_url)
     body["prior_similar"] = [match_read(m, settings.public_url) for m in registration.prior_similar]
+    body["detection"] = detection_read(registration.detection)
     return RegistrationRead(**body)
+
+
+@router.post("/verify", response_model=VerifyRead)
+async def verify_upload(
+    session: DbSession,
+    settings: AppSettings,
+    registry: Registry,
+    file: Annotated[UploadFile | None, File(description="The file to look up")] = None,
+) -> VerifyRead:
+    """Which registered works this file is, exactly or perceptually (anyone; nothing is stored)."""
+    upload = await receive_upload(require_file(file), settings, settings.data_dir / "tmp")
+    try:
+        found = service.match_upload(session, upload, registry)
+    finally:
+        upload.path.unlink(missing_ok=True)
+    return VerifyRead(
+        sha256=upload.sha256, size=upload.size, media_type=found.media_type, detection=detection_read(found.detection),
+        exact_matches=[match_read(m, settings.public_url) for m in found.exact],
+        similar_matches=[match_read(m, settings.public_url) for m in found.similar],
+    )
 
 
 @router.get("/works", response_model=WorkPage)

@@ -74,6 +74,23 @@ class Match(BaseModel):
     distance: float
     similarity: float
     certificate_url: str
+    passages: list[dict[str, Any]] | None = None
+
+
+class Detection(BaseModel):
+    """Which matching methods applied to the file, and in words why only exact matching did, if so."""
+
+    methods: list[str]
+    note: str | None
+
+
+class VerifyRead(BaseModel):
+    sha256: str
+    size: int
+    media_type: str
+    detection: Detection
+    exact_matches: list[Match]
+    similar_matches: list[Match]
 
 
 class CreatorRef(BaseModel):
@@ -106,6 +123,7 @@ class WorkRead(BaseModel):
 
 class RegistrationRead(WorkRead):
     prior_similar: list[Match]
+    detection: Detection
 
 
 class WorkPage(BaseModel):

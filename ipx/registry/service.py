@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -18,6 +18,7 @@ from ipx.audit import service as audit_service
 from ipx.blobs import BlobStore
 from ipx.db import utcnow
 from ipx.errors import Conflict, InvalidInput, NotFound
+from ipx.fingerprint.engine import ComputedFingerprints, FingerprintEngine
 from ipx.registry import evidence, keys, log, media, signing
 from ipx.registry.models import PriorMatch, Work, WorkFingerprint
 from ipx.registry.schemas import RegistrationForm
@@ -42,20 +43,7 @@ class SimilarWork:
     method: str
     distance: float
     similarity: float
-
-
-@dataclass(frozen=True)
-class ComputedFingerprints:
-    public: dict[str, Any]  # signed into the statement
-    stored: dict[str, bytes]  # kind -> serialized fingerprint, for index rebuilds
-
-
-class FingerprintEngine(Protocol):
-    """Perceptual fingerprints and the similarity index (see ipx.fingerprint)."""
-
-    def compute(self, data: bytes, media_type: str) -> ComputedFingerprints: ...
-    def similar(self, computed: ComputedFingerprints) -> list[tuple[str, str, float, float]]: ...
-    def add(self, work_id: str, computed: ComputedFingerprints) -> None: ...
+    passages: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -63,7 +51,7 @@ class RegistryContext:
     blobs: BlobStore
     key_dir: Path
     public_url: str
-    fingerprints: FingerprintEngine | None = None
+    fingerprints: FingerprintEngine
 
 
 @dataclass
@@ -71,6 +59,7 @@ class Registration:
     work: Work
     owner: Principal
     prior_similar: list[SimilarWork] = field(default_factory=list)
+    detection: ComputedFingerprints = field(default_factory=ComputedFingerprints)
 
 
 def rfc3339(moment: datetime) -> str:
@@ -125,15 +114,14 @@ def register(
     session: Session, *, owner: Principal, upload: Upload, form: RegistrationForm, ctx: RegistryContext
 ) -> Registration:
     media_type = _reject_bad_upload(upload)
+    # Fingerprint before the first database statement: on SQLite that statement takes the write lock.
+    computed = ctx.fingerprints.compute(upload.path.read_bytes(), media_type)
     existing = session.scalar(select(Work).where(Work.owner_id == owner.id, Work.sha256 == upload.sha256))
     if existing is not None:
         raise Conflict(
             f"You already registered this exact file as “{existing.title}” on {rfc3339(existing.registered_at)}.",
             work_id=existing.id, work_url=f"{ctx.public_url}/api/v1/works/{existing.id}",
         )
-    computed = ComputedFingerprints(public={}, stored={})
-    if ctx.fingerprints is not None:
-        computed = ctx.fingerprints.compute(upload.path.read_bytes(), media_type)
     prior = _prior_similar(session, owner, upload.sha256, computed, ctx)
 
     ctx.blobs.put_file(upload.sha256, upload.path)
@@ -175,28 +163,55 @@ def register(
         details={"sha256": upload.sha256, "log_index": appended.index, "prior_similar": len(prior)},
     )
     log.publish_checkpoint(session, signer)
-    if ctx.fingerprints is not None and computed.stored:
+    if computed.parsed:
         engine = ctx.fingerprints
-        session.info.setdefault("after_commit", []).append(lambda: engine.add(work_id, computed))
-    return Registration(work, owner, prior)
+        session.info.setdefault("after_commit", []).append(lambda: engine.add_computed(work_id, computed))
+    if prior:
+        from ipx.complaints.review import alert_prior_owners  # imported on use: complaints builds on the registry
+
+        alert_prior_owners(session, work_id)
+    return Registration(work, owner, prior, computed)
 
 
 def _prior_similar(
     session: Session, owner: Principal, sha256: str, computed: ComputedFingerprints, ctx: RegistryContext
 ) -> list[SimilarWork]:
     """Earlier works of other accounts that this upload matches exactly or perceptually, best first."""
+    return [m for m in find_matches(session, sha256, computed, ctx) if m.work.owner_id != owner.id]
+
+
+def find_matches(
+    session: Session, sha256: str, computed: ComputedFingerprints, ctx: RegistryContext
+) -> list[SimilarWork]:
+    """Registered works equal to, or perceptually like, an upload: exact first, then best similarity."""
     found: dict[str, SimilarWork] = {}
-    exact = session.scalars(select(Work).where(Work.sha256 == sha256, Work.owner_id != owner.id))
-    for work in exact:
+    for work in session.scalars(select(Work).where(Work.sha256 == sha256).order_by(Work.registered_at)):
         found[work.id] = SimilarWork(work, "sha256", 0.0, 1.0)
-    if ctx.fingerprints is not None and computed.stored:
-        for work_id, method, distance, similarity in ctx.fingerprints.similar(computed):
-            if work_id in found:
-                continue
-            work = session.get(Work, work_id)
-            if work is not None and work.owner_id != owner.id:
-                found[work_id] = SimilarWork(work, method, distance, similarity)
+    if computed.parsed:
+        ctx.fingerprints.catch_up(session)
+        for match in ctx.fingerprints.similar(computed):
+            work = session.get(Work, match.work_id)
+            if work is not None and match.work_id not in found:
+                found[match.work_id] = SimilarWork(work, match.method, match.distance, match.similarity, match.passages)
     return sorted(found.values(), key=lambda m: (-m.similarity, m.distance, m.work.registered_at))
+
+
+@dataclass(frozen=True)
+class UploadMatches:
+    media_type: str
+    detection: ComputedFingerprints
+    exact: list[SimilarWork]
+    similar: list[SimilarWork]
+
+
+def match_upload(session: Session, upload: Upload, ctx: RegistryContext) -> UploadMatches:
+    """Public verification of a file: which registered works it is, or resembles. Nothing is stored."""
+    media_type = _reject_bad_upload(upload)
+    computed = ctx.fingerprints.compute(upload.path.read_bytes(), media_type)
+    matches = find_matches(session, upload.sha256, computed, ctx)
+    return UploadMatches(
+        media_type, computed, [m for m in matches if m.method == "sha256"], [m for m in matches if m.method != "sha256"]
+    )
 
 
 def get_work(session: Session, work_id: str) -> Work:

@@ -1,0 +1,155 @@
+"""One front door to every fingerprint kind and its index, for the registry and public verification.
+
+Each app worker keeps its own in-memory indexes. They are rebuilt from the `work_fingerprints` table at
+start-up and caught up before every query (rows with a log index above the last one loaded), so a work
+registered through one worker is found by all of them. Log indexes commit in order — appends hold the
+log lock until commit — so "everything above the last index seen" never skips a row.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image as PILImage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ipx.errors import InvalidInput, PayloadTooLarge
+from ipx.fingerprint import audio, image, text
+from ipx.fingerprint.index import ImageIndex
+from ipx.registry.models import WorkFingerprint
+
+IMAGE, TEXT, AUDIO = "image", "text", "audio"
+TEXT_MEDIA_TYPES = {"application/pdf", "application/xhtml+xml", "application/json", "application/xml"}
+
+
+def _pillow_reads_format(data: bytes) -> bool:
+    """Whether the bytes start like an image format Pillow knows (content sniffers guess some from weak hints)."""
+    try:
+        PILImage.open(io.BytesIO(data)).close()
+    except PILImage.UnidentifiedImageError:
+        return False
+    except Exception:  # noqa: BLE001 - a known format with a broken header is still that format
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class ComputedFingerprints:
+    """What one upload yields: a signed summary, serialized forms to store, parsed forms to query with."""
+
+    public: dict[str, Any] = field(default_factory=dict)
+    stored: dict[str, bytes] = field(default_factory=dict)
+    parsed: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None  # why only exact matching applies, in words for the user
+
+    @property
+    def methods(self) -> list[str]:
+        return ["sha256", *self.stored]
+
+
+@dataclass(frozen=True)
+class SimilarityMatch:
+    work_id: str
+    method: str
+    distance: float
+    similarity: float
+    passages: list[dict[str, Any]] | None = None
+
+
+def kind_for(media_type: str) -> str | None:
+    if media_type.startswith("image/") and media_type != "image/svg+xml":
+        return IMAGE
+    if media_type.startswith("text/") or media_type in TEXT_MEDIA_TYPES or media_type == "image/svg+xml":
+        return TEXT
+    if media_type.startswith("audio/"):
+        return AUDIO
+    return None
+
+
+class FingerprintEngine:
+    def __init__(self, *, max_image_pixels: int) -> None:
+        self.max_image_pixels = max_image_pixels
+        self._images = ImageIndex()
+        self._texts = text.TextIndex()
+        self._audio = audio.AudioIndex()
+        self._indexed: set[tuple[str, str]] = set()
+        self._loaded_seq = -1
+        self._lock = threading.Lock()
+
+    def compute(self, data: bytes, media_type: str) -> ComputedFingerprints:
+        """Fingerprints for an upload; bad images are refused, unsupported kinds are exact-only."""
+        kind = kind_for(media_type)
+        try:
+            if kind == IMAGE and not _pillow_reads_format(data):
+                return ComputedFingerprints(note=f"IPX cannot decode {media_type} images; exact SHA-256 only.")
+            if kind == IMAGE:
+                fingerprint: Any = image.fingerprint_image(data, max_pixels=self.max_image_pixels)
+            elif kind == TEXT:
+                fingerprint = text.fingerprint_text(text.extract_text(data, media_type))
+            elif kind == AUDIO:
+                fingerprint = audio.fingerprint_audio(data)
+            else:
+                return ComputedFingerprints(note=f"{media_type} files are matched by exact SHA-256 only.")
+        except image.ImageTooLarge as exc:
+            raise PayloadTooLarge(str(exc)) from exc
+        except image.UnsuitableImage as exc:
+            return ComputedFingerprints(note=f"{exc} Only exact SHA-256 matching applies.")
+        except (image.ImageFingerprintError, audio.AudioFingerprintError) as exc:
+            raise InvalidInput(str(exc)) from exc
+        except (text.TextFingerprintError, audio.FpcalcNotFoundError) as exc:
+            return ComputedFingerprints(note=f"{exc} Only exact SHA-256 matching applies.")
+        return ComputedFingerprints(
+            public={kind: fingerprint.public()}, stored={kind: fingerprint.to_bytes()}, parsed={kind: fingerprint}
+        )
+
+    def similar(self, computed: ComputedFingerprints, *, limit: int = 20) -> list[SimilarityMatch]:
+        matches: list[SimilarityMatch] = []
+        if IMAGE in computed.parsed:
+            matches += [
+                SimilarityMatch(m.work_id, m.method, m.distance, m.similarity)
+                for m in self._images.query(computed.parsed[IMAGE], limit=limit)
+            ]
+        if TEXT in computed.parsed:
+            matches += [
+                SimilarityMatch(m.work_id, m.method, m.distance, m.similarity, list(m.passages))
+                for m in self._texts.query(computed.parsed[TEXT], limit=limit)
+            ]
+        if AUDIO in computed.parsed:
+            matches += [
+                SimilarityMatch(m.work_id, m.method, m.distance, m.similarity)
+                for m in self._audio.query(computed.parsed[AUDIO], limit=limit)
+            ]
+        return sorted(matches, key=lambda m: (-m.similarity, m.distance))[:limit]
+
+    def add(self, work_id: str, kind: str, fingerprint: Any) -> None:
+        """Index one work once, whether it arrives from this worker's commit or from catch-up."""
+        with self._lock:
+            if (work_id, kind) in self._indexed:
+                return
+            self._indexed.add((work_id, kind))
+        {IMAGE: self._images, TEXT: self._texts, AUDIO: self._audio}[kind].add(work_id, fingerprint)
+
+    def add_computed(self, work_id: str, computed: ComputedFingerprints) -> None:
+        for kind, fingerprint in computed.parsed.items():
+            self.add(work_id, kind, fingerprint)
+
+    def catch_up(self, session: Session) -> int:
+        """Load fingerprints committed since the last call (by any worker); returns how many."""
+        parsers = {
+            IMAGE: image.ImageFingerprint.from_bytes,
+            TEXT: text.TextFingerprint.from_bytes,
+            AUDIO: audio.AudioFingerprint.from_bytes,
+        }
+        rows = session.execute(
+            select(WorkFingerprint.work_id, WorkFingerprint.kind, WorkFingerprint.data, WorkFingerprint.seq)
+            .where(WorkFingerprint.seq > self._loaded_seq)
+            .order_by(WorkFingerprint.seq)
+        ).all()
+        for work_id, kind, data, seq in rows:
+            self.add(work_id, kind, parsers[kind](data))
+            self._loaded_seq = max(self._loaded_seq, seq)
+        return len(rows)

@@ -1,0 +1,117 @@
+"""Perceptual detection through the API: prior_similar at registration and public POST /verify."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageOps
+from skimage import data as skdata
+
+from ipx.app import create_app
+from tests.conftest import ApiUser
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
+    out = io.BytesIO()
+    image.convert("RGB").save(out, fmt, **options)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return Image.fromarray(skdata.astronaut())
+
+
+@pytest.fixture(scope="module")
+def coffee() -> Image.Image:
+    return Image.fromarray(skdata.coffee())
+
+
+def edited_copy(image: Image.Image, quality: int = 30) -> bytes:
+    """A typical infringer's copy: cropped by 15%, mirrored, recompressed hard."""
+    width, height = image.size
+    cropped = image.crop((int(width * 0.15), int(height * 0.1), width, height))
+    return encode(ImageOps.mirror(cropped), quality=quality)
+
+
+def verify(client: TestClient, data: bytes, name: str = "query.jpg") -> dict:
+    response = client.post("/api/v1/verify", files={"file": (name, data)})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_edited_copy_is_flagged_at_registration_and_found_by_verify(client, make_user, astronaut, coffee):
+    alice, mallory = make_user("Alice"), make_user("Mallory")
+    original = alice.register(encode(astronaut, "PNG"), title="Astronaut", filename="astronaut.png").json()
+    assert set(original["detection"]["methods"]) >= {"sha256", "image"}
+    assert set(original["fingerprints"]["image"]) >= {"pdq", "phash"}
+
+    copy = mallory.register(edited_copy(astronaut), title="My astronaut", filename="mine.jpg")
+    assert copy.status_code == 201, copy.text
+    prior = copy.json()["prior_similar"]
+    assert [m["work_id"] for m in prior] == [original["work_id"]]
+    assert prior[0]["method"] != "sha256" and 0 < prior[0]["similarity"] <= 1
+
+    found = verify(client, edited_copy(astronaut, quality=40))
+    assert found["exact_matches"] == []
+    assert original["work_id"] in [m["work_id"] for m in found["similar_matches"]]
+    exact = verify(client, encode(astronaut, "PNG"), "astronaut.png")
+    assert [m["work_id"] for m in exact["exact_matches"]] == [original["work_id"]]
+    assert {"work_id", "title", "registered_at", "method", "distance"} <= set(exact["exact_matches"][0])
+
+    unrelated = verify(client, encode(coffee))
+    assert unrelated["exact_matches"] == [] and unrelated["similar_matches"] == []
+
+
+def test_own_edited_copy_is_not_flagged_as_prior_work_of_another(client, make_user, astronaut):
+    alice = make_user("Alice")
+    alice.register(encode(astronaut, "PNG"), title="Astronaut", filename="a.png")
+    again = alice.register(edited_copy(astronaut), title="Astronaut, cropped", filename="b.jpg")
+    assert again.status_code == 201 and again.json()["prior_similar"] == []
+
+
+def test_text_copy_inside_a_longer_article_is_found_with_passages(client, make_user):
+    rng = np.random.default_rng(7)
+    vocabulary = [f"word{n}" for n in range(3000)]
+    original = " ".join(rng.choice(vocabulary, 600))
+    filler = " ".join(rng.choice([f"other{n}" for n in range(3000)], 900))
+    work = make_user("Writer").register(original.encode(), title="Chapter one", filename="chapter.txt").json()
+    assert "text" in work["detection"]["methods"]
+    excerpt = " ".join(original.split()[100:300])
+    found = verify(client, f"{filler[:2000]} {excerpt} {filler[2000:]}".encode(), "article.txt")
+    match = next(m for m in found["similar_matches"] if m["work_id"] == work["work_id"])
+    assert match["passages"], match
+
+
+def test_unsupported_kinds_are_honestly_exact_only(client, make_user):
+    payload = bytes(range(256)) * 40
+    work = make_user().register(payload, title="Firmware", filename="blob.bin").json()
+    assert work["detection"]["methods"] == ["sha256"]
+    assert "exact SHA-256 only" in work["detection"]["note"]
+    assert verify(client, payload, "blob.bin")["exact_matches"][0]["work_id"] == work["work_id"]
+
+
+def test_broken_images_get_clear_errors(client, make_user, astronaut):
+    user = make_user()
+    truncated = encode(astronaut, "PNG")[:5000]
+    response = user.register(truncated, title="Broken", filename="broken.png")
+    assert response.status_code == 422 and response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["detail"]
+    bomb = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(bomb, "PNG")  # 400 megapixels, a few kB compressed
+    response = user.register(bomb.getvalue(), title="Bomb", filename="bomb.png")
+    assert response.status_code == 413, response.text
+    assert "megapixels" in response.json()["detail"]
+    assert client.get("/api/v1/works").json()["total"] == 0
+
+
+def test_workers_catch_up_with_registrations_made_by_other_workers(settings, astronaut):
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        work = ApiUser(first, "w1@example.org", "Worker one").register(encode(astronaut, "PNG"), title="A").json()
+        found = verify(second, edited_copy(astronaut))
+        assert work["work_id"] in [m["work_id"] for m in found["similar_matches"]]
+    with TestClient(create_app(settings)) as restarted:  # the index is rebuilt from the database at start-up
+        assert work["work_id"] in [m["work_id"] for m in verify(restarted, edited_copy(astronaut))["similar_matches"]]
