@@ -19,8 +19,8 @@ from ipx.complaints import api as complaints_api
 from ipx.complaints import pages as complaints_pages
 from ipx.config import Settings, get_settings
 from ipx.db import make_engine, make_session_factory, transaction
-from ipx.fingerprint.engine import FingerprintEngine
 from ipx.errors import PROBLEM_JSON, IPXError, PayloadTooLarge
+from ipx.fingerprint.engine import FingerprintEngine
 from ipx.marketplace import api as marketplace_api
 from ipx.registry import api as registry_api
 from ipx.registry import keys, log

@@ -32,7 +32,7 @@ def _pillow_reads_format(data: bytes) -> bool:
         PILImage.open(io.BytesIO(data)).close()
     except PILImage.UnidentifiedImageError:
         return False
-    except Exception:  # noqa: BLE001 - a known format with a broken header is still that format
+    except Exception:
         return True
     return True
 

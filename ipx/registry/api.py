@@ -14,10 +14,10 @@ from ipx.accounts.service import Principal
 from ipx.config import Settings
 from ipx.deps import AppSettings, Creator, DbSession, Registry, receive_upload, require_file
 from ipx.errors import InvalidInput
+from ipx.fingerprint.engine import ComputedFingerprints
 from ipx.registry import keys, log, service, signing
 from ipx.registry.models import Work
 from ipx.registry.note import NoteVerifier
-from ipx.fingerprint.engine import ComputedFingerprints
 from ipx.registry.schemas import (
     CreatorRef,
     Detection,
