@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,14 +28,18 @@ ITEM_SECONDS = 4096 / 3 / 11025
 """Chromaprint (algorithm 2) hop: 11025 Hz audio, 4096-sample frames overlapping by two thirds."""
 MAX_BIT_ERROR_RATE = 0.20
 """Midway between the worst copy (0.085: 10 s clip of a 64 kbit/s mp3) and the closest distinct pair
-over all offsets (0.33) in bench/audio_robustness.py; unrelated audio sits near 0.5."""
+over all offsets (0.34) in bench/audio_robustness.py; unrelated audio sits near 0.5."""
 MIN_OVERLAP_SECONDS = 5.0
-"""Short overlaps can reach a low BER by chance, and a few seconds are not evidence of copying."""
+"""Short overlaps can reach a low BER by chance, and a few seconds are not evidence of copying.
+Chromaprint drops ~2.6 s at the start of every file, so a clip needs ~8 s of audio to qualify."""
 MAX_OFFSETS_PER_WORK = 4
 """Offsets (by votes) verified per candidate work; the true one is nearly always the first."""
 MAX_CANDIDATE_WORKS = 50
 MAX_POSITIONS_PER_VALUE = 4
 """Silence and sustained notes repeat one value many times; those positions say nothing about offset."""
+MAX_POSTINGS_PER_VALUE = 2000
+"""A value found at this many indexed positions (silence, hum shared by many works) is skipped as a
+candidate source; alignment still checks it in the BER."""
 FPCALC_TIMEOUT_SECONDS = 120.0
 
 _FORMAT_MAGIC = b"IPX-AUDIO-FP/1\n"
@@ -116,8 +120,8 @@ def fingerprint_audio(data: bytes, *, timeout: float = FPCALC_TIMEOUT_SECONDS) -
         values = tuple(int(value) & 0xFFFFFFFF for value in parsed["fingerprint"])
         duration = float(parsed.get("duration", 0.0))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        reason = result.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise AudioFingerprintError(f"The file could not be decoded as audio ({reason[0]}).") from exc
+        reason = (result.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("ERROR: ")
+        raise AudioFingerprintError(f"The file could not be decoded as audio ({reason}).") from exc
     if not values:
         raise AudioFingerprintError(_TOO_SHORT)
     return AudioFingerprint(values, duration)
@@ -136,24 +140,31 @@ class AudioMatch:
     overlap_seconds: float
 
 
-def bit_error_rate(registered: np.ndarray, query: np.ndarray, offset: int) -> tuple[float, int]:
-    """BER and overlap length (items) with query item 0 placed at registered item ``offset``."""
+def bit_error_rate(registered: np.ndarray, query: np.ndarray, offset: int) -> tuple[float, int, int]:
+    """(BER, overlap items, changing items) with query item 0 placed at registered item ``offset``.
+
+    Changing items are those whose registered value differs from the previous one: silence or a held
+    tone repeats one value, matches any other silence perfectly and so must not count as evidence.
+    """
     start, end = max(0, offset), min(len(registered), offset + len(query))
     if end <= start:
-        return 1.0, 0
-    differing = np.bitwise_count(registered[start:end] ^ query[start - offset : end - offset])
-    return float(differing.sum()) / (32 * (end - start)), end - start
+        return 1.0, 0, 0
+    window = registered[start:end]
+    differing = np.bitwise_count(window ^ query[start - offset : end - offset])
+    changing = 1 + int(np.count_nonzero(window[1:] != window[:-1]))
+    return float(differing.sum()) / (32 * (end - start)), end - start, changing
 
 
 def best_alignment(
     registered: AudioFingerprint, query: AudioFingerprint, offsets: Iterable[int]
 ) -> tuple[float, int, int] | None:
-    """Lowest (BER, offset, overlap items) among ``offsets`` with at least MIN_OVERLAP_SECONDS overlap."""
+    """Lowest (BER, offset, overlap items) among ``offsets`` whose overlap holds at least
+    MIN_OVERLAP_SECONDS of changing sound."""
     min_overlap_items = int(MIN_OVERLAP_SECONDS / ITEM_SECONDS)
     best: tuple[float, int, int] | None = None
     for offset in offsets:
-        ber, overlap = bit_error_rate(registered.array, query.array, offset)
-        if overlap >= min_overlap_items and (best is None or ber < best[0]):
+        ber, overlap, changing = bit_error_rate(registered.array, query.array, offset)
+        if changing >= min_overlap_items and (best is None or ber < best[0]):
             best = (ber, offset, overlap)
     return best
 
@@ -176,6 +187,15 @@ def compare(
     )
 
 
+def _informative_positions(values: Iterable[int]) -> Iterator[tuple[int, int]]:
+    """(position, value) pairs, skipping a value after MAX_POSITIONS_PER_VALUE occurrences."""
+    seen: Counter[int] = Counter()
+    for position, value in enumerate(values):
+        seen[value] += 1
+        if seen[value] <= MAX_POSITIONS_PER_VALUE:
+            yield position, value
+
+
 class AudioIndex:
     """Registered audio fingerprints with an inverted index of sub-fingerprint values; thread-safe."""
 
@@ -195,19 +215,18 @@ class AudioIndex:
                 for value in set(self._works.pop(work_id).values):
                     self._postings[value] = [p for p in self._postings[value] if p[0] != work_id]
             self._works[work_id] = fp
-            seen: Counter[int] = Counter()
-            for position, value in enumerate(fp.values):
-                seen[value] += 1
-                if seen[value] <= MAX_POSITIONS_PER_VALUE:
-                    self._postings.setdefault(value, []).append((work_id, position))
+            for position, value in _informative_positions(fp.values):
+                self._postings.setdefault(value, []).append((work_id, position))
 
     def query(self, fp: AudioFingerprint, *, limit: int = 20) -> list[AudioMatch]:
         """Registered works the query copies (re-encoded, trimmed, louder/quieter, or an excerpt)."""
         votes: Counter[tuple[str, int]] = Counter()
         with self._lock:
-            for query_position, value in enumerate(fp.values):
-                for work_id, position in self._postings.get(value, ()):
-                    votes[(work_id, position - query_position)] += 1
+            for query_position, value in _informative_positions(fp.values):
+                postings = self._postings.get(value, ())
+                if len(postings) <= MAX_POSTINGS_PER_VALUE:
+                    for work_id, position in postings:
+                        votes[(work_id, position - query_position)] += 1
             offsets_by_work: dict[str, list[int]] = {}
             for (work_id, offset), _ in votes.most_common():
                 offsets = offsets_by_work.setdefault(work_id, [])
