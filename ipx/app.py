@@ -23,6 +23,7 @@ from ipx.registry import api as registry_api
 from ipx.registry import keys, log
 from ipx.registry.service import RegistryContext
 from ipx.storage import sweep_orphan_blobs
+from ipx.web import pages as web_pages
 from ipx.web.templating import STATIC_DIR
 
 API_PREFIX = "/api/v1"
@@ -140,4 +141,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts_api.router, prefix=API_PREFIX)
     app.include_router(registry_api.router, prefix=API_PREFIX)
     app.include_router(registry_api.well_known)
+    app.include_router(web_pages.router)
     return app

@@ -99,7 +99,10 @@ class S3BlobStore:
         self.client.upload_file(str(path), self.bucket, self._key(sha256))
 
     def read(self, sha256: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"].read()
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"].read()
+        except self.client.exceptions.NoSuchKey as exc:  # same contract as the local store
+            raise FileNotFoundError(f"blob {sha256} is not in s3://{self.bucket}/{self.prefix}") from exc
 
     def exists(self, sha256: str) -> bool:
         from botocore.exceptions import ClientError

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from ipx.accounts.service import Principal
 from ipx.config import Settings
@@ -84,7 +85,9 @@ async def register_upload(
     """Spool, hash and register an upload; shared by POST /works and the registration page."""
     upload = await receive_upload(require_file(file), settings, settings.data_dir / "tmp")
     try:
-        return service.register(session, owner=caller, upload=upload, form=form, ctx=registry)
+        # Off the event loop: register waits for the log lock, which another request of this worker may
+        # hold until its commit, and that commit needs the event loop (a deadlock if we block it here).
+        return await run_in_threadpool(service.register, session, owner=caller, upload=upload, form=form, ctx=registry)
     finally:
         upload.path.unlink(missing_ok=True)
 

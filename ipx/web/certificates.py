@@ -1,0 +1,199 @@
+"""What a registration looks like away from the site: a QR code, a one-page PDF and a thumbnail.
+
+Bytes and plain values in, bytes out: no database, no HTTP, so the page routes stay thin and these
+render the same in tests as in production.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import segno
+from fpdf import FPDF
+from PIL import Image
+
+from ipx.fingerprint.image import decode_image
+
+# Debian's fonts-dejavu-core; titles and names may be in any script, which the PDF core fonts cannot show.
+UNICODE_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+UNICODE_FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+UNICODE_FONT_MONO = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")
+THUMBNAIL_SIDE = 480
+THUMBNAIL_QUALITY = 82
+QR_BORDER_MODULES = 4  # the quiet zone ISO/IEC 18004 asks for
+VERIFY_NOTE = (
+    "This certificate summarises a signed registration statement appended to the IPX transparency log. "
+    "To check it without trusting IPX, download the evidence bundle from the public record and run "
+    "\"ipx verify BUNDLE FILE\": it checks the Ed25519 signature, the Merkle inclusion proof against the signed "
+    "checkpoint, and that the file's SHA-256 matches."
+)
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    """The facts a certificate states; each one can be checked against the evidence bundle."""
+
+    title: str
+    work_type: str
+    creators: list[tuple[str, str]]  # (name, share as shown, e.g. "50%")
+    registered_by: str
+    sha256: str
+    size: int
+    media_type: str
+    registered_at: str  # RFC 3339 UTC, exactly as signed
+    log_index: int
+    key_id: str
+    status: str
+    url: str
+
+
+def qr_code(url: str) -> segno.QRCode:
+    return segno.make(url, error="m")
+
+
+def qr_svg(url: str, scale: int = 4) -> str:
+    """Inline SVG markup of the QR code, so the printable page needs no image request."""
+    return str(qr_code(url).svg_inline(scale=scale, border=QR_BORDER_MODULES, dark="#0f172a", title=url))
+
+
+def kind_phrase(work_type: str) -> str:
+    """ "image" -> "an image work", for sentences on the certificate and the record page."""
+    article = "an" if work_type[:1].lower() in "aeiou" else "a"
+    return f"{article} {work_type} work"
+
+
+def human_size(size: int) -> str:
+    """1536 -> "1.5 KiB (1,536 bytes)": readable, and still the exact figure the statement signs."""
+    if size < 1024:
+        return f"{size} bytes"
+    value, unit = float(size), "bytes"
+    for unit in ("KiB", "MiB", "GiB"):  # noqa: B007 - the last unit tried is the one shown
+        value /= 1024
+        if value < 1024:
+            break
+    return f"{value:.1f} {unit} ({size:,} bytes)"
+
+
+class _CertificatePdf(FPDF):
+    def __init__(self, fonts: tuple[Path, Path, Path] | None) -> None:
+        super().__init__(format="A4", unit="mm")
+        self.set_auto_page_break(auto=False)
+        self.set_margins(20, 20, 20)
+        if fonts is not None and all(path.exists() for path in fonts):
+            regular, bold, mono = fonts
+            self.add_font("body", "", str(regular))
+            self.add_font("body", "B", str(bold))
+            self.add_font("mono", "", str(mono))
+            self.family, self.mono_family, self.unicode = "body", "mono", True
+        else:  # without Unicode fonts, characters outside Latin-1 print as "?" rather than failing
+            self.family, self.mono_family, self.unicode = "helvetica", "courier", False
+
+    def text_of(self, value: str) -> str:
+        return value if self.unicode else value.encode("latin-1", "replace").decode("latin-1")
+
+    def use(
+        self, size: float, bold: bool = False, rgb: tuple[int, int, int] = (15, 23, 42), mono: bool = False
+    ) -> None:
+        self.set_font(self.mono_family if mono else self.family, "B" if bold else "", size)
+        self.set_text_color(*rgb)
+
+    def draw_qr(self, url: str, x: float, y: float, side: float) -> None:
+        """The QR code as filled runs of modules: vector, crisp in print, no image decoder needed."""
+        matrix = qr_code(url).matrix
+        modules = len(matrix) + 2 * QR_BORDER_MODULES
+        unit = side / modules
+        self.set_fill_color(15, 23, 42)
+        for row_number, row in enumerate(matrix):
+            top = y + (row_number + QR_BORDER_MODULES) * unit
+            start: int | None = None
+            for column, dark in enumerate([*row, 0]):
+                if dark and start is None:
+                    start = column
+                elif not dark and start is not None:
+                    self.rect(x + (start + QR_BORDER_MODULES) * unit, top, (column - start) * unit, unit, style="F")
+                    start = None
+
+
+def certificate_pdf(
+    facts: CertificateFacts,
+    *,
+    fonts: tuple[Path, Path, Path] | None = (UNICODE_FONT, UNICODE_FONT_BOLD, UNICODE_FONT_MONO),
+) -> bytes:
+    """A one-page A4 certificate whose every line can be checked against the evidence bundle.
+
+    `fonts` are (regular, bold, monospace) TrueType files; hashes and ids are set in monospace so
+    each stays on one line and can be read back character by character.
+    """
+    pdf = _CertificatePdf(fonts)
+    pdf.set_title(pdf.text_of(f"IPX registration certificate: {facts.title}"))
+    pdf.set_creator("IPX")
+    pdf.add_page()
+    width = pdf.w - pdf.l_margin - pdf.r_margin
+
+    pdf.set_fill_color(31, 95, 191)
+    pdf.rect(0, 0, pdf.w, 6, style="F")
+    pdf.set_xy(pdf.l_margin, 18)
+    pdf.use(11, bold=True, rgb=(31, 95, 191))
+    pdf.cell(width, 6, "IPX  ·  CERTIFICATE OF REGISTRATION")
+    pdf.ln(12)
+    pdf.use(24, bold=True)
+    pdf.multi_cell(width - 50, 10, pdf.text_of(facts.title))
+    pdf.ln(2)
+    pdf.use(11, rgb=(71, 85, 105))
+    sentence = f"{kind_phrase(facts.work_type).capitalize()} registered by {facts.registered_by}."
+    pdf.multi_cell(width - 50, 6, pdf.text_of(sentence))
+    pdf.draw_qr(facts.url, pdf.w - pdf.r_margin - 42, 30, 42)
+
+    pdf.set_y(max(pdf.get_y() + 10, 82))
+    rows = [  # (label, value, monospace)
+        ("Creators", ", ".join(f"{name} ({share})" for name, share in facts.creators), False),
+        ("SHA-256", facts.sha256, True),
+        ("Size", human_size(facts.size), False),
+        ("Media type", facts.media_type, True),
+        ("Registered (UTC)", facts.registered_at, True),
+        ("Log index", str(facts.log_index), True),
+        ("Signing key id", facts.key_id, True),
+        ("Status", facts.status, False),
+        ("Public record", facts.url, True),
+    ]
+    label_width = 38
+    for label, value, mono in rows:
+        pdf.set_draw_color(226, 232, 240)
+        pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + width, pdf.get_y())
+        pdf.ln(2.5)
+        top = pdf.get_y()
+        pdf.use(9, bold=True, rgb=(100, 116, 139))
+        pdf.cell(label_width, 6, label.upper())
+        pdf.set_xy(pdf.l_margin + label_width, top)
+        disputed = label == "Status" and value != "registered"
+        pdf.use(8.8 if mono else 10.5, bold=disputed, rgb=(178, 38, 30) if disputed else (15, 23, 42), mono=mono)
+        pdf.multi_cell(width - label_width, 6, pdf.text_of(value))
+        pdf.ln(2.5)
+
+    pdf.ln(6)
+    pdf.use(9.5, rgb=(71, 85, 105))
+    pdf.multi_cell(width, 5, align="L", text=pdf.text_of(VERIFY_NOTE))
+    return bytes(pdf.output())
+
+
+def _previewable_media_types() -> frozenset[str]:
+    Image.init()
+    return frozenset(Image.MIME[f] for f in Image.OPEN if Image.MIME.get(f, "").startswith("image/"))
+
+
+# image types Pillow can decode; an SVG or HEIC gets a type tile instead of a broken preview
+PREVIEWABLE_MEDIA_TYPES = _previewable_media_types()
+
+
+def has_preview(media_type: str) -> bool:
+    return media_type in PREVIEWABLE_MEDIA_TYPES
+
+
+def thumbnail_jpeg(data: bytes, *, max_pixels: int, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A small JPEG preview, decoded with the same bounded, EXIF-aware decoder the fingerprints use."""
+    rgb, _ = decode_image(data, max_pixels=max_pixels, work_side=side)
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True, progressive=True)
+    return out.getvalue()

@@ -1,0 +1,71 @@
+"""The certificate's pure parts: wording, sizes, the PDF with and without Unicode fonts, thumbnails."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+from pypdf import PdfReader
+
+from ipx.fingerprint.image import ImageFingerprintError
+from ipx.web import certificates
+from tests.conftest import png_bytes
+
+FACTS = certificates.CertificateFacts(
+    title="Łódź — nocą", work_type="image", creators=[("Zoë", "50%"), ("Ada", "50%")], registered_by="Zoë",
+    sha256="ab" * 32, size=1536, media_type="image/png", registered_at="2026-01-02T03:04:05.000006Z", log_index=41,
+    key_id="cd" * 32, status="registered", url="https://ipx.example/works/00000000-0000-4000-8000-000000000000",
+)
+
+
+@pytest.mark.parametrize(
+    ("work_type", "phrase"), [("image", "an image work"), ("audio", "an audio work"), ("text", "a text work")]
+)
+def test_kind_phrase_uses_the_right_article(work_type: str, phrase: str) -> None:
+    assert certificates.kind_phrase(work_type) == phrase
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(0, "0 bytes"), (1023, "1023 bytes"), (1536, "1.5 KiB (1,536 bytes)"), (5 * 1024**2, "5.0 MiB (5,242,880 bytes)"),
+     (3 * 1024**4, "3072.0 GiB (3,298,534,883,328 bytes)")],
+)
+def test_human_size_keeps_the_exact_figure(size: int, shown: str) -> None:
+    assert certificates.human_size(size) == shown
+
+
+def _pdf_text(pdf: bytes) -> str:
+    reader = PdfReader(io.BytesIO(pdf))
+    assert len(reader.pages) == 1
+    return reader.pages[0].extract_text()
+
+
+def test_pdf_with_unicode_fonts_keeps_every_character() -> None:
+    text = _pdf_text(certificates.certificate_pdf(FACTS))
+    for fact in ("Łódź — nocą", "Zoë (50%)", FACTS.sha256, FACTS.key_id, FACTS.registered_at, FACTS.url):
+        assert fact in text
+
+
+def test_pdf_without_unicode_fonts_still_renders_with_replacements() -> None:
+    text = _pdf_text(certificates.certificate_pdf(FACTS, fonts=None))
+    assert "?ód? ? noc?" in text  # Ł, ź, — and ą are outside Latin-1; ó and ë are inside and survive
+    assert "Zoë" in text and FACTS.sha256 in text and FACTS.url in text
+
+
+def test_qr_svg_is_inline_markup_naming_the_url() -> None:
+    svg = certificates.qr_svg(FACTS.url)
+    assert svg.startswith("<svg") and f"<title>{FACTS.url}</title>" in svg
+
+
+def test_thumbnail_is_a_bounded_jpeg() -> None:
+    jpeg = certificates.thumbnail_jpeg(png_bytes(1, size=(1000, 250)), max_pixels=10_000_000)
+    image = Image.open(io.BytesIO(jpeg))
+    assert image.format == "JPEG" and image.size == (certificates.THUMBNAIL_SIDE, 120)
+
+
+def test_thumbnail_refuses_what_is_not_an_image_or_too_many_pixels() -> None:
+    with pytest.raises(ImageFingerprintError):
+        certificates.thumbnail_jpeg(b"not an image", max_pixels=10_000_000)
+    with pytest.raises(ImageFingerprintError):
+        certificates.thumbnail_jpeg(png_bytes(1, size=(400, 400)), max_pixels=1000)
