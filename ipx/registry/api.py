@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -92,6 +94,24 @@ async def register_upload(
         upload.path.unlink(missing_ok=True)
 
 
+async def match_uploaded_file(
+    session: Session, settings: Settings, registry: service.RegistryContext, file: UploadFile | None,
+    keep: Callable[[Path], None] | None = None,
+) -> tuple[service.Upload, service.UploadMatches]:
+    """Spool, hash and match an upload; shared by POST /verify and the verify page.
+
+    `keep` sees the spooled file before it is deleted (the page makes its preview there).
+    """
+    upload = await receive_upload(require_file(file), settings, settings.data_dir / "tmp")
+    try:
+        found = await run_in_threadpool(service.match_upload, session, upload, registry)  # off the event loop
+        if keep is not None:
+            keep(upload.path)
+        return upload, found
+    finally:
+        upload.path.unlink(missing_ok=True)
+
+
 @router.post("/works", status_code=201, response_model=RegistrationRead)
 async def create_work(
     request: Request,
@@ -131,11 +151,7 @@ async def verify_upload(
     file: Annotated[UploadFile | None, File(description="The file to look up")] = None,
 ) -> VerifyRead:
     """Which registered works this file is, exactly or perceptually (anyone; nothing is stored)."""
-    upload = await receive_upload(require_file(file), settings, settings.data_dir / "tmp")
-    try:
-        found = service.match_upload(session, upload, registry)
-    finally:
-        upload.path.unlink(missing_ok=True)
+    upload, found = await match_uploaded_file(session, settings, registry, file)
     return VerifyRead(
         sha256=upload.sha256, size=upload.size, media_type=found.media_type, detection=detection_read(found.detection),
         exact_matches=[match_read(m, settings.public_url) for m in found.exact],

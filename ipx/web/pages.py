@@ -7,9 +7,11 @@ an error page for unknown ids, a redirect to the login page when an account is n
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
@@ -520,4 +522,57 @@ def verify_page(
         for w in works
     ]
     context = {"q": query, "results": results, "problem": problem, "searched": bool(query) and problem is None}
+    return render(request, "registry/verify.html", context, caller)
+
+
+def _match_view(session: Session, match: registry_service.SimilarWork, public_url: str) -> dict[str, Any]:
+    return {
+        "work": work_view(session, match.work, public_url),
+        "method": METHOD_NAMES.get(match.method, match.method),
+        "distance": f"{match.distance:g}",
+        "similarity": f"{match.similarity:.0%}",
+        "passages": match.passages or [],
+    }
+
+
+METHOD_NAMES = {
+    "sha256": "Identical file (SHA-256)", "pdq": "PDQ perceptual hash", "phash": "pHash perceptual hash",
+    "orb": "Local features (ORB, geometrically verified)", "text-containment": "Shared passages",
+    "chromaprint": "Audio fingerprint (Chromaprint)",
+}
+
+
+@router.post("/verify", response_class=HTMLResponse)
+async def verify_upload_page(
+    request: Request,
+    session: DbSession,
+    settings: AppSettings,
+    registry: Registry,
+    caller: Visitor,
+    file: Annotated[UploadFile | None, File()] = None,
+) -> HTMLResponse:
+    """Compare an uploaded file with every registered work, side by side (anyone; nothing is stored)."""
+    preview: dict[str, str] = {}
+
+    def make_preview(path: Path) -> None:
+        try:
+            data = path.read_bytes()
+            jpeg = certificates.thumbnail_jpeg(data, max_pixels=settings.max_image_pixels)
+        except (ImageFingerprintError, OSError):
+            return  # not an image, or not one we can draw: the comparison is still shown
+        preview["data_url"] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+
+    try:
+        upload, found = await registry_api.match_uploaded_file(session, settings, registry, file, keep=make_preview)
+    except IPXError as exc:
+        session.rollback()
+        context = {"q": "", "results": [], "problem": None, "searched": False, "upload_problem": exc.detail}
+        return render(request, "registry/verify.html", context, caller, status_code=exc.status_code)
+    query = {
+        "filename": upload.filename, "sha256": upload.sha256, "size": certificates.human_size(upload.size),
+        "media_type": found.media_type, "methods": found.detection.methods, "note": found.detection.note,
+        "preview": preview.get("data_url"),
+    }
+    matches = [_match_view(session, m, settings.public_url) for m in found.exact + found.similar]
+    context = {"q": "", "results": [], "problem": None, "searched": False, "query": query, "matches": matches}
     return render(request, "registry/verify.html", context, caller)
