@@ -166,8 +166,6 @@ def register(
     if computed.parsed:
         engine = ctx.fingerprints
         session.info.setdefault("after_commit", []).append(lambda: engine.add_computed(work_id, computed))
-    if prior:
-
     return Registration(work, owner, prior, computed)
 
 
