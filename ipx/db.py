@@ -79,7 +79,11 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A unit of work: commit if the block succeeds, roll back if it raises."""
+    """A unit of work: commit if the block succeeds, roll back if it raises.
+
+    Side effects that must not happen for a rolled-back change (updating in-memory indexes, sending
+    mail) are queued in session.info["after_commit"] and run only after a successful commit.
+    """
     session = factory()
     try:
         yield session
@@ -89,3 +93,5 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+    for effect in session.info.pop("after_commit", []):
+        effect()
