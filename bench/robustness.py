@@ -1,0 +1,319 @@
+"""Robustness benchmark: recall per edit family and false matches, IPX vs imagehash pHash vs plain PDQ.
+
+Usage: .venv/bin/python bench/robustness.py [--photos N] [--clipart N]
+
+Originals: the tuning set's photos and clip-art (distractors). Every photo is reduced to a longer side of
+1600 px (a typical copy found online) and edited by each function of bench/_edits.py; the copies are
+queried against an ImageIndex holding every original. Peers run on the same files in the same run:
+imagehash.phash on a full decode (match when d <= 10) and PDQ on the reference decode (d <= 31).
+
+False matches count every match between different works over photo x photo, photo x clip-art and
+edited copy x other original (clip-art x clip-art is reported apart: openclipart holds recoloured and
+mirrored versions of the same drawings). Also printed: for each IPX method the closest distinct pair
+(smallest Hamming distance; most ORB inliers), which is the margin left by the chosen thresholds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing import Pool
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import pdqhash
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from _edits import EDITS, edited_copy  # noqa: E402
+
+from ipx.fingerprint.image import ImageFingerprint, fingerprint_image, flatten_to_rgb  # noqa: E402
+from ipx.fingerprint.index import ImageIndex, Match  # noqa: E402
+
+PEER_PHASH_MAX = 10
+PEER_PDQ_MAX = 31
+COPY_SIDE = 1600
+SAME_DESIGN = ("MATE-Stripes-", "Ubuntu-Mate-")
+
+
+_worker_index: ImageIndex | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image: an original (edit == "") or an edited copy of a photo."""
+
+    name: str
+    work: str
+    kind: str  # "photo" or "clipart"
+    edit: str
+    fingerprint: ImageFingerprint
+    peer_phash: bytes
+    peer_pdq: bytes
+
+
+def tuning_set() -> Path:
+    """The cached tuning download (fetched on first use)."""
+    script = REPO.parent / "shared" / "datasets" / "fetch-tuning-set.sh"
+    output = subprocess.run([str(script)], check=True, capture_output=True, text=True).stdout
+    return Path(output.strip().splitlines()[-1])
+
+
+def work_of(name: str) -> str:
+    """Files that are one work share a work id (see /work/shared/datasets/README.md)."""
+    if name.startswith("Elephants"):
+        return "Elephants"
+    if name.startswith("Sway_Wallpaper_Blue"):
+        return "Sway_Wallpaper_Blue"
+    return Path(name).stem
+
+
+def related(work_a: str, work_b: str) -> bool:
+    """Same work, or the dark/light versions of one gnome design (a match there is not false)."""
+    strip = {"-d": "", "-l": ""}
+    return work_a == work_b or (work_a[:-2] == work_b[:-2] and work_a[-2:] in strip and work_b[-2:] in strip)
+
+
+def same_design(name_a: str, name_b: str) -> bool:
+    """Recolourings of one design that the dataset README labels as distinct works (reported apart)."""
+    return any(name_a.startswith(prefix) and name_b.startswith(prefix) for prefix in SAME_DESIGN)
+
+
+def peer_hashes(data: bytes) -> tuple[bytes, bytes]:
+    """imagehash.phash on a full decode; PDQ with the reference decode recipe (pdq/README.md)."""
+    image = Image.open(io.BytesIO(data))
+    phash = bytes.fromhex(str(imagehash.phash(image)))
+    if image.mode in ("LA", "I;16"):
+        image = image.convert("RGB")
+    pixels = np.asarray(image)
+    if pixels.ndim == 2:
+        pixels = np.stack([pixels] * 3, axis=-1)
+    vector, _ = pdqhash.compute(np.ascontiguousarray(pixels[..., :3]))
+    return phash, np.packbits(vector.astype(np.uint8)).tobytes()
+
+
+def load_original(job: tuple[Path, str]) -> Sample:
+    path, kind = job
+    data = path.read_bytes()
+    return Sample(path.name, work_of(path.name), kind, "", fingerprint_image(data), *peer_hashes(data))
+
+
+def load_copies(path: Path) -> list[Sample]:
+    image = Image.open(path)
+    image.draft("RGB", (COPY_SIDE, COPY_SIDE))
+    image = Image.fromarray(flatten_to_rgb(image))  # as displayed, transparency flattened like IPX does
+    image.thumbnail((COPY_SIDE, COPY_SIDE), Image.Resampling.LANCZOS)
+    copies = []
+    for edit in EDITS:
+        data = edited_copy(image, edit)
+        copies.append(
+            Sample(path.name, work_of(path.name), "photo", edit, fingerprint_image(data), *peer_hashes(data))
+        )
+    return copies
+
+
+def start_worker(originals: list[Sample]) -> None:
+    """Each worker process holds its own copy of the index of all originals."""
+    global _worker_index
+    _worker_index = ImageIndex()
+    for original in originals:
+        _worker_index.add(original.name, original.fingerprint)
+
+
+def query_worker(fingerprint: ImageFingerprint) -> tuple[list[Match], list[tuple[str, int]]]:
+    """IPX's answer with default thresholds, plus the inliers of every ORB candidate (for the margin)."""
+    assert _worker_index is not None
+    return _worker_index.query(fingerprint, limit=1000), _worker_index.orb_scores(fingerprint)
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise Hamming distances between rows of two uint8 code arrays."""
+    return np.unpackbits(a[:, None, :] ^ b[None, :, :], axis=2).sum(axis=2)
+
+
+def dihedral_distances(queries: list[Sample], originals: list[Sample], field: str) -> np.ndarray:
+    """(queries, originals) smallest distance over the query's 8 variants to each original's hash."""
+    stored = np.stack([getattr(s.fingerprint, field)[0] for s in originals])
+    result = np.empty((len(queries), len(originals)), dtype=np.int64)
+    for row, query in enumerate(queries):
+        result[row] = hamming(getattr(query.fingerprint, field), stored).min(axis=0)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=0, help="use only the first N photos (0 = all)")
+    parser.add_argument(
+        "--clipart", type=int, default=0, help="use only the first N clip-art files (0 = all)"
+    )
+    args = parser.parse_args()
+
+    root = tuning_set()
+    photo_paths = sorted((root / "photos").iterdir())[: args.photos or None]
+    clipart_paths = sorted((root / "clipart").glob("*.png"))[: args.clipart or None]
+    started = time.perf_counter()
+    jobs = [(p, "photo") for p in photo_paths] + [(p, "clipart") for p in clipart_paths]
+    with Pool(2) as pool:
+        originals = pool.map(load_original, jobs)
+        copies = [copy for batch in pool.map(load_copies, photo_paths) for copy in batch]
+    print(
+        f"fingerprinted {len(originals)} originals and {len(copies)} copies "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
+    queries = originals + copies
+    started = time.perf_counter()
+    with Pool(2, initializer=start_worker, initargs=(originals,)) as pool:
+        answers = pool.map(query_worker, [q.fingerprint for q in queries], chunksize=8)
+    print(f"queried {len(queries)} images in {time.perf_counter() - started:.0f} s")
+    work = {o.name: o.work for o in originals}
+    kind = {o.name: o.kind for o in originals}
+    report_recall(originals, copies, [a[0] for a in answers[len(originals) :]], work)
+    report_false_matches(queries, [a[0] for a in answers], work, kind)
+    report_margins(originals, queries, [a[1] for a in answers], kind)
+
+
+def category(query: Sample, other_kind: str) -> str:
+    if query.edit:
+        return "copy x other original"
+    return " x ".join(sorted([query.kind, other_kind], key=["photo", "clipart"].index))
+
+
+def report_recall(
+    originals: list[Sample], copies: list[Sample], answers: list[list[Match]], work: dict[str, str]
+) -> None:
+    def peer_distances(field: str) -> np.ndarray:
+        return hamming(
+            np.stack([np.frombuffer(getattr(c, field), np.uint8) for c in copies]),
+            np.stack([np.frombuffer(getattr(o, field), np.uint8) for o in originals]),
+        )
+
+    peer_phash, peer_pdq = peer_distances("peer_phash"), peer_distances("peer_pdq")
+    same = np.array([[c.work == o.work for o in originals] for c in copies])
+    allowed = np.array([[related(c.work, o.work) for o in originals] for c in copies])
+    rows: dict[str, list[tuple[bool, bool, bool]]] = {edit: [] for edit in EDITS}
+    methods: dict[str, int] = {}
+    peer_false = [0, 0]
+    missed = []
+    for row, (copy, matches) in enumerate(zip(copies, answers, strict=True)):
+        correct = [m for m in matches if work[m.work_id] == copy.work]
+        if correct:
+            methods[correct[0].method] = methods.get(correct[0].method, 0) + 1
+        else:
+            missed.append(f"{copy.name}/{copy.edit}")
+        phash_hits, pdq_hits = peer_phash[row] <= PEER_PHASH_MAX, peer_pdq[row] <= PEER_PDQ_MAX
+        rows[copy.edit].append(
+            (bool(correct), bool((phash_hits & same[row]).any()), bool((pdq_hits & same[row]).any()))
+        )
+        peer_false[0] += int((phash_hits & ~allowed[row]).sum())
+        peer_false[1] += int((pdq_hits & ~allowed[row]).sum())
+    print(
+        f"\nRecall on {len(copies)} edited copies of {len(copies) // len(EDITS)} photos "
+        f"(index of {len(originals)} originals: photos + clip-art)"
+    )
+    print(f"{'edit':<20}{'IPX':>8}{'pHash<=10':>11}{'PDQ<=31':>9}")
+    table = {edit: np.array(values, dtype=float).mean(axis=0) for edit, values in rows.items()}
+    for edit, (ipx, phash, pdq) in table.items():
+        print(f"{edit:<20}{ipx:>8.3f}{phash:>11.3f}{pdq:>9.3f}")
+    mean, worst = np.mean(list(table.values()), axis=0), np.min(list(table.values()), axis=0)
+    print(f"{'mean':<20}{mean[0]:>8.3f}{mean[1]:>11.3f}{mean[2]:>9.3f}")
+    print(f"{'worst edit':<20}{worst[0]:>8.3f}{worst[1]:>11.3f}{worst[2]:>9.3f}")
+    print(f"peer false matches, copy x other originals: pHash {peer_false[0]}, PDQ {peer_false[1]}")
+    print("IPX method that found each copy:", dict(sorted(methods.items())))
+    print(f"IPX missed ({len(missed)}):", ", ".join(missed))
+
+
+def report_false_matches(
+    queries: list[Sample], answers: list[list[Match]], work: dict[str, str], kind: dict[str, str]
+) -> None:
+    counts = {"photo x photo": 0, "photo x clipart": 0, "copy x other original": 0, "clipart x clipart": 0}
+    recolourings = 0
+    pairs: dict[str, int] = {}
+    for query, matches in zip(queries, answers, strict=True):
+        for m in matches:
+            if related(work[m.work_id], query.work) or m.work_id == query.name:
+                continue
+            if same_design(query.name, m.work_id):
+                recolourings += 1
+                continue
+            counts[category(query, kind[m.work_id])] += 1
+            if kind[m.work_id] == "photo" or query.kind == "photo":
+                pair = f"{query.name} ~ {m.work_id} ({m.method})"
+                pairs[pair] = pairs.get(pair, 0) + 1
+    print(f"\nIPX false matches between distinct works: {counts}")
+    print(f"   plus {recolourings} between recolourings of one design labelled distinct ({SAME_DESIGN})")
+    for pair, count in sorted(pairs.items(), key=lambda item: -item[1]):
+        print(f"   {count:>3} x {pair}")
+
+
+def report_margins(
+    originals: list[Sample],
+    queries: list[Sample],
+    orb_scores: list[list[tuple[str, int]]],
+    kind: dict[str, str],
+) -> None:
+    """Closest distinct pair per method, over the pairs that count for false matches."""
+    defaults = ImageIndex()
+    print("\nThresholds and margins (closest distinct pair; clip-art x clip-art excluded)")
+    counted = np.array(
+        [
+            [
+                not related(q.work, o.work)
+                and q.name != o.name
+                and category(q, o.kind) != "clipart x clipart"
+                for o in originals
+            ]
+            for q in queries
+        ]
+    )
+    recoloured = np.array([[same_design(q.name, o.name) for o in originals] for q in queries])
+    usable = (
+        np.array([s.fingerprint.pdq_quality >= defaults.min_quality for s in queries])[:, None]
+        & np.array([s.fingerprint.pdq_quality >= defaults.min_quality for s in originals])[None, :]
+    )
+    scopes = (
+        ("all pairs labelled distinct", counted),
+        ("without same-design recolourings", counted & ~recoloured),
+    )
+    for field, label, threshold in (
+        ("pdq_variants", "pdq", defaults.pdq_max_distance),
+        ("phash_variants", "phash", defaults.phash_max_distance),
+    ):
+        all_distances = dihedral_distances(queries, originals, field)
+        setting = "not used for matching" if threshold is None else f"d<={threshold}"
+        print(f"  {label}: {setting}")
+        for scope, mask in scopes:
+            distances = np.where(mask & usable, all_distances, 10**6)
+            q, o = np.unravel_index(distances.argmin(), distances.shape)
+            closest = int(distances[q, o])
+            margin = "" if threshold is None else f", margin {closest - threshold} bits"
+            print(f"     {scope}: closest d={closest}{margin} ({describe(queries[q])} ~ {originals[o].name})")
+    position = {o.name: i for i, o in enumerate(originals)}
+    print(f"  orb: inliers>={defaults.orb_min_inliers}")
+    for scope, mask in scopes:
+        most, pair = 0, ""
+        for row, (query, scores) in enumerate(zip(queries, orb_scores, strict=True)):
+            for work_id, inliers in scores:
+                if mask[row, position[work_id]] and inliers > most:
+                    most, pair = inliers, f"{describe(query)} ~ {work_id}"
+        print(f"     {scope}: most inliers {most}, margin {defaults.orb_min_inliers - most} ({pair})")
+    print(
+        f"  pdq used only when both PDQ qualities >= {defaults.min_quality}; ORB candidates: "
+        f"top {defaults.orb_max_candidates} by split votes "
+        f"(descriptor distance <= {defaults.orb_vote_distance}, >= {defaults.orb_min_votes} votes)"
+    )
+
+
+def describe(sample: Sample) -> str:
+    return f"{sample.name}/{sample.edit}" if sample.edit else sample.name
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""ipx.fingerprint.image: reference vectors, safe decoding, serialization."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ipx.fingerprint.image import (
+    ImageFingerprint,
+    ImageFingerprintError,
+    ImageTooLarge,
+    UndecodableImage,
+    UnsuitableImage,
+    fingerprint_image,
+    pdq_dihedral,
+    phash_dihedral,
+)
+
+VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
+PDQ_VECTORS = VECTORS / "pdq"
+IMAGEHASH_VECTORS = VECTORS / "imagehash"
+DIHEDRAL_KEYS = (
+    "original",
+    "rotate90",
+    "rotate180",
+    "rotate270",
+    "flipx",
+    "flipy",
+    "flip_plus1",
+    "flip_minus1",
+)
+
+
+def skimage_picture(name: str) -> Image.Image:
+    """A bundled scikit-image picture as an RGB PIL image."""
+    from skimage import data
+
+    pixels = getattr(data, name)()
+    if pixels.dtype == bool:
+        pixels = pixels.astype(np.uint8) * 255
+    if pixels.ndim == 2:
+        pixels = np.stack([pixels] * 3, axis=-1)
+    return Image.fromarray(pixels[..., :3]).convert("RGB")
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def reference_decode(path: Path) -> np.ndarray:
+    """The decode recipe of vectors/pdq/README.md (python-threatexchange): no draft, EXIF or flattening."""
+    image = Image.open(path)
+    if image.mode in ("LA", "I;16"):
+        image = image.convert("RGB")
+    pixels = np.asarray(image)
+    if pixels.ndim == 2:
+        pixels = np.stack([pixels] * 3, axis=-1)
+    return pixels
+
+
+def pdq_distance(a: ImageFingerprint, b: ImageFingerprint) -> int:
+    """Smallest distance between b's hash and any rotation/flip of a's."""
+    return int(np.unpackbits(a.pdq_variants ^ b.pdq_variants[0], axis=1).sum(axis=1).min())
+
+
+# --- reference vectors -------------------------------------------------------------------------------
+
+
+def pdq_rows() -> list[dict[str, str]]:
+    with open(PDQ_VECTORS / "expected_hashes.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("row", pdq_rows(), ids=lambda row: row["image"])
+def test_pdq_matches_reference_hashes_exactly(row: dict[str, str]) -> None:
+    hashes, quality = pdq_dihedral(reference_decode(PDQ_VECTORS / "images" / row["image"]))
+    assert hashes[0].hex() == row["pdq_hex"]
+    assert quality == int(row["quality"])
+
+
+def test_pdq_dihedral_variants_match_reference_order() -> None:
+    images = json.loads((PDQ_VECTORS / "expected_hashes.json").read_text())["images"]
+    for name in ("bridge-mods/aaa-orig.jpg", "misc-images/c.png", "python-threatexchange/I16.png"):
+        expected = images[name]["pdqhash_computed"]["dihedral"]
+        hashes, _ = pdq_dihedral(reference_decode(PDQ_VECTORS / "images" / name))
+        assert [h.hex() for h in hashes] == [expected[key] for key in DIHEDRAL_KEYS]
+
+
+def test_phash_is_imagehash_phash_upstream_constant() -> None:
+    constants = json.loads((IMAGEHASH_VECTORS / "upstream_constants.json").read_text())
+    assert "ba8c84536bd3c366" in json.dumps(constants)
+    pixels = np.asarray(Image.open(IMAGEHASH_VECTORS / "images" / "imagehash.png").convert("RGB"))
+    assert phash_dihedral(pixels)[0].hex() == "ba8c84536bd3c366"
+
+
+def test_phash_matches_imagehash_outputs_on_every_vector_image() -> None:
+    outputs = json.loads((IMAGEHASH_VECTORS / "imagehash_4.3.2_outputs.json").read_text())["results"]
+    assert len(outputs) == 10
+    for result in outputs:
+        image = Image.open(IMAGEHASH_VECTORS / result["image"])
+        pixels = np.asarray(image.convert("L").convert("RGB"))
+        assert phash_dihedral(pixels)[0].hex() == result["phash"], result["image"]
+
+
+def test_phash_variants_are_hashes_of_the_rotated_picture() -> None:
+    import imagehash
+
+    picture = skimage_picture("astronaut")
+    variants = phash_dihedral(np.asarray(picture))
+    rotated = bytes.fromhex(str(imagehash.phash(picture.transpose(Image.Transpose.ROTATE_90))))
+    assert (
+        min(
+            int(np.unpackbits(np.frombuffer(v, np.uint8) ^ np.frombuffer(rotated, np.uint8)).sum())
+            for v in variants
+        )
+        <= 4
+    )
+
+
+# --- fingerprints and serialization --------------------------------------------------------------------
+
+
+def test_round_trip_and_public_summary() -> None:
+    fp = fingerprint_image(encoded(skimage_picture("coffee")))
+    assert ImageFingerprint.from_bytes(fp.to_bytes()) == fp
+    public = fp.public()
+    assert set(public) == {"phash", "pdq", "pdq_quality"}
+    assert len(public["phash"]) == 16 and len(public["pdq"]) == 64
+    assert json.loads(json.dumps(public)) == public
+    assert (fp.width, fp.height) == (600, 400)
+    assert 100 <= len(fp.descriptors) <= 500
+
+
+@pytest.mark.parametrize("damage", [b"", b"JUNK", b"IPXI\x02" + bytes(40)])
+def test_from_bytes_rejects_malformed_data(damage: bytes) -> None:
+    with pytest.raises(ValueError):
+        ImageFingerprint.from_bytes(damage)
+
+
+def test_from_bytes_rejects_truncated_fingerprint() -> None:
+    data = fingerprint_image(encoded(skimage_picture("chelsea"))).to_bytes()
+    with pytest.raises(ValueError):
+        ImageFingerprint.from_bytes(data[:-1])
+
+
+def test_large_jpeg_is_decoded_in_draft_mode_but_hashes_like_a_full_decode() -> None:
+    big = skimage_picture("astronaut").resize((3000, 3000), Image.Resampling.BICUBIC)
+    from_jpeg = fingerprint_image(encoded(big, "JPEG", quality=95))
+    from_png = fingerprint_image(encoded(big.resize((512, 512), Image.Resampling.LANCZOS)))
+    assert (from_jpeg.width, from_jpeg.height) == (3000, 3000)
+    assert max(from_jpeg.work_width, from_jpeg.work_height) == 512
+    assert pdq_distance(from_jpeg, from_png) <= 16
+
+
+def test_exif_orientation_is_applied() -> None:
+    upright = skimage_picture("coffee")
+    stored_sideways = upright.transpose(Image.Transpose.ROTATE_90)  # what a camera writes with orientation 6
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    fp = fingerprint_image(encoded(stored_sideways, "JPEG", quality=95, exif=exif.tobytes()))
+    reference = fingerprint_image(encoded(upright, "JPEG", quality=95))
+    assert (fp.width, fp.height) == (600, 400)
+    assert np.unpackbits(fp.pdq_variants[0] ^ reference.pdq_variants[0]).sum() <= 16
+
+
+# --- awkward and hostile input -------------------------------------------------------------------------
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height: a decompression bomb as far as the header goes."""
+    data = bytearray(encoded(Image.new("L", (8, 8))))
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(data)
+
+
+def test_decompression_bomb_is_rejected_from_the_header() -> None:
+    with pytest.raises(ImageTooLarge) as caught:
+        fingerprint_image(png_claiming_size(20000, 20000))
+    assert str(caught.value) == (
+        "The image is 20000x20000 pixels (400 megapixels); the limit is 100 megapixels."
+    )
+    assert isinstance(caught.value, ImageFingerprintError) and isinstance(caught.value, ValueError)
+
+
+def test_pixel_limit_is_a_parameter_and_pillow_limit_is_restored() -> None:
+    before = Image.MAX_IMAGE_PIXELS
+    data = encoded(skimage_picture("chelsea"))
+    with pytest.raises(ImageTooLarge, match=r"the limit is 0\.1 megapixels"):
+        fingerprint_image(data, max_pixels=100_000)
+    assert fingerprint_image(data, max_pixels=200_000).width == 451
+    assert before == Image.MAX_IMAGE_PIXELS
+
+
+def test_truncated_jpeg_is_undecodable() -> None:
+    data = encoded(skimage_picture("astronaut"), "JPEG", quality=90)
+    with pytest.raises(UndecodableImage, match="truncated or corrupt"):
+        fingerprint_image(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image at all", bytes(range(256)) * 4])
+def test_non_images_are_undecodable(data: bytes) -> None:
+    with pytest.raises(UndecodableImage):
+        fingerprint_image(data)
+
+
+@pytest.mark.parametrize("size", [(1, 100000), (100000, 1), (10, 10), (40, 2000)])
+def test_degenerate_dimensions_are_refused_with_a_reason(size: tuple[int, int]) -> None:
+    with pytest.raises(UnsuitableImage, match=f"{size[0]}x{size[1]} pixels"):
+        fingerprint_image(encoded(Image.new("L", size, 128)))
+
+
+def test_uniform_image_gets_an_honest_low_quality_fingerprint() -> None:
+    fp = fingerprint_image(encoded(Image.new("RGB", (300, 200), (40, 90, 200))))
+    assert fp.pdq_quality < 50
+    assert len(fp.descriptors) == 0
+
+
+def test_cmyk_matches_rgb() -> None:
+    picture = skimage_picture("rocket")
+    cmyk = fingerprint_image(encoded(picture.convert("CMYK"), "JPEG", quality=95))
+    rgb = fingerprint_image(encoded(picture, "JPEG", quality=95))
+    assert pdq_distance(cmyk, rgb) <= 20
+
+
+def test_sixteen_bit_grey_matches_eight_bit() -> None:
+    grey = np.asarray(skimage_picture("camera").convert("L"), dtype=np.uint16)
+    sixteen = Image.fromarray(grey * 257)
+    assert sixteen.mode.startswith("I")
+    fp16 = fingerprint_image(encoded(sixteen))
+    fp8 = fingerprint_image(encoded(Image.fromarray(grey.astype(np.uint8))))
+    assert pdq_distance(fp16, fp8) <= 4
+
+
+def test_palette_and_greyscale_alpha_images_fingerprint() -> None:
+    picture = skimage_picture("chelsea")
+    palette = fingerprint_image(encoded(picture.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)))
+    rgb = fingerprint_image(encoded(picture))
+    assert pdq_distance(palette, rgb) <= 24
+    la = picture.convert("LA")
+    assert fingerprint_image(encoded(la)).pdq_quality > 50
+
+
+def test_transparency_is_flattened_onto_white() -> None:
+    picture = skimage_picture("coffee")
+    rgba = picture.convert("RGBA")
+    canvas = Image.new("RGBA", (800, 600), (0, 0, 0, 0))  # transparent margin, black underneath
+    canvas.paste(rgba, (100, 100))
+    on_white = Image.new("RGB", (800, 600), (255, 255, 255))
+    on_white.paste(picture, (100, 100))
+    transparent = fingerprint_image(encoded(canvas))
+    assert pdq_distance(transparent, fingerprint_image(encoded(on_white))) <= 4
+    assert pdq_distance(transparent, fingerprint_image(encoded(picture))) <= 31  # margin trimmed away
+
+
+def test_animated_gif_uses_first_frame() -> None:
+    first, second = (skimage_picture(name).resize((256, 256)) for name in ("astronaut", "camera"))
+    buffer = io.BytesIO()
+    first.save(buffer, "GIF", save_all=True, append_images=[second], duration=100, loop=0)
+    animated = fingerprint_image(buffer.getvalue())
+    assert pdq_distance(animated, fingerprint_image(encoded(first))) <= 24
+    assert pdq_distance(animated, fingerprint_image(encoded(second))) > 64
+
+
+def test_bundled_tiny_animated_gif_is_refused_cleanly() -> None:
+    from skimage import data
+
+    with open(f"{data.__path__[0]}/no_time_for_that_tiny.gif", "rb") as handle:  # 14x25 pixels, 24 frames
+        gif = handle.read()
+    with pytest.raises(UnsuitableImage, match="14x25 pixels"):
+        fingerprint_image(gif)

@@ -1,0 +1,244 @@
+"""ipx.fingerprint.index: exactness against brute force, edit robustness, no false matches, threads."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+from _edits import EDITS, edited_copy
+from PIL import Image, ImageDraw
+
+from ipx.fingerprint.image import ImageFingerprint, fingerprint_image
+from ipx.fingerprint.index import PDQ_BITS, PHASH_BITS, HammingTable, ImageIndex, Match
+
+PICTURES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "hubble_deep_field", "retina", "coins")
+
+
+def skimage_picture(name: str) -> Image.Image:
+    """A bundled scikit-image picture as an RGB PIL image."""
+    from skimage import data
+
+    pixels = getattr(data, name)()
+    if pixels.dtype == bool:
+        pixels = pixels.astype(np.uint8) * 255
+    if pixels.ndim == 2:
+        pixels = np.stack([pixels] * 3, axis=-1)
+    return Image.fromarray(pixels[..., :3]).convert("RGB")
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def pictures() -> dict[str, Image.Image]:
+    return {name: skimage_picture(name) for name in PICTURES}
+
+
+# --- exactness against brute-force NumPy Hamming search -------------------------------------------------
+
+
+def popcount_distances(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    return np.unpackbits(queries[:, None, :] ^ codes[None, :, :], axis=2).sum(axis=2)
+
+
+def near_duplicates(rng: np.random.Generator, base: np.ndarray, count: int, max_flips: int) -> np.ndarray:
+    """Copies of base with 0..max_flips random bits flipped: plenty of hits at every radius."""
+    bits = np.unpackbits(base)
+    copies = []
+    for _ in range(count):
+        flipped = bits.copy()
+        flipped[rng.choice(bits.size, rng.integers(0, max_flips + 1), replace=False)] ^= 1
+        copies.append(np.packbits(flipped))
+    return np.array(copies, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("bits", [64, 256])
+def test_hamming_table_equals_brute_force(bits: int) -> None:
+    rng = np.random.default_rng(bits)
+    base = rng.integers(0, 256, bits // 8, dtype=np.uint8)
+    codes = np.concatenate(
+        [near_duplicates(rng, base, 300, bits // 3), rng.integers(0, 256, (700, bits // 8), dtype=np.uint8)]
+    )
+    owners = rng.integers(0, 50, len(codes))
+    table = HammingTable(bits)
+    for code, owner in zip(codes, owners, strict=True):
+        table.add(code[None, :], int(owner))
+    queries = np.concatenate([near_duplicates(rng, base, 5, 8), codes[:3]])
+    for radius in (0, 5, bits // 8, bits // 4, bits // 2):
+        rows, found_owners, distances = table.within(queries, radius)
+        got = sorted(zip(rows.tolist(), found_owners.tolist(), distances.tolist(), strict=True))
+        brute = popcount_distances(queries, codes)
+        expected = sorted((int(q), int(owners[c]), int(brute[q, c])) for q, c in np.argwhere(brute <= radius))
+        assert got == expected
+
+
+def synthetic_fingerprint(pdq: np.ndarray, phash: np.ndarray, quality: int) -> ImageFingerprint:
+    """Global hashes only (no keypoints): variants derived by rolling bytes, enough to exercise the search."""
+    pdq_variants = np.stack([np.roll(pdq, k) for k in range(8)])
+    phash_variants = np.stack([np.roll(phash, k) for k in range(8)])
+    return ImageFingerprint(
+        64, 64, 64, 64, pdq_variants.tobytes(), quality, phash_variants.tobytes(), 0, b"", b""
+    )
+
+
+def brute_force_query(
+    stored: list[tuple[str, ImageFingerprint]], query: ImageFingerprint, index: ImageIndex
+) -> list[Match]:
+    """The index's hash stage, written the slow obvious way."""
+    best: dict[str, Match] = {}
+    if query.pdq_quality < index.min_quality:
+        return []
+    for work_id, fp in stored:
+        if fp.pdq_quality < index.min_quality:
+            continue
+        for method, ours, theirs, limit, bits in (
+            ("pdq", query.pdq_variants, fp.pdq_variants[:1], index.pdq_max_distance, PDQ_BITS),
+            (
+                "phash",
+                query.phash_variants,
+                fp.phash_variants[:1],
+                index.phash_max_distance or -1,
+                PHASH_BITS,
+            ),
+        ):
+            distance = int(popcount_distances(ours, theirs).min())
+            if distance <= limit:
+                candidate = Match(work_id, method, float(distance), 1.0 - distance / bits)
+                current = best.get(work_id)
+                if current is None or (-candidate.similarity, candidate.method) < (
+                    -current.similarity,
+                    current.method,
+                ):
+                    best[work_id] = candidate
+    return sorted(best.values(), key=lambda m: (-m.similarity, m.work_id, m.method))
+
+
+@pytest.mark.parametrize("phash_max_distance", [None, 10])
+def test_index_hash_stage_equals_brute_force(phash_max_distance: int | None) -> None:
+    rng = np.random.default_rng(1)
+    pdq_base = rng.integers(0, 256, 32, dtype=np.uint8)
+    phash_base = rng.integers(0, 256, 8, dtype=np.uint8)
+    pdqs = near_duplicates(rng, pdq_base, 400, 60)
+    phashes = near_duplicates(rng, phash_base, 400, 20)
+    stored = [
+        (f"work-{i % 150}", synthetic_fingerprint(pdqs[i], phashes[i], int(rng.integers(20, 101))))
+        for i in range(400)
+    ]
+    index = ImageIndex(orb_min_votes=10**9, phash_max_distance=phash_max_distance)
+    for work_id, fp in stored:
+        index.add(work_id, fp)
+    assert len(index) == 400
+    for i in range(25):
+        query = synthetic_fingerprint(
+            near_duplicates(rng, pdq_base, 1, 40)[0], near_duplicates(rng, phash_base, 1, 12)[0], 40 + 3 * i
+        )
+        expected = brute_force_query(stored, query, index)
+        assert index.query(query, limit=1000) == expected
+        assert index.query(query, limit=3) == expected[:3]
+    assert any(index.query(synthetic_fingerprint(pdq_base, phash_base, 100)))
+
+
+# --- robustness on real pictures ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def originals(pictures: dict[str, Image.Image]) -> dict[str, ImageFingerprint]:
+    everything = {**pictures, **generated_distractors()}
+    return {name: fingerprint_image(encoded(picture)) for name, picture in everything.items()}
+
+
+@pytest.fixture(scope="module")
+def picture_index(originals: dict[str, ImageFingerprint]) -> ImageIndex:
+    index = ImageIndex()
+    for name, fp in originals.items():
+        index.add(name, fp)
+    return index
+
+
+def generated_distractors() -> dict[str, Image.Image]:
+    """Flat colour, gradients, stripes, text and noise: the pictures most likely to collide."""
+    rng = np.random.default_rng(3)
+    ramp = np.tile(np.linspace(0, 255, 400, dtype=np.float32), (300, 1))
+    stripes = ((np.indices((300, 400))[1] // 20) % 2 * 255).astype(np.uint8)
+    text = Image.new("RGB", (400, 300), "white")
+    draw = ImageDraw.Draw(text)
+    for row in range(12):
+        draw.text((10, 10 + row * 24), "Lorem ipsum dolor sit amet, consectetur " * 2, fill="black")
+    return {
+        "flat": Image.new("RGB", (400, 300), (200, 60, 60)),
+        "gradient": Image.fromarray(ramp.astype(np.uint8)).convert("RGB"),
+        "stripes": Image.fromarray(stripes).convert("RGB"),
+        "text": text,
+        "noise": Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)),
+    }
+
+
+ROBUSTNESS_PICTURES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field")
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_every_edit_family_is_matched_to_its_original_only(
+    edit: str, pictures: dict[str, Image.Image], picture_index: ImageIndex
+) -> None:
+    for name in ROBUSTNESS_PICTURES:
+        matches = picture_index.query(fingerprint_image(edited_copy(pictures[name], edit)))
+        assert [m.work_id for m in matches] == [name], (name, edit, matches)
+        assert 0.0 < matches[0].similarity <= 1.0
+
+
+def test_distinct_pictures_do_not_match(pictures: dict[str, Image.Image], picture_index: ImageIndex) -> None:
+    everything = {**pictures, **generated_distractors()}
+    for name, picture in everything.items():
+        matches = picture_index.query(fingerprint_image(encoded(picture, "JPEG", quality=85)))
+        assert [m.work_id for m in matches if m.work_id != name] == [], name
+    for name in ("moon", "page", "text", "brick", "logo"):
+        assert picture_index.query(fingerprint_image(encoded(skimage_picture(name)))) == [], name
+
+
+def test_exact_copy_is_best_and_one_match_per_work(pictures: dict[str, Image.Image]) -> None:
+    index = ImageIndex()
+    fp = fingerprint_image(encoded(pictures["coffee"]))
+    index.add("coffee", fp)
+    index.add("coffee", fingerprint_image(edited_copy(pictures["coffee"], "thumbnail")))
+    index.add("chelsea", fingerprint_image(encoded(pictures["chelsea"])))
+    matches = index.query(fp)
+    assert index.query(fp) == matches  # RANSAC is seeded: same question, same answer
+    assert [m.work_id for m in matches] == ["coffee"]
+    assert matches[0].distance == 0 and matches[0].similarity == 1.0
+
+
+def test_empty_index_and_featureless_query() -> None:
+    index = ImageIndex()
+    blank = fingerprint_image(encoded(Image.new("RGB", (200, 200), "white")))
+    assert index.query(blank) == [] and len(index) == 0
+    index.add("blank", blank)
+    assert index.query(blank) == []  # nothing to go on: no claim of a match
+
+
+def test_concurrent_adds_and_queries_are_consistent(originals: dict[str, ImageFingerprint]) -> None:
+    fingerprints = {name: originals[name] for name in ROBUSTNESS_PICTURES}
+    index = ImageIndex()
+    errors: list[BaseException] = []
+
+    def add_all(prefix: str) -> None:
+        try:
+            for name, fp in fingerprints.items():
+                index.add(f"{prefix}{name}", fp)
+                index.query(fp)
+        except BaseException as exc:  # surfaced below; a thread's exception would otherwise vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add_all, args=(f"t{i}-",)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(index) == 3 * len(ROBUSTNESS_PICTURES)
+    found = {m.work_id for m in index.query(fingerprints["astronaut"], limit=100)}
+    assert found == {f"t{i}-astronaut" for i in range(3)}
