@@ -19,6 +19,8 @@ from ipx.config import Settings, get_settings
 from ipx.db import make_engine, make_session_factory, transaction
 from ipx.errors import PROBLEM_JSON, IPXError, PayloadTooLarge
 from ipx.fingerprint.engine import FingerprintEngine
+from ipx.marketplace import api as marketplace_api
+from ipx.marketplace import pages as marketplace_pages
 from ipx.registry import api as registry_api
 from ipx.registry import keys, log
 from ipx.registry.service import RegistryContext
@@ -123,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url)
     app.state.session_factory = make_session_factory(app.state.engine)
+    app.state.marketplace = marketplace_api.build_context(settings)
     app.state.registry = RegistryContext(
         blobs=open_blob_store(
             settings.resolved_blob_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
@@ -141,5 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts_api.router, prefix=API_PREFIX)
     app.include_router(registry_api.router, prefix=API_PREFIX)
     app.include_router(registry_api.well_known)
+    app.include_router(marketplace_api.router, prefix=API_PREFIX)
+    app.include_router(marketplace_pages.router)
     app.include_router(web_pages.router)
     return app

@@ -2,6 +2,7 @@
 
 from ipx.accounts import models as accounts_models
 from ipx.audit import models as audit_models
+from ipx.marketplace import models as marketplace_models
 from ipx.registry import models as registry_models
 
-__all__ = ["accounts_models", "audit_models", "registry_models"]
+__all__ = ["accounts_models", "audit_models", "marketplace_models", "registry_models"]

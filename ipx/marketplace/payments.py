@@ -1,0 +1,234 @@
+"""Payment providers behind one interface, chosen by settings (IPX_PAYMENT_PROVIDER).
+
+`OfflineProvider` settles outside IPX (bank transfer, invoice, a demo): the buyer's
+`POST /orders/{id}/confirm` completes the order. `StripeProvider` uses PaymentIntents and
+signed webhooks. The service only sees `PaymentProvider`, so further flows fit without touching it:
+Stripe Checkout would be a provider whose `start` returns `next_action={"redirect_to_url": ...}`
+from a Checkout Session and whose webhooks map `checkout.session.completed` to "succeeded";
+Stripe Connect would add `transfer_data.destination` (the seller's connected account) and
+`application_fee_amount` in `start`, once sellers have connected accounts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import stripe
+
+from ipx.config import Settings
+from ipx.errors import IPXError, NotFound
+
+PaymentStatus = Literal["requires_payment_method", "requires_confirmation", "requires_action", "processing",
+                        "succeeded", "failed", "canceled"]
+EventKind = Literal["succeeded", "failed", "canceled", "refunded", "ignored"]
+
+
+class PaymentDeclined(IPXError):
+    status_code = 402
+    title = "Payment declined"
+
+
+class PaymentProviderUnavailable(IPXError):
+    status_code = 502
+    title = "Payment provider error"
+
+
+class WebhookRejected(IPXError):
+    """A webhook whose signature, timestamp or body does not check out: forged, replayed or mangled."""
+
+    status_code = 400
+    title = "Webhook rejected"
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    order_id: str
+    amount: int
+    currency: str
+    description: str
+    idempotency_key: str  # the provider de-duplicates retries of the same order
+    payment_method: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentStart:
+    ref: str
+    status: PaymentStatus
+    client_secret: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    event_id: str
+    event_type: str
+    kind: EventKind
+    payment_ref: str | None
+    amount: int | None = None
+    currency: str | None = None
+    order_id: str | None = None
+
+
+class PaymentProvider(Protocol):
+    name: str
+    buyer_confirms: bool  # True when POST /orders/{id}/confirm is how the payment completes
+
+    def start(self, request: PaymentRequest) -> PaymentStart:
+        """Open a payment for an order (and, with a payment method, try to complete it now)."""
+
+    def cancel(self, ref: str) -> None:
+        """Release a payment that has not taken money, so it never will."""
+
+    def refund(self, ref: str, *, amount: int, idempotency_key: str) -> str:
+        """Return money taken; returns the provider's refund id."""
+
+    def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> ProviderEvent:
+        """Verify and decode a webhook; raise WebhookRejected unless it provably came from the provider."""
+
+
+class OfflineProvider:
+    """Money moves outside IPX; the order's buyer declares it paid. No webhooks, nothing to cancel."""
+
+    name = "offline"
+    buyer_confirms = True
+
+    def start(self, request: PaymentRequest) -> PaymentStart:
+        return PaymentStart(ref=f"offline_{request.order_id}", status="requires_confirmation")
+
+    def cancel(self, ref: str) -> None:
+        return None
+
+    def refund(self, ref: str, *, amount: int, idempotency_key: str) -> str:
+        return f"{ref}_refund"
+
+    def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> ProviderEvent:
+        raise NotFound("The offline payment provider has no webhooks.")
+
+
+STRIPE_EVENT_KINDS: dict[str, EventKind] = {
+    "payment_intent.succeeded": "succeeded",
+    "payment_intent.payment_failed": "failed",
+    "payment_intent.canceled": "canceled",
+    "charge.refunded": "refunded",
+}
+
+
+class StripeProvider:
+    """Stripe PaymentIntents: card payments confirmed server-side with a PaymentMethod id, or by the
+    buyer's browser with the client secret; outcomes arrive as signed webhooks."""
+
+    name = "stripe"
+    buyer_confirms = False
+
+    def __init__(self, *, api_key: str, api_base: str, webhook_secret: str) -> None:
+        self.client = stripe.StripeClient(
+            api_key, base_addresses={"api": api_base.rstrip("/")}, max_network_retries=2
+        )
+        self.webhook_secret = webhook_secret
+
+    def start(self, request: PaymentRequest) -> PaymentStart:
+        params: dict[str, Any] = {
+            "amount": request.amount,
+            "currency": request.currency.lower(),
+            # the description rides in metadata: localstripe refuses the top-level field
+            "metadata": {"order_id": request.order_id, "description": request.description[:500]},
+            "payment_method_types": ["card"],
+        }
+        if request.payment_method:
+            params["payment_method"] = request.payment_method
+        try:
+            intent = self.client.v1.payment_intents.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": f"{request.idempotency_key}:create"},
+            )
+            if request.payment_method:
+                # created with its payment method, then confirmed without arguments (works on Stripe and localstripe)
+                intent = self.client.v1.payment_intents.confirm(
+                    intent.id, options={"idempotency_key": f"{request.idempotency_key}:confirm"}
+                )
+        except stripe.CardError as exc:
+            raise PaymentDeclined(f"The card was declined: {exc.user_message or 'no reason given'}.") from exc
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
+        status: PaymentStatus = intent.status if intent.status != "requires_capture" else "processing"  # type: ignore[assignment]
+        return PaymentStart(ref=intent.id, status=status, client_secret=intent.client_secret)
+
+    def cancel(self, ref: str) -> None:
+        try:
+            intent = self.client.v1.payment_intents.retrieve(ref)
+            if intent.status not in ("canceled", "succeeded", "processing"):
+                self.client.v1.payment_intents.cancel(ref)
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
+
+    def refund(self, ref: str, *, amount: int, idempotency_key: str) -> str:
+        try:
+            refund = self.client.v1.refunds.create(
+                params={"payment_intent": ref, "amount": amount}, options={"idempotency_key": idempotency_key}
+            )
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
+        return refund.id
+
+    def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> ProviderEvent:
+        if not self.webhook_secret:
+            raise NotFound("Stripe webhooks are not configured on this server (IPX_STRIPE_WEBHOOK_SECRET).")
+        signature = headers.get("stripe-signature")
+        if not signature:
+            raise WebhookRejected("The request has no Stripe-Signature header.")
+        try:
+            # checks the HMAC with our signing secret and refuses timestamps older than 5 minutes (replays)
+            event = stripe.Webhook.construct_event(payload, signature, self.webhook_secret).to_dict()
+        except stripe.SignatureVerificationError as exc:
+            raise WebhookRejected(f"The Stripe signature does not verify: {exc.user_message or exc}.") from exc
+        except ValueError as exc:
+            raise WebhookRejected("The webhook body is not a Stripe event.") from exc
+        obj = event["data"]["object"]
+        is_intent = obj.get("object") == "payment_intent"
+        metadata = obj.get("metadata") or {}
+        return ProviderEvent(
+            event_id=event["id"],
+            event_type=event["type"],
+            kind=STRIPE_EVENT_KINDS.get(event["type"], "ignored"),
+            payment_ref=obj.get("id") if is_intent else obj.get("payment_intent"),
+            amount=obj.get("amount"),
+            currency=str(obj.get("currency", "")).upper() or None,
+            order_id=metadata.get("order_id"),
+        )
+
+
+def _stripe_problem(exc: stripe.StripeError) -> str:
+    reason = exc.user_message or exc.__class__.__name__
+    return f"Stripe could not process the request ({reason}). Retrying is safe: an order is never charged twice."
+
+
+@dataclass(frozen=True)
+class PaymentProviders:
+    """The provider new orders use, plus every provider existing orders may still need (refunds)."""
+
+    default: PaymentProvider
+    by_name: dict[str, PaymentProvider]
+
+    def get(self, name: str) -> PaymentProvider:
+        provider = self.by_name.get(name)
+        if provider is None:
+            raise NotFound(f"The payment provider '{name}' is not configured on this server.")
+        return provider
+
+
+def build_providers(settings: Settings) -> PaymentProviders:
+    offline = OfflineProvider()
+    by_name: dict[str, PaymentProvider] = {offline.name: offline}
+    if settings.stripe_api_key:
+        by_name["stripe"] = StripeProvider(
+            api_key=settings.stripe_api_key, api_base=settings.stripe_api_base,
+            webhook_secret=settings.stripe_webhook_secret,
+        )
+    if settings.payment_provider not in by_name:
+        raise ValueError(
+            f"IPX_PAYMENT_PROVIDER={settings.payment_provider!r} is not available: choose 'offline', or 'stripe' "
+            "with IPX_STRIPE_API_KEY set"
+        )
+    return PaymentProviders(default=by_name[settings.payment_provider], by_name=by_name)

@@ -1,0 +1,865 @@
+"""Marketplace: list licenses for registered works, sell them, record every trade (no HTTP, no commit).
+
+Concurrency rule: anything that can change what a work may still sell (a payment completing, a new
+listing, a withdrawal, a suspension) first locks every offer row of that work, in id order
+(`SELECT ... FOR NO KEY UPDATE` on PostgreSQL; SQLite transactions already hold the write lock).
+Under that lock availability is checked again at fulfilment, so 100 buyers of one exclusive offer
+yield one sale; a payment that arrives for a sale that can no longer happen is cancelled or refunded
+at once. A pending order reserves nothing, so placing one only locks when it takes money at once.
+
+Pages call these functions too: every public function documents what it checks and raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import and_, exists, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ipx.accounts.models import User
+from ipx.accounts.service import Principal
+from ipx.audit import service as audit_service
+from ipx.db import utcnow
+from ipx.errors import Conflict, Forbidden, InvalidInput, NotFound
+from ipx.marketplace import ledger, terms
+from ipx.marketplace.models import License, Listing, Offer, Order, PaymentEvent, SalesSuspension
+from ipx.marketplace.payments import PaymentProvider, PaymentProviders, PaymentRequest, ProviderEvent
+from ipx.registry import keys, log, signing
+from ipx.registry import service as registry_service
+from ipx.registry.models import PriorMatch, Work
+
+logger = logging.getLogger(__name__)
+
+LICENSE_TYPE = "ipx.license/v1"
+REVOCATION_TYPE = "ipx.license-revocation/v1"
+PAGE_SIZE = 20
+COUNT_CAP = 10_000
+OPEN_ORDER = "pending"
+
+
+@dataclass(frozen=True)
+class MarketContext:
+    """What the marketplace needs from the outside, built once in create_app."""
+
+    key_dir: Path
+    providers: PaymentProviders
+    fee_bps: int
+    currencies: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ListingRow:
+    """A search hit: the listing with its work's title, type and creator, and its open offers."""
+
+    listing: Listing
+    title: str
+    work_type: str
+    creator_name: str
+    offers: list[Offer]
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    order: Order
+    replayed: bool  # True when the Idempotency-Key matched an earlier order of the same buyer
+
+
+class OfferUnavailable(Conflict):
+    title = "Offer unavailable"
+
+
+class CreatorShareError(ValueError):
+    """The registration's creator shares cannot be read (they are signed, so this is a bug)."""
+
+
+# ----------------------------------------------------------------------------------------- listings
+
+
+def parse_offer(data: dict[str, Any], position: int = 0) -> terms.LicenseTerms:
+    """Validate one offer from a form or JSON (pages use this); raises InvalidInput with field locations."""
+    try:
+        return terms.LicenseTerms.model_validate(data)
+    except ValidationError as exc:
+        errors = [{"loc": ["body", "offers", position, *map(str, e["loc"])], "msg": e["msg"]} for e in exc.errors()]
+        raise InvalidInput(
+            "The offer is not valid: " + "; ".join(e["msg"] for e in errors) + ".", errors=errors
+        ) from exc
+
+
+def _check_offer_terms(offer_terms: Sequence[terms.LicenseTerms], ctx: MarketContext, today: date) -> None:
+    errors = []
+    for position, offer in enumerate(offer_terms):
+        if offer.price.currency not in ctx.currencies:
+            errors.append({
+                "loc": ["body", "offers", position, "price", "currency"],
+                "msg": f"{offer.price.currency} is not supported here; use one of {', '.join(sorted(ctx.currencies))}",
+            })
+        if terms.expired_on(offer, today):
+            errors.append({
+                "loc": ["body", "offers", position, "duration", "until"], "msg": "the end date has already passed",
+            })
+    if errors:
+        raise InvalidInput("Some offers cannot be listed: " + "; ".join(e["msg"] for e in errors) + ".", errors=errors)
+
+
+def _lock_work_offers(session: Session, work_id: str) -> list[Offer]:
+    """Serialize everything that changes what this work may sell (see the module docstring)."""
+    # FOR NO KEY UPDATE: excludes other sales of the work but not the key-share locks that inserting
+    # orders and licenses (foreign keys to offers) take, so placing orders never waits on a sale
+    query = select(Offer).where(Offer.work_id == work_id).order_by(Offer.id).with_for_update(key_share=True)
+    return list(session.scalars(query))
+
+
+def _sales_suspension(session: Session, work_id: str) -> SalesSuspension | None:
+    return session.get(SalesSuspension, work_id)
+
+
+def _active_licenses(session: Session, work_id: str) -> list[License]:
+    return list(session.scalars(select(License).where(License.work_id == work_id, License.status == "active")))
+
+
+def _scope_conflict(
+    session: Session, work_id: str, wanted: terms.LicenseTerms, *, exclusive: bool, today: date
+) -> License | None:
+    """An active license this offer would contradict: an exclusive one overlapping it, or, for an
+    exclusive offer, any license overlapping it (exclusivity means nobody else holds that scope)."""
+    for held in _active_licenses(session, work_id):
+        held_terms = terms.LicenseTerms.model_validate(held.terms)
+        if not (held.exclusive or exclusive) or terms.expired_on(held_terms, today):
+            continue
+        if terms.scopes_overlap(held_terms, held.issued_at.date(), wanted, today):
+            return held
+    return None
+
+
+def _check_listable(session: Session, work: Work, seller: Principal) -> None:
+    if work.owner_id != seller.id:
+        raise Forbidden("Only the creator who registered this work can list it.")
+    if work.status != "registered":
+        raise Conflict(f"This work is {work.status}, so it cannot be listed until that is resolved.")
+    open_flag = session.scalar(
+        select(PriorMatch.prior_work_id).where(PriorMatch.work_id == work.id, PriorMatch.review_status == "open")
+    )
+    if open_flag is not None:
+        raise Conflict(
+            "This work matches an earlier registration by another account; it can be listed once IPX staff "
+            "have reviewed and cleared that match.", prior_work_id=open_flag,
+        )
+    if _sales_suspension(session, work.id) is not None:
+        raise Conflict("Sales of this work are suspended by IPX staff, so it cannot be listed.")
+
+
+def create_listing(
+    session: Session, *, seller: Principal, work_id: str, offers: Sequence[terms.LicenseTerms], ctx: MarketContext,
+    description: str | None = None, tags: Sequence[str] = (),
+) -> tuple[Listing, list[Offer]]:
+    """List a registered work with one or more offers.
+
+    Refuses: someone else's work (403), a work not in status "registered", one with an open prior-match
+    flag or suspended sales (409), unsupported currencies or past end dates (422), and offers that
+    conflict with an exclusive license already sold for an overlapping territory and period (409).
+    """
+    if not offers:
+        raise InvalidInput("A listing needs at least one offer.", errors=[{"loc": ["body", "offers"], "msg": "empty"}])
+    work = registry_service.get_work(session, work_id)
+    _check_listable(session, work, seller)
+    today = utcnow().date()
+    _check_offer_terms(offers, ctx, today)
+    _lock_work_offers(session, work.id)
+    for position, offer_terms in enumerate(offers):
+        held = _scope_conflict(session, work.id, offer_terms, exclusive=offer_terms.exclusive, today=today)
+        if held is not None:
+            raise Conflict(
+                f"Offer {position + 1} overlaps license {held.id}, which already covers part of that territory and "
+                "period" + (" exclusively." if held.exclusive else "; an exclusive offer needs the scope free."),
+                license_id=held.id, errors=[{"loc": ["body", "offers", position], "msg": "scope already licensed"}],
+            )
+    clean_tags = sorted({tag.strip().lower() for tag in tags if tag.strip()})
+    creator_name = registry_service.owner_of(session, work).display_name
+    listing = Listing(
+        work_id=work.id, seller_id=seller.id, description=description, tags=clean_tags,
+        search_text=" ".join([work.title, creator_name, work.work_type, *clean_tags]).lower(),
+    )
+    session.add(listing)
+    session.flush()
+    rows = [
+        Offer(
+            listing_id=listing.id, work_id=work.id, template=t.template, exclusive=t.exclusive, terms=terms.to_data(t),
+            price_amount=t.price.amount, currency=t.price.currency,
+        )
+        for t in offers
+    ]
+    session.add_all(rows)
+    session.flush()
+    audit_service.record(
+        session, action="listing.created", subject_type="listing", subject_id=listing.id, actor_id=seller.id,
+        details={"work_id": work.id, "offers": [o.id for o in rows]},
+    )
+    return listing, rows
+
+
+def get_listing(session: Session, listing_id: str, viewer: Principal | None = None) -> Listing:
+    """A listing; a hidden one only for its seller and staff (others get 404, as if it were gone)."""
+    listing = session.get(Listing, listing_id)
+    visible = listing is not None and (
+        listing.status == "active" or (viewer is not None and (viewer.is_staff or viewer.id == listing.seller_id))
+    )
+    if not visible:
+        raise NotFound(f"No listing has the id {listing_id}.")
+    return listing  # type: ignore[return-value]
+
+
+def offers_of(session: Session, listing_id: str, *, active_only: bool = False) -> list[Offer]:
+    query = select(Offer).where(Offer.listing_id == listing_id)
+    if active_only:
+        query = query.where(Offer.status == "active")
+    return list(session.scalars(query.order_by(Offer.created_at, Offer.id)))
+
+
+def get_offer(session: Session, offer_id: str) -> Offer:
+    offer = session.get(Offer, offer_id)
+    if offer is None:
+        raise NotFound(f"No offer has the id {offer_id}.")
+    return offer
+
+
+def offer_terms(offer: Offer) -> terms.LicenseTerms:
+    return terms.LicenseTerms.model_validate(offer.terms)
+
+
+def withdraw_offer(session: Session, offer_id: str, *, actor: Principal) -> Offer:
+    """The seller takes an offer off sale; licenses already sold stay valid."""
+    offer = get_offer(session, offer_id)
+    listing = session.get(Listing, offer.listing_id)
+    if listing is None or (listing.seller_id != actor.id and not actor.is_staff):
+        raise Forbidden("Only the seller (or staff) can withdraw this offer.")
+    _lock_work_offers(session, offer.work_id)
+    if offer.status == "active":
+        offer.status, offer.withdrawn_reason = "withdrawn", "withdrawn by the seller"
+        audit_service.record(session, action="offer.withdrawn", subject_type="offer", subject_id=offer.id,
+                             actor_id=actor.id)
+    return offer
+
+
+def _like_pattern(word: str) -> str:
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search_listings(
+    session: Session, *, q: str | None = None, template: str | None = None, min_price: int | None = None,
+    max_price: int | None = None, currency: str | None = None, seller_id: str | None = None, page: int = 1,
+    page_size: int = PAGE_SIZE,
+) -> tuple[list[ListingRow], int]:
+    """Active listings, newest first, and how many match (counted up to COUNT_CAP + 1, so a total
+    above COUNT_CAP means "more than COUNT_CAP"). Every word of `q` must appear in the title, creator
+    name, work type or tags; `template`, `currency` and the price bounds (minor units) must hold for
+    one open offer."""
+    if session.get_bind().dialect.name == "postgresql":
+        # how selective a filter is depends on its values; a cached generic plan (psycopg prepares
+        # repeated statements) fits none of them and made filtered searches 4x slower
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    offer_filters = [Offer.status == "active"]
+    if template:
+        offer_filters.append(Offer.template == template)
+    if currency:
+        offer_filters.append(Offer.currency == currency.upper())
+    if min_price is not None:
+        offer_filters.append(Offer.price_amount >= min_price)
+    if max_price is not None:
+        offer_filters.append(Offer.price_amount <= max_price)
+    if min_price is None and max_price is None:
+        has_offer = exists().where(and_(Offer.listing_id == Listing.id, *offer_filters))
+    else:  # a price range matches few offers: collect them once instead of probing every listing (SQLite 10x)
+        has_offer = Listing.id.in_(select(Offer.listing_id).where(*offer_filters))
+    conditions = [Listing.status == "active", has_offer]
+    conditions += [Listing.search_text.like(_like_pattern(w), escape="\\") for w in (q or "").lower().split()[:10]]
+    if seller_id:
+        conditions.append(Listing.seller_id == seller_id)
+    # counting stops at COUNT_CAP: an exact "29,433 results" costs a full scan, "10,000+" a bounded one
+    capped = select(Listing.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
+    total = session.scalar(select(func.count()).select_from(capped)) or 0
+    rows = session.execute(
+        select(Listing, Work.title, Work.work_type, User.display_name)
+        .join(Work, Work.id == Listing.work_id)
+        .join(User, User.id == Listing.seller_id)
+        .where(*conditions)
+        .order_by(Listing.created_at.desc(), Listing.id)
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    ).all()
+    offers: dict[str, list[Offer]] = {}
+    if rows:
+        query = select(Offer).where(Offer.listing_id.in_([r[0].id for r in rows]), Offer.status == "active")
+        for offer in session.scalars(query.order_by(Offer.created_at, Offer.id)):
+            offers.setdefault(offer.listing_id, []).append(offer)
+    return [ListingRow(r[0], r[1], r[2], r[3], offers.get(r[0].id, [])) for r in rows], total
+
+
+def hide_listing(session: Session, listing_id: str, *, actor_id: str | None, reason: str) -> Listing:
+    """Take a listing out of search and sale (complaints, staff); idempotent, audited on change."""
+    listing = session.get(Listing, listing_id)
+    if listing is None:
+        raise NotFound(f"No listing has the id {listing_id}.")
+    if listing.status != "hidden":
+        listing.status, listing.hidden_reason = "hidden", reason
+        audit_service.record(session, action="listing.hidden", subject_type="listing", subject_id=listing.id,
+                             actor_id=actor_id, details={"reason": reason})
+    return listing
+
+
+def restore_listing(session: Session, listing_id: str, *, actor_id: str | None, reason: str) -> Listing:
+    """Put a hidden listing back on sale; idempotent, audited on change."""
+    listing = session.get(Listing, listing_id)
+    if listing is None:
+        raise NotFound(f"No listing has the id {listing_id}.")
+    if listing.status == "hidden":
+        listing.status, listing.hidden_reason = "active", None
+        audit_service.record(session, action="listing.restored", subject_type="listing", subject_id=listing.id,
+                             actor_id=actor_id, details={"reason": reason})
+    return listing
+
+
+def suspend_sales(session: Session, work_id: str, *, actor_id: str | None, reason: str) -> SalesSuspension:
+    """Stop all sales and new listings of a work (pending orders fail at payment); idempotent."""
+    registry_service.get_work(session, work_id)
+    _lock_work_offers(session, work_id)
+    suspension = _sales_suspension(session, work_id)
+    if suspension is None:
+        suspension = SalesSuspension(work_id=work_id, reason=reason, actor_id=actor_id)
+        session.add(suspension)
+        session.flush()
+        audit_service.record(session, action="sales.suspended", subject_type="work", subject_id=work_id,
+                             actor_id=actor_id, details={"reason": reason})
+    return suspension
+
+
+def resume_sales(session: Session, work_id: str, *, actor_id: str | None, reason: str) -> None:
+    """Lift a suspension; idempotent, audited on change."""
+    _lock_work_offers(session, work_id)
+    suspension = _sales_suspension(session, work_id)
+    if suspension is not None:
+        session.delete(suspension)
+        session.flush()
+        audit_service.record(session, action="sales.resumed", subject_type="work", subject_id=work_id,
+                             actor_id=actor_id, details={"reason": reason})
+
+
+def sales_suspended(session: Session, work_id: str) -> bool:
+    return _sales_suspension(session, work_id) is not None
+
+
+# ------------------------------------------------------------------------------------------- orders
+
+
+def _unavailable_reason(session: Session, offer: Offer, *, today: date) -> str | None:
+    """Why this offer cannot be sold right now, or None. Call with the work's offers locked."""
+    listing = session.get(Listing, offer.listing_id)
+    work = session.get(Work, offer.work_id)
+    if offer.status == "sold":
+        return "This offer was an exclusive license and has been sold."
+    if offer.status != "active":
+        return "This offer has been withdrawn and is no longer for sale."
+    if listing is None or listing.status != "active":
+        return "This listing has been taken down."
+    if work is None or work.status != "registered":
+        return "This work is under dispute and cannot be licensed at the moment."
+    if _sales_suspension(session, offer.work_id) is not None:
+        return "Sales of this work are suspended by IPX staff."
+    wanted = offer_terms(offer)
+    if terms.expired_on(wanted, today):
+        return "This offer's license period has already ended."
+    if _scope_conflict(session, offer.work_id, wanted, exclusive=offer.exclusive, today=today) is not None:
+        return "An exclusive license covering this territory and period has already been sold."
+    return None
+
+
+def _audit_order(session: Session, order: Order, action: str, actor_id: str | None, **details: Any) -> None:
+    audit_service.record(
+        session, action=f"order.{action}", subject_type="order", subject_id=order.id, actor_id=actor_id,
+        details={"status": order.status, **details},
+    )
+
+
+def _order_for_key(session: Session, buyer_id: str, idempotency_key: str | None, offer_id: str) -> Order | None:
+    if not idempotency_key:
+        return None
+    earlier = session.scalar(select(Order).where(Order.buyer_id == buyer_id, Order.idempotency_key == idempotency_key))
+    if earlier is not None and earlier.offer_id != offer_id:
+        raise Conflict("This Idempotency-Key was already used for an order of a different offer; "
+                       "use a new key for a new purchase.", order_id=earlier.id)
+    return earlier
+
+
+def place_order(
+    session: Session, *, buyer: Principal, offer_id: str, ctx: MarketContext, idempotency_key: str | None = None,
+    payment_method: str | None = None,
+) -> PlacedOrder:
+    """Create an order for an offer and open its payment with the configured provider.
+
+    The same buyer retrying with the same Idempotency-Key gets the same order back (no second order,
+    no second charge). Refuses buying your own work (403) and offers that are not for sale (409).
+    A pending order reserves nothing, so creating one takes no lock unless money may move now: with
+    Stripe and a `payment_method` the payment is confirmed here, under the work's offer locks, and the
+    license issued in the same transaction. Otherwise the order waits for the buyer's confirmation
+    (offline) or Stripe's webhook, and availability is checked again, locked, at that point.
+    """
+    offer = get_offer(session, offer_id)
+    earlier = _order_for_key(session, buyer.id, idempotency_key, offer.id)
+    if earlier is not None:
+        return PlacedOrder(earlier, replayed=True)
+    listing = session.get(Listing, offer.listing_id)
+    if listing is None:
+        raise NotFound(f"No listing holds the offer {offer.id}.")
+    if listing.seller_id == buyer.id:
+        raise Forbidden("You cannot buy a license to your own work.")
+    provider = ctx.providers.default
+    pays_now = payment_method is not None and not provider.buyer_confirms
+    if pays_now:
+        _lock_work_offers(session, offer.work_id)
+    reason = _unavailable_reason(session, offer, today=utcnow().date())
+    if reason:
+        raise OfferUnavailable(reason, offer_id=offer.id)
+    order = Order(
+        offer_id=offer.id, listing_id=offer.listing_id, work_id=offer.work_id, buyer_id=buyer.id,
+        seller_id=listing.seller_id, amount=offer.price_amount, currency=offer.currency, fee_bps=ctx.fee_bps,
+        provider=provider.name, idempotency_key=idempotency_key,
+    )
+    try:
+        with session.begin_nested():
+            session.add(order)
+    except IntegrityError as exc:  # the same buyer and key raced in: the first order wins, this is a replay
+        earlier = _order_for_key(session, buyer.id, idempotency_key, offer.id)
+        if earlier is None:
+            raise Conflict("This order could not be created; retry with the same Idempotency-Key.") from exc
+        return PlacedOrder(earlier, replayed=True)
+    _audit_order(session, order, "created", buyer.id, offer_id=offer.id, amount=order.amount, currency=order.currency)
+    work = registry_service.get_work(session, offer.work_id)
+    started = provider.start(PaymentRequest(
+        order_id=order.id, amount=order.amount, currency=order.currency, idempotency_key=f"order:{order.id}",
+        description=f"IPX license {offer.template} for “{work.title}”", payment_method=payment_method,
+    ))
+    order.payment_ref, order.client_secret = started.ref, started.client_secret
+    session.flush()
+    if pays_now and started.status == "succeeded":  # the offers are locked and were checked above
+        _sell(session, order, provider, ctx, actor_id=buyer.id)
+    return PlacedOrder(order, replayed=False)
+
+
+def get_order(session: Session, order_id: str, viewer: Principal) -> Order:
+    """An order, for its buyer, its seller and staff only (404 for anyone else)."""
+    order = session.get(Order, order_id)
+    if order is None or not (viewer.is_staff or viewer.id in (order.buyer_id, order.seller_id)):
+        raise NotFound(f"No order has the id {order_id}.")
+    return order
+
+
+def _lock_order(session: Session, order_id: str) -> Order:
+    order = session.get(Order, order_id)
+    if order is None:
+        raise NotFound(f"No order has the id {order_id}.")
+    _lock_work_offers(session, order.work_id)
+    session.refresh(order, with_for_update=True)  # re-read: another transaction may have settled it
+    return order
+
+
+def _lock_for_payment(session: Session, order_id: str) -> tuple[Order, str | None]:
+    """Lock the work's offers and the order, re-read the order, re-check its offer.
+
+    Returns the order and why its sale cannot happen (None when it can, or when the order is no longer
+    pending). On a refusal the offer locks are given back at once — rolling back a savepoint releases
+    the row locks taken inside it on PostgreSQL — and only the order stays locked for the failure
+    write. So the 99 losers of a 100-buyer race hold the contended lock for a few reads each instead
+    of queueing their commits behind one another.
+    """
+    order = session.get(Order, order_id)
+    if order is None:
+        raise NotFound(f"No order has the id {order_id}.")
+    savepoint = session.begin_nested()
+    _lock_work_offers(session, order.work_id)
+    session.refresh(order, with_for_update=True)
+    reason = None
+    if order.status == OPEN_ORDER:
+        reason = _unavailable_reason(session, get_offer(session, order.offer_id), today=utcnow().date())
+    if reason is None:
+        savepoint.commit()  # keeps the locks until the request's transaction ends
+        return order, None
+    savepoint.rollback()
+    session.refresh(order, with_for_update=True)
+    return order, reason if order.status == OPEN_ORDER else None
+
+
+def orders_of(session: Session, account_id: str, *, as_seller: bool = False) -> list[Order]:
+    """A buyer's (or seller's) orders, newest first, for account pages."""
+    column = Order.seller_id if as_seller else Order.buyer_id
+    return list(session.scalars(select(Order).where(column == account_id).order_by(Order.created_at.desc())))
+
+
+def confirm_offline_order(session: Session, *, order_id: str, buyer: Principal, ctx: MarketContext) -> Order:
+    """The buyer declares an offline payment made: the order is paid and fulfilled, or — when the offer
+    was sold exclusively in the meantime — failed (the caller reports a 409 and commits that state)."""
+    order = get_order(session, order_id, buyer)
+    if order.buyer_id != buyer.id:
+        raise Forbidden("Only the buyer can confirm this order.")
+    provider = ctx.providers.get(order.provider)
+    if not provider.buyer_confirms:
+        raise Conflict(f"This order is paid through {order.provider}; it completes when the payment does.")
+    order, reason = _lock_for_payment(session, order.id)
+    if order.status == "fulfilled":
+        return order
+    if order.status != OPEN_ORDER:
+        raise Conflict(f"This order is {order.status} and cannot be confirmed.", order_status=order.status)
+    if reason:
+        _fail(session, order, provider, reason, money_taken=False, actor_id=buyer.id)
+    else:
+        _sell(session, order, provider, ctx, actor_id=buyer.id)
+    return order
+
+
+def cancel_order(session: Session, *, order_id: str, buyer: Principal, ctx: MarketContext) -> Order:
+    """The buyer abandons a pending order; its payment is cancelled so no money can be taken."""
+    order = get_order(session, order_id, buyer)
+    if order.buyer_id != buyer.id:
+        raise Forbidden("Only the buyer can cancel this order.")
+    order = _lock_order(session, order.id)
+    if order.status != OPEN_ORDER:
+        raise Conflict(f"This order is {order.status}; only pending orders can be cancelled.",
+                       order_status=order.status)
+    if order.payment_ref:
+        ctx.providers.get(order.provider).cancel(order.payment_ref)
+    _close(session, order, "cancelled", "cancelled by the buyer", actor_id=buyer.id)
+    return order
+
+
+def _close(session: Session, order: Order, status: str, reason: str, *, actor_id: str | None) -> None:
+    order.status, order.failure_reason, order.closed_at = status, reason, utcnow()
+    _audit_order(session, order, status, actor_id, reason=reason)
+
+
+def _sell(session: Session, order: Order, provider: PaymentProvider, ctx: MarketContext, *,
+          actor_id: str | None) -> None:
+    """Paid, then fulfilled: ledger journal, signed and logged license, exclusive bookkeeping.
+    Call only with the work's offers locked and availability just checked."""
+    offer = get_offer(session, order.offer_id)
+    order.status, order.paid_at = "paid", utcnow()
+    _audit_order(session, order, "paid", actor_id, provider=provider.name, payment_ref=order.payment_ref)
+    work = registry_service.get_work(session, order.work_id)
+    ledger.post(
+        session, kind="sale", order_id=order.id, memo=f"sale of offer {offer.id}",
+        postings=ledger.sale_postings(
+            amount=order.amount, currency=order.currency, fee_bps=order.fee_bps, provider=provider.name,
+            owner_account_id=work.owner_id, creators=creator_shares(work),
+        ),
+    )
+    license_row = _issue_license(session, order, offer, work, ctx)
+    if offer.exclusive:
+        _sell_exclusively(session, offer, actor_id)
+    order.status, order.fulfilled_at = "fulfilled", utcnow()
+    _audit_order(session, order, "fulfilled", actor_id, license_id=license_row.id)
+
+
+def _fail(
+    session: Session, order: Order, provider: PaymentProvider, reason: str, *, money_taken: bool,
+    actor_id: str | None,
+) -> None:
+    """A sale that cannot happen takes no money: refund what was taken, cancel what was not."""
+    if order.payment_ref and money_taken:
+        order.refund_ref = provider.refund(order.payment_ref, amount=order.amount, idempotency_key=f"refund:{order.id}")
+    elif order.payment_ref:
+        provider.cancel(order.payment_ref)
+    _close(session, order, "failed", reason, actor_id=actor_id)
+
+
+def _sell_exclusively(session: Session, offer: Offer, actor_id: str | None) -> None:
+    offer.status = "sold"
+    others = session.scalars(
+        select(Offer).where(Offer.work_id == offer.work_id, Offer.id != offer.id, Offer.status == "active")
+    )
+    for other in others:
+        other.status, other.withdrawn_reason = "withdrawn", f"exclusive offer {offer.id} was sold"
+        audit_service.record(session, action="offer.withdrawn", subject_type="offer", subject_id=other.id,
+                             actor_id=actor_id, details={"reason": other.withdrawn_reason})
+
+
+def creator_shares(work: Work) -> list[ledger.CreatorShare]:
+    """Co-creators and their basis points, as signed into the registration statement."""
+    try:
+        return [
+            ledger.CreatorShare(str(c["name"]), int(c["share_bps"]))
+            for c in registry_service.statement_of(work).get("creators", [])
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CreatorShareError(f"work {work.id} has unreadable creator shares") from exc
+
+
+# ----------------------------------------------------------------------------------------- webhooks
+
+
+def _record_event(session: Session, provider: str, event: ProviderEvent) -> int | None:
+    """Insert the event once: None when this provider event id was already received (a redelivery)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(PaymentEvent)
+        .values(provider=provider, event_id=event.event_id, event_type=event.event_type,
+                payment_ref=event.payment_ref, order_id=event.order_id, outcome="received", received_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+        .returning(PaymentEvent.id)
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def handle_payment_event(
+    session: Session, *, provider: PaymentProvider, event: ProviderEvent, ctx: MarketContext
+) -> str:
+    """Apply a verified provider event exactly once and return what happened (also stored on the event).
+
+    A redelivered event id does nothing. An event for an order we do not know is logged and kept for
+    staff, never an error (providers retry errors forever). A success for an order that can no longer
+    be fulfilled — or that was closed meanwhile — is refunded at once.
+    """
+    event_row_id = _record_event(session, provider.name, event)
+    if event_row_id is None:
+        return "duplicate event ignored"
+    outcome = _apply_event(session, provider, event, ctx)
+    event_row = session.get(PaymentEvent, event_row_id)
+    if event_row is not None:
+        event_row.outcome = outcome
+    return outcome
+
+
+def _apply_event(session: Session, provider: PaymentProvider, event: ProviderEvent, ctx: MarketContext) -> str:
+    if event.kind == "ignored":
+        return f"{event.event_type} not used"
+    order = session.scalar(
+        select(Order).where(Order.provider == provider.name, Order.payment_ref == event.payment_ref)
+    ) if event.payment_ref else None
+    if order is None:
+        logger.warning("payment event %s (%s) for unknown payment %s, order %s", event.event_id, event.event_type,
+                       event.payment_ref, event.order_id)
+        return "unknown order"
+    if event.kind == "succeeded":
+        if (event.amount, event.currency) != (order.amount, order.currency):
+            logger.error("payment %s amount %s %s does not match order %s", event.payment_ref, event.amount,
+                         event.currency, order.id)
+            _audit_order(session, order, "amount_mismatch", None, paid=event.amount, currency=event.currency)
+            return "amount mismatch: left for staff"
+        order, reason = _lock_for_payment(session, order.id)
+        if order.status == OPEN_ORDER:
+            if reason:
+                _fail(session, order, provider, reason, money_taken=True, actor_id=None)
+            else:
+                _sell(session, order, provider, ctx, actor_id=None)
+            return f"order {order.status}"
+        if order.status in ("failed", "cancelled") and not order.refund_ref and order.payment_ref:
+            order.refund_ref = provider.refund(order.payment_ref, amount=order.amount,
+                                               idempotency_key=f"refund:{order.id}")
+            _audit_order(session, order, "late_payment_refunded", None, refund_ref=order.refund_ref)
+            return "payment for a closed order refunded"
+        return f"order already {order.status}"
+    order = _lock_order(session, order.id)
+    if event.kind == "failed" and order.status == OPEN_ORDER:
+        # not final at Stripe: the buyer may retry the same PaymentIntent with another card
+        _audit_order(session, order, "payment_failed", None, payment_ref=order.payment_ref)
+        return "payment attempt failed: order still pending"
+    if event.kind == "canceled" and order.status == OPEN_ORDER:
+        _close(session, order, "cancelled", f"payment cancelled at {provider.name}", actor_id=None)
+        return "order cancelled"
+    if event.kind == "refunded" and order.status == "fulfilled":
+        _refund(session, order, reason=f"refunded at {provider.name}", actor_id=None, provider=None, ctx=ctx)
+        return "order refunded"
+    return f"order already {order.status}"
+
+
+# ------------------------------------------------------------------------------------------ refunds
+
+
+def refund_order(session: Session, *, order_id: str, actor: Principal, reason: str, ctx: MarketContext) -> Order:
+    """Give the buyer their money back (staff or the seller): the ledger is reversed and the license
+    revoked by appending a revocation to the log. Only fulfilled orders can be refunded (409)."""
+    order = get_order(session, order_id, actor)
+    if not (actor.is_staff or actor.id == order.seller_id):
+        raise Forbidden("Only the seller or IPX staff can refund an order.")
+    order = _lock_order(session, order.id)
+    if order.status != "fulfilled":
+        raise Conflict(f"This order is {order.status}; only fulfilled orders can be refunded.",
+                       order_status=order.status)
+    _refund(session, order, reason=reason, actor_id=actor.id, provider=ctx.providers.get(order.provider), ctx=ctx)
+    return order
+
+
+def _refund(
+    session: Session, order: Order, *, reason: str, actor_id: str | None, provider: PaymentProvider | None,
+    ctx: MarketContext,
+) -> None:
+    """provider=None when the provider already refunded (its webhook told us)."""
+    if provider is not None and order.payment_ref:
+        order.refund_ref = provider.refund(order.payment_ref, amount=order.amount, idempotency_key=f"refund:{order.id}")
+    sale = ledger.sale_of_order(session, order.id)
+    if sale is not None:
+        ledger.reverse(session, sale, memo=f"refund of order {order.id}: {reason}")
+    license_row = session.scalar(select(License).where(License.order_id == order.id))
+    if license_row is not None and license_row.status == "active":
+        _revoke_license(session, license_row, reason=reason, actor_id=actor_id, ctx=ctx)
+    _close(session, order, "refunded", reason, actor_id=actor_id)
+
+
+# ----------------------------------------------------------------------------------------- licenses
+
+
+@dataclass(frozen=True)
+class SignedEntry:
+    body: bytes
+    signature: bytes
+    key_id: str
+    index: int
+    at: datetime
+
+
+def _append_signed(
+    session: Session, key_dir: Path, entry_type: str, build: Callable[[str, datetime], dict[str, Any]]
+) -> SignedEntry:
+    """Sign a statement and append it to the transparency log, timestamped after its index is taken."""
+    signer = keys.active_signer(session, key_dir)
+    signed: dict[str, Any] = {}
+
+    def build_leaf() -> bytes:
+        at = utcnow()
+        body, signature = signing.sign_statement(signer.private_key, build(signer.key_id, at))
+        signed.update(body=body, signature=signature, at=at)
+        return body
+
+    appended = log.append(session, entry_type, build_leaf)
+    log.publish_checkpoint(session, signer)
+    return SignedEntry(signed["body"], signed["signature"], signer.key_id, appended.index, signed["at"])
+
+
+def _party(session: Session, account_id: str) -> dict[str, str]:
+    user = session.get(User, account_id)
+    return {"account_id": account_id, "display_name": user.display_name if user else ""}
+
+
+def _issue_license(session: Session, order: Order, offer: Offer, work: Work, ctx: MarketContext) -> License:
+    license_id = str(uuid.uuid4())
+
+    def statement(key_id: str, at: datetime) -> dict[str, Any]:
+        return {
+            "type": LICENSE_TYPE,
+            "license_id": license_id,
+            "work_id": work.id,
+            "work_sha256": work.sha256,
+            "registration_log_index": work.log_index,
+            "licensor": _party(session, order.seller_id),
+            "licensee": _party(session, order.buyer_id),
+            "terms": offer.terms,
+            "price": {"amount": order.amount, "currency": order.currency},
+            "issued_at": registry_service.rfc3339(at),
+            "key_id": key_id,
+        }
+
+    entry = _append_signed(session, ctx.key_dir, LICENSE_TYPE, statement)
+    row = License(
+        id=license_id, order_id=order.id, offer_id=offer.id, work_id=work.id, licensor_id=order.seller_id,
+        licensee_id=order.buyer_id, exclusive=offer.exclusive, terms=offer.terms, statement=entry.body,
+        signature=entry.signature, key_id=entry.key_id, log_index=entry.index, issued_at=entry.at,
+    )
+    session.add(row)
+    session.flush()
+    audit_service.record(session, action="license.issued", subject_type="license", subject_id=license_id,
+                         actor_id=order.buyer_id, details={"order_id": order.id, "log_index": entry.index})
+    return row
+
+
+def _revoke_license(session: Session, row: License, *, reason: str, actor_id: str | None, ctx: MarketContext) -> None:
+    entry = _append_signed(session, ctx.key_dir, REVOCATION_TYPE, lambda key_id, at: {
+        "type": REVOCATION_TYPE, "license_id": row.id, "reason": reason, "revoked_at": registry_service.rfc3339(at),
+        "key_id": key_id,
+    })
+    row.status, row.revoked_at, row.revocation_reason = "revoked", entry.at, reason
+    row.revocation_statement, row.revocation_signature = entry.body, entry.signature
+    row.revocation_key_id, row.revocation_log_index = entry.key_id, entry.index
+    audit_service.record(session, action="license.revoked", subject_type="license", subject_id=row.id,
+                         actor_id=actor_id, details={"reason": reason, "log_index": entry.index})
+
+
+def get_license(session: Session, license_id: str) -> License:
+    row = session.get(License, license_id)
+    if row is None:
+        raise NotFound(f"No license has the id {license_id}.")
+    return row
+
+
+def license_evidence(session: Session, row: License) -> dict[str, Any]:
+    """The offline bundle for the license statement (`ipx verify` checks it like a registration's)."""
+    return registry_service.evidence_bundle(
+        session, statement=row.statement, signature=row.signature, key_id=row.key_id, index=row.log_index
+    )
+
+
+def revocation_evidence(session: Session, row: License) -> dict[str, Any]:
+    """The offline bundle proving the revocation was logged."""
+    if row.revocation_statement is None or row.revocation_signature is None or row.revocation_log_index is None:
+        raise NotFound("This license has not been revoked.")
+    return registry_service.evidence_bundle(
+        session, statement=row.revocation_statement, signature=row.revocation_signature,
+        key_id=row.revocation_key_id or row.key_id, index=row.revocation_log_index,
+    )
+
+
+def license_of_order(session: Session, order_id: str) -> License | None:
+    return session.scalar(select(License).where(License.order_id == order_id))
+
+
+def licenses_of(session: Session, account_id: str) -> list[License]:
+    """Licenses an account holds, newest first, for account pages."""
+    return list(session.scalars(
+        select(License).where(License.licensee_id == account_id).order_by(License.issued_at.desc())
+    ))
+
+
+# -------------------------------------------------------------------------------------- stats, ledger
+
+
+def sales_summary(session: Session, start: datetime, end: datetime) -> dict[str, Any]:
+    """Gross sales in [start, end): licenses fulfilled in the window (a later refund does not erase a
+    sale from history), totals per currency and per license template, and listings created."""
+    rows = session.execute(
+        select(Offer.template, Order.currency, func.count(), func.sum(Order.amount))
+        .join(Offer, Offer.id == Order.offer_id)
+        .where(Order.fulfilled_at >= start, Order.fulfilled_at < end)
+        .group_by(Offer.template, Order.currency)
+    ).all()
+    by_currency: dict[str, int] = {}
+    by_template: dict[str, dict[str, Any]] = {}
+    for template, currency, count, total in rows:
+        by_currency[currency] = by_currency.get(currency, 0) + int(total)
+        entry = by_template.setdefault(template, {"count": 0, "by_currency": {}})
+        entry["count"] += count
+        entry["by_currency"][currency] = entry["by_currency"].get(currency, 0) + int(total)
+    listings_created = session.scalar(
+        select(func.count()).select_from(Listing).where(Listing.created_at >= start, Listing.created_at < end)
+    ) or 0
+    return {
+        "count": sum(entry["count"] for entry in by_template.values()),
+        "by_currency": by_currency,
+        "by_license_type": by_template,
+        "listings_created": listings_created,
+    }
+
+
+def ledger_summary(session: Session) -> dict[str, Any]:
+    return ledger.summary(session)
+
+
+def display_names(session: Session, account_ids: Sequence[str]) -> dict[str, str]:
+    rows = session.execute(select(User.id, User.display_name).where(User.id.in_(list(account_ids))))
+    return dict(rows.all())

@@ -1,0 +1,69 @@
+"""Shared pieces of the browser tests: Debian's Chromium through Playwright, a live server, screenshots.
+
+Playwright cannot download its own browsers here, so every test launches /usr/bin/chromium; with
+CI=true a missing Chromium fails the run instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ipx.migrations import upgrade
+from tests.conftest import IN_CI
+from tests.integration.live import ServerProcess, ipx_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+IPX_CLI = Path(sys.executable).parent / "ipx"
+SCREENS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screens"
+PASSWORD = "correct horse 42"
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """uvicorn on a free port with its own data directory and freshly migrated SQLite database."""
+    database_url = f"sqlite:///{tmp_path / 'ipx.db'}"
+    upgrade(database_url)
+    server = ipx_server(database_url, tmp_path / "data", workers=1)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def browser_page() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        message = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 860}, java_script_enabled=False,
+                                      accept_downloads=True)
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+def shot(page: object, name: str) -> None:
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def decode_qr(png: bytes) -> str:
+    """What a phone camera would read from the QR code (OpenCV's detector)."""
+    pixels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    text, _, _ = cv2.QRCodeDetector().detectAndDecode(pixels)
+    return str(text)

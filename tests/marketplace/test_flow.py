@@ -1,0 +1,72 @@
+"""The whole offline sale, end to end: list, find, buy, license evidence, refund, revocation, ledger."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from ipx.registry.evidence import verify_bundle
+from tests.marketplace.builders import offer
+from tests.marketplace.conftest import assert_ledger_balanced, buy
+
+
+def test_list_buy_verify_refund(client, make_user, list_work, staff_headers):
+    listed = list_work(
+        offer(price={"amount": 1001, "currency": "EUR"}),
+        title="Harbour at dawn",
+        creators=json.dumps([{"name": "Ada", "share": 33.33}, {"name": "Ben", "share": 33.33},
+                             {"name": "Cy", "share": 33.34}]),
+    )
+    found = client.get("/api/v1/listings", params={"q": "harbour sea", "license": "standard", "currency": "eur"})
+    assert found.status_code == 200, found.text
+    assert [item["listing_id"] for item in found.json()["items"]] == [listed.listing["listing_id"]]
+
+    detail = client.get(f"/api/v1/listings/{listed.listing['listing_id']}").json()
+    assert detail["work"]["work_id"] == listed.work["work_id"]
+    assert detail["evidence_url"].endswith(f"/works/{listed.work['work_id']}/evidence")
+    assert detail["offers"][0]["odrl"]["@type"] == "Offer"
+    assert "EUR 10.01" in detail["offers"][0]["summary"]
+
+    buyer = make_user("Buyer")
+    order = buy(client, buyer, listed.offer_ids[0], key="first-try")
+    assert order["status"] == "fulfilled"
+    license_body = client.get(order["license_url"]).json()
+    assert license_body["status"] == "active"
+    assert license_body["licensee"] == {"account_id": buyer.account_id, "display_name": "Buyer"}
+    assert license_body["odrl"]["@type"] == "Agreement"
+    assert license_body["odrl"]["permission"][0]["assignee"] == f"urn:ipx:account:{buyer.account_id}"
+
+    bundle = client.get(f"/api/v1/licenses/{license_body['license_id']}/evidence").json()
+    assert bundle["statement"]["type"] == "ipx.license/v1"
+    assert bundle["statement"]["work_sha256"] == listed.work["sha256"]
+    assert bundle["statement"]["registration_log_index"] == listed.work["log_index"]
+    assert bundle["statement"]["price"] == {"amount": 1001, "currency": "EUR"}
+    report = verify_bundle(bundle)
+    assert report.ok, report.as_dict()
+    tampered = json.loads(json.dumps(bundle))
+    tampered["statement"]["price"]["amount"] = 1
+    assert not verify_bundle(tampered).ok
+
+    ledger = assert_ledger_balanced(client, staff_headers)
+    balances = {(a["account"], a["currency"]): a["balance"] for a in ledger["accounts"]}
+    assert balances[("platform:fees", "EUR")] == 100  # 10 % of 1001, rounded down
+    assert balances[(f"creator:{listed.seller.account_id}", "EUR")] == 901
+    assert balances[("provider:offline", "EUR")] == -1001
+
+    refund = client.post(f"/api/v1/orders/{order['order_id']}/refund", headers=listed.seller.headers,
+                         json={"reason": "wrong file delivered"})
+    assert refund.status_code == 200, refund.text
+    assert refund.json()["status"] == "refunded"
+    revoked = client.get(order["license_url"]).json()
+    assert revoked["status"] == "revoked"
+    revocation_bundle = client.get(revoked["revocation"]["evidence_url"]).json()
+    assert revocation_bundle["statement"]["type"] == "ipx.license-revocation/v1"
+    assert revocation_bundle["log"]["index"] == revoked["revocation"]["log_index"] > revoked["log_index"]
+    assert verify_bundle(revocation_bundle).ok
+    # the license statement is still in the log, unchanged: revocation appends, never rewrites
+    assert verify_bundle(client.get(f"/api/v1/licenses/{revoked['license_id']}/evidence").json()).ok
+    assert base64.b64decode(bundle["signature"])
+
+    ledger = assert_ledger_balanced(client, staff_headers)
+    assert all(a["balance"] == 0 for a in ledger["accounts"])
+    assert ledger["transactions"] == 2
