@@ -15,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipx.accounts import api as accounts_api
 from ipx.blobs import open_blob_store
+from ipx.complaints import api as complaints_api
+from ipx.complaints import pages as complaints_pages
 from ipx.config import Settings, get_settings
 from ipx.db import make_engine, make_session_factory, transaction
 from ipx.errors import PROBLEM_JSON, IPXError, PayloadTooLarge
@@ -24,6 +26,8 @@ from ipx.marketplace import pages as marketplace_pages
 from ipx.registry import api as registry_api
 from ipx.registry import keys, log
 from ipx.registry.service import RegistryContext
+from ipx.stats import api as stats_api
+from ipx.stats import pages as stats_pages
 from ipx.storage import sweep_orphan_blobs
 from ipx.web import pages as web_pages
 from ipx.web.templating import STATIC_DIR
@@ -145,6 +149,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(registry_api.router, prefix=API_PREFIX)
     app.include_router(registry_api.well_known)
     app.include_router(marketplace_api.router, prefix=API_PREFIX)
+    app.include_router(complaints_api.router, prefix=API_PREFIX)
+    app.include_router(stats_api.router, prefix=API_PREFIX)
+    app.include_router(complaints_pages.router)
+    app.include_router(stats_pages.router)
     app.include_router(marketplace_pages.router)
     app.include_router(web_pages.router)
     return app

@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
+from ipx.complaints import cli as complaints_cli
 from ipx.config import get_settings
+from ipx.stats import cli as stats_cli
 
 app = typer.Typer(help="IPX: register creative works with offline-verifiable evidence.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
@@ -20,6 +22,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(blobs_app, name="blobs")
+app.add_typer(complaints_cli.app, name="complaints")
+app.command("stats")(stats_cli.stats)
 
 
 def _session_factory():  # type: ignore[no-untyped-def]

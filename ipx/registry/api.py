@@ -18,6 +18,7 @@ from ipx.config import Settings
 from ipx.deps import AppSettings, Creator, DbSession, Registry, receive_upload, require_file
 from ipx.errors import InvalidInput
 from ipx.fingerprint.engine import ComputedFingerprints
+from ipx.notifications.service import relay_after_commit, relay_for
 from ipx.registry import keys, log, service, signing
 from ipx.registry.models import Work
 from ipx.registry.note import NoteVerifier
@@ -89,9 +90,14 @@ async def register_upload(
     try:
         # Off the event loop: register waits for the log lock, which another request of this worker may
         # hold until its commit, and that commit needs the event loop (a deadlock if we block it here).
-        return await run_in_threadpool(service.register, session, owner=caller, upload=upload, form=form, ctx=registry)
+        registration = await run_in_threadpool(
+            service.register, session, owner=caller, upload=upload, form=form, ctx=registry
+        )
     finally:
         upload.path.unlink(missing_ok=True)
+    if registration.prior_similar:  # the earlier owners' alerts go out as soon as this commits
+        relay_after_commit(session, relay_for(settings))
+    return registration
 
 
 async def match_uploaded_file(

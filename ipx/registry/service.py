@@ -166,6 +166,10 @@ def register(
     if computed.parsed:
         engine = ctx.fingerprints
         session.info.setdefault("after_commit", []).append(lambda: engine.add_computed(work_id, computed))
+    if prior:
+        from ipx.complaints.review import alert_prior_owners  # imported on use: complaints builds on the registry
+
+        alert_prior_owners(session, work_id)
     return Registration(work, owner, prior, computed)
 
 

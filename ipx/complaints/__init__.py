@@ -1,0 +1,1 @@
+"""Infringement notices, counter-notices, staff decisions and the detection review queue."""

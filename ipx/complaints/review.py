@@ -1,0 +1,98 @@
+"""Registrations flagged by detection: alerts to earlier owners, and the staff review queue.
+
+A flag (registry PriorMatch) says a new registration matches an earlier work of another account. Staff
+clear it (no copying) or uphold it; either way the registration itself stays in the log untouched.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ipx.accounts.service import Principal
+from ipx.audit import service as audit_service
+from ipx.complaints import messages
+from ipx.complaints.schemas import ReviewDecision
+from ipx.complaints.service import work_card
+from ipx.errors import Conflict, Forbidden, NotFound
+from ipx.notifications import service as outbox
+from ipx.registry import service as registry_service
+from ipx.registry.models import PriorMatch
+
+REVIEW_STATUSES = ("open", "cleared", "upheld")
+DECIDED_STATUS = {ReviewDecision.clear: "cleared", ReviewDecision.uphold: "upheld"}
+
+
+def alert_prior_owners(session: Session, work_id: str) -> int:
+    """Tell each earlier owner that a work similar to theirs was registered, with a pre-filled notice link."""
+    new_work = registry_service.get_work(session, work_id)
+    flags = session.scalars(select(PriorMatch).where(PriorMatch.work_id == work_id).order_by(PriorMatch.id))
+    alerted = 0
+    for flag in flags:
+        prior = registry_service.get_work(session, flag.prior_work_id)
+        owner = registry_service.owner_of(session, prior)
+        subject, body = messages.similar_work_alert(prior.id, prior.title, new_work.id, flag.method)
+        outbox.enqueue(
+            session, kind="detection.similar_registered", to_email=owner.email, subject=subject, body=body,
+            subject_type="prior_match", subject_id=str(flag.id),
+        )
+        alerted += 1
+    return alerted
+
+
+def list_reviews(session: Session, status: str | None) -> list[PriorMatch]:
+    query = select(PriorMatch)
+    if status:
+        query = query.where(PriorMatch.review_status == status)
+    return list(session.scalars(query.order_by(PriorMatch.found_at, PriorMatch.id)))
+
+
+def get_review(session: Session, review_id: int) -> PriorMatch:
+    flag = session.get(PriorMatch, review_id)
+    if flag is None:
+        raise NotFound(f"No review item has the id {review_id}.")
+    return flag
+
+
+def review_view(session: Session, flag: PriorMatch) -> dict[str, object]:
+    return {
+        "review_id": flag.id, "review_status": flag.review_status, "method": flag.method,
+        "distance": flag.distance, "similarity": flag.similarity, "found_at": flag.found_at,
+        "work": work_card(session, registry_service.get_work(session, flag.work_id)),
+        "prior_work": work_card(session, registry_service.get_work(session, flag.prior_work_id)),
+        "decision_reason": _decision_reason(session, flag),
+    }
+
+
+def _decision_reason(session: Session, flag: PriorMatch) -> str | None:
+    events = audit_service.for_subject(session, "prior_match", str(flag.id))
+    return events[-1].details.get("reason") if events else None
+
+
+def decide_review(
+    session: Session, review_id: int, decision: ReviewDecision, *, staff: Principal, reason: str
+) -> PriorMatch:
+    flag = get_review(session, review_id)
+    if flag.review_status != "open":
+        raise Conflict(f"This flag was already {flag.review_status}; decisions are final and kept in the audit log.")
+    flag.review_status = DECIDED_STATUS[decision]
+    audit_service.record(
+        session, action=f"review.{flag.review_status}", subject_type="prior_match", subject_id=str(flag.id),
+        actor_id=staff.id, details={"reason": reason, "work_id": flag.work_id, "prior_work_id": flag.prior_work_id},
+    )
+    work = registry_service.get_work(session, flag.work_id)
+    subject, body = messages.review_decided(work.id, flag.review_status, reason)
+    outbox.enqueue(
+        session, kind="review.decided", to_email=registry_service.owner_of(session, work).email, subject=subject,
+        body=body, subject_type="prior_match", subject_id=str(flag.id),
+    )
+    return flag
+
+
+def reviews_of_work(session: Session, work_id: str, *, caller: Principal) -> list[dict[str, object]]:
+    """What the owner of a flagged registration sees: each flag on it and where its review stands."""
+    work = registry_service.get_work(session, work_id)
+    if work.owner_id != caller.id and not caller.is_staff:
+        raise Forbidden("Only the owner of this work may see its review state.")
+    flags = session.scalars(select(PriorMatch).where(PriorMatch.work_id == work_id).order_by(PriorMatch.id))
+    return [review_view(session, flag) for flag in flags]

@@ -1,0 +1,1 @@
+"""Outbox of messages to people (complaint parties, earlier owners), delivered after commit."""

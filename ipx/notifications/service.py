@@ -1,0 +1,90 @@
+"""Queue messages with the change they report; a relay sends queued messages after the transaction commits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ipx.config import Settings
+from ipx.db import transaction, utcnow
+from ipx.notifications.models import OutboxMessage
+from ipx.notifications.senders import FROM_ADDRESS, EmailSender, sender_named
+
+MAX_ATTEMPTS = 5
+SITE = "{site}"  # written into bodies instead of the public URL, which only the relay's deployment knows
+_RELAY_SCHEDULED = "notifications.relay_scheduled"
+
+
+@dataclass(frozen=True)
+class Relay:
+    """Where messages go and which public URL their site links point at."""
+
+    sender: EmailSender
+    public_url: str
+
+
+def enqueue(
+    session: Session, *, kind: str, to_email: str, subject: str, body: str,
+    subject_type: str | None = None, subject_id: str | None = None,
+) -> OutboxMessage:
+    message = OutboxMessage(
+        kind=kind, to_email=to_email, subject=subject, body=body, subject_type=subject_type, subject_id=subject_id,
+    )
+    session.add(message)
+    return message
+
+
+def as_email(message: OutboxMessage, public_url: str) -> EmailMessage:
+    email = EmailMessage()
+    email["From"] = FROM_ADDRESS
+    email["To"] = message.to_email
+    email["Subject"] = message.subject
+    email["Date"] = format_datetime(message.created_at)
+    email["Message-ID"] = f"<ipx-outbox-{message.id}@ipx.invalid>"
+    email.set_content(message.body.replace(SITE, public_url.rstrip("/")))
+    return email
+
+
+def deliver_pending(session: Session, relay: Relay, *, limit: int = 100) -> int:
+    """Send unsent messages oldest first; a failure is recorded and retried later, never blocks the others."""
+    pending = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.attempts < MAX_ATTEMPTS)
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    sent = 0
+    for message in pending:
+        message.attempts += 1
+        try:
+            relay.sender.send(as_email(message, relay.public_url))
+        except OSError as exc:
+            message.last_error = str(exc)
+            continue
+        message.sent_at = utcnow()
+        sent += 1
+    return sent
+
+
+def relay_after_commit(session: Session, relay: Relay) -> None:
+    """Deliver the outbox in a fresh transaction once this session commits (rolled back work sends nothing)."""
+    if session.info.get(_RELAY_SCHEDULED):
+        return
+    session.info[_RELAY_SCHEDULED] = True
+    factory = sessionmaker(bind=session.get_bind(), expire_on_commit=False)
+    effects: list[Callable[[], None]] = session.info.setdefault("after_commit", [])
+    effects.append(lambda: _deliver_in(factory, relay))
+
+
+def _deliver_in(factory: sessionmaker[Session], relay: Relay) -> None:
+    with transaction(factory) as session:
+        deliver_pending(session, relay)
+
+
+def relay_for(settings: Settings) -> Relay:
+    return Relay(sender_named(settings.email_sender, settings.data_dir / "outbox"), settings.public_url)

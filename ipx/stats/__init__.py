@@ -1,0 +1,1 @@
+"""Quarterly statistical monitoring: registrations, creators, sales, complaints and detection alerts."""

@@ -1,0 +1,35 @@
+"""Public quarterly statistics, as JSON or CSV."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+
+from ipx.db import utcnow
+from ipx.deps import DbSession
+from ipx.stats import service
+from ipx.stats.quarters import Quarter
+
+router = APIRouter(tags=["stats"])
+
+
+def quarter_or_current(text: str | None) -> Quarter:
+    return Quarter.parse(text) if text else Quarter.containing(utcnow())
+
+
+@router.get("/stats/quarterly", response_model=None)
+def quarterly(
+    session: DbSession,
+    quarter: Annotated[str | None, Query(description="like 2026Q3; default: the current quarter")] = None,
+    output: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+) -> dict[str, Any] | PlainTextResponse:
+    """Registrations, creators, listings, sales, complaints and detection alerts for one quarter (anyone)."""
+    figures = service.quarterly(session, quarter_or_current(quarter))
+    if output == "csv":
+        return PlainTextResponse(
+            service.as_csv(figures), media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="ipx-stats-{figures["quarter"]}.csv"'},
+        )
+    return figures

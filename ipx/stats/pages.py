@@ -1,0 +1,48 @@
+"""The public statistics page: figures, comparison with the previous quarter, and SVG charts (no JavaScript)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from ipx.deps import Anyone, DbSession
+from ipx.errors import IPXError
+from ipx.stats import charts, service
+from ipx.stats.api import quarter_or_current
+from ipx.web.templating import templates
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/stats", response_class=HTMLResponse)
+def stats_page(request: Request, session: DbSession, caller: Anyone, quarter: str = "") -> Response:
+    try:
+        period = quarter_or_current(quarter or None)
+    except IPXError as error:
+        return templates.TemplateResponse(
+            request, "stats/quarterly.html", {"caller": caller, "error": error, "quarter": quarter},
+            status_code=error.status_code,
+        )
+    figures = service.quarterly(session, period)
+    context = {
+        "caller": caller, "figures": figures, "quarter": str(period), "previous_quarter": str(period.previous()),
+        "next_quarter": str(period.next()), "charts": _charts(figures),
+    }
+    return templates.TemplateResponse(request, "stats/quarterly.html", context)
+
+
+def _charts(figures: dict[str, Any]) -> list[Any]:
+    current, previous = figures["quarter"], figures["comparison"]["previous_quarter"]
+    types = sorted(set(figures["registrations"]["by_type"]) | set(figures["previous"]["registrations"]["by_type"]))
+    registrations = [
+        (work_type, figures["registrations"]["by_type"].get(work_type, 0),
+         figures["previous"]["registrations"]["by_type"].get(work_type, 0))
+        for work_type in types
+    ]
+    headline = [(row["metric"], row["current"], row["previous"]) for row in figures["comparison"]["metrics"]]
+    return [
+        charts.comparison_bars("Registrations by work type", registrations, current, previous),
+        charts.comparison_bars("Activity", headline, current, previous),
+    ]

@@ -1,0 +1,70 @@
+"""The public complaint pages work as plain HTML forms (POST-redirect-GET, errors next to their fields)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from tests.complaints.conftest import CopyCase, act
+
+FORM = {
+    "name": "Alice Original", "email": "alice.claims@example.org", "description": "A byte-for-byte copy of my photo.",
+    "signature": "Alice Original", "good_faith": "on", "accuracy": "on",
+}
+
+
+def _login(client, user_headers: dict[str, str]) -> None:
+    client.cookies.set("ipx_session", user_headers["Authorization"].removeprefix("Bearer "))
+
+
+def test_notice_form_shows_field_errors_and_keeps_input(client, copy_case: CopyCase) -> None:
+    assert client.get("/complaints/new").status_code == 200
+    incomplete = {**FORM, "work_id": copy_case.original["work_id"], "good_faith": "", "email": "not-an-email"}
+    response = client.post("/complaints/new", data=incomplete, files={"work_file": ("", b"")})
+    assert response.status_code == 422
+    assert response.text.count('class="cx-field-error"') == 3  # email, good faith, infringing
+    assert 'value="Alice Original"' in response.text
+
+
+def test_notice_through_the_form_then_counter_notice_and_legal_action(client, copy_case: CopyCase, staff) -> None:
+    data = {**FORM, "work_id": copy_case.original["work_id"], "infringing_work_id": copy_case.copy["work_id"]}
+    response = client.post("/complaints/new", data=data, files={"work_file": ("", b"")}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    token = parse_qs(urlsplit(location).query)["token"][0]
+    status_page = client.get(location)
+    assert status_page.status_code == 200
+    assert "Your notice was received as case" in status_page.text
+    complaint_id = urlsplit(location).path.rsplit("/", 1)[1]
+
+    act(client, staff, complaint_id, "mark_disputed", "identical bytes")
+    _login(client, copy_case.bob.headers)
+    owner_page = client.get(f"/complaints/{complaint_id}")
+    assert "File a counter-notice" in owner_page.text
+    assert client.get(f"/complaints/{complaint_id}/counter-notice").status_code == 200
+    missing_consent = client.post(f"/complaints/{complaint_id}/counter-notice",
+                                  data={"statement": "I made this photo myself, years before.", "signature": "Bob"})
+    assert missing_consent.status_code == 422
+    filed = client.post(f"/complaints/{complaint_id}/counter-notice", follow_redirects=False, data={
+        "statement": "I made this photo myself, years before.", "signature": "Bob Later", "consent": "on"})
+    assert filed.status_code == 303
+    assert "Counter-notice filed" in client.get(filed.headers["location"]).text
+    client.cookies.clear()
+
+    complainant_page = client.get(f"/complaints/{complaint_id}", params={"token": token})
+    assert "Report legal action" in complainant_page.text
+    reported = client.post(f"/complaints/{complaint_id}/legal-action", follow_redirects=False,
+                           data={"token": token, "note": "Filed in N.D. Cal., 1:26-cv-1"})
+    assert reported.status_code == 303
+    assert "Legal action reported" in client.get(reported.headers["location"]).text
+
+
+def test_case_page_refuses_strangers(client, copy_case: CopyCase, make_user) -> None:
+    data = {**FORM, "work_id": copy_case.original["work_id"], "infringing_url": "https://elsewhere.example/x.png"}
+    location = client.post("/complaints/new", data=data, follow_redirects=False).headers["location"]
+    complaint_id = urlsplit(location).path.rsplit("/", 1)[1]
+    anonymous = client.get(f"/complaints/{complaint_id}", follow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login")
+    _login(client, make_user("Stranger").headers)
+    assert client.get(f"/complaints/{complaint_id}").status_code == 403
+    assert client.get(f"/complaints/{complaint_id}/counter-notice").status_code == 403
+    assert client.get("/complaints/00000000-0000-0000-0000-000000000000").status_code == 404
