@@ -5,7 +5,8 @@ Usage: .venv/bin/python bench/fingerprint_speed.py [--skip-memory]
 1. Fingerprinting a 12-megapixel JPEG (every IPX image method) vs imagehash.phash alone, same file, same run.
 2. Peak memory fingerprinting a 100-megapixel PNG, measured as ru_maxrss of a fresh subprocess.
 3. Index lookups (8 PDQ variants, radius 31) at 100k and 1M synthetic hashes: FAISS vs brute-force NumPy,
-   with recall against brute force; and the ORB candidate stage at 1k and 10k synthetic images.
+   with recall against brute force; and a full ImageIndex query at 1k and 10k synthetic images (the ORB vote
+   is a flat scan at 1k and an inverted file at 10k; bench/verify_speed.py compares the two at 10k and 100k).
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ the works with the most votes are verified by fitting an affine transform with R
 keypoints. Only geometrically consistent inliers count, which is what keeps crops, pasted-in copies and
 rotations findable without matching pictures that merely share textures.
 
-The descriptor vote is an exact flat scan too, which grows with 500 descriptors per image: measured
-0.13 s per query at 1,000 images and 2.6 s at 10,000 (bench/fingerprint_speed.py), so a catalogue
-beyond a few thousand images needs an inverted-file or multi-index-hashing index for that stage.
+An exact flat scan for the descriptor vote grows with 500 descriptors per image (0.13 s per query at
+1,000 images, 2.6 s at 10,000), so past ORB_CLUSTER_AT descriptors (about 500 images) the vote searches
+an inverted file instead (ClusteredHammingTable): approximate, but only candidate selection is, since
+verification still matches against every stored descriptor of a candidate. bench/verify_speed.py
+compares both at 10k and 100k images; bench/robustness.py measures the recall (its index is past it).
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ from ipx.fingerprint.image import ImageFingerprint
 PDQ_BITS = 256
 PHASH_BITS = 64
 ORB_BITS = 256
+ORB_CLUSTER_AT = 250_000
+ORB_LISTS = 4096
+ORB_PROBES = 2
+ORB_NEIGHBOURS = 16
+ORB_CLUSTERED_MIN_VOTES = 4
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,82 @@ class HammingTable:
         return query_rows, owners, distances.astype(np.int64)
 
 
+class ClusteredHammingTable(HammingTable):
+    """A HammingTable that becomes an inverted file once it holds `cluster_at` codes: sub-linear, approximate.
+
+    A flat scan of every stored ORB descriptor grows with the catalogue. At `cluster_at` codes the stored
+    ones are grouped into `lists` cells around k-majority centroids (Hamming k-means, so frequent patterns
+    get small cells) and from then on a search scans only the `probes` cells nearest to each query and
+    keeps at most its `neighbours` closest codes within the radius. A close pair split by a cell border
+    can be missed; voting tolerates that, since a copy shares dozens of descriptors with its original.
+    The cap matters at scale: in the tuning set a query descriptor lies within 40 bits of 1 in 22,000
+    stored ones (generic corners), i.e. thousands of pairs each at 100k images, whose split votes are
+    worth almost nothing but cost more to collect than the search itself. Clustering runs once, inside
+    the `add` that reaches the size; later codes join their nearest cell. Ids stay in insertion order.
+    """
+
+    def __init__(self, bits: int, *, cluster_at: int, lists: int, probes: int, neighbours: int) -> None:
+        super().__init__(bits)
+        self._bits = bits
+        self._cluster_at = max(cluster_at, lists)
+        self._lists = lists
+        self._probes = probes
+        self._neighbours = neighbours
+
+    @property
+    def clustered(self) -> bool:
+        return isinstance(self._index, faiss.IndexBinaryIVF)
+
+    def add(self, codes: np.ndarray, owners: int | np.ndarray) -> None:
+        with _single_threaded_faiss():  # assigning codes to cells is a search too
+            super().add(codes, owners)
+            if not self.clustered and len(self) >= self._cluster_at:
+                self._cluster()
+
+    def within(self, queries: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query row, owner, distance) with distance <= max_distance; once clustered, approximate and capped."""
+        if not self.clustered or not len(queries) or max_distance < 0:
+            return super().within(queries, max_distance)
+        with _single_threaded_faiss():
+            distances, rows = self._index.search(np.ascontiguousarray(queries, dtype=np.uint8), self._neighbours)
+        close = (rows >= 0) & (distances <= max_distance)
+        owners = np.frombuffer(self._owners, dtype=np.int64)[rows[close]]
+        return np.nonzero(close)[0], owners, distances[close].astype(np.int64)
+
+    def _cluster(self) -> None:
+        stored = faiss.vector_to_array(self._index.xb).reshape(len(self), self._bits // 8)
+        quantizer = faiss.IndexBinaryFlat(self._bits)
+        quantizer.add(k_majority_centroids(stored, self._lists))
+        clustered = faiss.IndexBinaryIVF(quantizer, self._bits, self._lists)
+        clustered.nprobe = self._probes
+        clustered.add(stored)
+        self._index = clustered
+
+
+def k_majority_centroids(
+    codes: np.ndarray, count: int, *, sample: int = 64, iterations: int = 5, seed: int = 0
+) -> np.ndarray:
+    """`count` binary centroids of `codes` (at most `sample` codes per centroid are used), deterministically.
+
+    Hamming k-means: assign each code to its nearest centroid, then set each centroid bit to the majority
+    of its members' bits. FAISS's own IVF training runs float k-means, far slower for the same cells.
+    """
+    rng = np.random.default_rng(seed)
+    if len(codes) > sample * count:
+        codes = codes[rng.choice(len(codes), sample * count, replace=False)]
+    centroids = codes[rng.choice(len(codes), count, replace=False)].copy()
+    bits = np.unpackbits(codes, axis=1)
+    for _ in range(iterations):
+        nearest = faiss.IndexBinaryFlat(codes.shape[1] * 8)
+        nearest.add(centroids)
+        _, labels = nearest.search(codes, 1)
+        order = np.argsort(labels[:, 0], kind="stable")
+        cells, starts, sizes = np.unique(labels[order, 0], return_index=True, return_counts=True)
+        ones = np.add.reduceat(bits[order], starts, axis=0, dtype=np.int64)
+        centroids[cells] = np.packbits(ones * 2 > sizes[:, None], axis=1)
+    return centroids
+
+
 def closest_per_owner(owners: np.ndarray, distances: np.ndarray) -> dict[int, int]:
     """Smallest distance seen for each owner."""
     best: dict[int, int] = {}
@@ -154,6 +237,9 @@ class ImageIndex:
     pdq_max_distance 48 (closest distinct pair 80 bits), orb_min_inliers 30 (a distinct pair reached
     21), min_quality 35 (PDQ quality below which PDQ/pHash say nothing; ORB still works). pHash is off
     by default (phash_max_distance=None): distinct pairs came within 8 of 64 bits and it added no recall.
+    The clustered vote (orb_lists 4096, orb_probes 2, orb_neighbours 16) finds only a third to a half of
+    the close descriptor pairs the flat scan finds, so it asks for orb_clustered_min_votes 4 instead of 8
+    votes: with that, recall on the tuning set matched the flat scan but for one copy of 832.
     """
 
     def __init__(
@@ -164,22 +250,34 @@ class ImageIndex:
         phash_max_distance: int | None = None,
         orb_vote_distance: int = 40,
         orb_min_votes: int = 8,
+        orb_clustered_min_votes: int = ORB_CLUSTERED_MIN_VOTES,
         orb_max_candidates: int = 8,
         orb_min_inliers: int = 30,
+        orb_cluster_at: int = ORB_CLUSTER_AT,
+        orb_lists: int = ORB_LISTS,
+        orb_probes: int = ORB_PROBES,
+        orb_neighbours: int = ORB_NEIGHBOURS,
     ) -> None:
         self.pdq_max_distance = pdq_max_distance
         self.min_quality = min_quality
         self.phash_max_distance = phash_max_distance
         self.orb_vote_distance = orb_vote_distance
         self.orb_min_votes = orb_min_votes
+        self.orb_clustered_min_votes = orb_clustered_min_votes
         self.orb_max_candidates = orb_max_candidates
         self.orb_min_inliers = orb_min_inliers
+        self.orb_cluster_at = orb_cluster_at
+        self.orb_lists = orb_lists
+        self.orb_probes = orb_probes
+        self.orb_neighbours = orb_neighbours
         self._lock = threading.Lock()
         self._work_ids: list[str] = []
         self._fingerprints: list[ImageFingerprint] = []
         self._pdq = HammingTable(PDQ_BITS)
         self._phash = HammingTable(PHASH_BITS)
-        self._orb = HammingTable(ORB_BITS)
+        self._orb = ClusteredHammingTable(
+            ORB_BITS, cluster_at=orb_cluster_at, lists=orb_lists, probes=orb_probes, neighbours=orb_neighbours
+        )
 
     def __len__(self) -> int:
         with self._lock:
@@ -253,7 +351,8 @@ class ImageIndex:
         candidates, position = np.unique(owners, return_inverse=True)
         scores = np.bincount(position, weights=weights)
         votes = np.bincount(position)
-        eligible = np.flatnonzero(votes >= self.orb_min_votes)
+        min_votes = self.orb_clustered_min_votes if self._orb.clustered else self.orb_min_votes
+        eligible = np.flatnonzero(votes >= min_votes)
         ranked = eligible[np.lexsort((candidates[eligible], -scores[eligible]))]
         return candidates[ranked[: self.orb_max_candidates]].tolist()
 

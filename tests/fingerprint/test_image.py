@@ -23,6 +23,7 @@ from ipx.fingerprint.image import (
     pdq_dihedral,
     phash_dihedral,
 )
+from tests.fingerprint.pictures import encoded, skimage_picture
 
 VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
 PDQ_VECTORS = VECTORS / "pdq"
@@ -39,22 +40,6 @@ DIHEDRAL_KEYS = (
 )
 
 
-def skimage_picture(name: str) -> Image.Image:
-    """A bundled scikit-image picture as an RGB PIL image."""
-    from skimage import data
-
-    pixels = getattr(data, name)()
-    if pixels.dtype == bool:
-        pixels = pixels.astype(np.uint8) * 255
-    if pixels.ndim == 2:
-        pixels = np.stack([pixels] * 3, axis=-1)
-    return Image.fromarray(pixels[..., :3]).convert("RGB")
-
-
-def encoded(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def reference_decode(path: Path) -> np.ndarray:

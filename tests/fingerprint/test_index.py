@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import threading
 
 import numpy as np
@@ -11,27 +10,18 @@ from _edits import EDITS, edited_copy
 from PIL import Image, ImageDraw
 
 from ipx.fingerprint.image import ImageFingerprint, fingerprint_image
-from ipx.fingerprint.index import PDQ_BITS, PHASH_BITS, HammingTable, ImageIndex, Match
+from ipx.fingerprint.index import (
+    PDQ_BITS,
+    PHASH_BITS,
+    ClusteredHammingTable,
+    HammingTable,
+    ImageIndex,
+    Match,
+    k_majority_centroids,
+)
+from tests.fingerprint.pictures import encoded, skimage_picture
 
 PICTURES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "hubble_deep_field", "retina", "coins")
-
-
-def skimage_picture(name: str) -> Image.Image:
-    """A bundled scikit-image picture as an RGB PIL image."""
-    from skimage import data
-
-    pixels = getattr(data, name)()
-    if pixels.dtype == bool:
-        pixels = pixels.astype(np.uint8) * 255
-    if pixels.ndim == 2:
-        pixels = np.stack([pixels] * 3, axis=-1)
-    return Image.fromarray(pixels[..., :3]).convert("RGB")
-
-
-def encoded(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +65,46 @@ def test_hamming_table_equals_brute_force(bits: int) -> None:
         brute = popcount_distances(queries, codes)
         expected = sorted((int(q), int(owners[c]), int(brute[q, c])) for q, c in np.argwhere(brute <= radius))
         assert got == expected
+
+
+def test_clustered_table_probing_every_cell_equals_brute_force() -> None:
+    """With every cell probed and room for every neighbour, the inverted file must give the exact answer."""
+    rng = np.random.default_rng(7)
+    base = rng.integers(0, 256, 32, dtype=np.uint8)
+    codes = np.concatenate([near_duplicates(rng, base, 300, 80), rng.integers(0, 256, (700, 32), dtype=np.uint8)])
+    owners = rng.integers(0, 50, len(codes))
+    table = ClusteredHammingTable(256, cluster_at=400, lists=16, probes=16, neighbours=len(codes))
+    for start in range(0, len(codes), 100):  # clusters inside the add that reaches 400, keeps adding after
+        table.add(codes[start : start + 100], owners[start : start + 100])
+    assert table.clustered and len(table) == len(codes)
+    queries = np.concatenate([near_duplicates(rng, base, 5, 8), codes[:3]])
+    brute = popcount_distances(queries, codes)
+    for radius in (0, 20, 40, 80):
+        rows, found_owners, distances = table.within(queries, radius)
+        got = sorted(zip(rows.tolist(), found_owners.tolist(), distances.tolist(), strict=True))
+        expected = sorted((int(q), int(owners[c]), int(brute[q, c])) for q, c in np.argwhere(brute <= radius))
+        assert got == expected
+
+
+def test_clustered_table_keeps_only_the_nearest_codes_per_query() -> None:
+    rng = np.random.default_rng(8)
+    base = rng.integers(0, 256, 32, dtype=np.uint8)
+    codes = near_duplicates(rng, base, 500, 30)
+    table = ClusteredHammingTable(256, cluster_at=100, lists=8, probes=8, neighbours=3)
+    table.add(codes, np.arange(len(codes)))
+    rows, owners, distances = table.within(base[None, :], 40)
+    assert rows.tolist() == [0, 0, 0]
+    assert sorted(distances.tolist()) == sorted(popcount_distances(base[None, :], codes)[0])[:3]
+    assert (popcount_distances(base[None, :], codes[owners])[0] == distances).all()
+
+
+def test_k_majority_centroids_are_deterministic_and_follow_the_data() -> None:
+    rng = np.random.default_rng(9)
+    bases = rng.integers(0, 256, (4, 32), dtype=np.uint8)
+    codes = np.concatenate([near_duplicates(rng, base, 200, 20) for base in bases])
+    centroids = k_majority_centroids(codes, 16)
+    assert (centroids == k_majority_centroids(codes, 16)).all()
+    assert popcount_distances(bases, centroids).min(axis=1).max() <= 10  # a centroid near each group's centre
 
 
 def synthetic_fingerprint(pdq: np.ndarray, phash: np.ndarray, quality: int) -> ImageFingerprint:
@@ -160,6 +190,16 @@ def picture_index(originals: dict[str, ImageFingerprint]) -> ImageIndex:
     return index
 
 
+@pytest.fixture(scope="module")
+def clustered_picture_index(originals: dict[str, ImageFingerprint]) -> ImageIndex:
+    """The scalable vote path forced on at this small size: clustered after a few pictures, coarse cells."""
+    index = ImageIndex(orb_cluster_at=2000, orb_lists=32, orb_probes=2, orb_neighbours=16)
+    for name, fp in originals.items():
+        index.add(name, fp)
+    assert index._orb.clustered
+    return index
+
+
 def generated_distractors() -> dict[str, Image.Image]:
     """Flat colour, gradients, stripes, text and noise: the pictures most likely to collide."""
     rng = np.random.default_rng(3)
@@ -191,6 +231,22 @@ def test_every_edit_family_is_matched_to_its_original_only(
         assert 0.0 < matches[0].similarity <= 1.0
 
 
+@pytest.mark.parametrize("edit", ["crop_centre", "crop_corner", "paste_in_page", "rotate_small_crop", "overlay"])
+def test_clustered_vote_still_finds_partial_copies(
+    edit: str, pictures: dict[str, Image.Image], clustered_picture_index: ImageIndex
+) -> None:
+    """Edits only the ORB stage can find, with the inverted-file vote in place of the flat scan."""
+    for name in ROBUSTNESS_PICTURES:
+        matches = clustered_picture_index.query(fingerprint_image(edited_copy(pictures[name], edit)))
+        assert [m.work_id for m in matches] == [name], (name, edit, matches)
+        assert matches[0].method in ("orb", "pdq")
+
+
+def test_clustered_vote_does_not_match_distinct_pictures(clustered_picture_index: ImageIndex) -> None:
+    for name in ("moon", "page", "text", "brick", "logo"):
+        assert clustered_picture_index.query(fingerprint_image(encoded(skimage_picture(name)))) == [], name
+
+
 def test_distinct_pictures_do_not_match(pictures: dict[str, Image.Image], picture_index: ImageIndex) -> None:
     everything = {**pictures, **generated_distractors()}
     for name, picture in everything.items():
@@ -220,9 +276,12 @@ def test_empty_index_and_featureless_query() -> None:
     assert index.query(blank) == []  # nothing to go on: no claim of a match
 
 
-def test_concurrent_adds_and_queries_are_consistent(originals: dict[str, ImageFingerprint]) -> None:
+@pytest.mark.parametrize("cluster_at", [None, 2000], ids=["flat", "clusters-midway"])
+def test_concurrent_adds_and_queries_are_consistent(
+    originals: dict[str, ImageFingerprint], cluster_at: int | None
+) -> None:
     fingerprints = {name: originals[name] for name in ROBUSTNESS_PICTURES}
-    index = ImageIndex()
+    index = ImageIndex() if cluster_at is None else ImageIndex(orb_cluster_at=cluster_at, orb_lists=32)
     errors: list[BaseException] = []
 
     def add_all(prefix: str) -> None:
@@ -240,5 +299,6 @@ def test_concurrent_adds_and_queries_are_consistent(originals: dict[str, ImageFi
         thread.join()
     assert not errors
     assert len(index) == 3 * len(ROBUSTNESS_PICTURES)
+    assert index._orb.clustered == (cluster_at is not None)
     found = {m.work_id for m in index.query(fingerprints["astronaut"], limit=100)}
     assert found == {f"t{i}-astronaut" for i in range(3)}
