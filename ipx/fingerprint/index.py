@@ -234,9 +234,10 @@ class ImageIndex:
 
     Defaults were measured with bench/robustness.py on the tuning set (52 photos, 800 clip-art
     distractors, 16 edit families); each keeps zero false matches with a margin:
-    pdq_max_distance 48 (closest distinct pair 80 bits), orb_min_inliers 30 (a distinct pair reached
-    21), min_quality 35 (PDQ quality below which PDQ/pHash say nothing; ORB still works). pHash is off
-    by default (phash_max_distance=None): distinct pairs came within 8 of 64 bits and it added no recall.
+    pdq_max_distance 48 (closest distinct pair 80 bits), orb_min_inliers 30 (the closest distinct pair
+    reached 25: a thin margin, so raise it before lowering it), min_quality 35 (PDQ quality below which
+    PDQ/pHash say nothing; ORB still works). pHash is off by default (phash_max_distance=None): distinct
+    pairs came within 8 of 64 bits and it added no recall.
     The clustered vote (orb_lists 4096, orb_probes 2, orb_neighbours 16) finds only a third to a half of
     the close descriptor pairs the flat scan finds, so it asks for orb_clustered_min_votes 4 instead of 8
     votes: with that, recall on the tuning set matched the flat scan but for one copy of 832.
