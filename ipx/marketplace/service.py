@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -34,7 +34,6 @@ from ipx.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ipx.marketplace import ledger, terms
 from ipx.marketplace.models import License, Listing, Offer, Order, PaymentEvent, SalesSuspension
 from ipx.marketplace.payments import PaymentProvider, PaymentProviders, PaymentRequest, ProviderEvent
-from ipx.registry import keys, log, signing
 from ipx.registry import service as registry_service
 from ipx.registry.models import PriorMatch, Work
 
@@ -716,33 +715,6 @@ def _refund(
 # ----------------------------------------------------------------------------------------- licenses
 
 
-@dataclass(frozen=True)
-class SignedEntry:
-    body: bytes
-    signature: bytes
-    key_id: str
-    index: int
-    at: datetime
-
-
-def _append_signed(
-    session: Session, key_dir: Path, entry_type: str, build: Callable[[str, datetime], dict[str, Any]]
-) -> SignedEntry:
-    """Sign a statement and append it to the transparency log, timestamped after its index is taken."""
-    signer = keys.active_signer(session, key_dir)
-    signed: dict[str, Any] = {}
-
-    def build_leaf() -> bytes:
-        at = utcnow()
-        body, signature = signing.sign_statement(signer.private_key, build(signer.key_id, at))
-        signed.update(body=body, signature=signature, at=at)
-        return body
-
-    appended = log.append(session, entry_type, build_leaf)
-    log.publish_checkpoint(session, signer)
-    return SignedEntry(signed["body"], signed["signature"], signer.key_id, appended.index, signed["at"])
-
-
 def _party(session: Session, account_id: str) -> dict[str, str]:
     user = session.get(User, account_id)
     return {"account_id": account_id, "display_name": user.display_name if user else ""}
@@ -766,7 +738,7 @@ def _issue_license(session: Session, order: Order, offer: Offer, work: Work, ctx
             "key_id": key_id,
         }
 
-    entry = _append_signed(session, ctx.key_dir, LICENSE_TYPE, statement)
+    entry = registry_service.append_signed(session, ctx.key_dir, LICENSE_TYPE, statement)
     row = License(
         id=license_id, order_id=order.id, offer_id=offer.id, work_id=work.id, licensor_id=order.seller_id,
         licensee_id=order.buyer_id, exclusive=offer.exclusive, terms=offer.terms, statement=entry.body,
@@ -780,7 +752,7 @@ def _issue_license(session: Session, order: Order, offer: Offer, work: Work, ctx
 
 
 def _revoke_license(session: Session, row: License, *, reason: str, actor_id: str | None, ctx: MarketContext) -> None:
-    entry = _append_signed(session, ctx.key_dir, REVOCATION_TYPE, lambda key_id, at: {
+    entry = registry_service.append_signed(session, ctx.key_dir, REVOCATION_TYPE, lambda key_id, at: {
         "type": REVOCATION_TYPE, "license_id": row.id, "reason": reason, "revoked_at": registry_service.rfc3339(at),
         "key_id": key_id,
     })

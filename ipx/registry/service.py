@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -110,6 +111,41 @@ def _reject_bad_upload(upload: Upload) -> str:
     return media_type
 
 
+@dataclass(frozen=True)
+class SignedEntry:
+    """A statement signed with the active key and appended to the transparency log."""
+
+    statement: dict[str, Any]
+    body: bytes
+    signature: bytes
+    key_id: str
+    index: int
+    at: datetime
+
+
+def append_signed(
+    session: Session, key_dir: Path, entry_type: str, build: Callable[[str, datetime], dict[str, Any]]
+) -> SignedEntry:
+    """Sign `build(key_id, at)` and append it to the log, then publish a checkpoint.
+
+    The statement is built and timestamped inside the log's append, once its index is taken, so no entry
+    claims a time earlier than the entry before it.
+    """
+    signer = keys.active_signer(session, key_dir)
+    signed: dict[str, Any] = {}
+
+    def build_leaf() -> bytes:
+        at = utcnow()
+        statement = build(signer.key_id, at)
+        body, signature = signing.sign_statement(signer.private_key, statement)
+        signed.update(statement=statement, body=body, signature=signature, at=at)
+        return body
+
+    appended = log.append(session, entry_type, build_leaf)
+    log.publish_checkpoint(session, signer)
+    return SignedEntry(key_id=signer.key_id, index=appended.index, **signed)
+
+
 def register(
     session: Session, *, owner: Principal, upload: Upload, form: RegistrationForm, ctx: RegistryContext
 ) -> Registration:
@@ -125,29 +161,19 @@ def register(
     prior = _prior_similar(session, owner, upload.sha256, computed, ctx)
 
     ctx.blobs.put_file(upload.sha256, upload.path)
-    signer = keys.active_signer(session, ctx.key_dir)
     work_id = str(uuid.uuid4())
     work_type = form.work_type or media.work_type_for(media_type)
-    signed: dict[str, Any] = {}
-
-    def build_leaf() -> bytes:
-        registered_at = utcnow()
-        statement = _statement(
-            work_id=work_id, upload=upload, media_type=media_type, work_type=work_type, form=form, owner=owner,
-            fingerprints=computed.public, registered_at=registered_at, key_id=signer.key_id,
-        )
-        body, signature = signing.sign_statement(signer.private_key, statement)
-        signed.update(body=body, signature=signature, registered_at=registered_at, statement=statement)
-        return body
-
-    appended = log.append(session, STATEMENT_TYPE, build_leaf)
-    statement = signed["statement"]
+    entry = append_signed(session, ctx.key_dir, STATEMENT_TYPE, lambda key_id, registered_at: _statement(
+        work_id=work_id, upload=upload, media_type=media_type, work_type=work_type, form=form, owner=owner,
+        fingerprints=computed.public, registered_at=registered_at, key_id=key_id,
+    ))
+    statement = entry.statement
     work = Work(
         id=work_id, owner_id=owner.id, sha256=upload.sha256, size=upload.size, media_type=media_type,
         original_filename=(upload.filename or "")[:255] or None, title=form.title, work_type=work_type,
         details={k: statement[k] for k in ("creators", "publication", "description", "year_created") if k in statement},
-        statement=signed["body"], signature=signed["signature"], key_id=signer.key_id,
-        log_index=appended.index, registered_at=signed["registered_at"],
+        statement=entry.body, signature=entry.signature, key_id=entry.key_id,
+        log_index=entry.index, registered_at=entry.at,
     )
     session.add(work)
     session.flush()
@@ -157,12 +183,11 @@ def register(
             similarity=match.similarity,
         ))
     for kind, data in computed.stored.items():
-        session.add(WorkFingerprint(work_id=work_id, kind=kind, data=data, seq=appended.index))
+        session.add(WorkFingerprint(work_id=work_id, kind=kind, data=data, seq=entry.index))
     audit_service.record(
         session, action="work.registered", subject_type="work", subject_id=work_id, actor_id=owner.id,
-        details={"sha256": upload.sha256, "log_index": appended.index, "prior_similar": len(prior)},
+        details={"sha256": upload.sha256, "log_index": entry.index, "prior_similar": len(prior)},
     )
-    log.publish_checkpoint(session, signer)
     if computed.parsed:
         engine = ctx.fingerprints
         session.info.setdefault("after_commit", []).append(lambda: engine.add_computed(work_id, computed))
