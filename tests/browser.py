@@ -24,7 +24,7 @@ CHROMIUM_ARGS = [
     "--disable-sync", "--no-first-run",
 ]
 IPX_CLI = Path(sys.executable).parent / "ipx"
-SCREENS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screens"
+SCREENS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screens"
 PASSWORD = "correct horse 42"
 
 
