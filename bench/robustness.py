@@ -37,6 +37,7 @@ from _edits import EDITS, edited_copy  # noqa: E402
 
 from ipx.fingerprint.image import ImageFingerprint, fingerprint_image, flatten_to_rgb  # noqa: E402
 from ipx.fingerprint.index import ImageIndex, Match  # noqa: E402
+from ipx.fingerprint.pixels import PixelAgreement  # noqa: E402
 
 PEER_PHASH_MAX = 10
 PEER_PDQ_MAX = 31
@@ -114,9 +115,7 @@ def load_copies(path: Path) -> list[Sample]:
     copies = []
     for edit in EDITS:
         data = edited_copy(image, edit)
-        copies.append(
-            Sample(path.name, work_of(path.name), "photo", edit, fingerprint_image(data), *peer_hashes(data))
-        )
+        copies.append(Sample(path.name, work_of(path.name), "photo", edit, fingerprint_image(data), *peer_hashes(data)))
     return copies
 
 
@@ -128,10 +127,16 @@ def start_worker(originals: list[Sample]) -> None:
         _worker_index.add(original.name, original.fingerprint)
 
 
-def query_worker(fingerprint: ImageFingerprint) -> tuple[list[Match], list[tuple[str, int]]]:
-    """IPX's answer with default thresholds, plus the inliers of every ORB candidate (for the margin)."""
+def query_worker(
+    fingerprint: ImageFingerprint,
+) -> tuple[list[Match], list[tuple[str, int]], list[tuple[str, PixelAgreement]]]:
+    """IPX's answer with default thresholds, plus the scores of every ORB and pixel candidate (for the margin)."""
     assert _worker_index is not None
-    return _worker_index.query(fingerprint, limit=1000), _worker_index.orb_scores(fingerprint)
+    return (
+        _worker_index.query(fingerprint, limit=1000),
+        _worker_index.orb_scores(fingerprint),
+        _worker_index.pixel_scores(fingerprint),
+    )
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -151,9 +156,7 @@ def dihedral_distances(queries: list[Sample], originals: list[Sample], field: st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=0, help="use only the first N photos (0 = all)")
-    parser.add_argument(
-        "--clipart", type=int, default=0, help="use only the first N clip-art files (0 = all)"
-    )
+    parser.add_argument("--clipart", type=int, default=0, help="use only the first N clip-art files (0 = all)")
     args = parser.parse_args()
 
     root = tuning_set()
@@ -164,10 +167,7 @@ def main() -> None:
     with Pool(2) as pool:
         originals = pool.map(load_original, jobs)
         copies = [copy for batch in pool.map(load_copies, photo_paths) for copy in batch]
-    print(
-        f"fingerprinted {len(originals)} originals and {len(copies)} copies "
-        f"in {time.perf_counter() - started:.0f} s"
-    )
+    print(f"fingerprinted {len(originals)} originals and {len(copies)} copies in {time.perf_counter() - started:.0f} s")
     queries = originals + copies
     started = time.perf_counter()
     with Pool(2, initializer=start_worker, initargs=(originals,)) as pool:
@@ -177,7 +177,7 @@ def main() -> None:
     kind = {o.name: o.kind for o in originals}
     report_recall(originals, copies, [a[0] for a in answers[len(originals) :]], work)
     report_false_matches(queries, [a[0] for a in answers], work, kind)
-    report_margins(originals, queries, [a[1] for a in answers], kind)
+    report_margins(originals, queries, [a[1] for a in answers], [a[2] for a in answers], kind)
 
 
 def category(query: Sample, other_kind: str) -> str:
@@ -257,6 +257,7 @@ def report_margins(
     originals: list[Sample],
     queries: list[Sample],
     orb_scores: list[list[tuple[str, int]]],
+    pixel_scores: list[list[tuple[str, PixelAgreement]]],
     kind: dict[str, str],
 ) -> None:
     """Closest distinct pair per method, over the pairs that count for false matches."""
@@ -265,9 +266,7 @@ def report_margins(
     counted = np.array(
         [
             [
-                not related(q.work, o.work)
-                and q.name != o.name
-                and category(q, o.kind) != "clipart x clipart"
+                not related(q.work, o.work) and q.name != o.name and category(q, o.kind) != "clipart x clipart"
                 for o in originals
             ]
             for q in queries
@@ -304,6 +303,26 @@ def report_margins(
                 if mask[row, position[work_id]] and inliers > most:
                     most, pair = inliers, f"{describe(query)} ~ {work_id}"
         print(f"     {scope}: most inliers {most}, margin {defaults.orb_min_inliers - most} ({pair})")
+    print(
+        f"  pixels: correlation>={defaults.pixel_min_correlation}, detail>={defaults.pixel_min_detail}, "
+        f"overlap>={defaults.pixel_min_overlap} (closest: highest share of both thresholds reached)"
+    )
+    for scope, mask in scopes:
+        closest, pair = -1.0, ""
+        for row, (query, scores) in enumerate(zip(queries, pixel_scores, strict=True)):
+            for work_id, agreement in scores:
+                if not mask[row, position[work_id]] or agreement.overlap < defaults.pixel_min_overlap:
+                    continue
+                share = min(
+                    agreement.correlation / defaults.pixel_min_correlation, agreement.detail / defaults.pixel_min_detail
+                )
+                if share > closest:
+                    closest = share
+                    pair = (
+                        f"{describe(query)} ~ {work_id}: correlation {agreement.correlation:.3f}, "
+                        f"detail {agreement.detail:.3f}"
+                    )
+        print(f"     {scope}: {closest:.3f} of the thresholds ({pair})")
     print(
         f"  pdq used only when both PDQ qualities >= {defaults.min_quality}; ORB candidates: "
         f"top {defaults.orb_max_candidates} by split votes "

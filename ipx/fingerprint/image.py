@@ -32,6 +32,8 @@ import pdqhash
 import scipy.fftpack
 from PIL import ExifTags, Image, ImageOps
 
+from ipx.fingerprint.pixels import grey_thumbnail
+
 DEFAULT_MAX_PIXELS = 100_000_000
 WORK_SIDE = 512
 MIN_SIDE = 16
@@ -50,8 +52,9 @@ ORB_DESCRIPTOR_BYTES = 32
 DIHEDRAL_VARIANTS = 8
 
 _FORMAT_MAGIC = b"IPXI"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 _HEADER = struct.Struct("<4sBIIHHBHH")
+_THUMBNAIL_HEADER = struct.Struct("<HH")  # version 2 appends the grey thumbnail's width and height
 
 # Image.MAX_IMAGE_PIXELS is process-global: it is lifted only while this lock is held, for the header parse,
 # and our own limit (which can report the dimensions) is applied right after.
@@ -96,18 +99,20 @@ class ImageFingerprint:
     orb_count: int
     orb_points: bytes
     orb_descriptors: bytes
+    thumbnail: bytes = b""
+    thumbnail_width: int = 0
+    thumbnail_height: int = 0
 
     def __post_init__(self) -> None:
-        if (
-            len(self.pdq) != DIHEDRAL_VARIANTS * PDQ_BYTES
-            or len(self.phash) != DIHEDRAL_VARIANTS * PHASH_BYTES
-        ):
+        if len(self.pdq) != DIHEDRAL_VARIANTS * PDQ_BYTES or len(self.phash) != DIHEDRAL_VARIANTS * PHASH_BYTES:
             raise ValueError("PDQ and pHash must hold 8 dihedral variants each.")
         count = len(self.orb_descriptors) // ORB_DESCRIPTOR_BYTES
         if len(self.orb_descriptors) % ORB_DESCRIPTOR_BYTES or len(self.orb_points) != count * 8:
             raise ValueError("ORB points and descriptors do not describe the same keypoints.")
         if not 0 <= self.orb_count <= count:
             raise ValueError("ORB keypoint count is out of range.")
+        if len(self.thumbnail) != self.thumbnail_width * self.thumbnail_height:
+            raise ValueError("The thumbnail does not have the stated size.")
 
     @property
     def pdq_variants(self) -> np.ndarray:
@@ -128,6 +133,13 @@ class ImageFingerprint:
     def all_descriptors(self) -> np.ndarray:
         """(n, 32) uint8 ORB descriptors of the picture and of its mirror image."""
         return np.frombuffer(self.orb_descriptors, dtype=np.uint8).reshape(-1, ORB_DESCRIPTOR_BYTES)
+
+    @property
+    def grey_thumbnail(self) -> np.ndarray | None:
+        """(height, width) uint8, or None for a fingerprint stored before thumbnails were kept."""
+        if not self.thumbnail:
+            return None
+        return np.frombuffer(self.thumbnail, dtype=np.uint8).reshape(self.thumbnail_height, self.thumbnail_width)
 
     @property
     def keypoints(self) -> np.ndarray:
@@ -160,17 +172,16 @@ class ImageFingerprint:
             self.orb_count,
             len(self.orb_descriptors) // ORB_DESCRIPTOR_BYTES,
         )
-        return header + self.pdq + self.phash + self.orb_points + self.orb_descriptors
+        thumbnail = _THUMBNAIL_HEADER.pack(self.thumbnail_width, self.thumbnail_height) + self.thumbnail
+        return header + self.pdq + self.phash + self.orb_points + self.orb_descriptors + thumbnail
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ImageFingerprint:
         """Inverse of to_bytes; rejects anything that is not exactly one well-formed fingerprint."""
         if len(data) < _HEADER.size:
             raise ValueError("Fingerprint data is too short.")
-        magic, version, width, height, work_width, work_height, quality, orb_count, count = (
-            _HEADER.unpack_from(data)
-        )
-        if magic != _FORMAT_MAGIC or version != _FORMAT_VERSION:
+        magic, version, width, height, work_width, work_height, quality, orb_count, count = _HEADER.unpack_from(data)
+        if magic != _FORMAT_MAGIC or version not in (1, _FORMAT_VERSION):
             raise ValueError("Not an IPX image fingerprint (bad magic or version).")
         sizes = (
             DIHEDRAL_VARIANTS * PDQ_BYTES,
@@ -178,16 +189,24 @@ class ImageFingerprint:
             count * 8,
             count * ORB_DESCRIPTOR_BYTES,
         )
-        if len(data) != _HEADER.size + sum(sizes):
-            raise ValueError("Fingerprint data has the wrong length.")
         parts, offset = [], _HEADER.size
         for size in sizes:
             parts.append(bytes(data[offset : offset + size]))
             offset += size
-        pdq, phash, points, descriptors = parts
+        thumbnail_width = thumbnail_height = 0
+        if version >= 2:  # version 1 kept no thumbnail
+            if len(data) < offset + _THUMBNAIL_HEADER.size:
+                raise ValueError("Fingerprint data has the wrong length.")
+            thumbnail_width, thumbnail_height = _THUMBNAIL_HEADER.unpack_from(data, offset)
+            offset += _THUMBNAIL_HEADER.size
+        parts.append(bytes(data[offset:]))
+        if len(data) != offset + thumbnail_width * thumbnail_height:
+            raise ValueError("Fingerprint data has the wrong length.")
+        pdq, phash, points, descriptors, thumbnail = parts
         return cls(
-            width, height, work_width, work_height, pdq, quality, phash, orb_count, points, descriptors
-        )
+            width, height, work_width, work_height, pdq, quality, phash, orb_count, points, descriptors,
+            thumbnail, thumbnail_width, thumbnail_height,
+        )  # fmt: skip
 
 
 def fingerprint_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFingerprint:
@@ -199,6 +218,7 @@ def fingerprint_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
     points, descriptors = orb_features(grey)
     mirror_points, mirror_descriptors = orb_features(np.ascontiguousarray(grey[:, ::-1]))
     mirror_points[:, 0] = rgb.shape[1] - 1 - mirror_points[:, 0]
+    thumbnail = grey_thumbnail(rgb)
     return ImageFingerprint(
         width=width,
         height=height,
@@ -210,6 +230,9 @@ def fingerprint_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
         orb_count=len(points),
         orb_points=np.concatenate([points, mirror_points]).astype(np.float32).tobytes(),
         orb_descriptors=np.concatenate([descriptors, mirror_descriptors]).astype(np.uint8).tobytes(),
+        thumbnail=thumbnail.tobytes(),
+        thumbnail_width=thumbnail.shape[1],
+        thumbnail_height=thumbnail.shape[0],
     )
 
 
@@ -233,9 +256,7 @@ def decode_image(
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"The image expands to too many pixels when decoded ({exc}).") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
-        raise UndecodableImage(
-            f"The image data is truncated or corrupt and could not be decoded ({exc})."
-        ) from exc
+        raise UndecodableImage(f"The image data is truncated or corrupt and could not be decoded ({exc}).") from exc
     return flatten_to_rgb(reduced), oriented_size
 
 
@@ -392,9 +413,7 @@ def orb_ready_grey(rgb: np.ndarray) -> np.ndarray:
 
 def orb_features(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Up to ORB_FEATURES keypoints of an orb_ready_grey image: (n, 2) float32 (x, y), (n, 32) uint8."""
-    orb = cv2.ORB_create(
-        nfeatures=ORB_FEATURES, fastThreshold=ORB_FAST_THRESHOLD
-    )  # per call: not thread-safe
+    orb = cv2.ORB_create(nfeatures=ORB_FEATURES, fastThreshold=ORB_FAST_THRESHOLD)  # per call: not thread-safe
     keypoints, descriptors = orb.detectAndCompute(grey, None)
     if descriptors is None or not keypoints:
         return np.zeros((0, 2), np.float32), np.zeros((0, ORB_DESCRIPTOR_BYTES), np.uint8)

@@ -23,12 +23,23 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import faiss
 import numpy as np
 
 from ipx.fingerprint.image import ImageFingerprint
+from ipx.fingerprint.pixels import (
+    NO_AGREEMENT,
+    STORED_WINDOWS,
+    TINY_SIDE,
+    PixelAgreement,
+    aligned_agreement,
+    best_agreement,
+    query_window_vectors,
+    stored_window_vectors,
+)
 
 PDQ_BITS = 256
 PHASH_BITS = 64
@@ -38,6 +49,8 @@ ORB_LISTS = 4096
 ORB_PROBES = 2
 ORB_NEIGHBOURS = 16
 ORB_CLUSTERED_MIN_VOTES = 4
+TINY_VECTOR_SIZE = TINY_SIDE * TINY_SIDE
+WINDOWS_PER_PICTURE = len(STORED_WINDOWS)
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,8 @@ class Match:
 
     For "pdq"/"phash", distance is the Hamming distance in bits and similarity is 1 - distance / bits.
     For "orb", distance is 1 - similarity and similarity is the share of the smaller keypoint set that
-    are geometrically verified inliers.
+    are geometrically verified inliers. For "pixels", similarity is the correlation of the aligned grey
+    thumbnails and distance is 1 - similarity.
     """
 
     work_id: str
@@ -86,9 +100,7 @@ class HammingTable:
         """Append codes (n, bits/8) uint8 belonging to `owners` (one owner for all, or one per code)."""
         if len(codes):
             self._index.add(np.ascontiguousarray(codes, dtype=np.uint8))
-            self._owners.frombytes(
-                np.broadcast_to(np.asarray(owners, dtype=np.int64), (len(codes),)).tobytes()
-            )
+            self._owners.frombytes(np.broadcast_to(np.asarray(owners, dtype=np.int64), (len(codes),)).tobytes())
 
     def within(self, queries: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All (query row, owner, distance) with distance <= max_distance."""
@@ -190,15 +202,25 @@ def closest_per_owner(owners: np.ndarray, distances: np.ndarray) -> dict[int, in
     return best
 
 
-def orb_inliers(
+class OrbAlignment(NamedTuple):
+    """Verified keypoints and the affine transform (2x3, query -> stored working-image pixels) they agree on."""
+
+    inliers: int
+    transform: np.ndarray | None
+
+
+NO_ALIGNMENT = OrbAlignment(0, None)
+
+
+def orb_alignment(
     query: ImageFingerprint,
     stored: ImageFingerprint,
     *,
     candidates_per_point: int = 2,
     max_descriptor_distance: int = 50,
     reprojection_error: float = 0.015,
-) -> int:
-    """Keypoints consistent with one affine transform from query to stored picture (0 if none).
+) -> OrbAlignment:
+    """Keypoints consistent with one affine transform from query to stored picture, and that transform.
 
     Each query keypoint proposes its `candidates_per_point` nearest stored descriptors (within
     `max_descriptor_distance` bits) and RANSAC (OpenCV's, deterministically seeded) picks the geometric
@@ -210,12 +232,12 @@ def orb_inliers(
     """
     query_descriptors, stored_descriptors = query.all_descriptors, stored.descriptors
     if len(query_descriptors) < 3 or len(stored_descriptors) < 3:
-        return 0
+        return NO_ALIGNMENT
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
     pairs = matcher.knnMatch(query_descriptors, stored_descriptors, k=candidates_per_point)
     good = [match for candidates in pairs for match in candidates if match.distance <= max_descriptor_distance]
     if len(good) < 3:
-        return 0
+        return NO_ALIGNMENT
     source = query.all_keypoints[[m.queryIdx for m in good]]
     target = stored.keypoints[[m.trainIdx for m in good]]
     threshold = reprojection_error * max(stored.work_width, stored.work_height)
@@ -223,9 +245,9 @@ def orb_inliers(
         source, target, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=4000, confidence=0.995
     )
     if transform is None or not np.isfinite(transform).all() or not _plausible_edit(transform[:, :2]):
-        return 0
+        return NO_ALIGNMENT
     inliers = [good[i] for i in np.flatnonzero(inlier_mask[:, 0])]
-    return min(len({m.queryIdx for m in inliers}), len({m.trainIdx for m in inliers}))
+    return OrbAlignment(min(len({m.queryIdx for m in inliers}), len({m.trainIdx for m in inliers})), transform)
 
 
 def _plausible_edit(linear: np.ndarray) -> bool:
@@ -264,6 +286,11 @@ class ImageIndex:
         orb_lists: int = ORB_LISTS,
         orb_probes: int = ORB_PROBES,
         orb_neighbours: int = ORB_NEIGHBOURS,
+        orb_pixel_min_inliers: int = 6,
+        pixel_candidates: int = 8,
+        pixel_min_correlation: float = 0.9,
+        pixel_min_detail: float = 0.6,
+        pixel_min_overlap: float = 0.3,
     ) -> None:
         self.pdq_max_distance = pdq_max_distance
         self.min_quality = min_quality
@@ -277,6 +304,11 @@ class ImageIndex:
         self.orb_lists = orb_lists
         self.orb_probes = orb_probes
         self.orb_neighbours = orb_neighbours
+        self.orb_pixel_min_inliers = orb_pixel_min_inliers
+        self.pixel_candidates = pixel_candidates
+        self.pixel_min_correlation = pixel_min_correlation
+        self.pixel_min_detail = pixel_min_detail
+        self.pixel_min_overlap = pixel_min_overlap
         self._lock = threading.Lock()
         self._work_ids: list[str] = []
         self._fingerprints: list[ImageFingerprint] = []
@@ -285,6 +317,8 @@ class ImageIndex:
         self._orb = ClusteredHammingTable(
             ORB_BITS, cluster_at=orb_cluster_at, lists=orb_lists, probes=orb_probes, neighbours=orb_neighbours
         )
+        self._windows = faiss.IndexFlatIP(TINY_VECTOR_SIZE)
+        self._window_owners = array.array("q")
 
     def __len__(self) -> int:
         with self._lock:
@@ -300,16 +334,33 @@ class ImageIndex:
                 self._pdq.add(fp.pdq_variants[:1], owner)
                 self._phash.add(fp.phash_variants[:1], owner)
             self._orb.add(fp.descriptors, owner)
+            thumbnail = fp.grey_thumbnail
+            if thumbnail is not None:
+                vectors = stored_window_vectors(thumbnail)
+                self._windows.add(vectors)
+                self._window_owners.frombytes(np.full(len(vectors), owner, np.int64).tobytes())
 
     def query(self, fp: ImageFingerprint, *, limit: int = 20) -> list[Match]:
-        """Matching works, best first (one Match per work, its most similar method)."""
+        """Matching works, best first (one Match per work, its most similar method).
+
+        The pixel search over thumbnails runs only when hashes and keypoints found nothing: it is the
+        costliest stage and exists for the pictures they cannot describe.
+        """
         with self._lock:
             hits = self._hash_matches(fp)
-        for owner, inliers in self._verified_orb_candidates(fp):
-            if inliers >= self.orb_min_inliers:
-                stored_count = len(self._fingerprints[owner].descriptors)
-                similarity = min(1.0, inliers / max(1, min(len(fp.descriptors), stored_count)))
+        for owner, alignment in self._verified_orb_candidates(fp):
+            stored = self._fingerprints[owner]
+            if alignment.inliers >= self.orb_min_inliers:
+                similarity = min(1.0, alignment.inliers / max(1, min(len(fp.descriptors), len(stored.descriptors))))
                 hits.append((owner, "orb", 1.0 - similarity, similarity))
+            elif alignment.inliers >= self.orb_pixel_min_inliers:
+                agreement = pixels_under_orb_alignment(fp, stored, alignment)
+                if self._agrees(agreement):
+                    hits.append((owner, "pixels", 1.0 - agreement.correlation, agreement.correlation))
+        if not hits:
+            for owner, agreement in self._pixel_search(fp):
+                if self._agrees(agreement):
+                    hits.append((owner, "pixels", 1.0 - agreement.correlation, agreement.correlation))
         best: dict[str, Match] = {}
         for owner, method, distance, similarity in hits:
             match = Match(self._work_ids[owner], method, float(distance), float(similarity))
@@ -320,13 +371,53 @@ class ImageIndex:
 
     def orb_scores(self, fp: ImageFingerprint) -> list[tuple[str, int]]:
         """(work_id, verified inliers) for every ORB candidate, matched or not: for threshold tuning."""
-        return [(self._work_ids[owner], inliers) for owner, inliers in self._verified_orb_candidates(fp)]
+        return [(self._work_ids[owner], alignment.inliers) for owner, alignment in self._verified_orb_candidates(fp)]
 
-    def _verified_orb_candidates(self, fp: ImageFingerprint) -> list[tuple[int, int]]:
+    def pixel_scores(self, fp: ImageFingerprint) -> list[tuple[str, PixelAgreement]]:
+        """(work_id, agreement) for every pixel-search candidate and ORB alignment: for threshold tuning."""
+        scores = [(self._work_ids[owner], agreement) for owner, agreement in self._pixel_search(fp)]
+        for owner, alignment in self._verified_orb_candidates(fp):
+            if self.orb_pixel_min_inliers <= alignment.inliers < self.orb_min_inliers:
+                agreement = pixels_under_orb_alignment(fp, self._fingerprints[owner], alignment)
+                scores.append((self._work_ids[owner], agreement))
+        return scores
+
+    def _agrees(self, agreement: PixelAgreement) -> bool:
+        return agreement.agrees(
+            min_correlation=self.pixel_min_correlation,
+            min_detail=self.pixel_min_detail,
+            min_overlap=self.pixel_min_overlap,
+        )
+
+    def _verified_orb_candidates(self, fp: ImageFingerprint) -> list[tuple[int, OrbAlignment]]:
         with self._lock:
             candidates = self._orb_candidates(fp)
         # The lists only ever grow and fingerprints are immutable, so verification runs outside the lock.
-        return [(owner, orb_inliers(fp, self._fingerprints[owner])) for owner in candidates]
+        return [(owner, orb_alignment(fp, self._fingerprints[owner])) for owner in candidates]
+
+    def _pixel_search(self, fp: ImageFingerprint) -> list[tuple[int, PixelAgreement]]:
+        """Thumbnail alignment against the works whose windows look most like the query's (coarse layout)."""
+        query = fp.grey_thumbnail
+        if query is None:
+            return []
+        with self._lock:
+            if not self._windows.ntotal:
+                return []
+            vectors = query_window_vectors(query)
+            depth = min(self._windows.ntotal, self.pixel_candidates * WINDOWS_PER_PICTURE)
+            with _single_threaded_faiss():
+                similarities, rows = self._windows.search(vectors, depth)
+            owners = np.frombuffer(self._window_owners, dtype=np.int64)
+        found = rows >= 0
+        ranked = sorted(
+            closest_per_owner(owners[rows[found]], -similarities[found]).items(), key=lambda item: (item[1], item[0])
+        )
+        candidates = [owner for owner, _ in ranked[: self.pixel_candidates]]
+        results = []
+        for owner in candidates:
+            stored = self._fingerprints[owner].grey_thumbnail
+            results.append((owner, NO_AGREEMENT if stored is None else best_agreement(query, stored)))
+        return results
 
     def _hash_matches(self, fp: ImageFingerprint) -> list[tuple[int, str, float, float]]:
         hits: list[tuple[int, str, float, float]] = []
@@ -362,6 +453,25 @@ class ImageIndex:
         eligible = np.flatnonzero(votes >= min_votes)
         ranked = eligible[np.lexsort((candidates[eligible], -scores[eligible]))]
         return candidates[ranked[: self.orb_max_candidates]].tolist()
+
+
+def pixels_under_orb_alignment(
+    query: ImageFingerprint, stored: ImageFingerprint, alignment: OrbAlignment
+) -> PixelAgreement:
+    """Pixel agreement with the keypoints' transform carried over to thumbnail coordinates.
+
+    Few inliers do not prove a copy, but the transform they agree on can be checked against every pixel:
+    a coincidental alignment of distinct pictures correlates poorly, a true one almost perfectly.
+    """
+    query_thumbnail, stored_thumbnail = query.grey_thumbnail, stored.grey_thumbnail
+    if alignment.transform is None or query_thumbnail is None or stored_thumbnail is None:
+        return NO_AGREEMENT
+    to_query_work = np.diag([query.work_width / query.thumbnail_width, query.work_height / query.thumbnail_height, 1])
+    to_stored_thumbnail = np.diag(
+        [stored.thumbnail_width / stored.work_width, stored.thumbnail_height / stored.work_height, 1]
+    )
+    transform = to_stored_thumbnail @ np.vstack([alignment.transform, [0, 0, 1]]) @ to_query_work
+    return aligned_agreement(query_thumbnail, stored_thumbnail, transform[:2])
 
 
 def _rank(match: Match) -> tuple[float, str, str]:

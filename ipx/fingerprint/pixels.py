@@ -1,0 +1,191 @@
+"""Pixel agreement on small grey thumbnails: the stage for pictures whose keypoints fail.
+
+Smooth gradients, soft translucent shapes and repetitive textures (stripes, wood grain, tiles) give ORB
+too few or too ambiguous keypoints, and a crop moves every global hash. What still survives is the
+picture itself at low resolution. This module finds where one thumbnail lies inside the other (a crop of
+it, or it pasted into a page) and measures how well the aligned pixels agree, twice: plain correlation
+(the layout of light and dark) and correlation of band-passed detail (the edges of shapes). Distinct
+smooth pictures often share a layout (a bright centre, dark corners) but not their detail; requiring both
+is what keeps such pairs apart (bench/robustness.py reports the closest distinct pair).
+
+Candidates come from `stored_window_vectors`/`query_window_vectors`: 8x8 normalised "tiny images" of
+windows of each picture, so a crop of a registered picture lands near one of its windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+THUMB_SIDE = 128
+SEARCH_SIDE = 64
+TINY_SIDE = 8
+SEARCH_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6)
+STORED_WINDOWS = ((0.0, 0.0, 1.0), *((x, y, 0.75) for x in (0, 0.125, 0.25) for y in (0, 0.125, 0.25)))
+QUERY_WINDOWS = ((0.0, 0.0, 1.0), *((x, y, 0.6) for x in (0, 0.2, 0.4) for y in (0, 0.2, 0.4)))
+DETAIL_SIGMAS = (1.0, 4.0)
+MIN_TEMPLATE_SIDE = 8
+ALIGNMENTS_TRIED = 3
+
+
+@dataclass(frozen=True)
+class PixelAgreement:
+    """How well an aligned query thumbnail agrees with a stored one.
+
+    correlation: zero-mean normalised correlation of the overlapping pixels (-1..1); detail: the same for
+    band-passed (difference of Gaussians) pixels away from the overlap's edge; overlap: the share of the
+    stored thumbnail that the query covers.
+    """
+
+    correlation: float
+    detail: float
+    overlap: float
+
+    def agrees(self, *, min_correlation: float, min_detail: float, min_overlap: float) -> bool:
+        return self.correlation >= min_correlation and self.detail >= min_detail and self.overlap >= min_overlap
+
+
+NO_AGREEMENT = PixelAgreement(-1.0, -1.0, 0.0)
+
+
+def grey_thumbnail(rgb: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
+    """Grey uint8 thumbnail with the longer side `side` (area-averaged, so it is also denoised)."""
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2GRAY)
+    return _resize_longer_side(grey, side)
+
+
+def _resize_longer_side(grey: np.ndarray, side: int) -> np.ndarray:
+    height, width = grey.shape
+    scale = side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+
+
+def _tiny_vector(grey: np.ndarray) -> np.ndarray:
+    """8x8 area-averaged, zero mean, unit length: inner products are correlations of coarse layouts."""
+    vector = cv2.resize(grey, (TINY_SIDE, TINY_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    vector -= vector.mean()
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 1e-6 else vector
+
+
+def _windows(grey: np.ndarray, windows: tuple[tuple[float, float, float], ...]) -> np.ndarray:
+    height, width = grey.shape
+    vectors = []
+    for x, y, size in windows:
+        top, left = int(y * height), int(x * width)
+        window = grey[top : top + max(1, int(size * height)), left : left + max(1, int(size * width))]
+        vectors.append(_tiny_vector(window))
+    return np.stack(vectors)
+
+
+def stored_window_vectors(thumbnail: np.ndarray) -> np.ndarray:
+    """(10, 64) float32: the whole picture and nine overlapping 75% windows (where a crop would land)."""
+    return _windows(thumbnail, STORED_WINDOWS)
+
+
+def query_window_vectors(thumbnail: np.ndarray) -> np.ndarray:
+    """(11, 64) float32: the whole query, its mirror image, and nine 60% windows (a picture pasted in a page)."""
+    return np.concatenate([_windows(thumbnail, QUERY_WINDOWS), _windows(thumbnail[:, ::-1], STORED_WINDOWS[:1])])
+
+
+def aligned_agreement(query: np.ndarray, stored: np.ndarray, transform: np.ndarray) -> PixelAgreement:
+    """Agreement once `transform` (2x3, query thumbnail -> stored thumbnail pixels) is applied to the query."""
+    height, width = stored.shape
+    warped = cv2.warpAffine(query.astype(np.float32), transform, (width, height), flags=cv2.INTER_LINEAR)
+    valid = cv2.warpAffine(np.ones(query.shape, np.uint8), transform, (width, height), flags=cv2.INTER_NEAREST) > 0
+    stored_pixels = stored.astype(np.float32)
+    if valid.sum() < 64:
+        return NO_AGREEMENT
+    inner = cv2.erode(valid.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    if inner.sum() < 64:
+        return NO_AGREEMENT
+    filled = np.where(valid, warped, stored_pixels)  # outside the overlap the detail filter sees no false edge
+    return PixelAgreement(
+        correlation=_correlation(warped[valid], stored_pixels[valid]),
+        detail=_correlation(_band_pass(filled)[inner], _band_pass(stored_pixels)[inner]),
+        overlap=float(valid.mean()),
+    )
+
+
+def _band_pass(pixels: np.ndarray) -> np.ndarray:
+    fine, coarse = DETAIL_SIGMAS
+    return cv2.GaussianBlur(pixels, (0, 0), fine) - cv2.GaussianBlur(pixels, (0, 0), coarse)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / denominator if denominator > 0 else 0.0
+
+
+def best_agreement(query: np.ndarray, stored: np.ndarray) -> PixelAgreement:
+    """Search where the query lies in the stored picture (or the stored picture in the query), then measure.
+
+    Template matching at SEARCH_SIDE over SEARCH_SCALES, both ways round and mirrored; the best
+    ALIGNMENTS_TRIED placements are measured at full thumbnail size and the best agreement returned.
+    """
+    placements = sorted(_placements(query, stored), key=lambda placement: -placement[0])
+    agreements = [aligned_agreement(query, stored, t) for _, t in placements[:ALIGNMENTS_TRIED]]
+    return max(agreements, key=lambda a: min(a.correlation, a.detail), default=NO_AGREEMENT)
+
+
+def _placements(query: np.ndarray, stored: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    """(template score, 2x3 transform query thumbnail -> stored thumbnail) for each hypothesis tried."""
+    small_query = _resize_longer_side(query, SEARCH_SIDE).astype(np.float32)
+    small_stored = _resize_longer_side(stored, SEARCH_SIDE).astype(np.float32)
+    to_small_query = np.diag([small_query.shape[1] / query.shape[1], small_query.shape[0] / query.shape[0], 1.0])
+    from_small_stored = np.diag([stored.shape[1] / small_stored.shape[1], stored.shape[0] / small_stored.shape[0], 1.0])
+    mirror = np.array([[-1.0, 0.0, small_query.shape[1] - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    found = []
+    for mirrored in (False, True):
+        oriented = np.ascontiguousarray(small_query[:, ::-1]) if mirrored else small_query
+        to_oriented = (mirror if mirrored else np.eye(3)) @ to_small_query
+        for score, small_map in _template_placements(oriented, small_stored):
+            found.append((score, (from_small_stored @ small_map @ to_oriented)[:2]))
+    return found
+
+
+def _template_placements(query: np.ndarray, stored: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    """The query as a crop of the stored picture, and the stored picture pasted inside the query."""
+    results = []
+    for scale in SEARCH_SCALES:
+        for width, height in _fitted_sizes(query.shape, stored.shape, scale):
+            template = cv2.resize(query, (width, height), interpolation=cv2.INTER_AREA)
+            score, position = _best_position(stored, template)
+            results.append((score, _placement(query.shape, (width, height), position)))
+        for width, height in _fitted_sizes(stored.shape, query.shape, scale):
+            template = cv2.resize(stored, (width, height), interpolation=cv2.INTER_AREA)
+            score, position = _best_position(query, template)
+            results.append((score, np.linalg.inv(_placement(stored.shape, (width, height), position))))
+    return results
+
+
+def _placement(shape: tuple[int, ...], size: tuple[int, int], position: tuple[int, int]) -> np.ndarray:
+    """3x3 map from a picture of `shape` to where it was found, resized to `size`, at `position`."""
+    (height, width), (new_width, new_height), (x, y) = shape, size, position
+    return np.array([[new_width / width, 0.0, x], [0.0, new_height / height, y], [0.0, 0.0, 1.0]])
+
+
+def _fitted_sizes(inner: tuple[int, ...], outer: tuple[int, ...], scale: float) -> set[tuple[int, int]]:
+    """Sizes of `inner` (aspect kept) spanning `scale` of `outer`'s width or height, where it fits inside."""
+    inner_height, inner_width = inner
+    outer_height, outer_width = outer
+    sizes = {
+        (round(scale * outer_width), round(scale * outer_width * inner_height / inner_width)),
+        (round(scale * outer_height * inner_width / inner_height), round(scale * outer_height)),
+    }
+    return {
+        (w, h) for w, h in sizes if MIN_TEMPLATE_SIDE <= w <= outer_width and MIN_TEMPLATE_SIDE <= h <= outer_height
+    }
+
+
+def _best_position(image: np.ndarray, template: np.ndarray) -> tuple[float, tuple[int, int]]:
+    if float(template.std()) < 1e-3:
+        return -1.0, (0, 0)
+    scores = cv2.matchTemplate(image, template, cv2.TM_CCOEFF_NORMED)
+    _, best, _, position = cv2.minMaxLoc(scores)
+    return float(best), position

@@ -1,0 +1,136 @@
+"""ipx.fingerprint.pixels: thumbnail alignment for pictures whose keypoints fail (smooth, soft, striped)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _edits import EDITS, edited_copy
+from PIL import Image
+
+from ipx.fingerprint.image import ImageFingerprint, fingerprint_image
+from ipx.fingerprint.index import ImageIndex
+from ipx.fingerprint.pixels import (
+    aligned_agreement,
+    best_agreement,
+    grey_thumbnail,
+    query_window_vectors,
+    stored_window_vectors,
+)
+from tests.fingerprint.pictures import encoded
+
+DEFAULTS = ImageIndex()
+PARTIAL_EDITS = ("crop_centre", "crop_corner", "paste_in_page", "border")
+
+
+def soft_picture(seed: int, size: tuple[int, int] = (960, 600)) -> Image.Image:
+    """A dark wallpaper of soft glowing blobs and translucent bands: almost no corners for ORB to find."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    light = np.zeros((height, width), np.float32)
+    for _ in range(4):
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        sx, sy = rng.uniform(0.08, 0.3) * width, rng.uniform(0.08, 0.3) * height
+        light += rng.uniform(60, 140) * np.exp(-(((x - cx) / sx) ** 2 + ((y - cy) / sy) ** 2))
+    for _ in range(3):
+        angle, offset, thickness = rng.uniform(0, np.pi), rng.uniform(-0.3, 0.3) * height, rng.uniform(20, 60)
+        across = (x - width / 2) * np.sin(angle) - (y - height / 2) * np.cos(angle) - offset
+        bend = 0.0004 * ((x - width / 2) * np.cos(angle) + (y - height / 2) * np.sin(angle)) ** 2
+        light += rng.uniform(40, 90) * np.exp(-(((across - bend) / thickness) ** 2))
+    tint = rng.uniform(0.6, 1.0, 3)
+    rgb = np.clip(light[..., None] * tint + 10, 0, 255).astype(np.uint8)
+    return Image.fromarray(rgb)
+
+
+def agrees(agreement) -> bool:
+    return agreement.agrees(
+        min_correlation=DEFAULTS.pixel_min_correlation,
+        min_detail=DEFAULTS.pixel_min_detail,
+        min_overlap=DEFAULTS.pixel_min_overlap,
+    )
+
+
+@pytest.fixture(scope="module")
+def soft_originals() -> dict[int, Image.Image]:
+    return {seed: soft_picture(seed) for seed in range(6)}
+
+
+@pytest.fixture(scope="module")
+def soft_index(soft_originals: dict[int, Image.Image]) -> ImageIndex:
+    index = ImageIndex()
+    for seed, picture in soft_originals.items():
+        index.add(f"soft-{seed}", fingerprint_image(encoded(picture)))
+    return index
+
+
+def thumbnail_of(picture: Image.Image) -> np.ndarray:
+    return grey_thumbnail(np.asarray(picture.convert("RGB")))
+
+
+def test_identity_alignment_agrees_perfectly_and_a_shift_does_not(soft_originals: dict[int, Image.Image]) -> None:
+    thumbnail = thumbnail_of(soft_originals[0])
+    assert max(thumbnail.shape) == 128
+    same = aligned_agreement(thumbnail, thumbnail, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
+    assert same.correlation > 0.999 and same.detail > 0.999 and same.overlap == 1.0
+    shifted = aligned_agreement(thumbnail, thumbnail, np.array([[1.0, 0, 25], [0, 1.0, -15]]))
+    assert shifted.overlap < 0.75 and not agrees(shifted)
+
+
+@pytest.mark.parametrize("edit", PARTIAL_EDITS)
+def test_search_finds_a_crop_or_paste_of_the_same_soft_picture(
+    edit: str, soft_originals: dict[int, Image.Image]
+) -> None:
+    original = thumbnail_of(soft_originals[1])
+    copy = fingerprint_image(edited_copy(soft_originals[1], edit)).grey_thumbnail
+    assert copy is not None
+    assert agrees(best_agreement(copy, original))
+
+
+def test_search_keeps_distinct_soft_pictures_apart(soft_originals: dict[int, Image.Image]) -> None:
+    thumbnails = {seed: thumbnail_of(picture) for seed, picture in soft_originals.items()}
+    for seed, query in thumbnails.items():
+        for other, stored in thumbnails.items():
+            if other != seed:
+                assert not agrees(best_agreement(query, stored)), (seed, other)
+
+
+def test_a_crop_lands_near_one_of_its_originals_windows(soft_originals: dict[int, Image.Image]) -> None:
+    stored = stored_window_vectors(thumbnail_of(soft_originals[2]))
+    assert stored.shape == (10, 64)
+    assert np.allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-5)
+    crop = query_window_vectors(thumbnail_of(EDITS["crop_corner"](soft_originals[2])))
+    assert crop.shape == (11, 64)
+    assert float((crop @ stored.T).max()) > 0.95
+
+
+@pytest.mark.parametrize("edit", [*PARTIAL_EDITS, "rotate_small_crop", "jpeg_q10", "mirror"])
+def test_index_finds_edited_soft_pictures_and_nothing_else(
+    edit: str, soft_originals: dict[int, Image.Image], soft_index: ImageIndex
+) -> None:
+    matches = soft_index.query(fingerprint_image(edited_copy(soft_originals[3], edit)))
+    assert [m.work_id for m in matches] == ["soft-3"]
+
+
+def test_pixels_method_reports_correlation(soft_originals: dict[int, Image.Image]) -> None:
+    """With keypoints and hashes out of the way, the pixel stage alone finds the crop."""
+    index = ImageIndex(orb_min_votes=10**6, pdq_max_distance=-1)
+    for seed, picture in soft_originals.items():
+        index.add(f"soft-{seed}", fingerprint_image(encoded(picture)))
+    (match,) = index.query(fingerprint_image(edited_copy(soft_originals[4], "crop_corner")))
+    assert (match.work_id, match.method) == ("soft-4", "pixels")
+    assert match.similarity >= DEFAULTS.pixel_min_correlation
+    assert match.distance == pytest.approx(1 - match.similarity)
+
+
+def test_fingerprints_stored_before_thumbnails_still_load_and_query(soft_originals: dict[int, Image.Image]) -> None:
+    current = fingerprint_image(encoded(soft_originals[5]))
+    assert ImageFingerprint.from_bytes(current.to_bytes()) == current
+    thumbnail_part = 4 + len(current.thumbnail)
+    version_1 = bytearray(current.to_bytes()[:-thumbnail_part])
+    version_1[4] = 1
+    legacy = ImageFingerprint.from_bytes(bytes(version_1))
+    assert legacy.grey_thumbnail is None and legacy.pdq == current.pdq
+    index = ImageIndex()
+    index.add("legacy", legacy)
+    assert [m.work_id for m in index.query(current)] == ["legacy"]
+    assert index.query(fingerprint_image(edited_copy(soft_originals[0], "crop_corner"))) == []
