@@ -11,7 +11,8 @@ Usage: .venv/bin/python bench/verify_speed.py [--works 100000] [--requests 20] [
 What is synthetic: registering through the API runs at about 8 works/s, so all but a few indexed images are
 synthetic fingerprints added straight to the app's FingerprintEngine (random PDQ and pHash; 500 ORB
 descriptors each, drawn from real ORB descriptors of other scikit-image pictures with 10 % of their bits flipped,
-so they cluster like real descriptors without copying any one picture; random keypoint positions). They exist
+so they cluster like real descriptors without copying any one picture; random keypoint positions;
+a smooth random grey thumbnail). They exist
 only in the index, not in the database. The few real works are registered through the API; an edited copy of
 one of them must still be found at full size. The synthetic descriptors are far less often close to a query
 than real ones (a query descriptor lies within 40 bits of about 1 in 10 million of them, against 1 in 22,000
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import imagehash
 import numpy as np
 from fastapi.testclient import TestClient
@@ -97,11 +99,14 @@ def synthetic_descriptors(pool: np.ndarray, count: int, rng: np.random.Generator
 
 def synthetic_fingerprint(pool: np.ndarray, rng: np.random.Generator) -> ImageFingerprint:
     points = rng.random((ORB_PER_IMAGE, 2), dtype=np.float32) * 512
+    coarse = rng.integers(0, 256, (6, 8), dtype=np.uint8)  # a smooth random layout, so the pixel stage has work
+    thumbnail = cv2.resize(coarse, (128, 96), interpolation=cv2.INTER_CUBIC)
     return ImageFingerprint(
-        512, 512, 512, 512,
+        512, 384, 512, 384,
         rng.integers(0, 256, 256, dtype=np.uint8).tobytes(), 100,
         rng.integers(0, 256, 64, dtype=np.uint8).tobytes(), ORB_PER_IMAGE,
         points.tobytes(), synthetic_descriptors(pool, ORB_PER_IMAGE, rng).tobytes(),
+        thumbnail.tobytes(), 128, 96,
     )  # fmt: skip
 
 

@@ -537,7 +537,8 @@ def _match_view(session: Session, match: registry_service.SimilarWork, public_ur
 
 METHOD_NAMES = {
     "sha256": "Identical file (SHA-256)", "pdq": "PDQ perceptual hash", "phash": "pHash perceptual hash",
-    "orb": "Local features (ORB, geometrically verified)", "text-containment": "Shared passages",
+    "orb": "Local features (ORB, geometrically verified)", "pixels": "Aligned pixels (thumbnail correlation)",
+    "text-containment": "Shared passages",
     "chromaprint": "Audio fingerprint (Chromaprint)",
 }
 
