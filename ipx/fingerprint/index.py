@@ -271,10 +271,11 @@ class ImageIndex:
     votes: with that, recall on the tuning set matched the flat scan but for one copy of 832.
     The pixel stage (ORB alignments with orb_pixel_min_inliers 6 to 29 inliers, and the thumbnail search over
     the pixel_candidates 8 works with the most similar windows when nothing else matched) accepts a pair when
-    the aligned thumbnails correlate >= 0.9 in layout and >= 0.6 in band-passed detail and the query covers
-    >= 45% of the stored picture (a crop of up to a quarter on every side still shows 56%). Closest distinct
-    pair on the tuning set: correlation 0.845, detail 0.528 (a photo against a wood texture); the pairs that
-    came closer in both had overlaps below 0.4 (page screenshots against clip-art).
+    the aligned thumbnails correlate >= 0.93 in layout and >= 0.6 in band-passed detail and the query covers
+    >= 40% of the stored picture (a crop of a quarter on every side shows 56%, less once flat margins are
+    trimmed). Closest distinct pair on the tuning set with that overlap: correlation 0.845, detail 0.528 (a
+    photo against a wood texture); a page screenshot against a clip-art reached 0.898 and 0.787 but covered
+    only 39.6% of it, so it fails two tests.
     """
 
     def __init__(
@@ -294,9 +295,9 @@ class ImageIndex:
         orb_neighbours: int = ORB_NEIGHBOURS,
         orb_pixel_min_inliers: int = 6,
         pixel_candidates: int = 8,
-        pixel_min_correlation: float = 0.9,
+        pixel_min_correlation: float = 0.93,
         pixel_min_detail: float = 0.6,
-        pixel_min_overlap: float = 0.45,
+        pixel_min_overlap: float = 0.4,
     ) -> None:
         self.pdq_max_distance = pdq_max_distance
         self.min_quality = min_quality
