@@ -414,11 +414,10 @@ class ImageIndex:
             depth = min(self._windows.ntotal, self.pixel_candidates * WINDOWS_PER_PICTURE)
             with _single_threaded_faiss():
                 similarities, rows = self._windows.search(vectors, depth)
-            owners = np.frombuffer(self._window_owners, dtype=np.int64)
-        found = rows >= 0
-        ranked = sorted(
-            closest_per_owner(owners[rows[found]], -similarities[found]).items(), key=lambda item: (item[1], item[0])
-        )
+            found = rows >= 0
+            # Indexing copies: no view of the owner array may outlive the lock, or a concurrent add cannot grow it.
+            owners = np.frombuffer(self._window_owners, dtype=np.int64)[rows[found]]
+        ranked = sorted(closest_per_owner(owners, -similarities[found]).items(), key=lambda item: (item[1], item[0]))
         candidates = [owner for owner, _ in ranked[: self.pixel_candidates]]
         results = []
         for owner in candidates:

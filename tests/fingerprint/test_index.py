@@ -281,6 +281,7 @@ def test_concurrent_adds_and_queries_are_consistent(
     originals: dict[str, ImageFingerprint], cluster_at: int | None
 ) -> None:
     fingerprints = {name: originals[name] for name in ROBUSTNESS_PICTURES}
+    unregistered = fingerprint_image(encoded(skimage_picture("moon")))  # matches nothing: reaches the pixel search
     index = ImageIndex() if cluster_at is None else ImageIndex(orb_cluster_at=cluster_at, orb_lists=32)
     errors: list[BaseException] = []
 
@@ -289,6 +290,7 @@ def test_concurrent_adds_and_queries_are_consistent(
             for name, fp in fingerprints.items():
                 index.add(f"{prefix}{name}", fp)
                 index.query(fp)
+                assert index.query(unregistered) == []
         except BaseException as exc:  # surfaced below; a thread's exception would otherwise vanish
             errors.append(exc)
 
