@@ -51,6 +51,10 @@ ORB_NEIGHBOURS = 16
 ORB_CLUSTERED_MIN_VOTES = 4
 TINY_VECTOR_SIZE = TINY_SIDE * TINY_SIDE
 WINDOWS_PER_PICTURE = len(STORED_WINDOWS)
+WINDOW_CLUSTER_AT = 50_000
+WINDOW_LISTS = 1024
+WINDOW_PROBES = 16
+WINDOW_TRAINING_PER_LIST = 20
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,63 @@ class ClusteredHammingTable(HammingTable):
         clustered = faiss.IndexBinaryIVF(quantizer, self._bits, self._lists)
         clustered.nprobe = self._probes
         clustered.add(stored)
+        self._index = clustered
+
+
+class WindowTable:
+    """Unit vectors (thumbnail windows) with an owner each: which owners hold the vectors closest to a query's.
+
+    A flat inner-product scan until `cluster_at` vectors (10 per image), then an inverted file: FAISS k-means
+    on a sample into `lists` cells, `probes` cells searched per query vector. Approximate, like the ORB vote,
+    and for the same reason acceptable: it only picks the few candidates the pixel check then measures.
+    """
+
+    def __init__(self, dimensions: int, *, cluster_at: int, lists: int, probes: int) -> None:
+        self._dimensions = dimensions
+        self._index: faiss.Index = faiss.IndexFlatIP(dimensions)
+        self._owners = array.array("q")
+        self._cluster_at = max(cluster_at, lists * WINDOW_TRAINING_PER_LIST)
+        self._lists = lists
+        self._probes = probes
+
+    def __len__(self) -> int:
+        return len(self._owners)
+
+    @property
+    def clustered(self) -> bool:
+        return isinstance(self._index, faiss.IndexIVFFlat)
+
+    def add(self, vectors: np.ndarray, owner: int) -> None:
+        with _single_threaded_faiss():
+            self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+            self._owners.frombytes(np.full(len(vectors), owner, np.int64).tobytes())
+            if not self.clustered and len(self) >= self._cluster_at:
+                self._cluster()
+
+    def nearest_owners(self, queries: np.ndarray, count: int, per_owner: int) -> list[int]:
+        """Up to `count` owners, ranked by their best inner product with any query vector."""
+        if not len(self):
+            return []
+        depth = min(len(self), count * per_owner)
+        with _single_threaded_faiss():
+            similarities, rows = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), depth)
+        found = rows >= 0
+        owners = np.frombuffer(self._owners, dtype=np.int64)[rows[found]]  # indexing copies: no view escapes
+        ranked = sorted(closest_per_owner(owners, -similarities[found]).items(), key=lambda item: (item[1], item[0]))
+        return [owner for owner, _ in ranked[:count]]
+
+    def _cluster(self) -> None:
+        stored = self._index.reconstruct_n(0, self._index.ntotal)
+        sample = stored[
+            np.random.default_rng(0).choice(len(stored), self._lists * WINDOW_TRAINING_PER_LIST, replace=False)
+        ]
+        clustered = faiss.IndexIVFFlat(
+            faiss.IndexFlatIP(self._dimensions), self._dimensions, self._lists, faiss.METRIC_INNER_PRODUCT
+        )
+        clustered.cp.niter = 10
+        clustered.train(sample)
+        clustered.add(stored)
+        clustered.nprobe = self._probes
         self._index = clustered
 
 
@@ -298,6 +359,9 @@ class ImageIndex:
         pixel_min_correlation: float = 0.93,
         pixel_min_detail: float = 0.6,
         pixel_min_overlap: float = 0.4,
+        window_cluster_at: int = WINDOW_CLUSTER_AT,
+        window_lists: int = WINDOW_LISTS,
+        window_probes: int = WINDOW_PROBES,
     ) -> None:
         self.pdq_max_distance = pdq_max_distance
         self.min_quality = min_quality
@@ -324,8 +388,9 @@ class ImageIndex:
         self._orb = ClusteredHammingTable(
             ORB_BITS, cluster_at=orb_cluster_at, lists=orb_lists, probes=orb_probes, neighbours=orb_neighbours
         )
-        self._windows = faiss.IndexFlatIP(TINY_VECTOR_SIZE)
-        self._window_owners = array.array("q")
+        self._windows = WindowTable(
+            TINY_VECTOR_SIZE, cluster_at=window_cluster_at, lists=window_lists, probes=window_probes
+        )
 
     def __len__(self) -> int:
         with self._lock:
@@ -343,9 +408,7 @@ class ImageIndex:
             self._orb.add(fp.descriptors, owner)
             thumbnail = fp.grey_thumbnail
             if thumbnail is not None:
-                vectors = stored_window_vectors(thumbnail)
-                self._windows.add(vectors)
-                self._window_owners.frombytes(np.full(len(vectors), owner, np.int64).tobytes())
+                self._windows.add(stored_window_vectors(thumbnail), owner)
 
     def query(self, fp: ImageFingerprint, *, limit: int = 20) -> list[Match]:
         """Matching works, best first (one Match per work, its most similar method).
@@ -407,18 +470,9 @@ class ImageIndex:
         query = fp.grey_thumbnail
         if query is None:
             return []
+        vectors = query_window_vectors(query)
         with self._lock:
-            if not self._windows.ntotal:
-                return []
-            vectors = query_window_vectors(query)
-            depth = min(self._windows.ntotal, self.pixel_candidates * WINDOWS_PER_PICTURE)
-            with _single_threaded_faiss():
-                similarities, rows = self._windows.search(vectors, depth)
-            found = rows >= 0
-            # Indexing copies: no view of the owner array may outlive the lock, or a concurrent add cannot grow it.
-            owners = np.frombuffer(self._window_owners, dtype=np.int64)[rows[found]]
-        ranked = sorted(closest_per_owner(owners, -similarities[found]).items(), key=lambda item: (item[1], item[0]))
-        candidates = [owner for owner, _ in ranked[: self.pixel_candidates]]
+            candidates = self._windows.nearest_owners(vectors, self.pixel_candidates, WINDOWS_PER_PICTURE)
         results = []
         for owner in candidates:
             stored = self._fingerprints[owner].grey_thumbnail

@@ -17,6 +17,7 @@ from ipx.fingerprint.index import (
     HammingTable,
     ImageIndex,
     Match,
+    WindowTable,
     k_majority_centroids,
 )
 from tests.fingerprint.pictures import encoded, skimage_picture
@@ -96,6 +97,28 @@ def test_clustered_table_keeps_only_the_nearest_codes_per_query() -> None:
     assert rows.tolist() == [0, 0, 0]
     assert sorted(distances.tolist()) == sorted(popcount_distances(base[None, :], codes)[0])[:3]
     assert (popcount_distances(base[None, :], codes[owners])[0] == distances).all()
+
+
+def unit_rows(rng: np.random.Generator, count: int) -> np.ndarray:
+    rows = rng.standard_normal((count, 64)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_window_table_ranks_owners_by_their_best_vector_and_clusters_exactly_when_probing_every_list() -> None:
+    rng = np.random.default_rng(4)
+    owners_vectors = [unit_rows(rng, 10) for _ in range(60)]
+    flat = WindowTable(64, cluster_at=10**9, lists=8, probes=8)
+    clustered = WindowTable(64, cluster_at=300, lists=8, probes=8)
+    for owner, vectors in enumerate(owners_vectors):
+        flat.add(vectors, owner)
+        clustered.add(vectors, owner)
+    assert not flat.clustered and clustered.clustered and len(clustered) == 600
+    query = owners_vectors[17][3:5] + 0.05 * unit_rows(rng, 2)
+    ranked = flat.nearest_owners(query, 5, 10)
+    assert ranked[0] == 17 and len(ranked) == 5
+    assert clustered.nearest_owners(query, 5, 10) == ranked
+    best = [float((query @ owners_vectors[o].T).max()) for o in ranked]
+    assert best == sorted(best, reverse=True)
 
 
 def test_k_majority_centroids_are_deterministic_and_follow_the_data() -> None:

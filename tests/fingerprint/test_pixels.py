@@ -55,11 +55,13 @@ def soft_originals() -> dict[int, Image.Image]:
     return {seed: soft_picture(seed) for seed in range(6)}
 
 
-@pytest.fixture(scope="module")
-def soft_index(soft_originals: dict[int, Image.Image]) -> ImageIndex:
-    index = ImageIndex()
+@pytest.fixture(scope="module", params=["flat", "clustered"])
+def soft_index(request: pytest.FixtureRequest, soft_originals: dict[int, Image.Image]) -> ImageIndex:
+    """The windows searched flat, or through an inverted file from the third picture on."""
+    index = ImageIndex() if request.param == "flat" else ImageIndex(window_cluster_at=0, window_lists=1)
     for seed, picture in soft_originals.items():
         index.add(f"soft-{seed}", fingerprint_image(encoded(picture)))
+    assert index._windows.clustered == (request.param == "clustered")
     return index
 
 
