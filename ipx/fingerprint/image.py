@@ -44,6 +44,7 @@ ORB_PRE_BLUR_SIGMA = 1.0
 CLAHE_CLIP = 2.0
 TRIM_TOLERANCE = 16
 TRIM_COVERAGE = 0.98
+TRIM_ROUNDS = 3
 LIGHT_ARTWORK_LEVEL = 200
 
 PDQ_BYTES = 32
@@ -338,7 +339,21 @@ def flatten_to_rgb(image: Image.Image) -> np.ndarray:
 
 
 def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
-    """Remove flat-colour margins (frames, page background) so the global hashes see the picture itself."""
+    """Remove flat-colour margins (frames, page background) so the global hashes see the picture itself.
+
+    Margins nest: a white frame added around a picture that has black bands of its own must come off
+    down to where the original's own trim stops, or the copy and the original are framed differently.
+    So trimming repeats (at most TRIM_ROUNDS times) while it removes something.
+    """
+    for _ in range(TRIM_ROUNDS):
+        trimmed = _trim_once(rgb)
+        if trimmed.shape == rgb.shape:
+            break
+        rgb = trimmed
+    return rgb
+
+
+def _trim_once(rgb: np.ndarray) -> np.ndarray:
     top = _uniform_run(rgb)
     bottom = _uniform_run(rgb[::-1])
     left = _uniform_run(rgb.transpose(1, 0, 2))

@@ -28,7 +28,7 @@ QUERY_WINDOWS = ((0.0, 0.0, 1.0), *((x, y, 0.6) for x in (0, 0.2, 0.4) for y in 
 DETAIL_SIGMAS = (1.0, 4.0)
 MIN_TEMPLATE_SIDE = 8
 ALIGNMENTS_TRIED = 3
-REFINE_MIN_SIDE = 24
+REFINE_MIN_SIDE = 12
 REFINE_ITERATIONS = 40
 REFINE_MAX_ANISOTROPY = 1.15
 
@@ -132,35 +132,40 @@ def best_agreement(query: np.ndarray, stored: np.ndarray) -> PixelAgreement:
     ALIGNMENTS_TRIED placements are measured at full thumbnail size and the best agreement returned.
     """
     placements = sorted(_placements(query, stored), key=lambda placement: -placement[0])
-    agreements = []
-    for _, transform in placements[:ALIGNMENTS_TRIED]:
-        agreements.append(aligned_agreement(query, stored, transform))
-        refined = _refined(query, stored, transform)
+    agreements = [aligned_agreement(query, stored, transform) for _, transform in placements[:ALIGNMENTS_TRIED]]
+    if placements:
+        refined = _refined(query, stored, placements[0][1])
         if refined is not None:
             agreements.append(aligned_agreement(query, stored, refined))
     return max(agreements, key=lambda a: min(a.correlation, a.detail), default=NO_AGREEMENT)
 
 
 def _refined(query: np.ndarray, stored: np.ndarray, transform: np.ndarray) -> np.ndarray | None:
-    """The placement refined by ECC (affine): sub-pixel position, exact scale, a few degrees of rotation.
+    """The best placement refined by ECC (affine): sub-pixel position, exact scale, a few degrees of rotation.
 
     The template search only tries 5 scales, upright, on a 64 px grid; fine textures and rotated copies
-    need the exact alignment before their pixels can agree. None when ECC fails or wanders off.
+    need the exact alignment before their pixels can agree. ECC runs at SEARCH_SIDE (a quarter of the
+    pixels, a quarter of the cost); None when it fails or wanders off.
     """
-    to_stored = np.vstack([transform, [0.0, 0.0, 1.0]])
-    height, width = query.shape
+    small_query, small_stored = _resize_longer_side(query, SEARCH_SIDE), _resize_longer_side(stored, SEARCH_SIDE)
+    to_small_query = np.diag([query.shape[1] / small_query.shape[1], query.shape[0] / small_query.shape[0], 1.0])
+    to_small_stored = np.diag([small_stored.shape[1] / stored.shape[1], small_stored.shape[0] / stored.shape[0], 1.0])
+    to_stored = to_small_stored @ np.vstack([transform, [0.0, 0.0, 1.0]]) @ to_small_query  # small -> small
+    height, width = small_query.shape
     corners = to_stored @ np.array([[0, width - 1, 0, width - 1], [0, 0, height - 1, height - 1], [1, 1, 1, 1]])
     left, top = max(0, int(np.floor(corners[0].min()))), max(0, int(np.floor(corners[1].min())))
-    right = min(stored.shape[1], int(np.ceil(corners[0].max())) + 1)
-    bottom = min(stored.shape[0], int(np.ceil(corners[1].max())) + 1)
+    right = min(small_stored.shape[1], int(np.ceil(corners[0].max())) + 1)
+    bottom = min(small_stored.shape[0], int(np.ceil(corners[1].max())) + 1)
     if right - left < REFINE_MIN_SIDE or bottom - top < REFINE_MIN_SIDE:
         return None
     offset = np.array([[1.0, 0.0, left], [0.0, 1.0, top], [0.0, 0.0, 1.0]])
     warp = (np.linalg.inv(to_stored) @ offset)[:2].astype(np.float32)  # stored window pixels -> query pixels
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, REFINE_ITERATIONS, 1e-4)
-    window = np.ascontiguousarray(stored[top:bottom, left:right], dtype=np.float32)
+    window = np.ascontiguousarray(small_stored[top:bottom, left:right], dtype=np.float32)
     try:
-        _, warp = cv2.findTransformECC(window, query.astype(np.float32), warp, cv2.MOTION_AFFINE, criteria, None, 3)
+        _, warp = cv2.findTransformECC(
+            window, small_query.astype(np.float32), warp, cv2.MOTION_AFFINE, criteria, None, 3
+        )
     except cv2.error:  # did not converge: the pictures do not correlate under any nearby alignment
         return None
     refined = offset @ np.linalg.inv(np.vstack([warp.astype(np.float64), [0.0, 0.0, 1.0]]))
@@ -170,7 +175,7 @@ def _refined(query: np.ndarray, stored: np.ndarray, transform: np.ndarray) -> np
         0.8 < float(np.sqrt(singular_values.prod())) / coarse_scale < 1.25
     ):
         return None
-    return refined[:2]
+    return (np.linalg.inv(to_small_stored) @ refined @ np.linalg.inv(to_small_query))[:2]
 
 
 def _placements(query: np.ndarray, stored: np.ndarray) -> list[tuple[float, np.ndarray]]:

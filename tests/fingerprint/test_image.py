@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ipx.fingerprint.image import (
     ImageFingerprint,
@@ -22,6 +22,7 @@ from ipx.fingerprint.image import (
     fingerprint_image,
     pdq_dihedral,
     phash_dihedral,
+    trim_uniform_border,
 )
 from tests.fingerprint.pictures import encoded, skimage_picture
 
@@ -265,3 +266,12 @@ def test_bundled_tiny_animated_gif_is_refused_cleanly() -> None:
         gif = handle.read()
     with pytest.raises(UnsuitableImage, match="14x25 pixels"):
         fingerprint_image(gif)
+
+
+def test_a_frame_around_a_picture_with_its_own_bands_is_trimmed_down_to_the_picture() -> None:
+    """Nested margins: a white frame added around black bands must come off like the bands do on the original."""
+    banded = ImageOps.expand(skimage_picture("coffee"), border=(0, 40), fill=(0, 0, 0))
+    framed = ImageOps.expand(banded, border=30, fill=(255, 255, 255))
+    original, copy = trim_uniform_border(np.asarray(banded)), trim_uniform_border(np.asarray(framed))
+    assert original.shape == copy.shape == (400, 600, 3)
+    assert pdq_distance(fingerprint_image(encoded(framed)), fingerprint_image(encoded(banded))) <= 8
