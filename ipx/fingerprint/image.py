@@ -340,36 +340,37 @@ def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
     """Remove flat-colour margins (frames, page background) so the global hashes see the picture itself.
 
     Margins nest: a white frame added around a picture that has black bands of its own must come off
-    down to where the original's own trim stops, or the copy and the original are framed differently.
-    So trimming repeats (at most TRIM_ROUNDS times) while it removes something.
+    down to where the original's own trim stops, or the copy and the original are framed differently. So
+    a side trimmed in one round is trimmed again (at most TRIM_ROUNDS rounds) if what it now shows is a
+    margin of a clearly different colour; a second margin of about the same colour would be the picture's
+    own dark or light content, which repeated trimming would eat away.
     """
-    for _ in range(TRIM_ROUNDS):
-        trimmed = _trim_once(rgb)
-        if trimmed.shape == rgb.shape:
+    trimmed_colours: list[np.ndarray | None] = [None] * 4
+    for round_number in range(TRIM_ROUNDS):
+        sides = (rgb, rgb[::-1], rgb.transpose(1, 0, 2), rgb.transpose(1, 0, 2)[::-1])
+        runs, colours = [], []
+        for lines, previous in zip(sides, trimmed_colours, strict=True):
+            colour = np.median(lines[0], axis=0).astype(np.int16)
+            nested = previous is not None and int(np.abs(colour - previous).max()) > 2 * TRIM_TOLERANCE
+            run = _uniform_run(lines, colour) if round_number == 0 or nested else 0
+            runs.append(run)
+            colours.append(colour if run else None)
+        top, bottom, left, right = runs
+        height, width = rgb.shape[:2]
+        if not any(runs) or height - top - bottom < MIN_SIDE or width - left - right < MIN_SIDE:
             break
-        rgb = trimmed
+        rgb = np.ascontiguousarray(rgb[top : height - bottom, left : width - right])
+        trimmed_colours = colours
     return rgb
 
 
-def _trim_once(rgb: np.ndarray) -> np.ndarray:
-    top = _uniform_run(rgb)
-    bottom = _uniform_run(rgb[::-1])
-    left = _uniform_run(rgb.transpose(1, 0, 2))
-    right = _uniform_run(rgb.transpose(1, 0, 2)[::-1])
-    height, width = rgb.shape[:2]
-    if height - top - bottom < MIN_SIDE or width - left - right < MIN_SIDE:
-        return rgb
-    return np.ascontiguousarray(rgb[top : height - bottom, left : width - right])
-
-
-def _uniform_run(lines: np.ndarray, block: int = 32) -> int:
-    """How many lines, from the outside in, are (almost) entirely the colour of the outermost line.
+def _uniform_run(lines: np.ndarray, colour: np.ndarray, block: int = 32) -> int:
+    """How many lines, from the outside in, are (almost) entirely `colour`.
 
     Scans a block at a time because most pictures have no border and stop at the first block.
     """
-    reference = np.median(lines[0], axis=0).astype(np.int16)
     for start in range(0, len(lines), block):
-        deviation = np.abs(lines[start : start + block].astype(np.int16) - reference).max(axis=2)
+        deviation = np.abs(lines[start : start + block].astype(np.int16) - colour).max(axis=2)
         is_border = (deviation <= TRIM_TOLERANCE).mean(axis=1) >= TRIM_COVERAGE
         if not is_border.all():
             return start + int(np.argmin(is_border))
