@@ -1,6 +1,6 @@
 """Image fingerprints: bytes in, perceptual hashes and local features out.
 
-Three complementary signals, because no single one survives every ordinary edit:
+Complementary signals, because no single one survives every ordinary edit:
 
 * PDQ (256 bits, all 8 rotations/flips) catches re-encoding, resizing, colour changes, blur, noise,
   mirror flips and 90-degree rotations.
@@ -11,6 +11,9 @@ Three complementary signals, because no single one survives every ordinary edit:
   mirror-invariant) survive what global hashes cannot: crops, small rotations, the picture pasted into a
   larger page or screenshot, overlays. The index verifies them geometrically, so a match means "a large
   part of this picture appears in that one".
+
+* A 128-pixel grey thumbnail lets the index align and compare the pictures themselves when the
+  keypoints fail (smooth gradients, soft shapes, stripes, wood grain: see ipx/fingerprint/pixels.py).
 
 Uniform borders are trimmed before hashing so that an added frame or a plain page margin does not move
 the global hashes. Everything is computed on a reduced working copy (longer side 512 px) decoded in

@@ -9,6 +9,11 @@ the works with the most votes are verified by fitting an affine transform with R
 keypoints. Only geometrically consistent inliers count, which is what keeps crops, pasted-in copies and
 rotations findable without matching pictures that merely share textures.
 
+Stage 3 (pixels, ipx/fingerprint/pixels.py): for pictures whose keypoints fail (smooth gradients, soft
+shapes, stripes and grain), grey thumbnails are aligned and compared pixel by pixel: under the RANSAC
+transform of an ORB candidate with too few inliers to count alone, or, when nothing else matched, after a
+template search against the works whose thumbnail windows look most alike (WindowTable).
+
 An exact flat scan for the descriptor vote grows with 500 descriptors per image (0.13 s per query at
 1,000 images, 2.6 s at 10,000), so past ORB_CLUSTER_AT descriptors (about 500 images) the vote searches
 an inverted file instead (ClusteredHammingTable): approximate, but only candidate selection is, since
