@@ -343,19 +343,19 @@ def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
     """Remove flat-colour margins (frames, page background) so the global hashes see the picture itself.
 
     Margins nest: a white frame added around a picture that has black bands of its own must come off
-    down to where the original's own trim stops, or the copy and the original are framed differently. So
-    a side trimmed in one round is trimmed again (at most TRIM_ROUNDS rounds) if what it now shows is a
-    margin of a clearly different colour; a second margin of about the same colour would be the picture's
-    own dark or light content, which repeated trimming would eat away.
+    down to where the original's own trim stops, or the copy and the original are framed differently; and
+    a page margin interrupted by a header bar only becomes uniform once the bar is gone. So trimming
+    repeats (at most TRIM_ROUNDS rounds), except on a side whose next margin has about the colour just
+    trimmed there: that is the picture's own dark or light content, which repeated trimming would eat.
     """
     trimmed_colours: list[np.ndarray | None] = [None] * 4
-    for round_number in range(TRIM_ROUNDS):
+    for _ in range(TRIM_ROUNDS):
         sides = (rgb, rgb[::-1], rgb.transpose(1, 0, 2), rgb.transpose(1, 0, 2)[::-1])
         runs, colours = [], []
         for lines, previous in zip(sides, trimmed_colours, strict=True):
             colour = np.median(lines[0], axis=0).astype(np.int16)
-            nested = previous is not None and int(np.abs(colour - previous).max()) > 2 * TRIM_TOLERANCE
-            run = _uniform_run(lines, colour) if round_number == 0 or nested else 0
+            same_margin_again = previous is not None and int(np.abs(colour - previous).max()) <= 2 * TRIM_TOLERANCE
+            run = 0 if same_margin_again else _uniform_run(lines, colour)
             runs.append(run)
             colours.append(colour if run else None)
         top, bottom, left, right = runs

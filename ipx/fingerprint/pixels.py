@@ -23,8 +23,17 @@ THUMB_SIDE = 128
 SEARCH_SIDE = 64
 TINY_SIDE = 8
 SEARCH_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6)
-STORED_WINDOWS = ((0.0, 0.0, 1.0), *((x, y, 0.75) for x in (0, 0.125, 0.25) for y in (0, 0.125, 0.25)))
-QUERY_WINDOWS = ((0.0, 0.0, 1.0), *((x, y, 0.6) for x in (0, 0.2, 0.4) for y in (0, 0.2, 0.4)))
+# Windows as (left, top, width, height), fractions of the picture.
+STORED_WINDOWS = ((0.0, 0.0, 1.0, 1.0), *((x, y, 0.75, 0.75) for x in (0, 0.125, 0.25) for y in (0, 0.125, 0.25)))
+_STRIP_WIDTHS = (0.5, 0.6, 0.7, 0.8)
+QUERY_WINDOWS = (
+    (0.0, 0.0, 1.0, 1.0),
+    *((x, y, 0.6, 0.6) for x in (0, 0.2, 0.4) for y in (0, 0.2, 0.4)),
+    *((0.0, 0.0, f, 1.0) for f in _STRIP_WIDTHS),
+    *((1.0 - f, 0.0, f, 1.0) for f in _STRIP_WIDTHS),
+    *((0.0, 0.0, 1.0, f) for f in _STRIP_WIDTHS),
+    *((0.0, 1.0 - f, 1.0, f) for f in _STRIP_WIDTHS),
+)
 DETAIL_SIGMAS = (1.0, 4.0)
 MIN_TEMPLATE_SIDE = 8
 ALIGNMENTS_TRIED = 3
@@ -74,12 +83,12 @@ def _tiny_vector(grey: np.ndarray) -> np.ndarray:
     return vector / norm if norm > 1e-6 else vector
 
 
-def _windows(grey: np.ndarray, windows: tuple[tuple[float, float, float], ...]) -> np.ndarray:
+def _windows(grey: np.ndarray, windows: tuple[tuple[float, float, float, float], ...]) -> np.ndarray:
     height, width = grey.shape
     vectors = []
-    for x, y, size in windows:
+    for x, y, window_width, window_height in windows:
         top, left = int(y * height), int(x * width)
-        window = grey[top : top + max(1, int(size * height)), left : left + max(1, int(size * width))]
+        window = grey[top : top + max(1, int(window_height * height)), left : left + max(1, int(window_width * width))]
         vectors.append(_tiny_vector(window))
     return np.stack(vectors)
 
@@ -90,7 +99,9 @@ def stored_window_vectors(thumbnail: np.ndarray) -> np.ndarray:
 
 
 def query_window_vectors(thumbnail: np.ndarray) -> np.ndarray:
-    """(11, 64) float32: the whole query, its mirror image, and nine 60% windows (a picture pasted in a page)."""
+    """(27, 64) float32: the whole query, its mirror image, nine 60% windows and sixteen full-height or
+    full-width strips (a picture pasted in a page sits beside or above the page's text once margins are trimmed).
+    """
     return np.concatenate([_windows(thumbnail, QUERY_WINDOWS), _windows(thumbnail[:, ::-1], STORED_WINDOWS[:1])])
 
 

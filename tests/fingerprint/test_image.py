@@ -275,3 +275,14 @@ def test_a_frame_around_a_picture_with_its_own_bands_is_trimmed_down_to_the_pict
     original, copy = trim_uniform_border(np.asarray(banded)), trim_uniform_border(np.asarray(framed))
     assert original.shape == copy.shape == (400, 600, 3)
     assert pdq_distance(fingerprint_image(encoded(framed)), fingerprint_image(encoded(banded))) <= 8
+
+
+def test_a_page_margin_interrupted_by_a_header_bar_is_trimmed_once_the_bar_is_gone() -> None:
+    """A screenshot: the header bar spans the top, so the left page margin is uniform only after it is cut."""
+    from _edits import paste_in_page
+
+    page = np.asarray(paste_in_page(skimage_picture("coffee")))
+    trimmed = trim_uniform_border(page)
+    page_colour, header_colour = np.array([244, 244, 246]), np.array([40, 44, 52])
+    assert np.abs(trimmed[0].astype(int) - header_colour).max(axis=1).mean() > 16  # the header bar is gone
+    assert np.abs(trimmed[:, 0].astype(int) - page_colour).max(axis=1).mean() > 16  # the picture's edge, not page
