@@ -48,6 +48,7 @@ CLAHE_CLIP = 2.0
 TRIM_TOLERANCE = 16
 TRIM_COVERAGE = 0.98
 TRIM_ROUNDS = 3
+TRIM_NESTED_TOLERANCE = 6
 LIGHT_ARTWORK_LEVEL = 200
 
 PDQ_BYTES = 32
@@ -347,15 +348,18 @@ def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
     a page margin interrupted by a header bar only becomes uniform once the bar is gone. So trimming
     repeats (at most TRIM_ROUNDS rounds), except on a side whose next margin has about the colour just
     trimmed there: that is the picture's own dark or light content, which repeated trimming would eat.
+    Later rounds also ask for flatter margins (TRIM_NESTED_TOLERANCE): a frame or page is flat, the soft
+    content of a dark picture is not, and the first round has already taken any ordinary margin.
     """
     trimmed_colours: list[np.ndarray | None] = [None] * 4
+    tolerance = TRIM_TOLERANCE
     for _ in range(TRIM_ROUNDS):
         sides = (rgb, rgb[::-1], rgb.transpose(1, 0, 2), rgb.transpose(1, 0, 2)[::-1])
         runs, colours = [], []
         for lines, previous in zip(sides, trimmed_colours, strict=True):
             colour = np.median(lines[0], axis=0).astype(np.int16)
             same_margin_again = previous is not None and int(np.abs(colour - previous).max()) <= 2 * TRIM_TOLERANCE
-            run = 0 if same_margin_again else _uniform_run(lines, colour)
+            run = 0 if same_margin_again else _uniform_run(lines, colour, tolerance)
             runs.append(run)
             colours.append(colour if run else None)
         top, bottom, left, right = runs
@@ -364,17 +368,18 @@ def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
             break
         rgb = np.ascontiguousarray(rgb[top : height - bottom, left : width - right])
         trimmed_colours = colours
+        tolerance = TRIM_NESTED_TOLERANCE
     return rgb
 
 
-def _uniform_run(lines: np.ndarray, colour: np.ndarray, block: int = 32) -> int:
-    """How many lines, from the outside in, are (almost) entirely `colour`.
+def _uniform_run(lines: np.ndarray, colour: np.ndarray, tolerance: int, block: int = 32) -> int:
+    """How many lines, from the outside in, are (almost) entirely `colour` (within `tolerance` levels).
 
     Scans a block at a time because most pictures have no border and stop at the first block.
     """
     for start in range(0, len(lines), block):
         deviation = np.abs(lines[start : start + block].astype(np.int16) - colour).max(axis=2)
-        is_border = (deviation <= TRIM_TOLERANCE).mean(axis=1) >= TRIM_COVERAGE
+        is_border = (deviation <= tolerance).mean(axis=1) >= TRIM_COVERAGE
         if not is_border.all():
             return start + int(np.argmin(is_border))
     return len(lines)
