@@ -43,6 +43,7 @@ from ipx.fingerprint.pixels import (
     aligned_agreement,
     best_agreement,
     query_window_vectors,
+    scale_between,
     stored_window_vectors,
 )
 
@@ -403,6 +404,8 @@ class ImageIndex:
 
     def add(self, work_id: str, fp: ImageFingerprint) -> None:
         """Index one image of a work; a work may own several images."""
+        thumbnail = fp.grey_thumbnail
+        windows = None if thumbnail is None else stored_window_vectors(thumbnail)  # pure: outside the lock
         with self._lock:
             owner = len(self._fingerprints)
             self._work_ids.append(work_id)
@@ -411,9 +414,8 @@ class ImageIndex:
                 self._pdq.add(fp.pdq_variants[:1], owner)
                 self._phash.add(fp.phash_variants[:1], owner)
             self._orb.add(fp.descriptors, owner)
-            thumbnail = fp.grey_thumbnail
-            if thumbnail is not None:
-                self._windows.add(stored_window_vectors(thumbnail), owner)
+            if windows is not None:
+                self._windows.add(windows, owner)
 
     def query(self, fp: ImageFingerprint, *, limit: int = 20) -> list[Match]:
         """Matching works, best first (one Match per work, its most similar method).
@@ -423,19 +425,16 @@ class ImageIndex:
         """
         with self._lock:
             hits = self._hash_matches(fp)
-        for owner, alignment in self._verified_orb_candidates(fp):
-            stored = self._fingerprints[owner]
+        alignments = self._verified_orb_candidates(fp)
+        for owner, alignment in alignments:
             if alignment.inliers >= self.orb_min_inliers:
-                similarity = min(1.0, alignment.inliers / max(1, min(len(fp.descriptors), len(stored.descriptors))))
+                stored_count = len(self._fingerprints[owner].descriptors)
+                similarity = min(1.0, alignment.inliers / max(1, min(len(fp.descriptors), stored_count)))
                 hits.append((owner, "orb", 1.0 - similarity, similarity))
-            elif alignment.inliers >= self.orb_pixel_min_inliers:
-                agreement = pixels_under_orb_alignment(fp, stored, alignment)
-                if self._agrees(agreement):
-                    hits.append((owner, "pixels", 1.0 - agreement.correlation, agreement.correlation))
-        if not hits:
-            for owner, agreement in self._pixel_search(fp):
-                if self._agrees(agreement):
-                    hits.append((owner, "pixels", 1.0 - agreement.correlation, agreement.correlation))
+        agreeing = [(owner, a) for owner, a in self._pixels_under_weak_alignments(fp, alignments) if self._agrees(a)]
+        if not hits and not agreeing:
+            agreeing = [(owner, a) for owner, a in self._pixel_search(fp) if self._agrees(a)]
+        hits.extend((owner, "pixels", 1.0 - a.correlation, a.correlation) for owner, a in agreeing)
         best: dict[str, Match] = {}
         for owner, method, distance, similarity in hits:
             match = Match(self._work_ids[owner], method, float(distance), float(similarity))
@@ -450,12 +449,18 @@ class ImageIndex:
 
     def pixel_scores(self, fp: ImageFingerprint) -> list[tuple[str, PixelAgreement]]:
         """(work_id, agreement) for every pixel-search candidate and ORB alignment: for threshold tuning."""
-        scores = [(self._work_ids[owner], agreement) for owner, agreement in self._pixel_search(fp)]
-        for owner, alignment in self._verified_orb_candidates(fp):
-            if self.orb_pixel_min_inliers <= alignment.inliers < self.orb_min_inliers:
-                agreement = pixels_under_orb_alignment(fp, self._fingerprints[owner], alignment)
-                scores.append((self._work_ids[owner], agreement))
-        return scores
+        checks = self._pixel_search(fp) + self._pixels_under_weak_alignments(fp, self._verified_orb_candidates(fp))
+        return [(self._work_ids[owner], agreement) for owner, agreement in checks]
+
+    def _pixels_under_weak_alignments(
+        self, fp: ImageFingerprint, alignments: list[tuple[int, OrbAlignment]]
+    ) -> list[tuple[int, PixelAgreement]]:
+        """The pixel check for ORB candidates with too few inliers to count alone, but enough for a transform."""
+        return [
+            (owner, pixels_under_orb_alignment(fp, self._fingerprints[owner], alignment))
+            for owner, alignment in alignments
+            if self.orb_pixel_min_inliers <= alignment.inliers < self.orb_min_inliers
+        ]
 
     def _agrees(self, agreement: PixelAgreement) -> bool:
         return agreement.agrees(
@@ -531,10 +536,8 @@ def pixels_under_orb_alignment(
     query_thumbnail, stored_thumbnail = query.grey_thumbnail, stored.grey_thumbnail
     if alignment.transform is None or query_thumbnail is None or stored_thumbnail is None:
         return NO_AGREEMENT
-    to_query_work = np.diag([query.work_width / query.thumbnail_width, query.work_height / query.thumbnail_height, 1])
-    to_stored_thumbnail = np.diag(
-        [stored.thumbnail_width / stored.work_width, stored.thumbnail_height / stored.work_height, 1]
-    )
+    to_query_work = scale_between(query_thumbnail.shape, (query.work_height, query.work_width))
+    to_stored_thumbnail = scale_between((stored.work_height, stored.work_width), stored_thumbnail.shape)
     transform = to_stored_thumbnail @ np.vstack([alignment.transform, [0, 0, 1]]) @ to_query_work
     return aligned_agreement(query_thumbnail, stored_thumbnail, transform[:2])
 

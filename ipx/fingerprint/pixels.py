@@ -140,43 +140,51 @@ def best_agreement(query: np.ndarray, stored: np.ndarray) -> PixelAgreement:
     """Search where the query lies in the stored picture (or the stored picture in the query), then measure.
 
     Template matching at SEARCH_SIDE over SEARCH_SCALES, both ways round and mirrored; the best
-    ALIGNMENTS_TRIED placements are measured at full thumbnail size and the best agreement returned.
+    ALIGNMENTS_TRIED placements, and the best one refined by ECC, are measured at full thumbnail size and
+    the best agreement returned.
     """
-    placements = sorted(_placements(query, stored), key=lambda placement: -placement[0])
-    agreements = [aligned_agreement(query, stored, transform) for _, transform in placements[:ALIGNMENTS_TRIED]]
+    small_query = _resize_longer_side(query, SEARCH_SIDE).astype(np.float32)
+    small_stored = _resize_longer_side(stored, SEARCH_SIDE).astype(np.float32)
+    placements = sorted(_placements(small_query, small_stored), key=lambda placement: -placement[0])
+    small_maps = [small_map for _, small_map in placements[:ALIGNMENTS_TRIED]]
     if placements:
-        refined = _refined(query, stored, placements[0][1])
+        refined = _refined(small_query, small_stored, placements[0][1])
         if refined is not None:
-            agreements.append(aligned_agreement(query, stored, refined))
+            small_maps.append(refined)
+    query_to_small = scale_between(query.shape, small_query.shape)
+    small_to_stored = scale_between(small_stored.shape, stored.shape)
+    agreements = [
+        aligned_agreement(query, stored, (small_to_stored @ small_map @ query_to_small)[:2]) for small_map in small_maps
+    ]
     return max(agreements, key=lambda a: min(a.correlation, a.detail), default=NO_AGREEMENT)
 
 
-def _refined(query: np.ndarray, stored: np.ndarray, transform: np.ndarray) -> np.ndarray | None:
-    """The best placement refined by ECC (affine): sub-pixel position, exact scale, a few degrees of rotation.
+def scale_between(from_shape: tuple[int, ...], to_shape: tuple[int, ...]) -> np.ndarray:
+    """3x3 map from pixels of a picture of `from_shape` (height, width) to the same picture resized to `to_shape`."""
+    return np.diag([to_shape[1] / from_shape[1], to_shape[0] / from_shape[0], 1.0])
+
+
+def _refined(query: np.ndarray, stored: np.ndarray, to_stored: np.ndarray) -> np.ndarray | None:
+    """A placement (3x3, query -> stored pixels, both at SEARCH_SIDE) refined by ECC (affine).
 
     The template search only tries 5 scales, upright, on a 64 px grid; fine textures and rotated copies
-    need the exact alignment before their pixels can agree. ECC runs at SEARCH_SIDE (a quarter of the
-    pixels, a quarter of the cost); None when it fails or wanders off.
+    need sub-pixel position, exact scale and a few degrees of rotation before their pixels can agree. ECC
+    runs at SEARCH_SIDE (a quarter of the pixels of the thumbnail, a quarter of the cost); None when it
+    fails or wanders off.
     """
-    small_query, small_stored = _resize_longer_side(query, SEARCH_SIDE), _resize_longer_side(stored, SEARCH_SIDE)
-    to_small_query = np.diag([query.shape[1] / small_query.shape[1], query.shape[0] / small_query.shape[0], 1.0])
-    to_small_stored = np.diag([small_stored.shape[1] / stored.shape[1], small_stored.shape[0] / stored.shape[0], 1.0])
-    to_stored = to_small_stored @ np.vstack([transform, [0.0, 0.0, 1.0]]) @ to_small_query  # small -> small
-    height, width = small_query.shape
+    height, width = query.shape
     corners = to_stored @ np.array([[0, width - 1, 0, width - 1], [0, 0, height - 1, height - 1], [1, 1, 1, 1]])
     left, top = max(0, int(np.floor(corners[0].min()))), max(0, int(np.floor(corners[1].min())))
-    right = min(small_stored.shape[1], int(np.ceil(corners[0].max())) + 1)
-    bottom = min(small_stored.shape[0], int(np.ceil(corners[1].max())) + 1)
+    right = min(stored.shape[1], int(np.ceil(corners[0].max())) + 1)
+    bottom = min(stored.shape[0], int(np.ceil(corners[1].max())) + 1)
     if right - left < REFINE_MIN_SIDE or bottom - top < REFINE_MIN_SIDE:
         return None
     offset = np.array([[1.0, 0.0, left], [0.0, 1.0, top], [0.0, 0.0, 1.0]])
     warp = (np.linalg.inv(to_stored) @ offset)[:2].astype(np.float32)  # stored window pixels -> query pixels
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, REFINE_ITERATIONS, 1e-4)
-    window = np.ascontiguousarray(small_stored[top:bottom, left:right], dtype=np.float32)
+    window = np.ascontiguousarray(stored[top:bottom, left:right])
     try:
-        _, warp = cv2.findTransformECC(
-            window, small_query.astype(np.float32), warp, cv2.MOTION_AFFINE, criteria, None, 3
-        )
+        _, warp = cv2.findTransformECC(window, query, warp, cv2.MOTION_AFFINE, criteria, None, 3)
     except cv2.error:  # did not converge: the pictures do not correlate under any nearby alignment
         return None
     refined = offset @ np.linalg.inv(np.vstack([warp.astype(np.float64), [0.0, 0.0, 1.0]]))
@@ -186,22 +194,18 @@ def _refined(query: np.ndarray, stored: np.ndarray, transform: np.ndarray) -> np
         0.8 < float(np.sqrt(singular_values.prod())) / coarse_scale < 1.25
     ):
         return None
-    return (np.linalg.inv(to_small_stored) @ refined @ np.linalg.inv(to_small_query))[:2]
+    return refined
 
 
 def _placements(query: np.ndarray, stored: np.ndarray) -> list[tuple[float, np.ndarray]]:
-    """(template score, 2x3 transform query thumbnail -> stored thumbnail) for each hypothesis tried."""
-    small_query = _resize_longer_side(query, SEARCH_SIDE).astype(np.float32)
-    small_stored = _resize_longer_side(stored, SEARCH_SIDE).astype(np.float32)
-    to_small_query = np.diag([small_query.shape[1] / query.shape[1], small_query.shape[0] / query.shape[0], 1.0])
-    from_small_stored = np.diag([stored.shape[1] / small_stored.shape[1], stored.shape[0] / small_stored.shape[0], 1.0])
-    mirror = np.array([[-1.0, 0.0, small_query.shape[1] - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    """(template score, 3x3 map query -> stored pixels) for each hypothesis tried, upright and mirrored."""
+    mirror = np.array([[-1.0, 0.0, query.shape[1] - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     found = []
     for mirrored in (False, True):
-        oriented = np.ascontiguousarray(small_query[:, ::-1]) if mirrored else small_query
-        to_oriented = (mirror if mirrored else np.eye(3)) @ to_small_query
-        for score, small_map in _template_placements(oriented, small_stored):
-            found.append((score, (from_small_stored @ small_map @ to_oriented)[:2]))
+        oriented = np.ascontiguousarray(query[:, ::-1]) if mirrored else query
+        to_oriented = mirror if mirrored else np.eye(3)
+        for score, oriented_map in _template_placements(oriented, stored):
+            found.append((score, oriented_map @ to_oriented))
     return found
 
 
