@@ -7,6 +7,7 @@ CI=true a missing Chromium fails the run instead of skipping it.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,8 +63,18 @@ def shot(page: object, name: str) -> None:
     page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
 
 
-def decode_qr(png: bytes) -> str:
-    """What a phone camera would read from the QR code (OpenCV's detector)."""
-    pixels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
-    text, _, _ = cv2.QRCodeDetector().detectAndDecode(pixels)
+def read_qr(locator: object, *, attempts: int = 10, pause_seconds: float = 0.3) -> str:
+    """What a phone camera would read from the QR code on screen (OpenCV's detector), "" if nothing.
+
+    Visible is not yet painted: on a loaded machine the first screenshot of a freshly opened certificate
+    has come back blank, so it is taken again (a few times, briefly apart) until a code can be read.
+    """
+    text = ""
+    for _ in range(attempts):
+        png = locator.screenshot()  # type: ignore[attr-defined]
+        pixels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+        text, _, _ = cv2.QRCodeDetector().detectAndDecode(pixels)
+        if text:
+            break
+        time.sleep(pause_seconds)
     return str(text)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import IPX_CLI, PASSWORD, browser_page, decode_qr, live_server, shot
+from tests.browser import IPX_CLI, PASSWORD, browser_page, live_server, read_qr, shot
 from tests.conftest import png_bytes
 from tests.integration.live import ServerProcess
 
@@ -124,7 +124,7 @@ def test_list_buy_verify_and_refund_through_the_pages(
 
     page.get_by_role("link", name="Printable certificate").click()
     expect(page.locator(".cert-qr svg")).to_be_visible()
-    assert decode_qr(page.locator(".cert-qr svg").screenshot()) == license_url  # a phone lands on the status page
+    assert read_qr(page.locator(".cert-qr svg")) == license_url  # a phone lands on the status page
     shot(page, "mk-12-license-certificate")
     log_out()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from tests.browser import IPX_CLI, PASSWORD, browser_page, decode_qr, live_server, shot
+from tests.browser import IPX_CLI, PASSWORD, browser_page, live_server, read_qr, shot
 from tests.conftest import png_bytes
 from tests.integration.live import ServerProcess
 
@@ -95,7 +95,7 @@ def test_sign_up_register_download_and_verify_offline(
     page.goto(work_url + "/certificate")
     expect(page.locator(".cert-qr svg")).to_be_visible()
     shot(page, "07-printable-certificate")
-    assert decode_qr(page.locator(".cert-qr svg").screenshot()) == work_url
+    assert read_qr(page.locator(".cert-qr svg")) == work_url
     page.emulate_media(media="print")
     printed = PdfReader(io.BytesIO(page.pdf(format="A4", print_background=True)))
     assert len(printed.pages) == 1
