@@ -211,7 +211,7 @@ class WindowTable:
 
     def nearest_owners(self, queries: np.ndarray, count: int, per_owner: int) -> list[int]:
         """Up to `count` owners, ranked by their best inner product with any query vector."""
-        if not len(self):
+        if not len(self) or count < 1:
             return []
         depth = min(len(self), count * per_owner)
         with _single_threaded_faiss():
@@ -336,13 +336,14 @@ class ImageIndex:
     The clustered vote (orb_lists 4096, orb_probes 2, orb_neighbours 16) finds only a third to a half of
     the close descriptor pairs the flat scan finds, so it asks for orb_clustered_min_votes 4 instead of 8
     votes: with that, recall on the tuning set matched the flat scan but for one copy of 832.
-    The pixel stage (ORB alignments with orb_pixel_min_inliers 6 to 29 inliers, and the thumbnail search over
-    the pixel_candidates 8 works with the most similar windows when nothing else matched) accepts a pair when
-    the aligned thumbnails correlate >= 0.93 in layout and >= 0.6 in band-passed detail and the query covers
-    >= 40% of the stored picture (a crop of a quarter on every side shows 56%, less once flat margins are
-    trimmed). Closest distinct pair on the tuning set: correlation 0.845, detail 0.528 (a photo against a wood
-    texture), 0.88 of the thresholds. Leaving out the 10% most disagreeing pixels (to see past captions and
-    logos) found 5 more copies but brought a distinct pair to 0.96 of the thresholds, so it is not done.
+    The pixel stage (ORB alignments with orb_pixel_min_inliers 6 to 29 inliers, and, when nothing else
+    matched, the thumbnail search over the pixel_candidates 8 works with the most similar windows and the ORB
+    vote's candidates whose keypoints agreed on no transform) accepts a pair when the aligned thumbnails
+    correlate >= 0.93 in layout and >= 0.6 in band-passed detail and the query covers >= 30% of the stored
+    picture (a crop of an eighth on every side shows 56%; dark pictures lose more to trimming: 30-34% seen).
+    Closest distinct pair on the tuning set: correlation 0.845, detail 0.528 (a photo against a wood texture),
+    0.88 of the thresholds. Leaving out the 10% most disagreeing pixels (to see past captions and logos) found
+    5 more copies but brought a distinct pair to 0.96 of the thresholds, so it is not done.
     """
 
     def __init__(
@@ -364,7 +365,7 @@ class ImageIndex:
         pixel_candidates: int = 8,
         pixel_min_correlation: float = 0.93,
         pixel_min_detail: float = 0.6,
-        pixel_min_overlap: float = 0.4,
+        pixel_min_overlap: float = 0.3,
         window_cluster_at: int = WINDOW_CLUSTER_AT,
         window_lists: int = WINDOW_LISTS,
         window_probes: int = WINDOW_PROBES,
@@ -433,7 +434,7 @@ class ImageIndex:
                 hits.append((owner, "orb", 1.0 - similarity, similarity))
         agreeing = [(owner, a) for owner, a in self._pixels_under_weak_alignments(fp, alignments) if self._agrees(a)]
         if not hits and not agreeing:
-            agreeing = [(owner, a) for owner, a in self._pixel_search(fp) if self._agrees(a)]
+            agreeing = [(owner, a) for owner, a in self._pixel_search(fp, alignments) if self._agrees(a)]
         hits.extend((owner, "pixels", 1.0 - a.correlation, a.correlation) for owner, a in agreeing)
         best: dict[str, Match] = {}
         for owner, method, distance, similarity in hits:
@@ -449,7 +450,8 @@ class ImageIndex:
 
     def pixel_scores(self, fp: ImageFingerprint) -> list[tuple[str, PixelAgreement]]:
         """(work_id, agreement) for every pixel-search candidate and ORB alignment: for threshold tuning."""
-        checks = self._pixel_search(fp) + self._pixels_under_weak_alignments(fp, self._verified_orb_candidates(fp))
+        alignments = self._verified_orb_candidates(fp)
+        checks = self._pixel_search(fp, alignments) + self._pixels_under_weak_alignments(fp, alignments)
         return [(self._work_ids[owner], agreement) for owner, agreement in checks]
 
     def _pixels_under_weak_alignments(
@@ -475,16 +477,24 @@ class ImageIndex:
         # The lists only ever grow and fingerprints are immutable, so verification runs outside the lock.
         return [(owner, orb_alignment(fp, self._fingerprints[owner])) for owner in candidates]
 
-    def _pixel_search(self, fp: ImageFingerprint) -> list[tuple[int, PixelAgreement]]:
-        """Thumbnail alignment against the works whose windows look most like the query's (coarse layout)."""
+    def _pixel_search(
+        self, fp: ImageFingerprint, alignments: list[tuple[int, OrbAlignment]]
+    ) -> list[tuple[int, PixelAgreement]]:
+        """Thumbnail alignment against the works whose windows look most like the query's (coarse layout), and
+        against the ORB vote's candidates whose keypoints agreed on no transform to check pixels under.
+
+        Keypoints of smooth pictures and textures vote for the right work but rarely agree geometrically (few,
+        soft or repeated corners); the coarse windows miss a picture under a large caption or rotated.
+        """
         query = fp.grey_thumbnail
         if query is None:
             return []
         vectors = query_window_vectors(query)
         with self._lock:
             candidates = self._windows.nearest_owners(vectors, self.pixel_candidates, WINDOWS_PER_PICTURE)
+        voted = [owner for owner, alignment in alignments if alignment.inliers < self.orb_pixel_min_inliers]
         results = []
-        for owner in candidates:
+        for owner in dict.fromkeys(candidates + voted):
             stored = self._fingerprints[owner].grey_thumbnail
             results.append((owner, NO_AGREEMENT if stored is None else best_agreement(query, stored)))
         return results

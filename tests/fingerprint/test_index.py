@@ -327,3 +327,14 @@ def test_concurrent_adds_and_queries_are_consistent(
     assert index._orb.clustered == (cluster_at is not None)
     found = {m.work_id for m in index.query(fingerprints["astronaut"], limit=100)}
     assert found == {f"t{i}-astronaut" for i in range(3)}
+
+
+def test_pixel_search_also_measures_the_keypoint_votes_candidates(pictures: dict[str, Image.Image]) -> None:
+    """A work the ORB vote proposes is searched pixel by pixel even when its keypoints agree on no transform
+    and its windows do not rank (here: no window candidates, and keypoints never enough on their own)."""
+    index = ImageIndex(pixel_candidates=0, orb_min_inliers=10**6, orb_pixel_min_inliers=10**6)
+    for name in ROBUSTNESS_PICTURES:
+        index.add(name, fingerprint_image(encoded(pictures[name])))
+    for name in ("coffee", "chelsea"):
+        matches = index.query(fingerprint_image(edited_copy(pictures[name], "crop_centre")))
+        assert [(m.work_id, m.method) for m in matches] == [(name, "pixels")]
