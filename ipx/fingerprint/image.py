@@ -39,6 +39,9 @@ from ipx.fingerprint.pixels import grey_thumbnail
 
 DEFAULT_MAX_PIXELS = 100_000_000
 WORK_SIDE = 512
+# libjpeg scales by 1/2, 1/4 or 1/8 while decoding; a working copy down to 90% of WORK_SIDE is accepted when it
+# lets the decoder halve again (a 4000-px photo: 500 px at 1/8 instead of 1000 px at 1/4, then resized).
+JPEG_DRAFT_SLACK = 0.9
 MIN_SIDE = 16
 MAX_ASPECT_RATIO = 32
 ORB_FEATURES = 500
@@ -250,7 +253,7 @@ def decode_image(
     try:
         oriented_size = _oriented_size(image)
         if image.format == "JPEG":
-            scale = work_side / max(image.size)
+            scale = work_side * JPEG_DRAFT_SLACK / max(image.size)
             if scale < 1:
                 image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
         image.load()
@@ -372,16 +375,18 @@ def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def _uniform_run(lines: np.ndarray, colour: np.ndarray, tolerance: int, block: int = 32) -> int:
+def _uniform_run(lines: np.ndarray, colour: np.ndarray, tolerance: int) -> int:
     """How many lines, from the outside in, are (almost) entirely `colour` (within `tolerance` levels).
 
-    Scans a block at a time because most pictures have no border and stop at the first block.
+    Scans 4 lines, then blocks of 32: most pictures have no border and stop at the first few lines.
     """
-    for start in range(0, len(lines), block):
+    start, block = 0, 4
+    while start < len(lines):
         deviation = np.abs(lines[start : start + block].astype(np.int16) - colour).max(axis=2)
         is_border = (deviation <= tolerance).mean(axis=1) >= TRIM_COVERAGE
         if not is_border.all():
             return start + int(np.argmin(is_border))
+        start, block = start + block, 32
     return len(lines)
 
 

@@ -286,3 +286,11 @@ def test_a_page_margin_interrupted_by_a_header_bar_is_trimmed_once_the_bar_is_go
     page_colour, header_colour = np.array([244, 244, 246]), np.array([40, 44, 52])
     assert np.abs(trimmed[0].astype(int) - header_colour).max(axis=1).mean() > 16  # the header bar is gone
     assert np.abs(trimmed[:, 0].astype(int) - page_colour).max(axis=1).mean() > 16  # the picture's edge, not page
+
+
+def test_a_twelve_megapixel_jpeg_decodes_at_an_eighth_of_its_size() -> None:
+    """The working copy may be a little under 512 px when that lets libjpeg scale by 1/8 instead of 1/4."""
+    big = skimage_picture("coffee").resize((4000, 3000), Image.Resampling.BICUBIC)
+    fp = fingerprint_image(encoded(big, "JPEG", quality=90))
+    assert (fp.width, fp.height) == (4000, 3000)
+    assert (fp.work_width, fp.work_height) == (500, 375)
