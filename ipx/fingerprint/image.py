@@ -35,7 +35,7 @@ import pdqhash
 import scipy.fftpack
 from PIL import ExifTags, Image, ImageOps
 
-from ipx.fingerprint.pixels import grey_thumbnail
+from ipx.fingerprint.pixels import grey_thumbnail, trim_uniform_border
 
 DEFAULT_MAX_PIXELS = 100_000_000
 WORK_SIDE = 512
@@ -48,10 +48,6 @@ ORB_FEATURES = 500
 ORB_FAST_THRESHOLD = 5
 ORB_PRE_BLUR_SIGMA = 1.0
 CLAHE_CLIP = 2.0
-TRIM_TOLERANCE = 16
-TRIM_COVERAGE = 0.98
-TRIM_ROUNDS = 3
-TRIM_NESTED_TOLERANCE = 6
 LIGHT_ARTWORK_LEVEL = 200
 
 PDQ_BYTES = 32
@@ -341,53 +337,6 @@ def flatten_to_rgb(image: Image.Image) -> np.ndarray:
     mean_colour = (rgba[..., :3] * alpha).sum(axis=(0, 1)) / coverage if coverage else np.zeros(3)
     background = 0.0 if float(mean_colour.mean()) > LIGHT_ARTWORK_LEVEL else 255.0
     return np.round(rgba[..., :3] * alpha + background * (1.0 - alpha)).astype(np.uint8)
-
-
-def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
-    """Remove flat-colour margins (frames, page background) so the global hashes see the picture itself.
-
-    Margins nest: a white frame added around a picture that has black bands of its own must come off
-    down to where the original's own trim stops, or the copy and the original are framed differently; and
-    a page margin interrupted by a header bar only becomes uniform once the bar is gone. So trimming
-    repeats (at most TRIM_ROUNDS rounds), except on a side whose next margin has about the colour just
-    trimmed there: that is the picture's own dark or light content, which repeated trimming would eat.
-    Later rounds also ask for flatter margins (TRIM_NESTED_TOLERANCE): a frame or page is flat, the soft
-    content of a dark picture is not, and the first round has already taken any ordinary margin.
-    """
-    trimmed_colours: list[np.ndarray | None] = [None] * 4
-    tolerance = TRIM_TOLERANCE
-    for _ in range(TRIM_ROUNDS):
-        sides = (rgb, rgb[::-1], rgb.transpose(1, 0, 2), rgb.transpose(1, 0, 2)[::-1])
-        runs, colours = [], []
-        for lines, previous in zip(sides, trimmed_colours, strict=True):
-            colour = np.median(lines[0], axis=0).astype(np.int16)
-            same_margin_again = previous is not None and int(np.abs(colour - previous).max()) <= 2 * TRIM_TOLERANCE
-            run = 0 if same_margin_again else _uniform_run(lines, colour, tolerance)
-            runs.append(run)
-            colours.append(colour if run else None)
-        top, bottom, left, right = runs
-        height, width = rgb.shape[:2]
-        if not any(runs) or height - top - bottom < MIN_SIDE or width - left - right < MIN_SIDE:
-            break
-        rgb = np.ascontiguousarray(rgb[top : height - bottom, left : width - right])
-        trimmed_colours = colours
-        tolerance = TRIM_NESTED_TOLERANCE
-    return rgb
-
-
-def _uniform_run(lines: np.ndarray, colour: np.ndarray, tolerance: int) -> int:
-    """How many lines, from the outside in, are (almost) entirely `colour` (within `tolerance` levels).
-
-    Scans 4 lines, then blocks of 32: most pictures have no border and stop at the first few lines.
-    """
-    start, block = 0, 4
-    while start < len(lines):
-        deviation = np.abs(lines[start : start + block].astype(np.int16) - colour).max(axis=2)
-        is_border = (deviation <= tolerance).mean(axis=1) >= TRIM_COVERAGE
-        if not is_border.all():
-            return start + int(np.argmin(is_border))
-        start, block = start + block, 32
-    return len(lines)
 
 
 def pdq_dihedral(rgb: np.ndarray) -> tuple[list[bytes], int]:

@@ -329,9 +329,11 @@ class ImageIndex:
 
     Defaults were measured with bench/robustness.py on the tuning set (52 photos, 800 clip-art
     distractors, 16 edit families); each keeps zero false matches with a margin:
-    pdq_max_distance 48 (closest distinct pair 80 bits), orb_min_inliers 30 (the closest distinct pair
-    reached 23: a thin margin, so raise it before lowering it), min_quality 35 (PDQ quality below which
-    PDQ/pHash say nothing; ORB still works). pHash is off by default (phash_max_distance=None): distinct
+    pdq_max_distance 48 (closest distinct pair 74 bits), orb_min_inliers 30 (the closest distinct pair
+    reached 23: a thin margin, so raise it before lowering it), min_quality 20 (PDQ quality below which
+    PDQ/pHash say nothing; ORB still works. Flat pictures hash from faint gradients: at 35 the closest
+    distinct pair was 80 bits apart, at 20 it is 74, and a brightened wood photo and a stretched texture are
+    found; below 20 nothing more was found). pHash is off by default (phash_max_distance=None): distinct
     pairs came within 8 of 64 bits and it added no recall.
     The clustered vote (orb_lists 4096, orb_probes 2, orb_neighbours 16) finds only a third to a half of
     the close descriptor pairs the flat scan finds, so it asks for orb_clustered_min_votes 4 instead of 8
@@ -350,7 +352,7 @@ class ImageIndex:
         self,
         *,
         pdq_max_distance: int = 48,
-        min_quality: int = 35,
+        min_quality: int = 20,
         phash_max_distance: int | None = None,
         orb_vote_distance: int = 40,
         orb_min_votes: int = 8,

@@ -26,13 +26,16 @@ SEARCH_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6)
 # Windows as (left, top, width, height), fractions of the picture.
 STORED_WINDOWS = ((0.0, 0.0, 1.0, 1.0), *((x, y, 0.75, 0.75) for x in (0, 0.125, 0.25) for y in (0, 0.125, 0.25)))
 _STRIP_WIDTHS = (0.5, 0.6, 0.7, 0.8)
-QUERY_WINDOWS = (
-    (0.0, 0.0, 1.0, 1.0),
-    *((x, y, 0.6, 0.6) for x in (0, 0.2, 0.4) for y in (0, 0.2, 0.4)),
+STRIP_WINDOWS = (
     *((0.0, 0.0, f, 1.0) for f in _STRIP_WIDTHS),
     *((1.0 - f, 0.0, f, 1.0) for f in _STRIP_WIDTHS),
     *((0.0, 0.0, 1.0, f) for f in _STRIP_WIDTHS),
     *((0.0, 1.0 - f, 1.0, f) for f in _STRIP_WIDTHS),
+)
+QUERY_WINDOWS = (
+    (0.0, 0.0, 1.0, 1.0),
+    *((x, y, 0.6, 0.6) for x in (0, 0.2, 0.4) for y in (0, 0.2, 0.4)),
+    *STRIP_WINDOWS,
 )
 DETAIL_SIGMAS = (1.0, 4.0)
 MIN_TEMPLATE_SIDE = 8
@@ -40,6 +43,11 @@ ALIGNMENTS_TRIED = 3
 REFINE_MIN_SIDE = 12
 REFINE_ITERATIONS = 40
 REFINE_MAX_ANISOTROPY = 1.15
+TRIM_TOLERANCE = 16
+TRIM_COVERAGE = 0.98
+TRIM_ROUNDS = 3
+TRIM_NESTED_TOLERANCE = 6
+TRIM_MIN_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,53 @@ class PixelAgreement:
 
 
 NO_AGREEMENT = PixelAgreement(-1.0, -1.0, 0.0)
+
+
+def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
+    """Remove flat-colour margins (frames, page background) so the global hashes see the picture itself.
+
+    Margins nest: a white frame added around a picture that has black bands of its own must come off
+    down to where the original's own trim stops, or the copy and the original are framed differently; and
+    a page margin interrupted by a header bar only becomes uniform once the bar is gone. So trimming
+    repeats (at most TRIM_ROUNDS rounds), except on a side whose next margin has about the colour just
+    trimmed there: that is the picture's own dark or light content, which repeated trimming would eat.
+    Later rounds also ask for flatter margins (TRIM_NESTED_TOLERANCE): a frame or page is flat, the soft
+    content of a dark picture is not, and the first round has already taken any ordinary margin.
+    """
+    trimmed_colours: list[np.ndarray | None] = [None] * 4
+    tolerance = TRIM_TOLERANCE
+    for _ in range(TRIM_ROUNDS):
+        sides = (rgb, rgb[::-1], rgb.transpose(1, 0, 2), rgb.transpose(1, 0, 2)[::-1])
+        runs, colours = [], []
+        for lines, previous in zip(sides, trimmed_colours, strict=True):
+            colour = np.median(lines[0], axis=0).astype(np.int16)
+            same_margin_again = previous is not None and int(np.abs(colour - previous).max()) <= 2 * TRIM_TOLERANCE
+            run = 0 if same_margin_again else _uniform_run(lines, colour, tolerance)
+            runs.append(run)
+            colours.append(colour if run else None)
+        top, bottom, left, right = runs
+        height, width = rgb.shape[:2]
+        if not any(runs) or height - top - bottom < TRIM_MIN_SIDE or width - left - right < TRIM_MIN_SIDE:
+            break
+        rgb = np.ascontiguousarray(rgb[top : height - bottom, left : width - right])
+        trimmed_colours = colours
+        tolerance = TRIM_NESTED_TOLERANCE
+    return rgb
+
+
+def _uniform_run(lines: np.ndarray, colour: np.ndarray, tolerance: int) -> int:
+    """How many lines, from the outside in, are (almost) entirely `colour` (within `tolerance` levels).
+
+    Scans 4 lines, then blocks of 32: most pictures have no border and stop at the first few lines.
+    """
+    start, block = 0, 4
+    while start < len(lines):
+        deviation = np.abs(lines[start : start + block].astype(np.int16) - colour).max(axis=2)
+        is_border = (deviation <= tolerance).mean(axis=1) >= TRIM_COVERAGE
+        if not is_border.all():
+            return start + int(np.argmin(is_border))
+        start, block = start + block, 32
+    return len(lines)
 
 
 def grey_thumbnail(rgb: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
@@ -83,12 +138,16 @@ def _tiny_vector(grey: np.ndarray) -> np.ndarray:
     return vector / norm if norm > 1e-6 else vector
 
 
-def _windows(grey: np.ndarray, windows: tuple[tuple[float, float, float, float], ...]) -> np.ndarray:
+def _windows(
+    grey: np.ndarray, windows: tuple[tuple[float, float, float, float], ...], *, trimmed: bool = False
+) -> np.ndarray:
     height, width = grey.shape
     vectors = []
     for x, y, window_width, window_height in windows:
         top, left = int(y * height), int(x * width)
         window = grey[top : top + max(1, int(window_height * height)), left : left + max(1, int(window_width * width))]
+        if trimmed:
+            window = trim_uniform_border(window[..., None])[..., 0]
         vectors.append(_tiny_vector(window))
     return np.stack(vectors)
 
@@ -99,10 +158,17 @@ def stored_window_vectors(thumbnail: np.ndarray) -> np.ndarray:
 
 
 def query_window_vectors(thumbnail: np.ndarray) -> np.ndarray:
-    """(27, 64) float32: the whole query, its mirror image, nine 60% windows and sixteen full-height or
-    full-width strips (a picture pasted in a page sits beside or above the page's text once margins are trimmed).
+    """(43, 64) float32: the whole query, its mirror image, nine 60% windows and sixteen full-height or
+    full-width strips (a picture pasted in a page sits beside or above the page's text once margins are trimmed),
+    the strips again with their own flat margins trimmed (the picture's own dark bands, which the page kept).
     """
-    return np.concatenate([_windows(thumbnail, QUERY_WINDOWS), _windows(thumbnail[:, ::-1], STORED_WINDOWS[:1])])
+    return np.concatenate(
+        [
+            _windows(thumbnail, QUERY_WINDOWS),
+            _windows(thumbnail[:, ::-1], STORED_WINDOWS[:1]),
+            _windows(thumbnail, STRIP_WINDOWS, trimmed=True),
+        ]
+    )
 
 
 def aligned_agreement(query: np.ndarray, stored: np.ndarray, transform: np.ndarray) -> PixelAgreement:

@@ -22,8 +22,8 @@ from ipx.fingerprint.image import (
     fingerprint_image,
     pdq_dihedral,
     phash_dihedral,
-    trim_uniform_border,
 )
+from ipx.fingerprint.pixels import trim_uniform_border
 from tests.fingerprint.pictures import encoded, skimage_picture
 
 VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
