@@ -339,13 +339,15 @@ class ImageIndex:
     the close descriptor pairs the flat scan finds, so it asks for orb_clustered_min_votes 4 instead of 8
     votes: with that, recall on the tuning set matched the flat scan but for one copy of 832.
     The pixel stage (ORB alignments with orb_pixel_min_inliers 6 to 29 inliers, and, when nothing else
-    matched, the thumbnail search over the pixel_candidates 8 works with the most similar windows and the ORB
+    matched, the thumbnail search over the pixel_candidates 16 works with the most similar windows and the ORB
     vote's candidates whose keypoints agreed on no transform) accepts a pair when the aligned thumbnails
     correlate >= 0.93 in layout and >= 0.6 in band-passed detail and the query covers >= 30% of the stored
     picture (a crop of an eighth on every side shows 56%; dark pictures lose more to trimming: 30-34% seen).
-    Closest distinct pair on the tuning set: correlation 0.845, detail 0.528 (a photo against a wood texture),
-    0.88 of the thresholds. Leaving out the 10% most disagreeing pixels (to see past captions and logos) found
-    5 more copies but brought a distinct pair to 0.96 of the thresholds, so it is not done.
+    16 candidates instead of 8 found 2 more copies (their originals ranked 9th and 14th) for about 6 ms per
+    extra candidate. Closest distinct pair on the tuning set: correlation 0.861, detail 0.603 (a wood texture
+    pasted in a page against a clip-art), 0.93 of the thresholds. Leaving out the 10% most disagreeing pixels
+    (to see past captions and logos) found 5 more copies but brought a distinct pair to 0.96 of the
+    thresholds, so it is not done.
     """
 
     def __init__(
@@ -364,7 +366,7 @@ class ImageIndex:
         orb_probes: int = ORB_PROBES,
         orb_neighbours: int = ORB_NEIGHBOURS,
         orb_pixel_min_inliers: int = 6,
-        pixel_candidates: int = 8,
+        pixel_candidates: int = 16,
         pixel_min_correlation: float = 0.93,
         pixel_min_detail: float = 0.6,
         pixel_min_overlap: float = 0.3,

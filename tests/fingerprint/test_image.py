@@ -288,6 +288,15 @@ def test_a_page_margin_interrupted_by_a_header_bar_is_trimmed_once_the_bar_is_go
     assert np.abs(trimmed[:, 0].astype(int) - page_colour).max(axis=1).mean() > 16  # the picture's edge, not page
 
 
+def test_the_faint_content_of_a_dark_picture_is_not_taken_for_margin() -> None:
+    """A frame is flat to a few levels; the soft glow of a dark wallpaper (levels 0-12) is not, and must stay."""
+    y, x = np.mgrid[0:300, 0:400].astype(np.float32)
+    glow = 2 + 12 * (0.5 + 0.5 * np.sin((x + y) / 25))  # diagonal soft bands: no line is flat
+    glow[100:200, 250:300] = 220  # the one bright shape, far from every edge
+    dark = np.repeat(np.round(glow).astype(np.uint8)[..., None], 3, axis=2)
+    assert trim_uniform_border(dark).shape == dark.shape
+
+
 def test_a_twelve_megapixel_jpeg_decodes_at_an_eighth_of_its_size() -> None:
     """The working copy may be a little under 512 px when that lets libjpeg scale by 1/8 instead of 1/4."""
     big = skimage_picture("coffee").resize((4000, 3000), Image.Resampling.BICUBIC)
