@@ -15,9 +15,9 @@ Complementary signals, because no single one survives every ordinary edit:
 * A 128-pixel grey thumbnail lets the index align and compare the pictures themselves when the
   keypoints fail (smooth gradients, soft shapes, stripes, wood grain: see ipx/fingerprint/pixels.py).
 
-Uniform borders are trimmed before hashing so that an added frame or a plain page margin does not move
-the global hashes. Everything is computed on a reduced working copy (longer side 512 px) decoded in
-JPEG draft mode: the hashes do not need more detail and decoding stays cheap and bounded.
+Uniform borders are trimmed before hashing (pixels.trim_uniform_border) so that an added frame or a plain
+page margin does not move the global hashes. Everything is computed on a reduced working copy (longer side
+512 px) decoded in JPEG draft mode: the hashes do not need more detail and decoding stays cheap and bounded.
 """
 
 from __future__ import annotations

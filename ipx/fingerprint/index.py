@@ -329,11 +329,11 @@ class ImageIndex:
 
     Defaults were measured with bench/robustness.py on the tuning set (52 photos, 800 clip-art
     distractors, 16 edit families); each keeps zero false matches with a margin:
-    pdq_max_distance 48 (closest distinct pair 74 bits), orb_min_inliers 30 (the closest distinct pair
-    reached 23: a thin margin, so raise it before lowering it), min_quality 20 (PDQ quality below which
-    PDQ/pHash say nothing; ORB still works. Flat pictures hash from faint gradients: at 35 the closest
-    distinct pair was 80 bits apart, at 20 it is 74, and a brightened wood photo and a stretched texture are
-    found; below 20 nothing more was found). pHash is off by default (phash_max_distance=None): distinct
+    pdq_max_distance 48 (closest distinct pair 78 bits), orb_min_inliers 30 (the closest distinct pair
+    reached 22 to 24 inliers from run to run: a thin margin, so raise it before lowering it), min_quality 20
+    (PDQ quality below which PDQ/pHash say nothing; ORB still works. Flat pictures hash from faint gradients:
+    lowering it from 35 found a brightened wood photo and a stretched texture and cost 2 to 6 bits of the PDQ
+    margin; below 20 nothing more was found). pHash is off by default (phash_max_distance=None): distinct
     pairs came within 8 of 64 bits and it added no recall.
     The clustered vote (orb_lists 4096, orb_probes 2, orb_neighbours 16) finds only a third to a half of
     the close descriptor pairs the flat scan finds, so it asks for orb_clustered_min_votes 4 instead of 8

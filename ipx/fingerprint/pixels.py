@@ -10,6 +10,9 @@ is what keeps such pairs apart (bench/robustness.py reports the closest distinct
 
 Candidates come from `stored_window_vectors`/`query_window_vectors`: 8x8 normalised "tiny images" of
 windows of each picture, so a crop of a registered picture lands near one of its windows.
+
+Border trimming lives here too: every fingerprint starts from the trimmed picture, and query windows are
+trimmed again the same way.
 """
 
 from __future__ import annotations
