@@ -339,13 +339,15 @@ class ImageIndex:
     the close descriptor pairs the flat scan finds, so it asks for orb_clustered_min_votes 4 instead of 8
     votes: with that, recall on the tuning set matched the flat scan but for one copy of 832.
     The pixel stage (ORB alignments with orb_pixel_min_inliers 6 to 29 inliers, and, when nothing else
-    matched, the thumbnail search over the pixel_candidates 16 works with the most similar windows and the ORB
-    vote's candidates whose keypoints agreed on no transform) accepts a pair when the aligned thumbnails
-    correlate >= 0.93 in layout and >= 0.6 in band-passed detail and the query covers >= 30% of the stored
-    picture (a crop of an eighth on every side shows 56%; dark pictures lose more to trimming: 30-34% seen).
-    16 candidates instead of 8 found 2 more copies (their originals ranked 9th and 14th) for about 6 ms per
-    extra candidate. Closest distinct pair on the tuning set: correlation 0.861, detail 0.603 (a wood texture
-    pasted in a page against a clip-art), 0.93 of the thresholds. Leaving out the 10% most disagreeing pixels
+    matched, the thumbnail search over at most pixel_candidates 16 works: the ORB vote's candidates whose
+    keypoints agreed on no transform, then those with the most similar windows) accepts a pair when the
+    aligned thumbnails correlate >= 0.93 in layout and >= 0.6 in band-passed detail and the query covers
+    >= 30% of the stored picture (a crop of an eighth on every side shows 56%; dark pictures lose more to
+    trimming: 30-34% seen). Each candidate costs about 6 ms, so a picture that matches nothing pays up to
+    ~100 ms here (the vote's candidates plus 8 windows found one copy fewer; plus 16 windows, up to 24 in all,
+    one more).
+    Closest distinct pair on the tuning set: correlation 0.843, detail 0.614 (a clip-art against a soft
+    wallpaper), 0.91 of the thresholds. Leaving out the 10% most disagreeing pixels
     (to see past captions and logos) found 5 more copies but brought a distinct pair to 0.96 of the
     thresholds, so it is not done.
     """
@@ -484,8 +486,9 @@ class ImageIndex:
     def _pixel_search(
         self, fp: ImageFingerprint, alignments: list[tuple[int, OrbAlignment]]
     ) -> list[tuple[int, PixelAgreement]]:
-        """Thumbnail alignment against the works whose windows look most like the query's (coarse layout), and
-        against the ORB vote's candidates whose keypoints agreed on no transform to check pixels under.
+        """Thumbnail alignment against at most pixel_candidates works: first the ORB vote's candidates whose
+        keypoints agreed on no transform to check pixels under, then those whose windows look most like the
+        query's (coarse layout).
 
         Keypoints of smooth pictures and textures vote for the right work but rarely agree geometrically (few,
         soft or repeated corners); the coarse windows miss a picture under a large caption or rotated.
@@ -498,7 +501,7 @@ class ImageIndex:
             candidates = self._windows.nearest_owners(vectors, self.pixel_candidates, WINDOWS_PER_PICTURE)
         voted = [owner for owner, alignment in alignments if alignment.inliers < self.orb_pixel_min_inliers]
         results = []
-        for owner in dict.fromkeys(candidates + voted):
+        for owner in list(dict.fromkeys(voted + candidates))[: self.pixel_candidates]:
             stored = self._fingerprints[owner].grey_thumbnail
             results.append((owner, NO_AGREEMENT if stored is None else best_agreement(query, stored)))
         return results

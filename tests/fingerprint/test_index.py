@@ -329,12 +329,15 @@ def test_concurrent_adds_and_queries_are_consistent(
     assert found == {f"t{i}-astronaut" for i in range(3)}
 
 
-def test_pixel_search_also_measures_the_keypoint_votes_candidates(pictures: dict[str, Image.Image]) -> None:
+def test_pixel_search_also_measures_the_keypoint_votes_candidates(
+    pictures: dict[str, Image.Image], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A work the ORB vote proposes is searched pixel by pixel even when its keypoints agree on no transform
-    and its windows do not rank (here: no window candidates, and keypoints never enough on their own)."""
-    index = ImageIndex(pixel_candidates=0, orb_min_inliers=10**6, orb_pixel_min_inliers=10**6)
+    and its windows do not rank (here: the window table answers nothing, keypoints never count on their own)."""
+    index = ImageIndex(orb_min_inliers=10**6, orb_pixel_min_inliers=10**6)
     for name in ROBUSTNESS_PICTURES:
         index.add(name, fingerprint_image(encoded(pictures[name])))
+    monkeypatch.setattr(index._windows, "nearest_owners", lambda *_args: [])
     for name in ("coffee", "chelsea"):
         matches = index.query(fingerprint_image(edited_copy(pictures[name], "crop_centre")))
         assert [(m.work_id, m.method) for m in matches] == [(name, "pixels")]
