@@ -141,6 +141,21 @@ def blobs_sweep(grace_seconds: Annotated[int | None, typer.Option()] = None) -> 
     typer.echo(f"removed {len(removed)} orphaned blob(s)")
 
 
+def _registry_context():  # type: ignore[no-untyped-def]
+    """The registry's collaborators as the server builds them, for commands that read works and their files."""
+    from ipx.blobs import open_blob_store
+    from ipx.fingerprint.engine import FingerprintEngine
+    from ipx.registry.service import RegistryContext
+
+    settings = get_settings()
+    return RegistryContext(
+        blobs=open_blob_store(settings.resolved_blob_url, endpoint_url=settings.s3_endpoint_url,
+                              region=settings.s3_region),
+        key_dir=settings.resolved_key_dir, public_url=settings.public_url.rstrip("/"),
+        fingerprints=FingerprintEngine(max_image_pixels=settings.max_image_pixels),
+    )
+
+
 @app.command()
 def scan(
     folder: Annotated[Path, typer.Argument(help="Folder of files to check against the registry.", exists=True)],
@@ -150,21 +165,13 @@ def scan(
     import csv
     import hashlib
 
-    from ipx.blobs import open_blob_store
     from ipx.db import transaction
     from ipx.errors import IPXError
-    from ipx.fingerprint.engine import FingerprintEngine
     from ipx.registry import service
-    from ipx.registry.service import RegistryContext, Upload
+    from ipx.registry.service import Upload
 
-    settings = get_settings()
     factory = _session_factory()
-    ctx = RegistryContext(
-        blobs=open_blob_store(settings.resolved_blob_url, endpoint_url=settings.s3_endpoint_url,
-                              region=settings.s3_region),
-        key_dir=settings.resolved_key_dir, public_url=settings.public_url.rstrip("/"),
-        fingerprints=FingerprintEngine(max_image_pixels=settings.max_image_pixels),
-    )
+    ctx = _registry_context()
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     matched = 0
     with out.open("w", newline="") as report, typer.progressbar(files, label="Scanning") as progress:
@@ -191,6 +198,24 @@ def scan(
                     f"{ctx.public_url}/works/{match.work.id}",
                 ])
     typer.echo(f"{matched} of {len(files)} files match registered works; report: {out}")
+
+
+@app.command()
+def refingerprint() -> None:
+    """Recompute every registered work's index fingerprints from its stored file; restart the server after."""
+    from ipx.db import transaction
+    from ipx.registry import service
+
+    with transaction(_session_factory()) as session:
+        report = service.refingerprint_works(session, _registry_context())
+    for work_id, why in report.failed:
+        typer.echo(f"not recomputed: {work_id}: {why}", err=True)
+    typer.echo(
+        f"{len(report.updated)} work(s) re-fingerprinted, {report.unchanged} unchanged, {len(report.failed)} failed; "
+        "restart IPX so every worker rebuilds its index"
+    )
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

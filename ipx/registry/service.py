@@ -18,7 +18,7 @@ from ipx.accounts.service import Principal
 from ipx.audit import service as audit_service
 from ipx.blobs import BlobStore
 from ipx.db import utcnow
-from ipx.errors import Conflict, InvalidInput, NotFound
+from ipx.errors import Conflict, InvalidInput, IPXError, NotFound
 from ipx.fingerprint.engine import ComputedFingerprints, FingerprintEngine
 from ipx.registry import evidence, keys, log, media, signing
 from ipx.registry.models import PriorMatch, Work, WorkFingerprint
@@ -237,6 +237,50 @@ def match_upload(session: Session, upload: Upload, ctx: RegistryContext) -> Uplo
     return UploadMatches(
         media_type, computed, [m for m in matches if m.method == "sha256"], [m for m in matches if m.method != "sha256"]
     )
+
+
+@dataclass(frozen=True)
+class RefingerprintReport:
+    updated: list[str]
+    unchanged: int
+    failed: list[tuple[str, str]]  # (work id, why)
+
+
+def refingerprint_works(session: Session, ctx: RegistryContext) -> RefingerprintReport:
+    """Recompute every work's stored index fingerprints from its file, in registration order.
+
+    For after a change to the fingerprint algorithms (trimming, say): a copy is fingerprinted the new way,
+    so the registered originals must be too. Workers rebuild their indexes from these rows at start-up, so
+    restart them afterwards. The signed statements are not touched: the hashes they hold were computed from
+    the file at registration and stay true of it.
+    """
+    updated: list[str] = []
+    unchanged = 0
+    failed: list[tuple[str, str]] = []
+    for work in session.scalars(select(Work).order_by(Work.log_index)):
+        try:
+            computed = ctx.fingerprints.compute(ctx.blobs.read(work.sha256), work.media_type)
+        except FileNotFoundError:
+            failed.append((work.id, "its file is not in the blob store"))
+            continue
+        except IPXError as exc:
+            failed.append((work.id, exc.detail))
+            continue
+        rows = session.scalars(select(WorkFingerprint).where(WorkFingerprint.work_id == work.id))
+        stored = {row.kind: row for row in rows}
+        if {kind: row.data for kind, row in stored.items()} == computed.stored:
+            unchanged += 1
+            continue
+        for kind, row in stored.items():
+            if kind not in computed.stored:
+                session.delete(row)
+        for kind, data in computed.stored.items():
+            if kind in stored:
+                stored[kind].data = data
+            else:
+                session.add(WorkFingerprint(work_id=work.id, kind=kind, data=data, seq=work.log_index))
+        updated.append(work.id)
+    return RefingerprintReport(updated, unchanged, failed)
 
 
 def get_work(session: Session, work_id: str) -> Work:
