@@ -26,6 +26,7 @@ import io
 import math
 import struct
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,10 +218,15 @@ def fingerprint_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
     """Decode an uploaded image safely and compute all its fingerprints."""
     rgb, (width, height) = decode_image(data, max_pixels=max_pixels)
     rgb = trim_uniform_border(rgb)
-    pdq_hashes, quality = pdq_dihedral(rgb)
-    grey = orb_ready_grey(rgb)
-    (points, descriptors), (mirror_points, mirror_descriptors) = orb_features(grey)
-    thumbnail = grey_thumbnail(rgb)
+    # ORB, the costliest step after decoding, holds no GIL: run it beside the hashes. Measured on a 12-MP JPEG:
+    # 20 -> 16 ms for the steps after decoding. A thread per call, not a shared pool, so that forked processes
+    # (benchmarks, servers) never inherit a pool whose threads they do not have.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipx-orb") as beside:
+        keypoints = beside.submit(lambda: orb_features(orb_ready_grey(rgb)))
+        pdq_hashes, quality = pdq_dihedral(rgb)
+        phash = phash_dihedral(rgb)
+        thumbnail = grey_thumbnail(rgb)
+        (points, descriptors), (mirror_points, mirror_descriptors) = keypoints.result()
     return ImageFingerprint(
         width=width,
         height=height,
@@ -228,7 +234,7 @@ def fingerprint_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
         work_height=rgb.shape[0],
         pdq=b"".join(pdq_hashes),
         pdq_quality=quality,
-        phash=b"".join(phash_dihedral(rgb)),
+        phash=b"".join(phash),
         orb_count=len(points),
         orb_points=np.concatenate([points, mirror_points]).astype(np.float32).tobytes(),
         orb_descriptors=np.concatenate([descriptors, mirror_descriptors]).astype(np.uint8).tobytes(),
@@ -249,6 +255,9 @@ def decode_image(
     try:
         oriented_size = _oriented_size(image)
         if image.format == "JPEG":
+            # One read of the whole (in-memory) file: fed in Pillow's 64 KB blocks, libjpeg suspends at every
+            # block's end and decodes the interrupted MCU row again (about 1 ms of a 12-megapixel photo).
+            image.decodermaxblock = len(data)
             scale = work_side * JPEG_DRAFT_SLACK / max(image.size)
             if scale < 1:
                 image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
@@ -345,33 +354,34 @@ def pdq_dihedral(rgb: np.ndarray) -> tuple[list[bytes], int]:
     return [np.packbits(np.asarray(v, dtype=np.uint8)).tobytes() for v in vectors], int(quality)
 
 
-def phash_dihedral(rgb: np.ndarray) -> list[bytes]:
+def phash_dihedral(pixels: np.ndarray) -> list[bytes]:
     """imagehash.phash (8x8 from a 32x32 DCT, median threshold) of all 8 rotations/flips.
 
-    Variant 0 equals imagehash.phash exactly; the others transform the 32x32 thumbnail, which equals
-    hashing the rotated picture up to resampling rounding, at a fraction of the cost.
+    Variant 0 equals imagehash.phash exactly; the others are the hashes of the 32x32 thumbnail rotated or
+    flipped, which equals hashing the rotated picture up to resampling rounding, at a fraction of the cost.
     """
-    grey = Image.fromarray(rgb).convert("L").resize((32, 32), Image.Resampling.LANCZOS)
-    pixels = np.asarray(grey)
-    hashes = []
-    for variant in _dihedral_variants(pixels):
-        dct = scipy.fftpack.dct(scipy.fftpack.dct(variant, axis=0), axis=1)
-        low = dct[:8, :8]
-        hashes.append(np.packbits(low > np.median(low)).tobytes())
-    return hashes
+    thumbnail = Image.fromarray(pixels).convert("L").resize((32, 32), Image.Resampling.LANCZOS)
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(np.asarray(thumbnail), axis=0), axis=1)
+    return [np.packbits(low > np.median(low)).tobytes() for low in dihedral_dct_blocks(dct[:8, :8])]
 
 
-def _dihedral_variants(pixels: np.ndarray) -> list[np.ndarray]:
-    """The 8 rotations/flips, in pdqhash.compute_dihedral order."""
+def dihedral_dct_blocks(low: np.ndarray) -> list[np.ndarray]:
+    """The low-frequency DCT-II block of each rotation/flip of a picture (pdqhash.compute_dihedral order),
+    from the picture's own block: reversing the rows or columns multiplies frequency k by (-1)^k, transposing
+    the picture transposes the block. One DCT instead of eight.
+    """
+    signs = (-1.0) ** np.arange(low.shape[0])
+    rows_reversed, columns_reversed = low * signs[:, None], low * signs[None, :]
+    both_reversed = rows_reversed * signs[None, :]
     return [
-        pixels,
-        np.rot90(pixels, 1),
-        np.rot90(pixels, 2),
-        np.rot90(pixels, 3),
-        pixels[::-1, :],
-        pixels[:, ::-1],
-        pixels.T,
-        np.rot90(pixels, 2).T,
+        low,
+        columns_reversed.T,  # rotated 90 degrees counter-clockwise: columns reversed, then transposed
+        both_reversed,
+        rows_reversed.T,
+        rows_reversed,
+        columns_reversed,
+        low.T,
+        both_reversed.T,
     ]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.fftpack
 from PIL import Image, ImageOps
 
 from ipx.fingerprint.image import (
@@ -19,6 +20,7 @@ from ipx.fingerprint.image import (
     ImageTooLarge,
     UndecodableImage,
     UnsuitableImage,
+    dihedral_dct_blocks,
     fingerprint_image,
     pdq_dihedral,
     phash_dihedral,
@@ -96,6 +98,20 @@ def test_phash_matches_imagehash_outputs_on_every_vector_image() -> None:
         image = Image.open(IMAGEHASH_VECTORS / result["image"])
         pixels = np.asarray(image.convert("L").convert("RGB"))
         assert phash_dihedral(pixels)[0].hex() == result["phash"], result["image"]
+
+
+def test_dihedral_dct_blocks_equal_the_blocks_of_the_rotated_and_flipped_pictures() -> None:
+    pixels = np.random.default_rng(0).random((32, 32))
+    in_pdq_order = [
+        pixels, np.rot90(pixels, 1), np.rot90(pixels, 2), np.rot90(pixels, 3),
+        pixels[::-1, :], pixels[:, ::-1], pixels.T, np.rot90(pixels, 2).T,
+    ]  # fmt: skip
+
+    def low_block(picture: np.ndarray) -> np.ndarray:
+        return scipy.fftpack.dct(scipy.fftpack.dct(picture, axis=0), axis=1)[:8, :8]
+
+    for block, picture in zip(dihedral_dct_blocks(low_block(pixels)), in_pdq_order, strict=True):
+        np.testing.assert_allclose(block, low_block(picture), atol=1e-9)
 
 
 def test_phash_variants_are_hashes_of_the_rotated_picture() -> None:
