@@ -552,7 +552,7 @@ def _checked(check: Callable[[int], Checked], owners: Sequence[int]) -> list[tup
     """(owner, `check` of it) for each candidate, in order, on up to CHECK_THREADS threads.
 
     The checks (descriptor matching, template search, ECC) are OpenCV calls that release the GIL, so a query
-    with many candidates uses every core: measured 87 -> 60 ms for 16 pixel checks on 2 cores. A pool per
+    with many candidates uses every core: 16 pixel checks took 92-94 ms instead of 112-121 on 2 cores. A pool per
     query, not a shared one, so forked processes never inherit a pool whose threads they do not have.
     """
     if len(owners) < 2 or CHECK_THREADS < 2:
