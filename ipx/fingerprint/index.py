@@ -64,6 +64,7 @@ WINDOW_LISTS = 1024
 WINDOW_PROBES = 16
 WINDOW_TRAINING_PER_LIST = 20
 CHECK_THREADS = min(4, os.cpu_count() or 1)
+SLICED_SEARCH_MIN_ROWS = 32
 Checked = TypeVar("Checked")
 
 
@@ -98,6 +99,29 @@ def _single_threaded_faiss() -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(previous)
+
+
+def _sliced_search(
+    index: faiss.Index | faiss.IndexBinary, queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`index.search(queries, k)`, the query rows split into CHECK_THREADS slices searched on as many threads.
+
+    The ORB vote's 1,000 descriptors scan about 24 million stored codes at 100k images (80-97 ms on one core).
+    FAISS's own OpenMP fan-out would use every core too, but stalls once the host is busy (see
+    _single_threaded_faiss); plain threads, each searching single-threaded, do not. FAISS releases the GIL and
+    answers each query row on its own, so the result is the same as one search.
+    """
+
+    def search(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with _single_threaded_faiss():
+            return index.search(rows, k)
+
+    slices = [rows for rows in np.array_split(queries, CHECK_THREADS) if len(rows)]
+    if len(queries) < SLICED_SEARCH_MIN_ROWS or len(slices) < 2:
+        return search(queries)
+    with ThreadPoolExecutor(len(slices), thread_name_prefix="ipx-search") as pool:
+        parts = list(pool.map(search, slices))
+    return np.concatenate([d for d, _ in parts]), np.concatenate([r for _, r in parts])
 
 
 class HammingTable:
@@ -167,8 +191,7 @@ class ClusteredHammingTable(HammingTable):
         """(query row, owner, distance) with distance <= max_distance; once clustered, approximate and capped."""
         if not self.clustered or not len(queries) or max_distance < 0:
             return super().within(queries, max_distance)
-        with _single_threaded_faiss():
-            distances, rows = self._index.search(np.ascontiguousarray(queries, dtype=np.uint8), self._neighbours)
+        distances, rows = _sliced_search(self._index, np.ascontiguousarray(queries, dtype=np.uint8), self._neighbours)
         close = (rows >= 0) & (distances <= max_distance)
         owners = np.frombuffer(self._owners, dtype=np.int64)[rows[close]]
         return np.nonzero(close)[0], owners, distances[close].astype(np.int64)
@@ -218,8 +241,7 @@ class WindowTable:
         if not len(self) or count < 1:
             return []
         depth = min(len(self), count * per_owner)
-        with _single_threaded_faiss():
-            similarities, rows = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), depth)
+        similarities, rows = _sliced_search(self._index, np.ascontiguousarray(queries, dtype=np.float32), depth)
         found = rows >= 0
         owners = np.frombuffer(self._owners, dtype=np.int64)[rows[found]]  # indexing copies: no view escapes
         ranked = sorted(closest_per_owner(owners, -similarities[found]).items(), key=lambda item: (item[1], item[0]))

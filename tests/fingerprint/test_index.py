@@ -9,6 +9,7 @@ import pytest
 from _edits import EDITS, edited_copy
 from PIL import Image, ImageDraw
 
+from ipx.fingerprint import index as index_module
 from ipx.fingerprint.image import ImageFingerprint, fingerprint_image
 from ipx.fingerprint.index import (
     PDQ_BITS,
@@ -97,6 +98,30 @@ def test_clustered_table_keeps_only_the_nearest_codes_per_query() -> None:
     assert rows.tolist() == [0, 0, 0]
     assert sorted(distances.tolist()) == sorted(popcount_distances(base[None, :], codes)[0])[:3]
     assert (popcount_distances(base[None, :], codes[owners])[0] == distances).all()
+
+
+def test_searches_split_over_threads_answer_as_one_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many query rows are searched in slices on several threads; the answer must not depend on it."""
+    rng = np.random.default_rng(9)
+    codes = rng.integers(0, 256, (2000, 32), dtype=np.uint8)
+    binary = ClusteredHammingTable(256, cluster_at=500, lists=16, probes=4, neighbours=5)
+    binary.add(codes, np.arange(len(codes)) // 4)
+    vectors = WindowTable(64, cluster_at=1000, lists=16, probes=4)
+    for owner in range(200):
+        vectors.add(unit_rows(rng, 10), owner)
+    code_queries = codes[:100] ^ np.packbits(rng.random((100, 256)) < 0.1, axis=1)
+    vector_queries = unit_rows(rng, 43)
+    answers = []
+    for threads in (1, 3):
+        monkeypatch.setattr(index_module, "CHECK_THREADS", threads)
+        answers.append((binary.within(code_queries, 256), vectors.nearest_owners(vector_queries, 16, 10)))
+    (one_rows, one_owners, one_distances), one_ranked = answers[0]
+    (split_rows, split_owners, split_distances), split_ranked = answers[1]
+    assert binary.clustered and vectors.clustered and len(one_rows) == 500
+    np.testing.assert_array_equal(one_rows, split_rows)
+    np.testing.assert_array_equal(one_owners, split_owners)
+    np.testing.assert_array_equal(one_distances, split_distances)
+    assert one_ranked == split_ranked and len(one_ranked) == 16
 
 
 def unit_rows(rng: np.random.Generator, count: int) -> np.ndarray:
