@@ -59,7 +59,10 @@ def browser_page() -> Iterator[object]:
 
 
 def shot(page: object, name: str) -> None:
+    """A full-page screenshot, taken from the top: a page scrolled by a click or a fill would draw its sticky
+    header over the middle of the picture."""
     SCREENS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")  # type: ignore[attr-defined]
     page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
 
 
