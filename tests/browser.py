@@ -72,7 +72,7 @@ def read_qr(locator: object, *, attempts: int = 10, pause_seconds: float = 0.3) 
     Visible is not yet painted: on a loaded machine the first screenshot of a freshly opened certificate
     has come back blank, so it is taken again (a few times, briefly apart) until a code can be read.
     OpenCV's classic detector reads nothing from about 1.6 % of perfectly rendered codes, by their content
-    (16 of 1,000 random certificate URLs; a CI run failed on one), its ArUco-based detector none of them:
+    (16 of 1,000 random certificate URLs; a CI run failed on one); its ArUco-based detector read all of them:
     both are asked, the ArUco one first.
     """
     detectors = (cv2.QRCodeDetectorAruco(), cv2.QRCodeDetector())
