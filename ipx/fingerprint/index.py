@@ -65,7 +65,8 @@ WINDOW_PROBES = 16
 WINDOW_TRAINING_PER_LIST = 20
 CHECK_THREADS = min(4, os.cpu_count() or 1)
 SLICED_SEARCH_MIN_ROWS = 32
-Checked = TypeVar("Checked")
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -116,12 +117,22 @@ def _sliced_search(
         with _single_threaded_faiss():
             return index.search(rows, k)
 
-    slices = [rows for rows in np.array_split(queries, CHECK_THREADS) if len(rows)]
-    if len(queries) < SLICED_SEARCH_MIN_ROWS or len(slices) < 2:
+    if len(queries) < SLICED_SEARCH_MIN_ROWS:
         return search(queries)
-    with ThreadPoolExecutor(len(slices), thread_name_prefix="ipx-search") as pool:
-        parts = list(pool.map(search, slices))
+    parts = _on_threads(search, [rows for rows in np.array_split(queries, CHECK_THREADS) if len(rows)])
     return np.concatenate([d for d, _ in parts]), np.concatenate([r for _, r in parts])
+
+
+def _on_threads(function: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
+    """`function` of each item, in order, on up to CHECK_THREADS threads (inline for a single item).
+
+    For work that releases the GIL (FAISS searches, OpenCV calls). A pool per call, not a shared one, so
+    forked processes never inherit a pool whose threads they do not have.
+    """
+    if len(items) < 2 or CHECK_THREADS < 2:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(min(CHECK_THREADS, len(items)), thread_name_prefix="ipx-index") as pool:
+        return list(pool.map(function, items))
 
 
 class HammingTable:
@@ -570,17 +581,13 @@ class ImageIndex:
         return candidates[ranked[: self.orb_max_candidates]].tolist()
 
 
-def _checked(check: Callable[[int], Checked], owners: Sequence[int]) -> list[tuple[int, Checked]]:
+def _checked(check: Callable[[int], Result], owners: Sequence[int]) -> list[tuple[int, Result]]:
     """(owner, `check` of it) for each candidate, in order, on up to CHECK_THREADS threads.
 
     The checks (descriptor matching, template search, ECC) are OpenCV calls that release the GIL, so a query
-    with many candidates uses every core: 16 pixel checks took 92-94 ms instead of 112-121 on 2 cores. A pool per
-    query, not a shared one, so forked processes never inherit a pool whose threads they do not have.
+    with many candidates uses every core: 16 pixel checks took 92-94 ms instead of 112-121 on 2 cores.
     """
-    if len(owners) < 2 or CHECK_THREADS < 2:
-        return [(owner, check(owner)) for owner in owners]
-    with ThreadPoolExecutor(min(CHECK_THREADS, len(owners)), thread_name_prefix="ipx-check") as pool:
-        return list(zip(owners, pool.map(check, owners), strict=True))
+    return list(zip(owners, _on_threads(check, owners), strict=True))
 
 
 def pixels_under_orb_alignment(
