@@ -1,6 +1,6 @@
 """Robustness benchmark: recall per edit family and false matches, IPX vs imagehash pHash vs plain PDQ.
 
-Usage: .venv/bin/python bench/robustness.py [--photos N] [--clipart N]
+Usage: .venv/bin/python bench/robustness.py [--photos N] [--clipart N] [--distractors N]
 
 Originals: the tuning set's photos and clip-art (distractors). Every photo is reduced to a longer side of
 1600 px (a typical copy found online) and edited by each function of bench/_edits.py; the copies are
@@ -11,6 +11,11 @@ False matches count every match between different works over photo x photo, phot
 edited copy x other original (clip-art x clip-art is reported apart: openclipart holds recoloured and
 mirrored versions of the same drawings). Also printed: for each IPX method the closest distinct pair
 (smallest Hamming distance; most ORB inliers), which is the margin left by the chosen thresholds.
+
+--distractors N adds N synthetic pictures (bench/_synthetic.py) to the index before the originals, so the
+approximate stages (the ORB vote's and the thumbnail windows' inverted files, the candidate caps) are measured
+at catalogue scale: a copy must outvote 100k other works, not 852. Every match of a synthetic work is false.
+Building 100k takes about 5 minutes.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from multiprocessing import Pool
+from multiprocessing import Pool, get_context
 from pathlib import Path
 
 import imagehash
@@ -34,6 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from _edits import EDITS, edited_copy  # noqa: E402
+from _synthetic import SYNTHETIC_PREFIX, descriptor_pool, synthetic_works  # noqa: E402
 
 from ipx.fingerprint.image import ImageFingerprint, fingerprint_image, flatten_to_rgb  # noqa: E402
 from ipx.fingerprint.index import ImageIndex, Match  # noqa: E402
@@ -46,6 +52,7 @@ SAME_DESIGN = ("MATE-Stripes-", "Ubuntu-Mate-")
 
 
 _worker_index: ImageIndex | None = None
+Answer = tuple[list[Match], list[tuple[str, int]], list[tuple[str, PixelAgreement]]]
 
 
 @dataclass(frozen=True)
@@ -122,14 +129,20 @@ def load_copies(path: Path) -> list[Sample]:
 def start_worker(originals: list[Sample]) -> None:
     """Each worker process holds its own copy of the index of all originals."""
     global _worker_index
-    _worker_index = ImageIndex()
+    _worker_index = index_of(originals)
+
+
+def index_of(originals: list[Sample], distractors: int = 0) -> ImageIndex:
+    """The originals, after `distractors` synthetic pictures (the catalogue they must be found in)."""
+    index = ImageIndex()
+    for work_id, fingerprint in synthetic_works(descriptor_pool(), np.random.default_rng(0), distractors):
+        index.add(work_id, fingerprint)
     for original in originals:
-        _worker_index.add(original.name, original.fingerprint)
+        index.add(original.name, original.fingerprint)
+    return index
 
 
-def query_worker(
-    fingerprint: ImageFingerprint,
-) -> tuple[list[Match], list[tuple[str, int]], list[tuple[str, PixelAgreement]]]:
+def query_worker(fingerprint: ImageFingerprint) -> Answer:
     """IPX's answer with default thresholds, plus the scores of every ORB and pixel candidate (for the margin)."""
     assert _worker_index is not None
     return (
@@ -157,6 +170,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=0, help="use only the first N photos (0 = all)")
     parser.add_argument("--clipart", type=int, default=0, help="use only the first N clip-art files (0 = all)")
+    parser.add_argument("--distractors", type=int, default=0, help="synthetic pictures indexed too (default 0)")
     args = parser.parse_args()
 
     root = tuning_set()
@@ -170,14 +184,43 @@ def main() -> None:
     print(f"fingerprinted {len(originals)} originals and {len(copies)} copies in {time.perf_counter() - started:.0f} s")
     queries = originals + copies
     started = time.perf_counter()
-    with Pool(2, initializer=start_worker, initargs=(originals,)) as pool:
-        answers = pool.map(query_worker, [q.fingerprint for q in queries], chunksize=8)
+    if args.distractors:  # built once, shared with the workers by fork
+        global _worker_index
+        _worker_index = index_of(originals, args.distractors)
+        built = time.perf_counter() - started
+        print(f"indexed {args.distractors:,} synthetic pictures and the originals in {built:.0f} s")
+        started = time.perf_counter()
+        with get_context("fork").Pool(2) as pool:
+            answers = pool.map(query_worker, [q.fingerprint for q in queries], chunksize=8)
+        answers = without_distractors(answers)
+    else:
+        with Pool(2, initializer=start_worker, initargs=(originals,)) as pool:
+            answers = pool.map(query_worker, [q.fingerprint for q in queries], chunksize=8)
     print(f"queried {len(queries)} images in {time.perf_counter() - started:.0f} s")
     work = {o.name: o.work for o in originals}
     kind = {o.name: o.kind for o in originals}
     report_recall(originals, copies, [a[0] for a in answers[len(originals) :]], work)
     report_false_matches(queries, [a[0] for a in answers], work, kind)
     report_margins(originals, queries, [a[1] for a in answers], [a[2] for a in answers], kind)
+
+
+def without_distractors(answers: list[Answer]) -> list[Answer]:
+    """The answers with synthetic works left out, after reporting how close they came (any match is false)."""
+
+    def real(work_id: str) -> bool:
+        return not work_id.startswith(SYNTHETIC_PREFIX)
+
+    matched = sum(not real(m.work_id) for matches, _, _ in answers for m in matches)
+    inliers = max((n for _, orb, _ in answers for work_id, n in orb if not real(work_id)), default=0)
+    print(f"IPX false matches with synthetic distractors: {matched} (most ORB inliers with one: {inliers})")
+    return [
+        (
+            [m for m in matches if real(m.work_id)],
+            [score for score in orb if real(score[0])],
+            [score for score in pixels if real(score[0])],
+        )
+        for matches, orb, pixels in answers
+    ]
 
 
 def category(query: Sample, other_kind: str) -> str:

@@ -8,16 +8,11 @@ Usage: .venv/bin/python bench/verify_speed.py [--works 100000] [--requests 20] [
    directory) whose image index holds --works images: p50/p99 over --requests uploads, and imagehash.phash
    on the same file in the same run.
 
-What is synthetic: registering through the API runs at about 8 works/s, so all but a few indexed images are
-synthetic fingerprints added straight to the app's FingerprintEngine (random PDQ and pHash; 500 ORB
-descriptors each, drawn from real ORB descriptors of other scikit-image pictures with 10 % of their bits flipped,
-so they cluster like real descriptors without copying any one picture; random keypoint positions;
-a smooth random grey thumbnail). They exist
-only in the index, not in the database. The few real works are registered through the API; an edited copy of
-one of them must still be found at full size. The synthetic descriptors are far less often close to a query
-than real ones (a query descriptor lies within 40 bits of about 1 in 10 million of them, against 1 in 22,000
-in the tuning set), so the flat scan's cost of collecting pairs is understated here; the clustered search
-keeps at most orb_neighbours pairs per query descriptor either way.
+What is synthetic: all but a few indexed images are synthetic fingerprints (bench/_synthetic.py) added straight
+to the app's FingerprintEngine. They exist only in the index, not in the database. The few real works are
+registered through the API; an edited copy of one of them must still be found at full size. Synthetic
+descriptors are far less often close to a query than real ones, so the flat scan's cost of collecting pairs is
+understated here; the clustered search keeps at most orb_neighbours pairs per query descriptor either way.
 """
 
 from __future__ import annotations
@@ -31,7 +26,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import imagehash
 import numpy as np
 from fastapi.testclient import TestClient
@@ -39,6 +33,17 @@ from PIL import Image, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from _synthetic import (  # noqa: E402
+    ORB_PER_IMAGE,
+    POOL_PICTURES,
+    descriptor_pool,
+    jpeg,
+    skimage_picture,
+    synthetic_descriptors,
+    synthetic_works,
+)
 
 from ipx.app import create_app  # noqa: E402
 from ipx.config import Settings  # noqa: E402
@@ -47,13 +52,7 @@ from ipx.fingerprint.image import ImageFingerprint, fingerprint_image  # noqa: E
 from ipx.fingerprint.index import ORB_BITS, ClusteredHammingTable, HammingTable, ImageIndex  # noqa: E402
 from ipx.migrations import upgrade  # noqa: E402
 
-POOL_PICTURES = (  # none of them is registered or queried below: they only add competing descriptors
-    "camera", "hubble_deep_field", "retina", "coins", "immunohistochemistry", "moon",
-    "page", "text", "brick", "grass", "gravel", "clock", "cell", "colorwheel",
-)  # fmt: skip
 REGISTERED_PICTURES = ("astronaut", "chelsea", "rocket")
-FLIP_PROBABILITY = 0.1
-ORB_PER_IMAGE = 500
 
 
 def timings(action: Callable[[], object], repeats: int) -> list[float]:
@@ -65,49 +64,11 @@ def timings(action: Callable[[], object], repeats: int) -> list[float]:
     return result
 
 
-def skimage_picture(name: str) -> Image.Image:
-    from skimage import data
-
-    pixels = getattr(data, name)()
-    if pixels.ndim == 2:
-        pixels = np.stack([pixels] * 3, axis=-1)
-    return Image.fromarray(pixels[..., :3]).convert("RGB")
-
-
-def jpeg(image: Image.Image, quality: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
-
-
 def twelve_megapixel_jpeg() -> bytes:
     """The coffee picture (not in the descriptor pool) enlarged to 4000 x 3000 with sensor-like noise."""
     picture = skimage_picture("coffee").resize((4000, 3000), Image.Resampling.BICUBIC)
     noise = np.random.default_rng(0).normal(0, 4, (3000, 4000, 3)).astype(np.float32)
     return jpeg(Image.fromarray(np.clip(np.asarray(picture, np.float32) + noise, 0, 255).astype(np.uint8)), 92)
-
-
-def descriptor_pool() -> np.ndarray:
-    """Real ORB descriptors (picture and mirror) of bundled scikit-image pictures."""
-    return np.concatenate([fingerprint_image(jpeg(skimage_picture(name))).all_descriptors for name in POOL_PICTURES])
-
-
-def synthetic_descriptors(pool: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    drawn = pool[rng.integers(0, len(pool), count)]
-    return drawn ^ np.packbits(rng.random((count, ORB_BITS)) < FLIP_PROBABILITY, axis=1)
-
-
-def synthetic_fingerprint(pool: np.ndarray, rng: np.random.Generator) -> ImageFingerprint:
-    points = rng.random((ORB_PER_IMAGE, 2), dtype=np.float32) * 512
-    coarse = rng.integers(0, 256, (6, 8), dtype=np.uint8)  # a smooth random layout, so the pixel stage has work
-    thumbnail = cv2.resize(coarse, (128, 96), interpolation=cv2.INTER_CUBIC)
-    return ImageFingerprint(
-        512, 384, 512, 384,
-        rng.integers(0, 256, 256, dtype=np.uint8).tobytes(), 100,
-        rng.integers(0, 256, 64, dtype=np.uint8).tobytes(), ORB_PER_IMAGE,
-        points.tobytes(), synthetic_descriptors(pool, ORB_PER_IMAGE, rng).tobytes(),
-        thumbnail.tobytes(), 128, 96,
-    )  # fmt: skip
 
 
 def bench_vote_stage(pool: np.ndarray, query: ImageFingerprint, images: int, rng: np.random.Generator) -> None:
@@ -161,8 +122,8 @@ def bench_verify(pool: np.ndarray, works: int, requests: int, rng: np.random.Gen
                 registered[name] = response.json()["work_id"]
             engine = client.app.state.registry.fingerprints  # type: ignore[attr-defined]
             started = time.perf_counter()
-            for number in range(works - len(registered)):
-                engine.add(f"synthetic-{number}", IMAGE, synthetic_fingerprint(pool, rng))
+            for work_id, fingerprint in synthetic_works(pool, rng, works - len(registered)):
+                engine.add(work_id, IMAGE, fingerprint)
             build = time.perf_counter() - started
             print(
                 f"index: {len(registered)} works registered through the API + {works - len(registered):,} "
