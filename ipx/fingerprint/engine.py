@@ -23,6 +23,7 @@ from ipx.fingerprint.index import ImageIndex
 from ipx.registry.models import WorkFingerprint
 
 IMAGE, TEXT, AUDIO = "image", "text", "audio"
+CATCH_UP_BATCH = 1000
 TEXT_MEDIA_TYPES = {"application/pdf", "application/xhtml+xml", "application/json", "application/xml"}
 
 
@@ -127,29 +128,52 @@ class FingerprintEngine:
 
     def add(self, work_id: str, kind: str, fingerprint: Any) -> None:
         """Index one work once, whether it arrives from this worker's commit or from catch-up."""
+        if self._claim(work_id, kind):
+            self._index_of(kind).add(work_id, fingerprint)
+
+    def _claim(self, work_id: str, kind: str) -> bool:
+        """True the first time a work's fingerprint of this kind is seen: the caller indexes it."""
         with self._lock:
             if (work_id, kind) in self._indexed:
-                return
+                return False
             self._indexed.add((work_id, kind))
-        {IMAGE: self._images, TEXT: self._texts, AUDIO: self._audio}[kind].add(work_id, fingerprint)
+            return True
+
+    def _index_of(self, kind: str) -> ImageIndex | text.TextIndex | audio.AudioIndex:
+        return {IMAGE: self._images, TEXT: self._texts, AUDIO: self._audio}[kind]
 
     def add_computed(self, work_id: str, computed: ComputedFingerprints) -> None:
         for kind, fingerprint in computed.parsed.items():
             self.add(work_id, kind, fingerprint)
 
     def catch_up(self, session: Session) -> int:
-        """Load fingerprints committed since the last call (by any worker); returns how many."""
+        """Load fingerprints committed since the last call (by any worker); returns how many.
+
+        Rows stream in batches of CATCH_UP_BATCH: start-up reads every registered fingerprint (about 20 KB per
+        image), which must not all sit in memory at once, and each batch of images joins the index in one append.
+        """
         parsers = {
             IMAGE: image.ImageFingerprint.from_bytes,
             TEXT: text.TextFingerprint.from_bytes,
             AUDIO: audio.AudioFingerprint.from_bytes,
         }
-        rows = session.execute(
+        result = session.execute(
             select(WorkFingerprint.work_id, WorkFingerprint.kind, WorkFingerprint.data, WorkFingerprint.seq)
             .where(WorkFingerprint.seq > self._loaded_seq)
             .order_by(WorkFingerprint.seq)
-        ).all()
-        for work_id, kind, data, seq in rows:
-            self.add(work_id, kind, parsers[kind](data))
-            self._loaded_seq = max(self._loaded_seq, seq)
-        return len(rows)
+            .execution_options(yield_per=CATCH_UP_BATCH)
+        )
+        loaded = 0
+        for rows in result.partitions():
+            images = []
+            for work_id, kind, data, _ in rows:
+                if not self._claim(work_id, kind):
+                    continue
+                if kind == IMAGE:
+                    images.append((work_id, parsers[kind](data)))
+                else:
+                    self._index_of(kind).add(work_id, parsers[kind](data))
+            self._images.add_many(images)
+            self._loaded_seq = max(self._loaded_seq, rows[-1].seq)
+            loaded += len(rows)
+        return loaded

@@ -65,6 +65,7 @@ WINDOW_PROBES = 8
 WINDOW_TRAINING_PER_LIST = 20
 CHECK_THREADS = min(4, os.cpu_count() or 1)
 SLICED_SEARCH_MIN_ROWS = 32
+BULK_ADD_MIN_ROWS = 20_000
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -135,6 +136,27 @@ def _on_threads(function: Callable[[Item], Result], items: Sequence[Item]) -> li
         return list(pool.map(function, items))
 
 
+def _per_row(owners: int | np.ndarray, rows: int) -> np.ndarray:
+    """One owner for all rows, or one per row, as an int64 array of `rows` owners."""
+    return np.broadcast_to(np.asarray(owners, dtype=np.int64), (rows,))
+
+
+def _rows_before_clustering(stored: int, cluster_at: int, owners: np.ndarray) -> int | None:
+    """How many of a batch's rows to add before clustering, or None when the batch does not reach cluster_at.
+
+    Adding one picture at a time clusters right after the picture whose rows bring the table to cluster_at;
+    a batch (catch-up loads pictures by the thousand) must cluster at that same picture, or the cells would be
+    trained on other rows and the index would answer differently depending on how it was loaded. `owners` is
+    non-decreasing: a batch holds whole pictures in order.
+    """
+    needed = cluster_at - stored
+    if needed > len(owners):
+        return None
+    if needed <= 0:
+        return 0
+    return int(np.searchsorted(owners, owners[needed - 1], side="right"))
+
+
 class HammingTable:
     """Binary codes with an owner per code; exact radius search through FAISS."""
 
@@ -149,7 +171,7 @@ class HammingTable:
         """Append codes (n, bits/8) uint8 belonging to `owners` (one owner for all, or one per code)."""
         if len(codes):
             self._index.add(np.ascontiguousarray(codes, dtype=np.uint8))
-            self._owners.frombytes(np.broadcast_to(np.asarray(owners, dtype=np.int64), (len(codes),)).tobytes())
+            self._owners.frombytes(_per_row(owners, len(codes)).tobytes())
 
     def within(self, queries: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All (query row, owner, distance) with distance <= max_distance."""
@@ -193,10 +215,28 @@ class ClusteredHammingTable(HammingTable):
         return isinstance(self._index, faiss.IndexBinaryIVF)
 
     def add(self, codes: np.ndarray, owners: int | np.ndarray) -> None:
+        owners = _per_row(owners, len(codes))
+        split = None if self.clustered else _rows_before_clustering(len(self), self._cluster_at, owners)
         with _single_threaded_faiss():  # assigning codes to cells is a search too
-            super().add(codes, owners)
-            if not self.clustered and len(self) >= self._cluster_at:
+            if split is not None:
+                super().add(codes[:split], owners[:split])
                 self._cluster()
+                codes, owners = codes[split:], owners[split:]
+            if self.clustered and len(codes) >= BULK_ADD_MIN_ROWS:
+                self._add_in_bulk(codes, owners)
+            else:
+                super().add(codes, owners)
+
+    def _add_in_bulk(self, codes: np.ndarray, owners: np.ndarray) -> None:
+        """Many codes at once (start-up): their cells are found on CHECK_THREADS threads, then the codes appended.
+
+        Not FAISS's own OpenMP: it stalls once the host is busy, as when several workers start together
+        (measured: 1,000 pictures' cells took 26 s instead of 2 beside two other busy processes).
+        """
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        cells = np.ascontiguousarray(_sliced_search(self._index.quantizer, codes, 1)[1][:, 0])
+        self._index.add_core(len(codes), faiss.swig_ptr(codes), None, faiss.swig_ptr(cells))
+        self._owners.frombytes(owners.tobytes())
 
     def within(self, queries: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(query row, owner, distance) with distance <= max_distance; once clustered, approximate and capped."""
@@ -208,6 +248,7 @@ class ClusteredHammingTable(HammingTable):
         return np.nonzero(close)[0], owners, distances[close].astype(np.int64)
 
     def _cluster(self) -> None:
+        # The same rows however the table was loaded (see _rows_before_clustering), so every worker has the same cells.
         stored = faiss.vector_to_array(self._index.xb).reshape(len(self), self._bits // 8)
         quantizer = faiss.IndexBinaryFlat(self._bits)
         quantizer.add(k_majority_centroids(stored, self._lists))
@@ -243,6 +284,9 @@ class WindowTable:
         return isinstance(self._index, faiss.IndexIVFFlat)
 
     def add(self, vectors: np.ndarray, owner: int) -> None:
+        """One picture's vectors. Never in bulk: FAISS assigns a batch of 20 or more float vectors with BLAS,
+        whose rounding differs, so a bulk-loaded index could place a vector in another cell than the
+        workers that added it as it was registered."""
         with _single_threaded_faiss():
             self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
             self._owners.frombytes(np.full(len(vectors), owner, np.int64).tobytes())
@@ -450,18 +494,30 @@ class ImageIndex:
 
     def add(self, work_id: str, fp: ImageFingerprint) -> None:
         """Index one image of a work; a work may own several images."""
-        thumbnail = fp.grey_thumbnail
-        windows = None if thumbnail is None else stored_window_vectors(thumbnail)  # pure: outside the lock
+        self.add_many([(work_id, fp)])
+
+    def add_many(self, images: Sequence[tuple[str, ImageFingerprint]]) -> None:
+        """Index images in order, as one `add` each would, but with one table append per kind.
+
+        Start-up loads every registered image: appending thousands at once lets FAISS assign ORB descriptors
+        to their cells on all cores, instead of one picture's 500 at a time.
+        """
+        if not images:
+            return
+        windows = [None if fp.grey_thumbnail is None else stored_window_vectors(fp.grey_thumbnail) for _, fp in images]
         with self._lock:
-            owner = len(self._fingerprints)
-            self._work_ids.append(work_id)
-            self._fingerprints.append(fp)
-            if fp.pdq_quality >= self.min_quality:
-                self._pdq.add(fp.pdq_variants[:1], owner)
-                self._phash.add(fp.phash_variants[:1], owner)
-            self._orb.add(fp.descriptors, owner)
-            if windows is not None:
-                self._windows.add(windows, owner)
+            owners = np.arange(len(self._fingerprints), len(self._fingerprints) + len(images), dtype=np.int64)
+            self._work_ids.extend(work_id for work_id, _ in images)
+            self._fingerprints.extend(fp for _, fp in images)
+            hashed = [i for i, (_, fp) in enumerate(images) if fp.pdq_quality >= self.min_quality]
+            if hashed:
+                self._pdq.add(np.stack([images[i][1].pdq_variants[0] for i in hashed]), owners[hashed])
+                self._phash.add(np.stack([images[i][1].phash_variants[0] for i in hashed]), owners[hashed])
+            descriptors = [fp.descriptors for _, fp in images]
+            self._orb.add(np.concatenate(descriptors), np.repeat(owners, [len(d) for d in descriptors]))
+            for owner, vectors in zip(owners.tolist(), windows, strict=True):
+                if vectors is not None:
+                    self._windows.add(vectors, owner)
 
     def query(self, fp: ImageFingerprint, *, limit: int = 20) -> list[Match]:
         """Matching works, best first (one Match per work, its most similar method).

@@ -11,6 +11,7 @@ from PIL import Image, ImageOps
 from skimage import data as skdata
 
 from ipx.app import create_app
+from ipx.fingerprint import engine as engine_module
 from tests.conftest import ApiUser
 
 
@@ -106,6 +107,25 @@ def test_broken_images_get_clear_errors(client, make_user, astronaut):
     assert response.status_code == 413, response.text
     assert "megapixels" in response.json()["detail"]
     assert client.get("/api/v1/works").json()["total"] == 0
+
+
+def test_start_up_rebuild_reads_every_kind_in_batches(settings, astronaut, coffee, monkeypatch):
+    """The rebuild streams rows CATCH_UP_BATCH at a time; a batch may mix images and texts and end mid-way."""
+    monkeypatch.setattr(engine_module, "CATCH_UP_BATCH", 2)
+    text = " ".join(np.random.default_rng(3).choice([f"word{n}" for n in range(3000)], 400))
+    with TestClient(create_app(settings)) as first:
+        user = ApiUser(first, "batches@example.org", "Batches")
+        works = [
+            user.register(encode(astronaut, "PNG"), title="Astronaut").json()["work_id"],
+            user.register(text.encode(), title="Text", filename="text.txt").json()["work_id"],
+            user.register(encode(coffee, "PNG"), title="Coffee").json()["work_id"],
+        ]
+    with TestClient(create_app(settings)) as restarted:
+        engine = restarted.app.state.registry.fingerprints
+        assert len(engine._images) == 2
+        found = [verify(restarted, edited_copy(picture))["similar_matches"] for picture in (astronaut, coffee)]
+        found.append(verify(restarted, " ".join(text.split()[50:350]).encode(), "excerpt.txt")["similar_matches"])
+        assert [[m["work_id"] for m in matches][:1] for matches in found] == [[works[0]], [works[2]], [works[1]]]
 
 
 def test_workers_catch_up_with_registrations_made_by_other_workers(settings, astronaut):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import faiss
 import numpy as np
 import pytest
 from _edits import EDITS, edited_copy
@@ -122,6 +123,47 @@ def test_searches_split_over_threads_answer_as_one_search(monkeypatch: pytest.Mo
     np.testing.assert_array_equal(one_owners, split_owners)
     np.testing.assert_array_equal(one_distances, split_distances)
     assert one_ranked == split_ranked and len(one_ranked) == 16
+
+
+def test_clustered_table_loaded_in_batches_equals_one_picture_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start-up loads pictures in batches; the cells must be trained on the same rows as adding them one by one.
+
+    Fails if clustering happens at the end of the batch that reaches cluster_at (other training rows, other
+    cells) or in the middle of a picture.
+    """
+    monkeypatch.setattr(index_module, "BULK_ADD_MIN_ROWS", 100)  # batches take FAISS's threaded path
+    rng = np.random.default_rng(21)
+    counts = rng.integers(0, 30, 200)
+    codes = rng.integers(0, 256, (int(counts.sum()), 32), dtype=np.uint8)
+    owners = np.repeat(np.arange(len(counts)), counts)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+
+    def table() -> ClusteredHammingTable:
+        return ClusteredHammingTable(256, cluster_at=1234, lists=16, probes=2, neighbours=4)
+
+    one_by_one, batched = table(), table()
+    for owner in range(len(counts)):
+        one_by_one.add(codes[starts[owner] : starts[owner + 1]], owner)
+    for first, last in [(0, 37), (37, 150), (150, 151), (151, 200)]:  # the second batch reaches cluster_at
+        batched.add(codes[starts[first] : starts[last]], owners[starts[first] : starts[last]])
+    assert one_by_one.clustered and batched.clustered
+    assert bytes(faiss.serialize_index_binary(batched._index)) == bytes(faiss.serialize_index_binary(one_by_one._index))
+    assert batched._owners == one_by_one._owners
+    queries = codes[::50] ^ np.packbits(rng.random((len(codes[::50]), 256)) < 0.05, axis=1)
+    for mine, theirs in zip(batched.within(queries, 60), one_by_one.within(queries, 60), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_image_index_add_many_answers_as_adding_one_by_one(originals: dict[str, ImageFingerprint]) -> None:
+    images = list(originals.items())
+    one_by_one, batched = (ImageIndex(orb_cluster_at=3000, orb_lists=32) for _ in range(2))
+    for name, fp in images:
+        one_by_one.add(name, fp)
+    batched.add_many(images[:4])
+    batched.add_many(images[4:])
+    assert batched._orb.clustered and len(batched) == len(one_by_one) == len(images)
+    for _, fp in images:
+        assert batched.query(fp) == one_by_one.query(fp)
 
 
 def unit_rows(rng: np.random.Generator, count: int) -> np.ndarray:
