@@ -2,9 +2,10 @@
 bench/robustness.py --distractors).
 
 Registering through the API runs at about 8 works/s, so large catalogues are fingerprints made up directly:
-random PDQ and pHash; 500 ORB descriptors each, drawn from real ORB descriptors of bundled scikit-image
-pictures with 10 % of their bits flipped, so they cluster like real descriptors without copying any one
-picture; random keypoint positions; a smooth random grey thumbnail, so the pixel stage has work to do.
+random PDQ and pHash; 500 ORB descriptors each, and 500 for the mirror image as real fingerprints have, drawn
+from real ORB descriptors of bundled scikit-image pictures with 10 % of their bits flipped, so they cluster like
+real descriptors without copying any one picture; random keypoint positions; a smooth random grey thumbnail,
+so the pixel stage has work to do.
 The synthetic descriptors are far less often close to a query than real ones (a query descriptor lies within
 40 bits of about 1 in 10 million of them, against 1 in 22,000 in the tuning set).
 """
@@ -61,14 +62,15 @@ def synthetic_descriptors(pool: np.ndarray, count: int, rng: np.random.Generator
 
 
 def synthetic_fingerprint(pool: np.ndarray, rng: np.random.Generator) -> ImageFingerprint:
-    points = rng.random((ORB_PER_IMAGE, 2), dtype=np.float32) * 512
+    """As large as a real one: 500 keypoints of the picture and 500 of its mirror image."""
+    points = rng.random((2 * ORB_PER_IMAGE, 2), dtype=np.float32) * 512
     coarse = rng.integers(0, 256, (6, 8), dtype=np.uint8)  # a smooth random layout
     thumbnail = cv2.resize(coarse, (128, 96), interpolation=cv2.INTER_CUBIC)
     return ImageFingerprint(
         512, 384, 512, 384,
         rng.integers(0, 256, 256, dtype=np.uint8).tobytes(), 100,
         rng.integers(0, 256, 64, dtype=np.uint8).tobytes(), ORB_PER_IMAGE,
-        points.tobytes(), synthetic_descriptors(pool, ORB_PER_IMAGE, rng).tobytes(),
+        points.tobytes(), synthetic_descriptors(pool, 2 * ORB_PER_IMAGE, rng).tobytes(),
         thumbnail.tobytes(), 128, 96,
     )  # fmt: skip
 

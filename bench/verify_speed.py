@@ -139,7 +139,8 @@ def bench_verify(pool: np.ndarray, works: int, requests: int, rng: np.random.Gen
             start_up = time.perf_counter() - started
             print(
                 f"start-up (index rebuilt from the database): {start_up:.0f} s, "
-                f"{start_up / works * 1000:.2f} ms per registered image"
+                f"{start_up / works * 1000:.2f} ms per registered image; this process's memory after it: "
+                f"{resident_gigabytes():.1f} GB resident"
             )
 
             def verify(data: bytes) -> dict:
@@ -163,6 +164,12 @@ def bench_verify(pool: np.ndarray, works: int, requests: int, rng: np.random.Gen
         f"imagehash.phash alone on the same file p50 {phash_p50 * 1000:.0f} ms; "
         f"ratio p50 {p50 / phash_p50:.2f}, p99 {p99 / phash_p50:.2f} (target <= 0.6)"
     )
+
+
+def resident_gigabytes() -> float:
+    """VmRSS of this process (Linux): what one app worker holds with the index loaded, plus the bench's own."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1e6
 
 
 def insert_synthetic_works(settings: Settings, pool: np.ndarray, rng: np.random.Generator, count: int) -> None:

@@ -27,7 +27,7 @@ import math
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -155,6 +155,15 @@ class ImageFingerprint:
     def descriptors(self) -> np.ndarray:
         """The picture's own descriptors (what an index stores)."""
         return self.all_descriptors[: self.orb_count]
+
+    def without_mirror(self) -> ImageFingerprint:
+        """The fingerprint as an index keeps it: the mirror image's keypoints serve the query side only (a
+        mirrored copy is caught by the query's mirror keypoints), and they are half the keypoint bytes."""
+        return replace(
+            self,
+            orb_points=self.orb_points[: self.orb_count * 8],
+            orb_descriptors=self.orb_descriptors[: self.orb_count * ORB_DESCRIPTOR_BYTES],
+        )
 
     def public(self) -> dict[str, Any]:
         """The global hashes as hex, small enough to include in a signed statement."""

@@ -143,6 +143,17 @@ def test_round_trip_and_public_summary() -> None:
     assert 100 <= len(fp.descriptors) <= 500
 
 
+def test_without_mirror_keeps_the_pictures_own_keypoints_only() -> None:
+    fp = fingerprint_image(encoded(skimage_picture("coffee")))
+    stored = fp.without_mirror()
+    assert len(fp.all_descriptors) > fp.orb_count  # the mirror image has keypoints too
+    assert len(stored.all_descriptors) == len(stored.all_keypoints) == stored.orb_count == fp.orb_count
+    np.testing.assert_array_equal(stored.descriptors, fp.descriptors)
+    np.testing.assert_array_equal(stored.keypoints, fp.keypoints)
+    assert (stored.pdq, stored.thumbnail, stored.work_width) == (fp.pdq, fp.thumbnail, fp.work_width)
+    assert ImageFingerprint.from_bytes(stored.to_bytes()) == stored
+
+
 @pytest.mark.parametrize("damage", [b"", b"JUNK", b"IPXI\x02" + bytes(40)])
 def test_from_bytes_rejects_malformed_data(damage: bytes) -> None:
     with pytest.raises(ValueError):
