@@ -126,12 +126,6 @@ def load_copies(path: Path) -> list[Sample]:
     return copies
 
 
-def start_worker(originals: list[Sample]) -> None:
-    """Each worker process holds its own copy of the index of all originals."""
-    global _worker_index
-    _worker_index = index_of(originals)
-
-
 def index_of(originals: list[Sample], distractors: int = 0) -> ImageIndex:
     """The originals, after `distractors` synthetic pictures (the catalogue they must be found in)."""
     index = ImageIndex()
@@ -184,19 +178,15 @@ def main() -> None:
     print(f"fingerprinted {len(originals)} originals and {len(copies)} copies in {time.perf_counter() - started:.0f} s")
     queries = originals + copies
     started = time.perf_counter()
-    if args.distractors:  # built once, shared with the workers by fork
-        global _worker_index
-        _worker_index = index_of(originals, args.distractors)
-        built = time.perf_counter() - started
-        print(f"indexed {args.distractors:,} synthetic pictures and the originals in {built:.0f} s")
-        started = time.perf_counter()
-        with get_context("fork").Pool(2) as pool:
-            answers = pool.map(query_worker, [q.fingerprint for q in queries], chunksize=8)
-        answers = without_distractors(answers)
-    else:
-        with Pool(2, initializer=start_worker, initargs=(originals,)) as pool:
-            answers = pool.map(query_worker, [q.fingerprint for q in queries], chunksize=8)
+    global _worker_index  # built once, shared with the query workers by fork
+    _worker_index = index_of(originals, args.distractors)
+    print(f"indexed {args.distractors:,} synthetic pictures and the originals in {time.perf_counter() - started:.0f} s")
+    started = time.perf_counter()
+    with get_context("fork").Pool(2) as pool:
+        answers = pool.map(query_worker, [q.fingerprint for q in queries], chunksize=8)
     print(f"queried {len(queries)} images in {time.perf_counter() - started:.0f} s")
+    if args.distractors:
+        answers = without_distractors(answers)
     work = {o.name: o.work for o in originals}
     kind = {o.name: o.kind for o in originals}
     report_recall(originals, copies, [a[0] for a in answers[len(originals) :]], work)
