@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -117,7 +118,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bootstrap(app.state, settings)
+        # What start-up built (above all the similarity index, ~1.5 objects per registered image) lives as long as
+        # the app: take it out of the cyclic collector's scans, or every full collection during a request pauses
+        # it to walk them all again (70-80 ms at 100k images, measured).
+        gc.freeze()
         yield
+        gc.unfreeze()
         app.state.engine.dispose()
 
     app = FastAPI(
