@@ -149,7 +149,7 @@ class FingerprintEngine:
     def catch_up(self, session: Session) -> int:
         """Load fingerprints committed since the last call (by any worker); returns how many.
 
-        Rows stream in batches of CATCH_UP_BATCH: start-up reads every registered fingerprint (about 20 KB per
+        Rows stream in batches of CATCH_UP_BATCH: start-up reads every registered fingerprint (about 50 KB per
         image), which must not all sit in memory at once, and each batch of images joins the index in one append.
         """
         parsers = {

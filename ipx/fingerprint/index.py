@@ -294,7 +294,7 @@ class WindowTable:
         workers that added it as it was registered."""
         with _single_threaded_faiss():
             self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-            self._owners.frombytes(np.full(len(vectors), owner, np.int64).tobytes())
+            self._owners.frombytes(_per_row(owner, len(vectors)).tobytes())
             if not self.clustered and len(self) >= self._cluster_at:
                 self._cluster()
 
