@@ -9,12 +9,15 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import scipy.fftpack
 from PIL import Image, ImageOps
 
 from ipx.fingerprint.image import (
+    ORB_FAST_THRESHOLD,
+    ORB_FEATURES,
     ImageFingerprint,
     ImageFingerprintError,
     ImageTooLarge,
@@ -22,8 +25,11 @@ from ipx.fingerprint.image import (
     UnsuitableImage,
     dihedral_dct_blocks,
     fingerprint_image,
+    orb_keypoints,
+    orb_ready_grey,
     pdq_dihedral,
     phash_dihedral,
+    picture_descriptors,
 )
 from ipx.fingerprint.pixels import trim_uniform_border
 from tests.fingerprint.pictures import encoded, skimage_picture
@@ -152,6 +158,17 @@ def test_without_mirror_keeps_the_pictures_own_keypoints_only() -> None:
     np.testing.assert_array_equal(stored.keypoints, fp.keypoints)
     assert (stored.pdq, stored.thumbnail, stored.work_width) == (fp.pdq, fp.thumbnail, fp.work_width)
     assert ImageFingerprint.from_bytes(stored.to_bytes()) == stored
+
+
+@pytest.mark.parametrize("name", ["coffee", "camera"])
+def test_detecting_then_describing_gives_what_opencvs_one_call_gives(name: str) -> None:
+    """fingerprint_image splits ORB in two to run the descriptors side by side: stored fingerprints must not change."""
+    rgb = np.asarray(skimage_picture(name).convert("RGB"))
+    orb = cv2.ORB_create(nfeatures=ORB_FEATURES, fastThreshold=ORB_FAST_THRESHOLD)
+    keypoints, descriptors = orb.detectAndCompute(orb_ready_grey(rgb), None)
+    points, split_descriptors = picture_descriptors(*orb_keypoints(rgb))
+    np.testing.assert_array_equal(split_descriptors, descriptors)
+    np.testing.assert_array_equal(points, np.array([kp.pt for kp in keypoints], dtype=np.float32))
 
 
 @pytest.mark.parametrize("damage", [b"", b"JUNK", b"IPXI\x02" + bytes(40)])
