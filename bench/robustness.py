@@ -361,7 +361,8 @@ def report_margins(
         f"top {defaults.orb_max_candidates} by split votes "
         f"(descriptor distance <= {defaults.orb_vote_distance}, >= {defaults.orb_min_votes} votes; once the index "
         f"holds {defaults.orb_cluster_at:,} descriptors (the full tuning set does), an inverted file of "
-        f"{defaults.orb_lists} cells, {defaults.orb_probes} probed, {defaults.orb_neighbours} nearest per descriptor, "
+        f"{defaults.orb_lists} cells, {defaults.orb_probes} probed (found through {defaults.orb_coarse_lists} coarse "
+        f"cells, {defaults.orb_coarse_probes} probed), {defaults.orb_neighbours} nearest per descriptor, "
         f">= {defaults.orb_clustered_min_votes} votes)"
     )
 

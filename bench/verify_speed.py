@@ -88,6 +88,8 @@ def bench_vote_stage(pool: np.ndarray, query: ImageFingerprint, images: int, rng
         lists=defaults.orb_lists,
         probes=defaults.orb_probes,
         neighbours=defaults.orb_neighbours,
+        coarse_lists=defaults.orb_coarse_lists,
+        coarse_probes=defaults.orb_coarse_probes,
     )
     build = 0.0
     for start in range(0, images, 1000):

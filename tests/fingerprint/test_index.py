@@ -70,23 +70,34 @@ def test_hamming_table_equals_brute_force(bits: int) -> None:
         assert got == expected
 
 
-def test_clustered_table_probing_every_cell_equals_brute_force() -> None:
-    """With every cell probed and room for every neighbour, the inverted file must give the exact answer."""
+@pytest.mark.parametrize("coarse_lists", [0, 4])
+def test_clustered_table_probing_every_cell_equals_brute_force(coarse_lists: int) -> None:
+    """With every cell probed and room for every neighbour, the inverted file must give the exact answer,
+    whether its cells are found by a flat scan of the centroids or through coarse cells (all probed too)."""
     rng = np.random.default_rng(7)
     base = rng.integers(0, 256, 32, dtype=np.uint8)
     codes = np.concatenate([near_duplicates(rng, base, 300, 80), rng.integers(0, 256, (700, 32), dtype=np.uint8)])
     owners = rng.integers(0, 50, len(codes))
-    table = ClusteredHammingTable(256, cluster_at=400, lists=16, probes=16, neighbours=len(codes))
+    table = ClusteredHammingTable(
+        256, cluster_at=400, lists=16, probes=16, neighbours=len(codes), coarse_lists=coarse_lists,
+        coarse_probes=coarse_lists,
+    )  # fmt: skip
     for start in range(0, len(codes), 100):  # clusters inside the add that reaches 400, keeps adding after
         table.add(codes[start : start + 100], owners[start : start + 100])
     assert table.clustered and len(table) == len(codes)
     queries = np.concatenate([near_duplicates(rng, base, 5, 8), codes[:3]])
     brute = popcount_distances(queries, codes)
-    for radius in (0, 20, 40, 80):
+    for radius in (0, 20, 40, 80, 256):  # 256: every code, so every cell must be probed
         rows, found_owners, distances = table.within(queries, radius)
         got = sorted(zip(rows.tolist(), found_owners.tolist(), distances.tolist(), strict=True))
         expected = sorted((int(q), int(owners[c]), int(brute[q, c])) for q, c in np.argwhere(brute <= radius))
         assert got == expected
+
+
+def test_clustered_table_refuses_more_coarse_cells_than_centroids() -> None:
+    """Caught when the table is made, not deep inside the registration whose add reaches cluster_at."""
+    with pytest.raises(ValueError, match="coarse cells"):
+        ClusteredHammingTable(256, cluster_at=100, lists=8, probes=2, neighbours=3, coarse_lists=16)
 
 
 def test_clustered_table_keeps_only_the_nearest_codes_per_query() -> None:
@@ -139,7 +150,7 @@ def test_clustered_table_loaded_in_batches_equals_one_picture_at_a_time(monkeypa
     starts = np.concatenate([[0], np.cumsum(counts)])
 
     def table() -> ClusteredHammingTable:
-        return ClusteredHammingTable(256, cluster_at=1234, lists=16, probes=2, neighbours=4)
+        return ClusteredHammingTable(256, cluster_at=1234, lists=16, probes=2, neighbours=4, coarse_lists=4)
 
     one_by_one, batched = table(), table()
     for owner in range(len(counts)):
@@ -156,7 +167,7 @@ def test_clustered_table_loaded_in_batches_equals_one_picture_at_a_time(monkeypa
 
 def test_image_index_add_many_answers_as_adding_one_by_one(originals: dict[str, ImageFingerprint]) -> None:
     images = list(originals.items())
-    one_by_one, batched = (ImageIndex(orb_cluster_at=3000, orb_lists=32) for _ in range(2))
+    one_by_one, batched = (ImageIndex(orb_cluster_at=3000, orb_lists=32, orb_coarse_lists=4) for _ in range(2))
     for name, fp in images:
         one_by_one.add(name, fp)
     batched.add_many(images[:4])
@@ -283,7 +294,7 @@ def picture_index(originals: dict[str, ImageFingerprint]) -> ImageIndex:
 @pytest.fixture(scope="module")
 def clustered_picture_index(originals: dict[str, ImageFingerprint]) -> ImageIndex:
     """The scalable vote path forced on at this small size: clustered after a few pictures, coarse cells."""
-    index = ImageIndex(orb_cluster_at=2000, orb_lists=32, orb_probes=2, orb_neighbours=16)
+    index = ImageIndex(orb_cluster_at=2000, orb_lists=32, orb_probes=2, orb_coarse_lists=4, orb_neighbours=16)
     for name, fp in originals.items():
         index.add(name, fp)
     assert index._orb.clustered
@@ -372,7 +383,9 @@ def test_concurrent_adds_and_queries_are_consistent(
 ) -> None:
     fingerprints = {name: originals[name] for name in ROBUSTNESS_PICTURES}
     unregistered = fingerprint_image(encoded(skimage_picture("moon")))  # matches nothing: reaches the pixel search
-    index = ImageIndex() if cluster_at is None else ImageIndex(orb_cluster_at=cluster_at, orb_lists=32)
+    index = (
+        ImageIndex() if cluster_at is None else ImageIndex(orb_cluster_at=cluster_at, orb_lists=32, orb_coarse_lists=4)
+    )
     errors: list[BaseException] = []
 
     def add_all(prefix: str) -> None:
