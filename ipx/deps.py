@@ -109,7 +109,7 @@ def _too_large_message(limit: int) -> str:
 
 def require_file(file: UploadFile | None) -> UploadFile:
     if file is None or (not file.filename and file.size in (None, 0)):
-        raise InvalidInput("Attach the file to register in the 'file' form field.", errors=[
+        raise InvalidInput("Attach the file in the 'file' form field (multipart/form-data).", errors=[
             {"loc": ["body", "file"], "msg": "Field required"}
         ])
     return file
