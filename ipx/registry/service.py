@@ -101,7 +101,7 @@ def _statement(
 
 def _reject_bad_upload(upload: Upload) -> str:
     if upload.size == 0:
-        raise InvalidInput("The file is empty: there is nothing to register.")
+        raise InvalidInput("The file is empty (0 bytes): attach the file itself.")
     with upload.path.open("rb") as source:
         head = source.read(media.SNIFF_BYTES)
     media_type = media.sniff(head)

@@ -96,10 +96,12 @@ def test_unsupported_kinds_are_honestly_exact_only(client, make_user):
     assert verify(client, payload, "blob.bin")["exact_matches"][0]["work_id"] == work["work_id"]
 
 
-def test_verify_without_a_file_says_what_to_attach(client):
+def test_verify_without_a_file_or_with_an_empty_one_says_what_to_attach(client):
     response = client.post("/api/v1/verify", data={"title": "no file"})
     assert response.status_code == 422 and response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["detail"] == "Attach the file in the 'file' form field (multipart/form-data)."
+    empty = client.post("/api/v1/verify", files={"file": ("empty.wav", b"", "audio/wav")})
+    assert empty.status_code == 422 and empty.json()["detail"] == "The file is empty (0 bytes): attach the file itself."
 
 
 def test_broken_images_get_clear_errors(client, make_user, astronaut):
