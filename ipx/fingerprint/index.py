@@ -347,8 +347,7 @@ class WindowTable:
         similarities, rows = _sliced_search(self._index, np.ascontiguousarray(queries, dtype=np.float32), depth)
         found = rows >= 0
         owners = np.frombuffer(self._owners, dtype=np.int64)[rows[found]]  # indexing copies: no view escapes
-        ranked = sorted(closest_per_owner(owners, -similarities[found]).items(), key=lambda item: (item[1], item[0]))
-        return [owner for owner, _ in ranked[:count]]
+        return closest_per_owner(owners, -similarities[found])[0][:count].tolist()
 
     def _cluster(self) -> None:
         stored = self._index.reconstruct_n(0, self._index.ntotal)
@@ -389,13 +388,18 @@ def k_majority_centroids(
     return centroids
 
 
-def closest_per_owner(owners: np.ndarray, distances: np.ndarray) -> dict[int, int]:
-    """Smallest distance seen for each owner."""
-    best: dict[int, int] = {}
-    for owner, distance in zip(owners.tolist(), distances.tolist(), strict=True):
-        if distance < best.get(owner, distance + 1):
-            best[owner] = distance
-    return best
+def closest_per_owner(owners: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each owner once with the smallest distance seen for it, closest first (equal distances: lower owner first).
+
+    In NumPy, not a loop: the thumbnail-window search hands over about 7,000 (owner, distance) pairs per query,
+    which a Python loop took 2-3 ms to reduce.
+    """
+    by_owner = np.lexsort((distances, owners))  # grouped by owner, each group's closest first
+    owners, distances = owners[by_owner], distances[by_owner]
+    first = np.flatnonzero(np.diff(owners, prepend=owners[:1] - 1))
+    owners, distances = owners[first], distances[first]
+    ranked = np.lexsort((owners, distances))
+    return owners[ranked], distances[ranked]
 
 
 class OrbAlignment(NamedTuple):
@@ -666,7 +670,8 @@ class ImageIndex:
             searches.append(("phash", self._phash, fp.phash_variants, self.phash_max_distance, PHASH_BITS))
         for method, table, variants, max_distance, bits in searches:
             _, owners, distances = table.within(variants, max_distance)
-            for owner, distance in closest_per_owner(owners, distances).items():
+            owners, distances = closest_per_owner(owners, distances)
+            for owner, distance in zip(owners.tolist(), distances.tolist(), strict=True):
                 hits.append((owner, method, distance, 1.0 - distance / bits))
         return hits
 

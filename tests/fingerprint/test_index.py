@@ -20,6 +20,7 @@ from ipx.fingerprint.index import (
     ImageIndex,
     Match,
     WindowTable,
+    closest_per_owner,
     k_majority_centroids,
 )
 from tests.fingerprint.pictures import encoded, skimage_picture
@@ -180,6 +181,20 @@ def test_image_index_add_many_answers_as_adding_one_by_one(originals: dict[str, 
 def unit_rows(rng: np.random.Generator, count: int) -> np.ndarray:
     rows = rng.standard_normal((count, 64)).astype(np.float32)
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float32])
+def test_closest_per_owner_keeps_each_owners_smallest_distance_closest_first_ties_by_owner(dtype: type) -> None:
+    rng = np.random.default_rng(11)
+    owners = rng.integers(0, 300, 5000)
+    distances = rng.integers(0, 40, 5000).astype(dtype)  # few values: many ties, within and across owners
+    best: dict[int, float] = {}
+    for owner, distance in zip(owners.tolist(), distances.tolist(), strict=True):
+        best[owner] = min(distance, best.get(owner, distance))
+    expected = sorted(best.items(), key=lambda item: (item[1], item[0]))
+    ranked_owners, ranked_distances = closest_per_owner(owners, distances)
+    assert list(zip(ranked_owners.tolist(), ranked_distances.tolist(), strict=True)) == expected
+    assert [len(column) for column in closest_per_owner(owners[:0], distances[:0])] == [0, 0]
 
 
 def test_window_table_ranks_owners_by_their_best_vector_and_clusters_exactly_when_probing_every_list() -> None:
