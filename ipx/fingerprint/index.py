@@ -68,7 +68,6 @@ WINDOW_PROBES = 8
 WINDOW_TRAINING_PER_LIST = 20
 CHECK_THREADS = min(4, os.cpu_count() or 1)
 SLICED_SEARCH_MIN_ROWS = 32
-BULK_ADD_MIN_ROWS = 20_000
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -168,7 +167,7 @@ class HammingTable:
         self._owners = array.array("q")
 
     def __len__(self) -> int:
-        return len(self._owners)
+        return int(self._index.ntotal)
 
     def add(self, codes: np.ndarray, owners: int | np.ndarray) -> None:
         """Append codes (n, bits/8) uint8 belonging to `owners` (one owner for all, or one per code)."""
@@ -178,7 +177,7 @@ class HammingTable:
 
     def within(self, queries: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All (query row, owner, distance) with distance <= max_distance."""
-        if not len(self._owners) or not len(queries) or max_distance < 0:
+        if not len(self) or not len(queries) or max_distance < 0:
             empty = np.zeros(0, np.int64)
             return empty, empty, empty
         with _single_threaded_faiss():
@@ -202,7 +201,8 @@ class ClusteredHammingTable(HammingTable):
     The cap matters at scale: in the tuning set a query descriptor lies within 40 bits of 1 in 22,000
     stored ones (generic corners), i.e. thousands of pairs each at 100k images, whose split votes are
     worth almost nothing but cost more to collect than the search itself. Clustering runs once, inside
-    the `add` that reaches the size; later codes join their nearest cell. Ids stay in insertion order.
+    the `add` that reaches the size; later codes join their nearest cell. In the cells, a code's FAISS id is its
+    owner: no second array of 8 bytes per code (400 MB at 100k images) to map search results back.
 
     The scan reads every code of the probed cells from memory, so its cost is the cells' size: at 100k images
     (50 million codes), 4,096 cells meant 24 million codes (780 MB) read per query, 45 ms on 2 cores; 8,192
@@ -239,31 +239,25 @@ class ClusteredHammingTable(HammingTable):
         return isinstance(self._index, faiss.IndexBinaryIVF)
 
     def add(self, codes: np.ndarray, owners: int | np.ndarray) -> None:
-        """Append codes; once clustered, BULK_ADD_MIN_ROWS or more at once (start-up) are assigned on threads."""
+        """Append codes; once clustered, their cells are found on threads when there are many (start-up)."""
         owners = _per_row(owners, len(codes))
         split = None if self.clustered else _rows_before_clustering(len(self), self._cluster_at, owners)
-        with _single_threaded_faiss():  # assigning codes to cells is a search too
-            if split is not None:
-                super().add(codes[:split], owners[:split])
-                self._cluster()
-                codes, owners = codes[split:], owners[split:]
-            if self.clustered and len(codes) >= BULK_ADD_MIN_ROWS:
-                self._add_in_bulk(codes, owners)
-            else:
-                super().add(codes, owners)
-
-    def _add_in_bulk(self, codes: np.ndarray, owners: np.ndarray) -> None:
-        _add_to_cells(self._index, codes)
-        self._owners.frombytes(owners.tobytes())
+        if split is not None:
+            super().add(codes[:split], owners[:split])
+            self._cluster()
+            codes, owners = codes[split:], owners[split:]
+        if self.clustered:
+            _add_to_cells(self._index, codes, owners)
+        else:
+            super().add(codes, owners)
 
     def within(self, queries: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(query row, owner, distance) with distance <= max_distance; once clustered, approximate and capped."""
         if not self.clustered or not len(queries) or max_distance < 0:
             return super().within(queries, max_distance)
-        distances, rows = _sliced_search(self._index, np.ascontiguousarray(queries, dtype=np.uint8), self._neighbours)
-        close = (rows >= 0) & (distances <= max_distance)
-        owners = np.frombuffer(self._owners, dtype=np.int64)[rows[close]]
-        return np.nonzero(close)[0], owners, distances[close].astype(np.int64)
+        distances, owners = _sliced_search(self._index, np.ascontiguousarray(queries, dtype=np.uint8), self._neighbours)
+        close = (owners >= 0) & (distances <= max_distance)
+        return np.nonzero(close)[0], owners[close], distances[close].astype(np.int64)
 
     def _cluster(self) -> None:
         # The same rows however the table was loaded (see _rows_before_clustering), so every worker has the same cells.
@@ -271,8 +265,9 @@ class ClusteredHammingTable(HammingTable):
         quantizer = _centroid_index(k_majority_centroids(stored, self._lists), self._coarse_lists, self._coarse_probes)
         clustered = faiss.IndexBinaryIVF(quantizer, self._bits, self._lists)
         clustered.nprobe = self._probes
-        _add_to_cells(clustered, stored)
+        _add_to_cells(clustered, stored, np.frombuffer(self._owners, dtype=np.int64))
         self._index = clustered
+        self._owners = array.array("q")  # the cells hold each code's owner as its id from now on
 
 
 def _centroid_index(centroids: np.ndarray, coarse_lists: int, coarse_probes: int) -> faiss.IndexBinary:
@@ -289,19 +284,23 @@ def _centroid_index(centroids: np.ndarray, coarse_lists: int, coarse_probes: int
     flat.add(k_majority_centroids(centroids, coarse_lists))
     coarse = faiss.IndexBinaryIVF(flat, bits, coarse_lists)
     coarse.nprobe = coarse_probes
-    _add_to_cells(coarse, centroids)
+    _add_to_cells(coarse, centroids, np.arange(len(centroids), dtype=np.int64))
     return coarse
 
 
-def _add_to_cells(index: faiss.IndexBinaryIVF, codes: np.ndarray) -> None:
-    """`index.add(codes)` for many codes (start-up): their cells are found on CHECK_THREADS threads first.
+def _add_to_cells(index: faiss.IndexBinaryIVF, codes: np.ndarray, ids: np.ndarray) -> None:
+    """`index.add_with_ids(codes, ids)`, with the codes' cells found on CHECK_THREADS threads first (start-up adds
+    millions).
 
     Not FAISS's own OpenMP: it stalls once the host is busy, as when several workers start together
     (measured beside two busy processes: 13 s per 500 pictures' descriptors on FAISS's threads, 2 s on one).
     """
-    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    if not len(codes):
+        return
+    codes, ids = np.ascontiguousarray(codes, dtype=np.uint8), np.ascontiguousarray(ids, dtype=np.int64)
     cells = np.ascontiguousarray(_sliced_search(index.quantizer, codes, 1)[1][:, 0])
-    index.add_core(len(codes), faiss.swig_ptr(codes), None, faiss.swig_ptr(cells))
+    with _single_threaded_faiss():
+        index.add_core(len(codes), faiss.swig_ptr(codes), faiss.swig_ptr(ids), faiss.swig_ptr(cells))
 
 
 class WindowTable:
