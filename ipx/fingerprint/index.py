@@ -54,9 +54,9 @@ PDQ_BITS = 256
 PHASH_BITS = 64
 ORB_BITS = 256
 ORB_CLUSTER_AT = 250_000
-ORB_LISTS = 8192
+ORB_LISTS = 12288
 ORB_PROBES = 2
-ORB_COARSE_LISTS = math.isqrt(ORB_LISTS)  # 90: as many coarse cells as centroids in each, both levels cost alike
+ORB_COARSE_LISTS = math.isqrt(ORB_LISTS)  # 110: as many coarse cells as centroids in each, both levels cost alike
 ORB_COARSE_PROBES = 4
 ORB_NEIGHBOURS = 16
 ORB_CLUSTERED_MIN_VOTES = 4
@@ -206,10 +206,11 @@ class ClusteredHammingTable(HammingTable):
 
     The scan reads every code of the probed cells from memory, so its cost is the cells' size: at 100k images
     (50 million codes), 4,096 cells meant 24 million codes (780 MB) read per query, 45 ms on 2 cores; 8,192
-    cells, half of that, 28 ms. So many centroids cost as much to scan flat for every query descriptor as the
-    cells they save; with `coarse_lists`, the centroids are grouped into coarse cells themselves and only
-    `coarse_probes` of those are searched: a few hundred comparisons per descriptor instead of 8,192. Start-up
-    places every stored code the same way: 201 s -> 90 s for the ORB table at 100k images.
+    cells, half of that, 28 ms; 12,288 cells, 14-21 ms where 8,192 took 20-34 ms in the same session. So many
+    centroids cost as much to scan flat for every query descriptor as the cells they save; with `coarse_lists`,
+    the centroids are grouped into coarse cells themselves and only `coarse_probes` of those are searched: a few
+    hundred comparisons per descriptor instead of thousands. Start-up places every stored code the same way:
+    201 s -> 90 s for the ORB table at 100k images (4,096 flat -> 8,192 coarse); about 60 s with 12,288.
     """
 
     def __init__(
@@ -471,8 +472,11 @@ class ImageIndex:
     the close descriptor pairs the flat scan finds, so it asks for orb_clustered_min_votes 4 instead of 8
     votes: with that, recall on the tuning set matched the flat scan but for one copy of 832. orb_lists 8192
     (cells found through orb_coarse_lists 90 coarse cells, orb_coarse_probes 4) found the same 809 copies as
-    4096, alone and among 100k synthetic pictures, with no false match. 16,384 cells (19 ms instead of 28 at 100k)
-    lost a copy on the tuning set alone, with 2 probes as with 3; 1 probe of 4,096 lost 2 copies at 100k.
+    4096, alone and among 100k synthetic pictures, with no false match; so does 12,288 (110 coarse cells), the
+    default, with the closest distinct pair at 24 inliers among 100k (22 with 8,192). 16,384 cells lost a copy on
+    the tuning set alone, with 2 probes as with 3 (Spring.png rotated and cropped: its true descriptors split over
+    more cell borders, 9 -> 6 votes, ranked 9th of the orb_max_candidates 8); 1 probe of 4,096 lost 2 copies at
+    100k.
     The pixel stage (ORB alignments with orb_pixel_min_inliers 6 to 29 inliers, and, when nothing else
     matched, the thumbnail search over at most pixel_candidates 16 works: the ORB vote's candidates whose
     keypoints agreed on no transform, then those with the most similar windows) accepts a pair when the
