@@ -28,6 +28,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from _synthetic import enlarged_photo  # noqa: E402
 
 from ipx.fingerprint.image import ImageFingerprint, fingerprint_image  # noqa: E402
 from ipx.fingerprint.index import HammingTable, ImageIndex  # noqa: E402
@@ -45,20 +48,9 @@ def median_seconds(action: Callable[[], object], repeats: int) -> float:
     return statistics.median(elapsed(action) for _ in range(repeats))
 
 
-def photo_like(width: int, height: int, *, noise_sigma: float = 0.0) -> Image.Image:
-    """A scikit-image photo enlarged to the requested size, optionally with sensor-like noise."""
-    from skimage import data
-
-    picture = Image.fromarray(data.coffee()).resize((width, height), Image.Resampling.BICUBIC)
-    if not noise_sigma:
-        return picture
-    noise = np.random.default_rng(0).normal(0, noise_sigma, (height, width, 3)).astype(np.float32)
-    return Image.fromarray(np.clip(np.asarray(picture, dtype=np.float32) + noise, 0, 255).astype(np.uint8))
-
-
 def bench_fingerprint_speed() -> None:
     buffer = io.BytesIO()
-    photo_like(4000, 3000, noise_sigma=4).save(buffer, "JPEG", quality=92)
+    enlarged_photo("coffee", 4000, 3000, noise_sigma=4).save(buffer, "JPEG", quality=92)
     data = buffer.getvalue()
     # Alternated, round by round: the load of a shared machine drifts over seconds, and both must see the same.
     rounds = [
@@ -100,7 +92,7 @@ print(before, high_water_mb())
 def bench_peak_memory() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "100mp.png"
-        photo_like(10000, 10000).save(path, "PNG", compress_level=1)
+        enlarged_photo("coffee", 10000, 10000).save(path, "PNG", compress_level=1)
         size = path.stat().st_size
         probe = MEMORY_PROBE.format(repo=str(REPO), path=str(path))
         output = subprocess.run(

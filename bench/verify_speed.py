@@ -44,6 +44,7 @@ from _synthetic import (  # noqa: E402
     ORB_PER_IMAGE,
     POOL_PICTURES,
     descriptor_pool,
+    enlarged_photo,
     jpeg,
     skimage_picture,
     synthetic_descriptors,
@@ -76,9 +77,7 @@ def timings(action: Callable[[], object], repeats: int) -> list[float]:
 def twelve_megapixel_jpeg(name: str = "coffee") -> bytes:
     """A scikit-image picture (by default coffee: not in the descriptor pool, not registered) enlarged to
     4000 x 3000 with sensor-like noise."""
-    picture = skimage_picture(name).resize((4000, 3000), Image.Resampling.BICUBIC)
-    noise = np.random.default_rng(0).normal(0, 4, (3000, 4000, 3)).astype(np.float32)
-    return jpeg(Image.fromarray(np.clip(np.asarray(picture, np.float32) + noise, 0, 255).astype(np.uint8)), 92)
+    return jpeg(enlarged_photo(name, 4000, 3000, noise_sigma=4), 92)
 
 
 def bench_vote_stage(pool: np.ndarray, query: ImageFingerprint, images: int, rng: np.random.Generator) -> None:
