@@ -110,7 +110,7 @@ def _sliced_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`index.search(queries, k)`, the query rows split into CHECK_THREADS slices searched on as many threads.
 
-    The ORB vote's 1,000 descriptors scan about 12 million stored codes at 100k images (28 ms on 2 threads).
+    The ORB vote's 1,000 descriptors scan about 8 million stored codes at 100k images (14-21 ms on 2 threads).
     FAISS's own OpenMP fan-out would use every core too, but stalls once the host is busy (see
     _single_threaded_faiss); plain threads, each searching single-threaded, do not. FAISS releases the GIL and
     answers each query row on its own, so the result is the same as one search.
