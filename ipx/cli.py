@@ -56,7 +56,9 @@ def serve(
     settings = get_settings()
     if migrate:
         db_upgrade()
-    bootstrap(create_app(settings).state, settings)  # before forking workers: one key, one origin
+    first_start = create_app(settings).state
+    bootstrap(first_start, settings)  # before starting workers: one key, one origin
+    first_start.engine.dispose()
     typer.echo(f"IPX is serving on http://{host}:{port} (data: {settings.data_dir})")
     uvicorn.run("ipx.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
 

@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 from skimage import data as skdata
 
-from ipx.app import create_app
+from ipx.app import bootstrap, create_app
+from ipx.db import transaction
 from ipx.fingerprint import engine as engine_module
 from tests.conftest import ApiUser
 
@@ -135,6 +136,19 @@ def test_start_up_rebuild_reads_every_kind_in_batches(settings, astronaut, coffe
         found = [verify(restarted, edited_copy(picture))["similar_matches"] for picture in (astronaut, coffee)]
         found.append(verify(restarted, " ".join(text.split()[50:350]).encode(), "excerpt.txt")["similar_matches"])
         assert [[m["work_id"] for m in matches][:1] for matches in found] == [[works[0]], [works[2]], [works[1]]]
+
+
+def test_first_start_work_leaves_the_similarity_indexes_to_the_workers(settings, astronaut):
+    """`ipx serve` bootstraps before starting workers: a process that serves nothing must not load the index."""
+    with TestClient(create_app(settings)) as first:
+        ApiUser(first, "boot@example.org", "Boot").register(encode(astronaut, "PNG"), title="A")
+    state = create_app(settings).state
+    try:
+        bootstrap(state, settings)
+        with transaction(state.session_factory) as session:
+            assert state.registry.fingerprints.catch_up(session) == 1  # nothing was loaded before
+    finally:
+        state.engine.dispose()
 
 
 def test_what_start_up_built_is_kept_out_of_the_collectors_scans_while_serving(settings):
