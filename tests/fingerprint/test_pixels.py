@@ -124,6 +124,16 @@ def test_index_finds_edited_soft_pictures_and_nothing_else(
     assert [m.work_id for m in matches] == ["soft-3"]
 
 
+@pytest.mark.parametrize("edit", ["crop_centre", "crop_corner"])
+def test_index_finds_a_mirrored_crop_of_a_soft_picture_by_its_pixels(
+    edit: str, soft_originals: dict[int, Image.Image], soft_index: ImageIndex
+) -> None:
+    """Hashes miss the crop and keypoints the soft picture: the pixel search's mirrored placements find it."""
+    copy = encoded(ImageOps.mirror(EDITS[edit](soft_originals[3])))
+    matches = soft_index.query(fingerprint_image(copy))
+    assert [(m.work_id, m.method) for m in matches] == [("soft-3", "pixels")]
+
+
 def test_pixels_method_reports_correlation(soft_originals: dict[int, Image.Image]) -> None:
     """With keypoints and hashes out of the way, the pixel stage alone finds the crop."""
     index = ImageIndex(orb_min_votes=10**6, pdq_max_distance=-1)
