@@ -300,7 +300,7 @@ def _template_placements(query: np.ndarray, stored: np.ndarray) -> list[tuple[fl
         for width, height in _fitted_sizes(stored.shape, query.shape, scale):
             template = cv2.resize(stored, (width, height), interpolation=cv2.INTER_AREA)
             score, position = _best_position(query, template)
-            results.append((score, np.linalg.inv(_placement(stored.shape, (width, height), position))))
+            results.append((score, _inverse_placement(stored.shape, (width, height), position)))
     return results
 
 
@@ -308,6 +308,13 @@ def _placement(shape: tuple[int, ...], size: tuple[int, int], position: tuple[in
     """3x3 map from a picture of `shape` to where it was found, resized to `size`, at `position`."""
     (height, width), (new_width, new_height), (x, y) = shape, size, position
     return np.array([[new_width / width, 0.0, x], [0.0, new_height / height, y], [0.0, 0.0, 1.0]])
+
+
+def _inverse_placement(shape: tuple[int, ...], size: tuple[int, int], position: tuple[int, int]) -> np.ndarray:
+    """The inverse of `_placement`, written out: a general inversion costs more than the rest of the placement."""
+    (height, width), (new_width, new_height), (x, y) = shape, size, position
+    scale_x, scale_y = width / new_width, height / new_height
+    return np.array([[scale_x, 0.0, -x * scale_x], [0.0, scale_y, -y * scale_y], [0.0, 0.0, 1.0]])
 
 
 def _fitted_sizes(inner: tuple[int, ...], outer: tuple[int, ...], scale: float) -> set[tuple[int, int]]:
