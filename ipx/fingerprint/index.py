@@ -60,6 +60,7 @@ ORB_COARSE_LISTS = math.isqrt(ORB_LISTS)  # 110: as many coarse cells as centroi
 ORB_COARSE_PROBES = 4
 ORB_NEIGHBOURS = 16
 ORB_CLUSTERED_MIN_VOTES = 4
+OWNER_BITS = 32  # owners are image numbers in one worker's index: far below 4 billion
 TINY_VECTOR_SIZE = TINY_SIDE * TINY_SIDE
 WINDOWS_PER_PICTURE = len(STORED_WINDOWS)
 WINDOW_CLUSTER_AT = 50_000
@@ -689,8 +690,11 @@ class ImageIndex:
         query_rows, owners, _ = self._orb.within(fp.all_descriptors, self.orb_vote_distance)
         if not len(owners):
             return []
-        pairs = np.unique(np.stack([query_rows, owners], axis=1), axis=0)
-        rows, owners = pairs[:, 0], pairs[:, 1]
+        # One vote per (query descriptor, owner): the pairs as 64-bit keys, row above owner, sorted and deduplicated
+        # in one dimension: numpy.unique over the rows of a 2-D array took 10 ms instead of 2 for the 16,000 pairs of a
+        # vote whose every descriptor finds its 16 neighbours.
+        pairs = np.unique((query_rows.astype(np.int64) << OWNER_BITS) | owners.astype(np.int64))
+        rows, owners = pairs >> OWNER_BITS, pairs & ((1 << OWNER_BITS) - 1)
         weights = 1.0 / np.bincount(rows)[rows]
         candidates, position = np.unique(owners, return_inverse=True)
         scores = np.bincount(position, weights=weights)
