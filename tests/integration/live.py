@@ -47,6 +47,7 @@ class ServerProcess:
     log_path: Path
     url: str
     ready_path: str
+    ready_timeout: float = READY_TIMEOUT_SECONDS
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
@@ -59,7 +60,7 @@ class ServerProcess:
 
     def _wait_until_ready(self) -> None:
         ready_url = self.url + self.ready_path
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
@@ -71,7 +72,7 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"{self.argv} was not ready after {READY_TIMEOUT_SECONDS}s:\n{self.log()}")
+        raise RuntimeError(f"{self.argv} was not ready after {self.ready_timeout}s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -102,11 +103,19 @@ class ServerProcess:
         self.process = None
 
 
-def ipx_server(database_url: str, data_dir: Path, *, workers: int = 2, **settings: str) -> ServerProcess:
+def ipx_server(
+    database_url: str,
+    data_dir: Path,
+    *,
+    workers: int = 2,
+    ready_timeout: float = READY_TIMEOUT_SECONDS,
+    **settings: str,
+) -> ServerProcess:
     """An IPX server as `ipx serve` runs it: bootstrapped once (key, origin, first checkpoint), then forked.
 
     Like `ipx serve`, the key exists before the workers start, so no worker's startup has to create it
     while another worker may be doing the same. `settings` are extra IPX_* variables (e.g. blob_url).
+    `ready_timeout` is for benchmarks whose workers load a large catalogue at start-up.
     """
     port = free_port()
     public_url = f"http://127.0.0.1:{port}"
@@ -123,7 +132,7 @@ def ipx_server(database_url: str, data_dir: Path, *, workers: int = 2, **setting
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]
     data_dir.mkdir(parents=True, exist_ok=True)
-    return ServerProcess(argv, env, data_dir / "server.log", public_url, "/.well-known/ipx/keys")
+    return ServerProcess(argv, env, data_dir / "server.log", public_url, "/.well-known/ipx/keys", ready_timeout)
 
 
 def moto_server(work_dir: Path) -> ServerProcess:
