@@ -250,7 +250,9 @@ def _refined(query: np.ndarray, stored: np.ndarray, to_stored: np.ndarray) -> np
     The template search only tries 5 scales, upright, on a 64 px grid; fine textures and rotated copies
     need sub-pixel position, exact scale and a few degrees of rotation before their pixels can agree. ECC
     runs at SEARCH_SIDE (a quarter of the pixels of the thumbnail, a quarter of the cost); None when it
-    fails or wanders off.
+    fails or wanders off. REFINE_ITERATIONS 20 or 10 would save 11% or 20% of a pixel check, but the tuning set's
+    copies agreeing with their own originals fell from 625 to 622 of 832 with either (a texture's rotated crop
+    and crops of smooth wallpapers no longer line up), so the cap stays at 40.
     """
     height, width = query.shape
     corners = to_stored @ np.array([[0, width - 1, 0, width - 1], [0, 0, height - 1, height - 1], [1, 1, 1, 1]])
