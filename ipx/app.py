@@ -106,7 +106,7 @@ def bootstrap(app_state: Any, settings: Settings) -> None:
 
     `ipx serve` runs it once before starting the workers, and each worker again (by then a no-op). The
     similarity indexes are not loaded here but in each worker's start-up: a worker has its own, and loading
-    them in a process that serves nothing would add the index's whole start-up (80 s and 6.5 GB at 100k images)
+    them in a process that serves nothing would add the index's whole start-up (80-121 s and 6.5 GB at 100k images)
     to the serve command's.
     """
     with transaction(app_state.session_factory) as session:
