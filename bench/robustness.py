@@ -199,7 +199,7 @@ def main() -> None:
     kind = {o.name: o.kind for o in originals}
     copy_answers = answers[len(originals) :]
     report_recall(originals, copies, [a[0] for a in copy_answers], work)
-    report_methods_alone(originals, copies, [a[1] for a in copy_answers], [a[2] for a in copy_answers])
+    report_methods_alone(originals, copies, [a[1] for a in copy_answers], [a[2] for a in copy_answers], work)
     report_false_matches(queries, [a[0] for a in answers], work, kind)
     report_margins(originals, queries, [a[1] for a in answers], [a[2] for a in answers], kind)
 
@@ -278,6 +278,7 @@ def report_methods_alone(
     copies: list[Sample],
     orb_scores: list[list[tuple[str, int]]],
     pixel_scores: list[list[tuple[str, PixelAgreement]]],
+    work: dict[str, str],
 ) -> None:
     """Copies each method finds with the others switched off (the pixel search run whatever else matched).
 
@@ -285,7 +286,6 @@ def report_methods_alone(
     iterations instead of 40 left it unchanged while the pixel stage alone went from 629 copies to 627.
     """
     defaults = ImageIndex()
-    work = {o.name: o.work for o in originals}
     own = np.array([[c.work == o.work for o in originals] for c in copies])
     usable = pdq_usable(copies, originals, defaults.min_quality)
     pdq_close = dihedral_distances(copies, originals, "pdq_variants") <= defaults.pdq_max_distance
@@ -298,11 +298,7 @@ def report_methods_alone(
         "pixels": sum(
             any(
                 work[w] == c.work
-                and a.agrees(
-                    min_correlation=defaults.pixel_min_correlation,
-                    min_detail=defaults.pixel_min_detail,
-                    min_overlap=defaults.pixel_min_overlap,
-                )
+                and defaults.pixels_agree(a)
                 for w, a in scores
             )
             for c, scores in zip(copies, pixel_scores, strict=True)

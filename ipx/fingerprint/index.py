@@ -595,9 +595,10 @@ class ImageIndex:
                 stored_count = len(self._fingerprints[owner].descriptors)
                 similarity = min(1.0, alignment.inliers / max(1, min(len(fp.descriptors), stored_count)))
                 hits.append((owner, "orb", 1.0 - similarity, similarity))
-        agreeing = [(owner, a) for owner, a in self._pixels_under_weak_alignments(fp, alignments) if self._agrees(a)]
+        weak = self._pixels_under_weak_alignments(fp, alignments)
+        agreeing = [(owner, a) for owner, a in weak if self.pixels_agree(a)]
         if not hits and not agreeing:
-            agreeing = [(owner, a) for owner, a in self._pixel_search(fp, alignments) if self._agrees(a)]
+            agreeing = [(owner, a) for owner, a in self._pixel_search(fp, alignments) if self.pixels_agree(a)]
         hits.extend((owner, "pixels", 1.0 - a.correlation, a.correlation) for owner, a in agreeing)
         best: dict[str, Match] = {}
         for owner, method, distance, similarity in hits:
@@ -627,7 +628,8 @@ class ImageIndex:
             if self.orb_pixel_min_inliers <= alignment.inliers < self.orb_min_inliers
         ]
 
-    def _agrees(self, agreement: PixelAgreement) -> bool:
+    def pixels_agree(self, agreement: PixelAgreement) -> bool:
+        """Whether a pixel agreement passes this index's thresholds (the tests and the benchmark judge alike)."""
         return agreement.agrees(
             min_correlation=self.pixel_min_correlation,
             min_detail=self.pixel_min_detail,

@@ -43,14 +43,6 @@ def soft_picture(seed: int, size: tuple[int, int] = (960, 600)) -> Image.Image:
     return Image.fromarray(rgb)
 
 
-def agrees(agreement) -> bool:
-    return agreement.agrees(
-        min_correlation=DEFAULTS.pixel_min_correlation,
-        min_detail=DEFAULTS.pixel_min_detail,
-        min_overlap=DEFAULTS.pixel_min_overlap,
-    )
-
-
 @pytest.fixture(scope="module")
 def soft_originals() -> dict[int, Image.Image]:
     return {seed: soft_picture(seed) for seed in range(6)}
@@ -76,7 +68,7 @@ def test_identity_alignment_agrees_perfectly_and_a_shift_does_not(soft_originals
     same = aligned_agreement(thumbnail, thumbnail, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
     assert same.correlation > 0.999 and same.detail > 0.999 and same.overlap == 1.0
     shifted = aligned_agreement(thumbnail, thumbnail, np.array([[1.0, 0, 25], [0, 1.0, -15]]))
-    assert shifted.overlap < 0.75 and not agrees(shifted)
+    assert shifted.overlap < 0.75 and not DEFAULTS.pixels_agree(shifted)
 
 
 @pytest.mark.parametrize("edit", PARTIAL_EDITS)
@@ -86,7 +78,7 @@ def test_search_finds_a_crop_or_paste_of_the_same_soft_picture(
     original = thumbnail_of(soft_originals[1])
     copy = fingerprint_image(edited_copy(soft_originals[1], edit)).grey_thumbnail
     assert copy is not None
-    assert agrees(best_agreement(copy, original))
+    assert DEFAULTS.pixels_agree(best_agreement(copy, original))
 
 
 def test_search_keeps_distinct_soft_pictures_apart(soft_originals: dict[int, Image.Image]) -> None:
@@ -94,7 +86,7 @@ def test_search_keeps_distinct_soft_pictures_apart(soft_originals: dict[int, Ima
     for seed, query in thumbnails.items():
         for other, stored in thumbnails.items():
             if other != seed:
-                assert not agrees(best_agreement(query, stored)), (seed, other)
+                assert not DEFAULTS.pixels_agree(best_agreement(query, stored)), (seed, other)
 
 
 def test_a_crop_lands_near_one_of_its_originals_windows(soft_originals: dict[int, Image.Image]) -> None:
