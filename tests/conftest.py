@@ -8,6 +8,7 @@ With CI=true an unreachable PostgreSQL fails the run instead of skipping.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import shutil
 import uuid
@@ -19,8 +20,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from ipx.accounts.models import Role
+from ipx.accounts.service import create_user
 from ipx.app import create_app
 from ipx.config import Settings
+from ipx.db import transaction
 from ipx.migrations import upgrade
 
 PG_ADMIN_URL = os.environ.get("IPX_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
@@ -158,3 +162,23 @@ def make_user(client: TestClient) -> Callable[..., ApiUser]:
         return ApiUser(client, f"user{n}@example.org", display_name or f"Creator {n}")
 
     return build
+
+
+@pytest.fixture
+def make_staff(client: TestClient) -> Callable[[], dict[str, str]]:
+    counter = itertools.count()
+
+    def build() -> dict[str, str]:
+        email, password = f"staff{next(counter)}@ipx.example", "staff password 1"
+        with transaction(client.app.state.session_factory) as session:  # type: ignore[attr-defined]
+            create_user(session, email=email, password=password, display_name="Sam Staff", role=Role.staff)
+        token = client.post("/api/v1/auth/token", data={"username": email, "password": password})
+        assert token.status_code == 200, token.text
+        return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    return build
+
+
+@pytest.fixture
+def staff(make_staff: Callable[[], dict[str, str]]) -> dict[str, str]:
+    return make_staff()

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from ipx.complaints import audit_search, review, service
-from ipx.complaints.deps import CaseContext, SendsMail, parse_notice, spooled_copies
+from ipx.complaints.deps import CaseAgeDays, CaseContext, SendsMail, parse_notice, spooled_copies
 from ipx.complaints.models import Complaint
 from ipx.complaints.schemas import (
     AuditPage,
@@ -27,7 +27,7 @@ from ipx.complaints.schemas import (
     StaffActionIn,
 )
 from ipx.config import Settings
-from ipx.deps import Anyone, AppSettings, Caller, DbSession, Staff
+from ipx.deps import Anyone, AppSettings, Caller, DbSession, Page, Staff, StoredInteger
 from ipx.errors import InvalidInput
 
 router = APIRouter(tags=["complaints"])
@@ -119,8 +119,8 @@ def complaint_queue(
     session: DbSession, staff: Staff, ctx: CaseContext,
     status: Annotated[str | None, Query(description="a status, or 'open' for every open case")] = None,
     kind: Annotated[str | None, Query(alias="type", description="work, listing or url")] = None,
-    min_age_days: Annotated[int | None, Query(ge=0)] = None,
-    max_age_days: Annotated[int | None, Query(ge=0)] = None,
+    min_age_days: CaseAgeDays = None,
+    max_age_days: CaseAgeDays = None,
 ) -> ComplaintQueue:
     """The staff queue, oldest case first."""
     filters = queue_filter(status, kind, min_age_days, max_age_days)
@@ -182,7 +182,7 @@ def review_queue(
 
 
 @router.post("/staff/reviews/{review_id}", response_model=ReviewRead, dependencies=[SendsMail])
-def decide_review(review_id: int, body: ReviewDecisionIn, session: DbSession, staff: Staff) -> dict[str, Any]:
+def decide_review(review_id: StoredInteger, body: ReviewDecisionIn, session: DbSession, staff: Staff) -> dict[str, Any]:
     """Clear or uphold a detection flag, with a reason (audited; the owner is told)."""
     flag = review.decide_review(session, review_id, body.decision, staff=staff, reason=body.reason)
     return review.review_view(session, flag)
@@ -201,7 +201,7 @@ def audit_log(
     subject: Annotated[str | None, Query(max_length=64, description="subject id")] = None,
     subject_type: Annotated[str | None, Query(max_length=32)] = None,
     actor: Annotated[str | None, Query(max_length=36, description="actor account id")] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Page = 1,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AuditPage:
     """Search the append-only audit log, newest first."""

@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile  # what request.form() yields (FastAPI's is a subclass)
 
 from ipx.complaints.matching import RegistryMatcher
 from ipx.complaints.schemas import NoticeIn
-from ipx.complaints.service import ComplaintsContext
+from ipx.complaints.service import MAX_CASE_AGE_DAYS, ComplaintsContext
 from ipx.config import Settings
 from ipx.db import utcnow
 from ipx.deps import AppSettings, DbSession, Registry, receive_upload
@@ -27,6 +27,7 @@ def outbox_relay(settings: AppSettings, session: DbSession) -> None:
 
 
 SendsMail = Depends(outbox_relay)
+CaseAgeDays = Annotated[int | None, Query(ge=0, le=MAX_CASE_AGE_DAYS, description="days since the notice arrived")]
 
 
 def complaints_context(

@@ -16,9 +16,9 @@ from starlette.datastructures import FormData
 
 from ipx.accounts.service import Principal
 from ipx.complaints import api, audit_search, review, service
-from ipx.complaints.deps import CaseContext, SendsMail, field_errors, parse_notice, spooled_copies
+from ipx.complaints.deps import CaseAgeDays, CaseContext, SendsMail, field_errors, parse_notice, spooled_copies
 from ipx.complaints.schemas import CounterNoticeIn, LegalActionIn, ReviewDecision, StaffAction, StaffActionIn
-from ipx.deps import Anyone, AppSettings, DbSession
+from ipx.deps import Anyone, AppSettings, DbSession, StoredInteger
 from ipx.errors import Forbidden, InvalidInput, IPXError, Unauthorized
 from ipx.web.templating import templates
 
@@ -178,7 +178,7 @@ async def submit_counter_notice(
 @router.get("/staff/complaints", response_class=HTMLResponse)
 def staff_queue(
     request: Request, session: DbSession, caller: Anyone, ctx: CaseContext,
-    status: str = "open", kind: Annotated[str, Query(alias="type")] = "", min_age_days: int | None = None,
+    status: str = "open", kind: Annotated[str, Query(alias="type")] = "", min_age_days: CaseAgeDays = None,
 ) -> Response:
     try:
         _require_staff(caller)
@@ -230,7 +230,7 @@ def staff_reviews(request: Request, session: DbSession, caller: Anyone, status: 
 
 @router.post("/staff/reviews/{review_id}", response_class=HTMLResponse, dependencies=[SendsMail])
 def staff_review_decision(
-    request: Request, review_id: int, session: DbSession, caller: Anyone,
+    request: Request, review_id: StoredInteger, session: DbSession, caller: Anyone,
     decision: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
 ) -> Response:
     try:

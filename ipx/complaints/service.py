@@ -46,6 +46,7 @@ STATUSES = OPEN + CLOSED
 TARGET_KINDS = ("work", "listing", "url")
 TAKEDOWN_ACTIONS = (StaffAction.hide_listing, StaffAction.suspend_sales, StaffAction.mark_disputed)
 CASE_NUMBER_ATTEMPTS = 5
+MAX_CASE_AGE_DAYS = 36_525  # a century: older than any case, and far inside what date arithmetic holds
 CLOSING_STATUS = {StaffAction.dismiss: "dismissed", StaffAction.restore: "restored", StaffAction.clear_flag: "cleared"}
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from ipx.config import Settings
-from ipx.deps import Anyone, AppSettings, Caller, Creator, DbSession, Staff
+from ipx.deps import Anyone, AppSettings, Caller, Creator, DbSession, Page, Staff
 from ipx.errors import PROBLEM_JSON
 from ipx.marketplace import service, terms
 from ipx.marketplace.models import License, Listing, Offer, Order
@@ -168,10 +168,10 @@ def search_listings(
     settings: AppSettings,
     q: Annotated[str | None, Query(max_length=200, description="words in title, creator, type or tags")] = None,
     license: Annotated[terms.Template | None, Query(description="offer template, e.g. standard or cc-by")] = None,
-    min_price: Annotated[int | None, Query(ge=0, description="minor units")] = None,
-    max_price: Annotated[int | None, Query(ge=0, description="minor units")] = None,
+    min_price: Annotated[int | None, Query(ge=0, le=terms.MAX_PRICE_MINOR, description="minor units")] = None,
+    max_price: Annotated[int | None, Query(ge=0, le=terms.MAX_PRICE_MINOR, description="minor units")] = None,
     currency: Annotated[str | None, Query(pattern="^[A-Za-z]{3}$")] = None,
-    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    page: Page = 1,
 ) -> ListingPage:
     """Search open listings (anyone); price filters apply to one offer together with license and currency."""
     rows, total = service.search_listings(

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from ipx.accounts.service import Principal
-from ipx.deps import AppSettings, DbSession
+from ipx.deps import MAX_PAGE, AppSettings, DbSession
 from ipx.errors import IPXError, NotFound
 from ipx.marketplace import service, terms, views
 from ipx.marketplace.api import Market, license_read, listing_read, order_read
@@ -89,7 +89,7 @@ def market_page(
     problems: list[str] = []
     low = _price_filter(min_price, code, "Lowest price", problems)
     high = _price_filter(max_price, code, "Highest price", problems)
-    page = min(max(page, 1), 10_000)
+    page = min(max(page, 1), MAX_PAGE)
     rows, total = service.search_listings(
         session, q=query or None, template=template, min_price=low, max_price=high, currency=code, page=page,
         page_size=service.PAGE_SIZE,

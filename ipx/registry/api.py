@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ipx.accounts.service import Principal
 from ipx.config import Settings
-from ipx.deps import AppSettings, Creator, DbSession, Registry, receive_upload, require_file
+from ipx.deps import AppSettings, Creator, DbSession, Page, Registry, StoredInteger, receive_upload, require_file
 from ipx.errors import InvalidInput
 from ipx.fingerprint.engine import ComputedFingerprints
 from ipx.notifications.service import relay_after_commit, relay_for
@@ -172,7 +172,7 @@ def search_works(
     sha256: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{64}$")] = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
     creator: Annotated[uuid.UUID | None, Query(description="account id")] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Page = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> WorkPage:
     """Search registrations by exact SHA-256, title or creator name (anyone)."""
@@ -211,7 +211,7 @@ def get_checkpoint(session: DbSession) -> str:
 
 
 @router.get("/log/checkpoints/{tree_size}", response_class=PlainTextResponse)
-def get_checkpoint_at(tree_size: int, session: DbSession) -> str:
+def get_checkpoint_at(tree_size: StoredInteger, session: DbSession) -> str:
     """The checkpoint published at a given tree size, for witnesses and auditors (anyone)."""
     return log.checkpoint_at(session, tree_size).note
 

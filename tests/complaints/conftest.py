@@ -11,9 +11,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from ipx.accounts.models import Role
-from ipx.accounts.service import create_user
-from ipx.db import transaction
 from tests.conftest import ApiUser
 from tests.marketplace.conftest import noise_png
 
@@ -57,26 +54,6 @@ def copy_case(make_user: Callable[..., ApiUser]) -> CopyCase:
 @pytest.fixture
 def fresh_png() -> Callable[[], bytes]:
     return lambda: noise_png(next(_seeds))
-
-
-@pytest.fixture
-def make_staff(client: TestClient) -> Callable[[], dict[str, str]]:
-    counter = itertools.count()
-
-    def build() -> dict[str, str]:
-        email, password = f"staff{next(counter)}@ipx.example", "staff password 1"
-        with transaction(client.app.state.session_factory) as session:  # type: ignore[attr-defined]
-            create_user(session, email=email, password=password, display_name="Sam Staff", role=Role.staff)
-        token = client.post("/api/v1/auth/token", data={"username": email, "password": password})
-        assert token.status_code == 200, token.text
-        return {"Authorization": f"Bearer {token.json()['access_token']}"}
-
-    return build
-
-
-@pytest.fixture
-def staff(make_staff: Callable[[], dict[str, str]]) -> dict[str, str]:
-    return make_staff()
 
 
 def file(client: TestClient, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:

@@ -13,8 +13,6 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from ipx.accounts.models import Role
-from ipx.accounts.service import create_user
 from ipx.app import create_app
 from ipx.config import Settings
 from ipx.db import transaction
@@ -91,16 +89,6 @@ def list_work(client: TestClient, make_user: Callable[..., ApiUser],
     return build
 
 
-@pytest.fixture
-def staff_headers(client: TestClient) -> dict[str, str]:
-    with transaction(client.app.state.session_factory) as session:  # type: ignore[attr-defined]
-        create_user(session, email="staff@example.org", password="staff password 1", display_name="Staff",
-                    role=Role.staff)
-    token = client.post("/api/v1/auth/token", data={"username": "staff@example.org", "password": "staff password 1"})
-    assert token.status_code == 200, token.text
-    return {"Authorization": f"Bearer {token.json()['access_token']}"}
-
-
 def buy(client: TestClient, buyer: ApiUser, offer_id: str, key: str | None = None) -> dict[str, Any]:
     """Place and confirm an offline order; returns the confirmed order body."""
     headers = {**buyer.headers, **({"Idempotency-Key": key} if key else {})}
@@ -111,8 +99,8 @@ def buy(client: TestClient, buyer: ApiUser, offer_id: str, key: str | None = Non
     return confirmed.json()
 
 
-def assert_ledger_balanced(client: TestClient, staff_headers: dict[str, str]) -> dict[str, Any]:
-    summary = client.get("/api/v1/ledger/summary", headers=staff_headers)
+def assert_ledger_balanced(client: TestClient, staff: dict[str, str]) -> dict[str, Any]:
+    summary = client.get("/api/v1/ledger/summary", headers=staff)
     assert summary.status_code == 200, summary.text
     body = summary.json()
     assert_balanced_summary(body)

@@ -10,7 +10,7 @@ from tests.marketplace.builders import offer
 from tests.marketplace.conftest import assert_ledger_balanced, buy
 
 
-def test_list_buy_verify_refund(client, make_user, list_work, staff_headers):
+def test_list_buy_verify_refund(client, make_user, list_work, staff):
     listed = list_work(
         offer(price={"amount": 1001, "currency": "EUR"}),
         title="Harbour at dawn",
@@ -47,7 +47,7 @@ def test_list_buy_verify_refund(client, make_user, list_work, staff_headers):
     tampered["statement"]["price"]["amount"] = 1
     assert not verify_bundle(tampered).ok
 
-    ledger = assert_ledger_balanced(client, staff_headers)
+    ledger = assert_ledger_balanced(client, staff)
     balances = {(a["account"], a["currency"]): a["balance"] for a in ledger["accounts"]}
     assert balances[("platform:fees", "EUR")] == 100  # 10 % of 1001, rounded down
     assert balances[(f"creator:{listed.seller.account_id}", "EUR")] == 901
@@ -67,6 +67,6 @@ def test_list_buy_verify_refund(client, make_user, list_work, staff_headers):
     assert verify_bundle(client.get(f"/api/v1/licenses/{revoked['license_id']}/evidence").json()).ok
     assert base64.b64decode(bundle["signature"])
 
-    ledger = assert_ledger_balanced(client, staff_headers)
+    ledger = assert_ledger_balanced(client, staff)
     assert all(a["balance"] == 0 for a in ledger["accounts"])
     assert ledger["transactions"] == 2

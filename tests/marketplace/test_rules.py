@@ -102,7 +102,7 @@ def test_exclusive_offer_needs_its_scope_free_of_other_licenses(client, make_use
     assert post_listing(client, listed.seller, work_id, exclusive_offer(territory=["BE"])).status_code == 201
 
 
-def test_hidden_listing_and_suspended_sales(client, make_user, list_work, register_work, staff_headers):
+def test_hidden_listing_and_suspended_sales(client, make_user, list_work, register_work, staff):
     listed = list_work(title="Quiet lagoon")
     listing_id, offer_id, work_id = listed.listing["listing_id"], listed.offer_ids[0], listed.work["work_id"]
     buyer = make_user()
@@ -152,7 +152,7 @@ def test_idempotency_key_returns_the_same_order(client, make_user, list_work):
         assert len(session.scalars(select(Order).where(Order.buyer_id == buyer.account_id)).all()) == 1
 
 
-def test_permissions_on_orders_refunds_and_ledger(client, make_user, list_work, staff_headers):
+def test_permissions_on_orders_refunds_and_ledger(client, make_user, list_work, staff):
     listed = list_work()
     buyer, stranger = make_user(), make_user()
     placed = client.post("/api/v1/orders", headers=buyer.headers, json={"offer_id": listed.offer_ids[0]}).json()
@@ -164,9 +164,9 @@ def test_permissions_on_orders_refunds_and_ledger(client, make_user, list_work, 
     assert confirmed["status"] == "fulfilled"
     problem(client.post(f"/api/v1/orders/{placed['order_id']}/refund", headers=buyer.headers), 403)
     problem(client.get("/api/v1/ledger/summary", headers=buyer.headers), 403)
-    refunded = client.post(f"/api/v1/orders/{placed['order_id']}/refund", headers=staff_headers)
+    refunded = client.post(f"/api/v1/orders/{placed['order_id']}/refund", headers=staff)
     assert refunded.status_code == 200 and refunded.json()["status"] == "refunded"
-    problem(client.post(f"/api/v1/orders/{placed['order_id']}/refund", headers=staff_headers), 409)
+    problem(client.post(f"/api/v1/orders/{placed['order_id']}/refund", headers=staff), 409)
 
     cancelled = client.post("/api/v1/orders", headers=buyer.headers, json={"offer_id": listed.offer_ids[0]}).json()
     assert client.post(f"/api/v1/orders/{cancelled['order_id']}/cancel",

@@ -83,17 +83,17 @@ def sales_count(client) -> int:
         return session.scalar(select(func.count()).where(LedgerTransaction.kind == "sale"))
 
 
-def test_server_side_confirmation_then_refund(client, make_user, list_work, stripe_api, staff_headers):
+def test_server_side_confirmation_then_refund(client, make_user, list_work, stripe_api, staff):
     listed = list_work(offer(price={"amount": 4200, "currency": "USD"}))
     order = place(client, make_user(), listed.offer_ids[0], payment_method="pm_card_visa")
     assert order["status"] == "fulfilled" and order["payment"]["provider"] == "stripe"
     intent = stripe_api.v1.payment_intents.retrieve(order["payment"]["reference"])
     assert (intent.status, intent.amount, intent.currency) == ("succeeded", 4200, "usd")
     assert intent.metadata["order_id"] == order["order_id"]
-    balances = {a["account"]: a["balance"] for a in assert_ledger_balanced(client, staff_headers)["accounts"]}
+    balances = {a["account"]: a["balance"] for a in assert_ledger_balanced(client, staff)["accounts"]}
     assert balances["provider:stripe"] == -4200 and balances["platform:fees"] == 420
 
-    refunded = client.post(f"/api/v1/orders/{order['order_id']}/refund", headers=staff_headers)
+    refunded = client.post(f"/api/v1/orders/{order['order_id']}/refund", headers=staff)
     assert refunded.status_code == 200, refunded.text
     refunds = stripe_api.v1.refunds.list(params={"payment_intent": intent.id}).data
     assert [(r.amount, r.status) for r in refunds] == [(4200, "succeeded")]
@@ -157,7 +157,7 @@ def test_unknown_orders_and_wrong_amounts_do_not_crash_or_credit(client, make_us
     assert outcomes["evt_unknown_1"] == "unknown order" and outcomes["evt_other_1"] == "customer.created not used"
 
 
-def test_second_payment_for_a_sold_exclusive_is_refunded(client, make_user, list_work, stripe_api, staff_headers):
+def test_second_payment_for_a_sold_exclusive_is_refunded(client, make_user, list_work, stripe_api, staff):
     listed = list_work(exclusive_offer())
     first_buyer, second_buyer = make_user("First"), make_user("Second")
     first = place(client, first_buyer, listed.offer_ids[0])
@@ -174,7 +174,7 @@ def test_second_payment_for_a_sold_exclusive_is_refunded(client, make_user, list
     assert sales_count(client) == 1
     late = client.post("/api/v1/orders", headers=make_user().headers, json={"offer_id": listed.offer_ids[0]})
     assert late.status_code == 409
-    assert_ledger_balanced(client, staff_headers)
+    assert_ledger_balanced(client, staff)
 
 
 def test_cancelled_order_cancels_the_payment_intent(client, make_user, list_work, stripe_api):
