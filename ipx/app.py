@@ -35,7 +35,7 @@ from ipx.web.templating import STATIC_DIR
 
 API_PREFIX = "/api/v1"
 MULTIPART_OVERHEAD = 64 * 1024
-HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
+HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Payload too large", 422: "Invalid input"}
 
 
 def problem_response(error: IPXError, request: Request) -> Response:

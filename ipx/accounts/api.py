@@ -10,8 +10,9 @@ from fastapi.security import OAuth2PasswordRequestForm
 from ipx.accounts import service
 from ipx.accounts.schemas import AccountCreate, AccountRead, TokenRead
 from ipx.deps import AppSettings, Caller, DbSession
+from ipx.routing import IPXRoute
 
-router = APIRouter(prefix="/auth", tags=["accounts"])
+router = APIRouter(prefix="/auth", tags=["accounts"], route_class=IPXRoute)
 
 
 @router.post("/register", status_code=201, response_model=AccountRead)

@@ -29,8 +29,9 @@ from ipx.complaints.schemas import (
 from ipx.config import Settings
 from ipx.deps import Anyone, AppSettings, Caller, DbSession, Page, Staff, StoredInteger
 from ipx.errors import InvalidInput
+from ipx.routing import IPXRoute
 
-router = APIRouter(tags=["complaints"])
+router = APIRouter(tags=["complaints"], route_class=IPXRoute)
 TOKEN_HEADER = "X-Complaint-Token"
 
 

@@ -20,9 +20,10 @@ from ipx.complaints.deps import CaseAgeDays, CaseContext, SendsMail, field_error
 from ipx.complaints.schemas import CounterNoticeIn, LegalActionIn, ReviewDecision, StaffAction, StaffActionIn
 from ipx.deps import Anyone, AppSettings, DbSession, StoredInteger
 from ipx.errors import Forbidden, InvalidInput, IPXError, Unauthorized
+from ipx.routing import IPXRoute
 from ipx.web.templating import templates
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=IPXRoute)
 NOTICE_FIELDS = (
     "work_id", "infringing_work_id", "infringing_listing_id", "infringing_url", "name", "email", "address", "phone",
     "description", "signature",

@@ -36,8 +36,9 @@ from ipx.marketplace.schemas import (
     WebhookReceipt,
 )
 from ipx.registry import service as registry_service
+from ipx.routing import IPXRoute
 
-router = APIRouter(tags=["marketplace"])
+router = APIRouter(tags=["marketplace"], route_class=IPXRoute)
 
 
 def locked_response(body: BaseModel, status_code: int = 200) -> Response:

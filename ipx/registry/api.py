@@ -32,9 +32,10 @@ from ipx.registry.schemas import (
     WorkPage,
     WorkRead,
 )
+from ipx.routing import IPXRoute
 
-router = APIRouter(tags=["registry"])
-well_known = APIRouter(tags=["registry"])
+router = APIRouter(tags=["registry"], route_class=IPXRoute)
+well_known = APIRouter(tags=["registry"], route_class=IPXRoute)
 
 def work_read(work: Work, display_name: str, public_url: str) -> dict[str, Any]:
     statement = service.statement_of(work)

@@ -9,10 +9,11 @@ from fastapi.responses import PlainTextResponse
 
 from ipx.db import utcnow
 from ipx.deps import DbSession
+from ipx.routing import IPXRoute
 from ipx.stats import service
 from ipx.stats.quarters import Quarter
 
-router = APIRouter(tags=["stats"])
+router = APIRouter(tags=["stats"], route_class=IPXRoute)
 
 
 def quarter_or_current(text: str | None) -> Quarter:

@@ -9,11 +9,12 @@ from fastapi.responses import HTMLResponse, Response
 
 from ipx.deps import Anyone, DbSession
 from ipx.errors import IPXError
+from ipx.routing import IPXRoute
 from ipx.stats import charts, service
 from ipx.stats.api import quarter_or_current
 from ipx.web.templating import templates
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=IPXRoute)
 
 
 @router.get("/stats", response_class=HTMLResponse)

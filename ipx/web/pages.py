@@ -18,7 +18,6 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,6 +34,7 @@ from ipx.registry import log, media
 from ipx.registry import service as registry_service
 from ipx.registry.models import Work
 from ipx.registry.schemas import RegistrationForm
+from ipx.routing import IPXRoute
 from ipx.web import certificates
 from ipx.web.templating import templates
 
@@ -130,7 +130,7 @@ def _error_response(request: Request, error: Exception) -> Response:
     return error_page(request, 404, "Not found", f"There is nothing at {request.url.path}.")  # a malformed id
 
 
-class PageRoute(APIRoute):
+class PageRoute(IPXRoute):
     """Errors on page routes become HTML: 401 a redirect to log in, others an error page (malformed ids 404).
 
     The error is caught inside the request's dependency scope, so the transaction is rolled back here:
