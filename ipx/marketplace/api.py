@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from ipx.config import Settings
+from ipx.db import utcnow
 from ipx.deps import Anyone, AppSettings, Caller, Creator, DbSession, Page, Staff
 from ipx.errors import PROBLEM_JSON
 from ipx.marketplace import service, terms
@@ -72,8 +73,8 @@ def party_uri(account_id: str) -> str:
     return f"urn:ipx:account:{account_id}"
 
 
-def offer_read(offer: Offer, *, seller_id: str | None = None, public_url: str = "") -> OfferRead:
-    """An offer's terms and summary; with `seller_id`, also its ODRL Offer policy."""
+def offer_read(session: Session, offer: Offer, *, seller_id: str | None = None, public_url: str = "") -> OfferRead:
+    """An offer's terms, summary and whether it can be bought now; with `seller_id`, also its ODRL Offer policy."""
     offer_terms = service.offer_terms(offer)
     odrl = terms.odrl_policy(
         offer_terms, uid=f"urn:ipx:offer:{offer.id}", target=f"{public_url}/api/v1/works/{offer.work_id}",
@@ -81,7 +82,8 @@ def offer_read(offer: Offer, *, seller_id: str | None = None, public_url: str = 
     ) if seller_id else None
     return OfferRead(
         offer_id=offer.id, listing_id=offer.listing_id, status=offer.status, summary=terms.summary(offer_terms),
-        odrl=odrl, **offer.terms,
+        unavailable_reason=service.unavailable_reason(session, offer, today=utcnow().date()), odrl=odrl,
+        **offer.terms,
     )
 
 
@@ -103,7 +105,7 @@ def listing_read(session: Session, listing: Listing, public_url: str) -> Listing
         listing_id=listing.id, status=listing.status, description=listing.description, tags=listing.tags,
         created_at=listing.created_at, sales_suspended=service.sales_suspended(session, listing.work_id), work=work,
         evidence_url=work.evidence_url,
-        offers=[offer_read(o, seller_id=listing.seller_id, public_url=public_url)
+        offers=[offer_read(session, o, seller_id=listing.seller_id, public_url=public_url)
                 for o in service.offers_of(session, listing.id)],
     )
 
@@ -159,7 +161,7 @@ def create_listing(body: ListingCreate, caller: Creator, session: DbSession, mar
     return locked_response(ListingCreated(
         listing_id=listing.id, work_id=listing.work_id, status=listing.status,
         url=f"{settings.public_url}/api/v1/listings/{listing.id}",
-        offers=[offer_read(o) for o in offers],
+        offers=[offer_read(session, o) for o in offers],
     ), 201)
 
 
@@ -183,7 +185,8 @@ def search_listings(
             listing_id=r.listing.id, work_id=r.listing.work_id, title=r.title, work_type=r.work_type,
             creator=Party(account_id=r.listing.seller_id, display_name=r.creator_name),
             description=r.listing.description, tags=r.listing.tags, created_at=r.listing.created_at,
-            url=f"{settings.public_url}/api/v1/listings/{r.listing.id}", offers=[offer_read(o) for o in r.offers],
+            url=f"{settings.public_url}/api/v1/listings/{r.listing.id}",
+            offers=[offer_read(session, o) for o in r.offers],
         )
         for r in rows
     ]
@@ -201,7 +204,7 @@ def get_listing(listing_id: uuid.UUID, caller: Anyone, session: DbSession, setti
 @router.post("/offers/{offer_id}/withdraw", response_model=OfferRead)
 def withdraw_offer(offer_id: uuid.UUID, caller: Creator, session: DbSession) -> Response:
     """Take one of your offers off sale (the seller or staff); licenses already sold stay valid."""
-    return locked_response(offer_read(service.withdraw_offer(session, str(offer_id), actor=caller)))
+    return locked_response(offer_read(session, service.withdraw_offer(session, str(offer_id), actor=caller)))
 
 
 @router.post("/orders", status_code=201, response_model=OrderRead)

@@ -208,12 +208,9 @@ def _checkout_context(
     listing = service.get_listing(session, offer.listing_id, caller)
     read = listing_read(session, listing, settings.public_url)
     offer_view = next(_offer_view(o.model_dump()) for o in read.offers if o.offer_id == offer.id)
-    own = listing.seller_id == caller.id
-    if problem is None and own:
-        problem = "This is your own listing: you cannot buy a license to your own work."
-    elif problem is None and offer.status != "active":
-        problem = "This offer is no longer for sale." if offer.status == "withdrawn" else (
-            "This exclusive offer has been sold.")
+    if problem is None:
+        own_listing = "This is your own listing: you cannot buy a license to your own work."
+        problem = own_listing if listing.seller_id == caller.id else offer_view["unavailable_reason"]
     return {
         "offer": offer_view, "listing": read.model_dump(), "work": _work_facts(session, listing.work_id),
         "problem": problem, "idempotency_key": str(uuid.uuid4()),

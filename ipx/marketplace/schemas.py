@@ -50,6 +50,7 @@ class OfferRead(BaseModel):
     impressions_cap: int | None = None
     price: Price
     summary: str
+    unavailable_reason: str | None = None  # why it cannot be bought right now (sold, withdrawn, scope taken...)
     odrl: dict[str, Any] | None = None
 
 

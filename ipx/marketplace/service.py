@@ -361,8 +361,9 @@ def sales_suspended(session: Session, work_id: str) -> bool:
 # ------------------------------------------------------------------------------------------- orders
 
 
-def _unavailable_reason(session: Session, offer: Offer, *, today: date) -> str | None:
-    """Why this offer cannot be sold right now, or None. Call with the work's offers locked."""
+def unavailable_reason(session: Session, offer: Offer, *, today: date) -> str | None:
+    """Why this offer cannot be sold right now, or None. Orders call it with the work's offers locked; listings
+    show it, so a buyer learns before checkout that an offer cannot be bought."""
     listing = session.get(Listing, offer.listing_id)
     work = session.get(Work, offer.work_id)
     if offer.status == "sold":
@@ -378,9 +379,12 @@ def _unavailable_reason(session: Session, offer: Offer, *, today: date) -> str |
     wanted = offer_terms(offer)
     if terms.expired_on(wanted, today):
         return "This offer's license period has already ended."
-    if _scope_conflict(session, offer.work_id, wanted, exclusive=offer.exclusive, today=today) is not None:
+    held = _scope_conflict(session, offer.work_id, wanted, exclusive=offer.exclusive, today=today)
+    if held is None:
+        return None
+    if held.exclusive:
         return "An exclusive license covering this territory and period has already been sold."
-    return None
+    return "A license covering this territory and period has been sold, so it can no longer be licensed exclusively."
 
 
 def _audit_order(session: Session, order: Order, action: str, actor_id: str | None, **details: Any) -> None:
@@ -426,7 +430,7 @@ def place_order(
     pays_now = payment_method is not None and not provider.buyer_confirms
     if pays_now:
         _lock_work_offers(session, offer.work_id)
-    reason = _unavailable_reason(session, offer, today=utcnow().date())
+    reason = unavailable_reason(session, offer, today=utcnow().date())
     if reason:
         raise OfferUnavailable(reason, offer_id=offer.id)
     order = Order(
@@ -489,7 +493,7 @@ def _lock_for_payment(session: Session, order_id: str) -> tuple[Order, str | Non
     session.refresh(order, with_for_update=True)
     reason = None
     if order.status == OPEN_ORDER:
-        reason = _unavailable_reason(session, get_offer(session, order.offer_id), today=utcnow().date())
+        reason = unavailable_reason(session, get_offer(session, order.offer_id), today=utcnow().date())
     if reason is None:
         savepoint.commit()  # keeps the locks until the request's transaction ends
         return order, None

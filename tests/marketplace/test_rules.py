@@ -83,6 +83,9 @@ def test_exclusive_sale_withdraws_other_offers_and_blocks_overlaps(client, make_
     statuses = {o["offer_id"]: o["status"]
                 for o in client.get(f"/api/v1/listings/{listed.listing['listing_id']}").json()["offers"]}
     assert statuses == {exclusive_id: "sold", standard_id: "withdrawn"}
+    reasons = {o["offer_id"]: o["unavailable_reason"]
+               for o in client.get(f"/api/v1/listings/{listed.listing['listing_id']}").json()["offers"]}
+    assert "has been sold" in reasons[exclusive_id] and "withdrawn" in reasons[standard_id]
     again = client.post("/api/v1/orders", headers=make_user().headers, json={"offer_id": standard_id})
     assert problem(again, 409)["offer_id"] == standard_id
 
@@ -100,6 +103,25 @@ def test_exclusive_offer_needs_its_scope_free_of_other_licenses(client, make_use
     work_id = listed.work["work_id"]
     problem(post_listing(client, listed.seller, work_id, exclusive_offer(territory=["FR", "BE"])), 409)
     assert post_listing(client, listed.seller, work_id, exclusive_offer(territory=["BE"])).status_code == 201
+
+
+def test_an_offer_that_cannot_be_bought_says_why_before_checkout(client, make_user, list_work):
+    listed = list_work(offer(), exclusive_offer())
+    standard_id, exclusive_id = listed.offer_ids
+    listing_id = listed.listing["listing_id"]
+    buy(client, make_user(), standard_id)  # a non-exclusive license now holds the exclusive offer's whole scope
+    offers = {o["offer_id"]: o for o in client.get(f"/api/v1/listings/{listing_id}").json()["offers"]}
+    assert offers[standard_id]["unavailable_reason"] is None
+    reason = offers[exclusive_id]["unavailable_reason"]
+    assert offers[exclusive_id]["status"] == "active" and "can no longer be licensed exclusively" in reason
+    buyer = make_user()
+    assert problem(client.post("/api/v1/orders", headers=buyer.headers, json={"offer_id": exclusive_id}),
+                   409)["detail"] == reason
+    page = client.get(f"/market/listings/{listing_id}").text
+    assert reason in page and "Not available now" in page
+    assert f"/market/checkout/{exclusive_id}" not in page and f"/market/checkout/{standard_id}" in page
+    checkout = client.get(f"/market/checkout/{exclusive_id}", headers=buyer.headers).text
+    assert reason in checkout and "Place order" not in checkout
 
 
 def test_hidden_listing_and_suspended_sales(client, make_user, list_work, register_work, staff):
