@@ -35,16 +35,36 @@ from ipx.web.templating import STATIC_DIR
 
 API_PREFIX = "/api/v1"
 MULTIPART_OVERHEAD = 64 * 1024
-HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Payload too large", 422: "Invalid input"}
+HTTP_TITLES = {
+    400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Payload too large", 422: "Invalid input",
+}
 
 
 def problem_response(error: IPXError, request: Request) -> Response:
     return JSONResponse(error.problem(str(request.url.path)), status_code=error.status_code, media_type=PROBLEM_JSON)
 
 
+def _described(error: dict[str, Any]) -> str:
+    """One validation error as a client's developer can act on it: Pydantic's words, except where they puzzle.
+
+    FastAPI reports a malformed JSON body as "0: JSON decode error" (the 0 is a character position), a text
+    field sent where a file belongs as "Expected UploadFile, received: <class 'str'>", and a JSON array or
+    string sent for an object as "Input should be a valid dictionary or object to extract fields from".
+    """
+    location, message = error["loc"], error["msg"]
+    if error["type"] == "json_invalid":
+        return f"the body is not valid JSON: {error['ctx']['error']} at character {location[-1]}"
+    if error["type"] == "model_attributes_type" and len(location) == 1:
+        return f"the {location[0]} must be a JSON object"
+    field = ".".join(map(str, location[1:])) or str(location[0])
+    if "Expected UploadFile" in message:
+        return f"{field}: attach a file here (a file part of a multipart/form-data body), not text"
+    return f"{field}: {message}"
+
+
 def _validation_problem(request: Request, exc: RequestValidationError) -> Response:
     errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-    where = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or e['loc'][0]}: {e['msg']}" for e in errors)
+    where = "; ".join(_described(e) for e in exc.errors())
     problem = IPXError(f"The request is not valid — {where}.", errors=errors)
     problem.status_code, problem.title = 422, "Invalid input"
     return problem_response(problem, request)

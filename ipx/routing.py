@@ -4,6 +4,7 @@ No title, name, search or note legitimately holds U+0000, and PostgreSQL's text 
 driver raised mid-request (a 500, found by fuzzing the OpenAPI schema) where SQLite silently kept it,
 to reappear in certificates and pages. So the path, the query string, form fields (and upload
 filenames) and JSON bodies are checked where they are parsed, and the answer is a 422 naming the field.
+A JSON body that is not UTF-8 gets a 422 saying so, where FastAPI gave a bare 400.
 """
 
 from __future__ import annotations
@@ -52,11 +53,15 @@ def refuse_nul(pairs: Iterable[tuple[str, Any]], kind: str) -> None:
             raise refused(f"{kind} '{name}'")
 
 
-class NulCheckingRequest(Request):
-    """Checks a body as it is parsed, so FastAPI's own parse and an endpoint's `await request.form()` both do."""
+class TextCheckingRequest(Request):
+    """Checks a body as it is parsed (NUL, and JSON that is not UTF-8), so FastAPI's own parse and an endpoint's
+    `await request.form()` both do."""
 
     async def json(self) -> Any:
-        value = await super().json()
+        try:
+            value = await super().json()
+        except UnicodeDecodeError as exc:  # FastAPI would answer a bare 400 "There was an error parsing the body"
+            raise HTTPException(422, f"The body is not valid JSON: it is not UTF-8 text (byte {exc.start}).") from exc
         if (where := find_nul(value, "body")) is not None:
             raise refused(f"the JSON field '{where}'")
         return value
@@ -71,9 +76,9 @@ class IPXRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
 
-        async def nul_checking_handler(request: Request) -> Response:
+        async def text_checking_handler(request: Request) -> Response:
             refuse_nul(request.path_params.items(), "the path segment")
             refuse_nul(request.query_params.multi_items(), "the query parameter")
-            return await handler(NulCheckingRequest(request.scope, request.receive))
+            return await handler(TextCheckingRequest(request.scope, request.receive))
 
-        return nul_checking_handler
+        return text_checking_handler

@@ -123,9 +123,15 @@ class LicenseTerms(BaseModel):
 
     template: Template
     exclusive: StrictBool = False
-    territory: list[str] = Field(default_factory=lambda: [WORLDWIDE], min_length=1, max_length=250)
+    # The schema names the canonical values; the validators below also accept other letter cases and spaces.
+    territory: list[str] = Field(
+        default_factory=lambda: [WORLDWIDE], min_length=1, max_length=250,
+        json_schema_extra={"items": {"type": "string", "enum": [WORLDWIDE, *sorted(ISO_3166_ALPHA2)]}},
+    )
     duration: Duration = Field(default_factory=lambda: Duration(perpetual=True))
-    uses: list[str] = Field(min_length=1, max_length=len(USES))
+    uses: list[str] = Field(
+        min_length=1, max_length=len(USES), json_schema_extra={"items": {"type": "string", "enum": list(USES)}}
+    )
     ai_training: Literal["allow", "deny"] = "deny"
     derivatives: StrictBool = False
     attribution: StrictBool = True

@@ -20,6 +20,7 @@ from ipx.errors import InvalidInput
 from ipx.fingerprint.engine import ComputedFingerprints
 from ipx.notifications.service import relay_after_commit, relay_for
 from ipx.registry import keys, log, service, signing
+from ipx.registry.media import WORK_TYPES
 from ipx.registry.models import Work
 from ipx.registry.note import NoteVerifier
 from ipx.registry.schemas import (
@@ -128,7 +129,7 @@ async def create_work(
     registry: Registry,
     file: Annotated[UploadFile | None, File(description="The work itself")] = None,
     title: Annotated[str | None, Form()] = None,
-    work_type: Annotated[str | None, Form()] = None,
+    work_type: Annotated[str | None, Form(json_schema_extra={"enum": [*WORK_TYPES, None]})] = None,
     description: Annotated[str | None, Form()] = None,
     creators: Annotated[str | None, Form(description='JSON: [{"name": "Ada", "share": 50}, ...]')] = None,
     year_created: Annotated[int | None, Form()] = None,
