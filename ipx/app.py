@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipx.accounts import api as accounts_api
@@ -24,6 +25,7 @@ from ipx.errors import PROBLEM_JSON, IPXError, PayloadTooLarge
 from ipx.fingerprint.engine import FingerprintEngine
 from ipx.marketplace import api as marketplace_api
 from ipx.marketplace import pages as marketplace_pages
+from ipx.openapi import PROBLEM_RESPONSES, Problem, with_component_schemas
 from ipx.registry import api as registry_api
 from ipx.registry import keys, log
 from ipx.registry.service import RegistryContext
@@ -34,6 +36,7 @@ from ipx.web import pages as web_pages
 from ipx.web.templating import STATIC_DIR
 
 API_PREFIX = "/api/v1"
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MULTIPART_OVERHEAD = 64 * 1024
 HTTP_TITLES = {
     400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Payload too large", 422: "Invalid input",
@@ -77,7 +80,19 @@ def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:
     response = problem_response(problem, request)
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(_methods_served_at(request))
     return response
+
+
+def _methods_served_at(request: Request) -> list[str]:
+    """Every method some route serves at this path. Starlette's 405 names only the first matching route's, and
+    IPX declares each method of a path as its own route (GET and POST /api/v1/works), so a client was told
+    `Allow: POST` where GET works too. Asked through each route's own matching, as the router does."""
+    return [
+        method for method in HTTP_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.routes)
+    ]
 
 
 class BodySizeLimit:
@@ -178,12 +193,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # API routers, one line per domain; page routers come after them.
-    app.include_router(accounts_api.router, prefix=API_PREFIX)
-    app.include_router(registry_api.router, prefix=API_PREFIX)
-    app.include_router(registry_api.well_known)
-    app.include_router(marketplace_api.router, prefix=API_PREFIX)
-    app.include_router(complaints_api.router, prefix=API_PREFIX)
-    app.include_router(stats_api.router, prefix=API_PREFIX)
+    for router, prefix in (
+        (accounts_api.router, API_PREFIX),
+        (registry_api.router, API_PREFIX),
+        (registry_api.well_known, ""),
+        (marketplace_api.router, API_PREFIX),
+        (complaints_api.router, API_PREFIX),
+        (stats_api.router, API_PREFIX),
+    ):
+        app.include_router(router, prefix=prefix, responses=PROBLEM_RESPONSES)
+    app.openapi = with_component_schemas(app, [Problem, *complaints_api.REQUEST_BODY_MODELS])  # type: ignore[method-assign]
     app.include_router(complaints_pages.router)
     app.include_router(stats_pages.router)
     app.include_router(marketplace_pages.router)

@@ -22,6 +22,7 @@ from ipx.complaints.schemas import (
     CounterNoticeIn,
     LegalActionIn,
     NoticeCreated,
+    NoticeIn,
     ReviewDecisionIn,
     ReviewRead,
     StaffActionIn,
@@ -29,17 +30,39 @@ from ipx.complaints.schemas import (
 from ipx.config import Settings
 from ipx.deps import Anyone, AppSettings, Caller, DbSession, Page, Staff, StoredInteger
 from ipx.errors import InvalidInput
+from ipx.openapi import schema_ref
 from ipx.routing import IPXRoute
 
 router = APIRouter(tags=["complaints"], route_class=IPXRoute)
 TOKEN_HEADER = "X-Complaint-Token"
+QUEUE_STATUSES = ["open", *service.STATUSES]
+REQUEST_BODY_MODELS = [NoticeIn]  # bodies read by hand below, documented through openapi_extra
+ATTACHMENT = {"type": "string", "contentMediaType": "application/octet-stream"}
+NOTICE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": schema_ref(NoticeIn)},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["notice"],
+                "properties": {
+                    "notice": {"type": "string", "contentMediaType": "application/json",
+                               "description": "the notice, as the application/json body would be"},
+                    "work_file": {**ATTACHMENT, "description": "a copy of your work, when the notice has no work_id"},
+                    "infringing_file": {**ATTACHMENT, "description": "a copy of the material at the infringing url"},
+                },
+            }
+        },
+    },
+}
 
 
 def status_url(settings: Settings, complaint: Complaint, token: str) -> str:
     return f"{settings.public_url.rstrip('/')}/complaints/{complaint.id}?token={token}"
 
 
-@router.post("/complaints", status_code=201, response_model=NoticeCreated)
+@router.post("/complaints", status_code=201, response_model=NoticeCreated, openapi_extra={"requestBody": NOTICE_BODY})
 async def file_complaint(
     request: Request, session: DbSession, settings: AppSettings, caller: Anyone, ctx: CaseContext
 ) -> NoticeCreated:
@@ -118,8 +141,14 @@ def report_legal_action(complaint_id: str, body: LegalActionIn, session: DbSessi
 @router.get("/staff/complaints", response_model=ComplaintQueue)
 def complaint_queue(
     session: DbSession, staff: Staff, ctx: CaseContext,
-    status: Annotated[str | None, Query(description="a status, or 'open' for every open case")] = None,
-    kind: Annotated[str | None, Query(alias="type", description="work, listing or url")] = None,
+    status: Annotated[
+        str | None,
+        Query(description="a status, or 'open' for every open case", json_schema_extra={"enum": QUEUE_STATUSES}),
+    ] = None,
+    kind: Annotated[
+        str | None,
+        Query(alias="type", description="work, listing or url", json_schema_extra={"enum": list(service.TARGET_KINDS)}),
+    ] = None,
     min_age_days: CaseAgeDays = None,
     max_age_days: CaseAgeDays = None,
 ) -> ComplaintQueue:
@@ -133,7 +162,7 @@ def complaint_queue(
 def queue_filter(
     status: str | None, kind: str | None, min_age_days: int | None, max_age_days: int | None
 ) -> service.QueueFilter:
-    if status and status not in (*service.STATUSES, "open"):
+    if status and status not in QUEUE_STATUSES:
         raise InvalidInput(
             f"Unknown status “{status}”: use open or one of {', '.join(service.STATUSES)}.",
             errors=[{"loc": ["query", "status"], "msg": "unknown status"}],

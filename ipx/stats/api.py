@@ -20,7 +20,15 @@ def quarter_or_current(text: str | None) -> Quarter:
     return Quarter.parse(text) if text else Quarter.containing(utcnow())
 
 
-@router.get("/stats/quarterly", response_model=None)
+CSV_RESPONSE = {
+    200: {
+        "description": "The figures: JSON, or with format=csv one `quarter,section,key,value` row per figure",
+        "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get("/stats/quarterly", response_model=None, responses=CSV_RESPONSE)
 def quarterly(
     session: DbSession,
     quarter: Annotated[str | None, Query(description="like 2026Q3; default: the current quarter")] = None,

@@ -1,0 +1,59 @@
+"""The published OpenAPI document: FastAPI's, plus what it cannot infer from the endpoints' signatures.
+
+Two things it gets wrong by itself. Errors: FastAPI documents a 422 as `application/json` with its own
+`HTTPValidationError` shape, while every IPX refusal (4xx) is RFC 9457 problem+json (DESIGN.md §2), so each API
+operation documents `4XX` as a `Problem` instead, which also drops FastAPI's 422. Bodies an endpoint reads itself
+(a notice arrives as JSON or as multipart with files) are declared with `openapi_extra`, whose `$ref`s point at
+models that only this module adds to the components.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import models_json_schema
+
+from ipx.errors import PROBLEM_JSON
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as IPX sends every refusal; some problems add members (`errors`, `offer_id`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {
+        "description": "Refused: the problem's `detail` says why, in words for a person",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": REF_TEMPLATE.format(model="Problem")}}},
+    }
+}
+
+
+def schema_ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+
+
+def with_component_schemas(app: FastAPI, models: Sequence[type[BaseModel]]) -> Callable[[], dict[str, Any]]:
+    """app.openapi, with `models` (and the models they nest) added to the components FastAPI found."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()  # FastAPI caches it in app.openapi_schema: completed in place, once
+            _, definitions = models_json_schema([(model, "validation") for model in models], ref_template=REF_TEMPLATE)
+            document.setdefault("components", {}).setdefault("schemas", {}).update(definitions["$defs"])
+        return app.openapi_schema  # type: ignore[return-value]
+
+    return openapi
