@@ -4,7 +4,8 @@ Two things it gets wrong by itself. Errors: FastAPI documents a 422 as `applicat
 `HTTPValidationError` shape, while every IPX refusal (4xx) is RFC 9457 problem+json (DESIGN.md §2), so each API
 operation documents `4XX` as a `Problem` instead, which also drops FastAPI's 422. Bodies an endpoint reads itself
 (a notice arrives as JSON or as multipart with files) are declared with `openapi_extra`, whose `$ref`s point at
-models that only this module adds to the components.
+models that only this module adds to the components; so are form fields required in fact but optional in the
+signature.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {PROBLEM_JSON: {"schema": {"$ref": REF_TEMPLATE.format(model="Problem")}}},
     }
 }
+
+
+def form_requires(*fields: str) -> dict[str, Any]:
+    """openapi_extra marking form fields required that the endpoint takes as optional, to refuse their absence
+    with its own message (all of a form's errors at once, or what to attach) rather than FastAPI's. OpenAPI 3.1
+    lets `required` sit beside the generated schema's `$ref`: FastAPI merges this into the operation."""
+    form = {"multipart/form-data": {"schema": {"required": list(fields)}}}
+    return {"requestBody": {"required": True, "content": form}}
 
 
 def schema_ref(model: type[BaseModel]) -> dict[str, str]:

@@ -59,6 +59,9 @@ def test_the_schema_lists_the_values_the_api_accepts(client):
     queue = {p["name"]: p["schema"] for p in document["paths"]["/api/v1/staff/complaints"]["get"]["parameters"]}
     assert queue["status"]["enum"] == ["open", *STATUSES]
     assert queue["type"]["enum"] == list(TARGET_KINDS)
+    for path, required in (("/api/v1/works", ["file", "title"]), ("/api/v1/verify", ["file"])):
+        form = document["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert form["required"] == required, path  # optional in the signature, refused with IPX's own words
     stats = document["paths"]["/api/v1/stats/quarterly"]["get"]["responses"]["200"]["content"]
     assert set(stats) == {"application/json", "text/csv"}
 
