@@ -17,7 +17,7 @@ import pytest
 
 from ipx.migrations import upgrade
 from tests.conftest import IN_CI
-from tests.integration.live import ServerProcess, ipx_server
+from tests.integration.live import ServerProcess, add_staff, ipx_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -27,13 +27,26 @@ CHROMIUM_ARGS = [
 IPX_CLI = Path(sys.executable).parent / "ipx"
 SCREENS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screens"
 PASSWORD = "correct horse 42"
+STAFF_EMAIL, STAFF_PASSWORD = "sam@ipx.example", "staff password 1"
 
 
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """uvicorn on a free port with its own data directory and freshly migrated SQLite database."""
+    yield from _live_server(tmp_path)
+
+
+@pytest.fixture
+def live_server_with_staff(tmp_path: Path) -> Iterator[ServerProcess]:
+    """live_server, with a staff account (STAFF_EMAIL, STAFF_PASSWORD)."""
+    yield from _live_server(tmp_path, with_staff=True)
+
+
+def _live_server(tmp_path: Path, *, with_staff: bool = False) -> Iterator[ServerProcess]:
     database_url = f"sqlite:///{tmp_path / 'ipx.db'}"
     upgrade(database_url)
+    if with_staff:
+        add_staff(database_url, STAFF_EMAIL, STAFF_PASSWORD)
     server = ipx_server(database_url, tmp_path / "data", workers=1)
     server.start()
     yield server

@@ -7,38 +7,16 @@ certificate page then shows the disputed state. Every page is screenshotted into
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 
-from ipx.accounts.models import Role
-from ipx.accounts.service import create_user
-from ipx.db import make_engine, make_session_factory, transaction
-from ipx.migrations import upgrade
-from tests.browser import browser_page, shot
+from tests.browser import STAFF_EMAIL, STAFF_PASSWORD, browser_page, live_server_with_staff, shot
 from tests.conftest import ApiUser
-from tests.integration.live import ServerProcess, ipx_server
+from tests.integration.live import ServerProcess
 from tests.marketplace.conftest import noise_png
 
 pytestmark = pytest.mark.browser
-__all__ = ["browser_page"]  # the shared Chromium fixture
-STAFF_EMAIL, STAFF_PASSWORD = "sam@ipx.example", "staff password 1"
-
-
-@pytest.fixture
-def live_server_with_staff(tmp_path: Path) -> Iterator[ServerProcess]:
-    database_url = f"sqlite:///{tmp_path / 'ipx.db'}"
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    with transaction(make_session_factory(engine)) as session:
-        create_user(session, email=STAFF_EMAIL, password=STAFF_PASSWORD, display_name="Sam", role=Role.staff)
-    engine.dispose()
-    server = ipx_server(database_url, tmp_path / "data", workers=1)
-    server.start()
-    yield server
-    server.stop()
+__all__ = ["browser_page", "live_server_with_staff"]  # the shared fixtures
 
 
 def test_public_notice_staff_marks_disputed_certificate_shows_it(

@@ -22,8 +22,11 @@ from typing import Any
 
 import httpx
 
+from ipx.accounts.models import Role
+from ipx.accounts.service import create_user
 from ipx.app import bootstrap, create_app
 from ipx.config import Settings
+from ipx.db import make_engine, make_session_factory, transaction
 from tests.conftest import ApiUser
 
 VENV_BIN = Path(sys.executable).parent
@@ -133,6 +136,16 @@ def ipx_server(
     ]
     data_dir.mkdir(parents=True, exist_ok=True)
     return ServerProcess(argv, env, data_dir / "server.log", public_url, "/.well-known/ipx/keys", ready_timeout)
+
+
+def add_staff(database_url: str, email: str, password: str) -> None:
+    """A staff account, made straight in the database: `ipx users create` does the same, never the API."""
+    engine = make_engine(database_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            create_user(session, email=email, password=password, display_name="Sam Staff", role=Role.staff)
+    finally:
+        engine.dispose()
 
 
 def moto_server(work_dir: Path) -> ServerProcess:

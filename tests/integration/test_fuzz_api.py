@@ -30,12 +30,9 @@ from schemathesis.checks import (
 )
 from schemathesis.core.failures import FailureGroup
 
-from ipx.accounts.models import Role
-from ipx.accounts.service import create_user
-from ipx.db import make_engine, make_session_factory, transaction
 from tests.complaints.conftest import notice
 from tests.conftest import ApiUser
-from tests.integration.live import ServerProcess
+from tests.integration.live import ServerProcess, add_staff
 from tests.marketplace.builders import exclusive_offer, offer
 from tests.marketplace.conftest import buy, noise_png
 
@@ -48,16 +45,6 @@ CHECKS = [
     response_headers_conformance,
 ]
 STAFF_EMAIL, STAFF_PASSWORD = "fuzz-staff@ipx.example", "staff password 1"
-
-
-def _create_staff(database_url: str) -> None:
-    """Staff accounts are made on the command line (`ipx users create`), never through the API: straight in the DB."""
-    engine = make_engine(database_url)
-    try:
-        with transaction(make_session_factory(engine)) as session:
-            create_user(session, email=STAFF_EMAIL, password=STAFF_PASSWORD, display_name="Fuzz Staff", role=Role.staff)
-    finally:
-        engine.dispose()
 
 
 @dataclass(frozen=True)
@@ -100,7 +87,7 @@ def fuzzed_server(
 ) -> FuzzedServer:
     server = launch_ipx(database_url, workers=1)
     client = http_client(server)
-    _create_staff(database_url)
+    add_staff(database_url, STAFF_EMAIL, STAFF_PASSWORD)
     token = client.post("/api/v1/auth/token", data={"username": STAFF_EMAIL, "password": STAFF_PASSWORD})
     assert token.status_code == 200, token.text
     staff = {"Authorization": f"Bearer {token.json()['access_token']}"}
