@@ -3,7 +3,7 @@
 A staff decision's reason of 5,000 characters without a space (schemathesis sent one) made a case page 51,033
 pixels wide: the history list let it run off to the right, and the whole page scrolled sideways with it.
 Every field here is filled to its limit with one unbroken word, and every page that shows one must fit the
-window (1280 px), in headless Chromium.
+window, a laptop's and a phone's, in headless Chromium.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.marketplace.conftest import buy, noise_png
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser_page", "live_server_with_staff"]  # the shared fixtures
-VIEWPORT_WIDTH = 1280
+VIEWPORTS = ({"width": 1280, "height": 860}, {"width": 390, "height": 844})  # a laptop, a phone
 
 
 def word(length: int, letter: str = "W") -> str:
@@ -95,9 +95,11 @@ def test_no_page_scrolls_sideways_however_long_the_words(
         page.get_by_label("Password").fill(password)
         page.get_by_role("button", name="Log in").click()
         for name, path in names.items():
-            assert page.goto(base + path).ok, path  # type: ignore[union-attr]
-            width = page.evaluate("document.documentElement.scrollWidth")
-            if width > VIEWPORT_WIDTH:
-                too_wide[name] = width
-            shot(page, f"long-text-{name}")
+            for viewport in VIEWPORTS:
+                page.set_viewport_size(viewport)
+                assert page.goto(base + path).ok, path  # type: ignore[union-attr]
+                width = page.evaluate("document.documentElement.scrollWidth")
+                if width > viewport["width"]:
+                    too_wide[f"{name} at {viewport['width']} px"] = width
+                shot(page, f"long-text-{name}-{viewport['width']}")
     assert not too_wide, sorted(too_wide.items())
