@@ -34,10 +34,14 @@ class Problem(BaseModel):
     instance: str | None = None
 
 
+def schema_ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+
+
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": {
         "description": "Refused: the problem's `detail` says why, in words for a person",
-        "content": {PROBLEM_JSON: {"schema": {"$ref": REF_TEMPLATE.format(model="Problem")}}},
+        "content": {PROBLEM_JSON: {"schema": schema_ref(Problem)}},
     }
 }
 
@@ -48,10 +52,6 @@ def form_requires(*fields: str) -> dict[str, Any]:
     lets `required` sit beside the generated schema's `$ref`: FastAPI merges this into the operation."""
     form = {"multipart/form-data": {"schema": {"required": list(fields)}}}
     return {"requestBody": {"required": True, "content": form}}
-
-
-def schema_ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
 
 
 def with_component_schemas(app: FastAPI, models: Sequence[type[BaseModel]]) -> Callable[[], dict[str, Any]]:
