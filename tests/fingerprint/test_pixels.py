@@ -7,10 +7,13 @@ import pytest
 from _edits import EDITS, edited_copy
 from PIL import Image, ImageOps
 
+from ipx.fingerprint import pixels
 from ipx.fingerprint.image import ImageFingerprint, fingerprint_image
 from ipx.fingerprint.index import ImageIndex
 from ipx.fingerprint.pixels import (
+    NO_AGREEMENT,
     STRIP_WINDOWS,
+    PixelAgreement,
     aligned_agreement,
     best_agreement,
     grey_thumbnail,
@@ -149,3 +152,46 @@ def test_fingerprints_stored_before_thumbnails_still_load_and_query(soft_origina
     index.add("legacy", legacy)
     assert [m.work_id for m in index.query(current)] == ["legacy"]
     assert index.query(fingerprint_image(edited_copy(soft_originals[0], "crop_corner"))) == []
+
+
+def test_ecc_stops_at_its_probe_for_distinct_pictures_and_refines_a_copy_from_the_placement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Distinct pictures pay REFINE_PROBE_ITERATIONS of ECC, not REFINE_ITERATIONS; a copy that passes the probe
+    is refined from the template placement again, as if the probe had not run."""
+    calls: list[tuple[int, np.ndarray]] = []
+    ecc = pixels._ecc
+
+    def recorded(window: np.ndarray, query: np.ndarray, warp: np.ndarray, iterations: int) -> tuple[float, np.ndarray]:
+        calls.append((iterations, warp.copy()))
+        return ecc(window, query, warp, iterations)
+
+    monkeypatch.setattr(pixels, "_ecc", recorded)
+    astronaut, coffee = thumbnail_of(skimage_picture("astronaut")), thumbnail_of(skimage_picture("coffee"))
+    assert not DEFAULTS.pixels_agree(best_agreement(coffee, astronaut))
+    assert [iterations for iterations, _ in calls] == [pixels.REFINE_PROBE_ITERATIONS]
+
+    calls.clear()
+    rotated = fingerprint_image(edited_copy(skimage_picture("astronaut"), "rotate_small_crop")).grey_thumbnail
+    assert DEFAULTS.pixels_agree(best_agreement(rotated, astronaut))
+    assert [iterations for iterations, _ in calls] == [pixels.REFINE_PROBE_ITERATIONS, pixels.REFINE_ITERATIONS]
+    assert np.array_equal(calls[0][1], calls[1][1])
+
+
+def test_placements_scoring_low_are_not_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Distinct pictures whose placements all score below MIN_PLACEMENT_SCORE (and fail the ECC probe) are
+    answered without measuring any alignment at full thumbnail size; a copy's placements still are."""
+    measured: list[np.ndarray] = []
+    agreement = pixels.aligned_agreement
+
+    def recorded(query: np.ndarray, stored: np.ndarray, transform: np.ndarray, **options: object) -> PixelAgreement:
+        measured.append(transform)
+        return agreement(query, stored, transform, **options)
+
+    monkeypatch.setattr(pixels, "aligned_agreement", recorded)
+    astronaut, coffee = thumbnail_of(skimage_picture("astronaut")), thumbnail_of(skimage_picture("coffee"))
+    assert best_agreement(coffee, astronaut) == NO_AGREEMENT
+    assert measured == []
+    crop = thumbnail_of(EDITS["crop_corner"](skimage_picture("astronaut")))
+    assert DEFAULTS.pixels_agree(best_agreement(crop, astronaut))
+    assert measured
