@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import cv2
 import faiss
 import numpy as np
 import pytest
@@ -193,6 +194,35 @@ def test_closest_per_owner_keeps_each_owners_smallest_distance_closest_first_tie
     ranked_owners, ranked_distances = closest_per_owner(owners, distances)
     assert list(zip(ranked_owners.tolist(), ranked_distances.tolist(), strict=True)) == expected
     assert [len(column) for column in closest_per_owner(owners[:0], distances[:0])] == [0, 0]
+
+
+def knn_match(queries: np.ndarray, stored: np.ndarray, k: int) -> list[tuple[int, int, int]]:
+    """(query row, stored row, distance) in the order OpenCV's brute-force knnMatch lists them: the reference."""
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(queries, stored, k=k)
+    return [(m.queryIdx, m.trainIdx, int(m.distance)) for candidates in matches for m in candidates]
+
+
+def as_matches(distances: np.ndarray, rows: np.ndarray) -> list[tuple[int, int, int]]:
+    found = rows >= 0
+    return list(zip(np.nonzero(found)[0].tolist(), rows[found].tolist(), distances[found].tolist(), strict=True))
+
+
+@pytest.mark.parametrize(("stored_count", "k"), [(300, 2), (300, 5), (1, 2)])
+def test_nearest_descriptors_list_what_knn_match_lists_ties_and_short_lists_included(stored_count: int, k: int) -> None:
+    """Codes over 16 of 256 bits take few distances, so equal distances are everywhere; with one stored row, a query
+    has fewer than k neighbours."""
+    rng = np.random.default_rng(8)
+    codes = np.zeros((stored_count + 400, 32), np.uint8)
+    codes[:, :2] = rng.integers(0, 256, (len(codes), 2))
+    stored, queries = codes[:stored_count], codes[stored_count:]
+    assert as_matches(*index_module.nearest_descriptors(queries, stored, k)) == knn_match(queries, stored, k)
+
+
+def test_nearest_descriptors_of_a_real_copy_list_what_knn_match_lists(originals: dict[str, ImageFingerprint]) -> None:
+    copy = fingerprint_image(edited_copy(skimage_picture("chelsea"), "crop_centre"))
+    for stored in (originals["chelsea"], originals["coffee"]):
+        found = index_module.nearest_descriptors(copy.all_descriptors, stored.descriptors, 2)
+        assert as_matches(*found) == knn_match(copy.all_descriptors, stored.descriptors, 2)
 
 
 def test_window_table_ranks_owners_by_their_best_vector_and_clusters_exactly_when_probing_every_list() -> None:
