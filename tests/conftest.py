@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -135,6 +136,13 @@ def png_bytes(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:
     return out.getvalue()
 
 
+def bearer_headers(client: httpx.Client, email: str, password: str) -> dict[str, str]:
+    """Log in through the API (in-process or a live server) and return the Authorization header it grants."""
+    token = client.post("/api/v1/auth/token", data={"username": email, "password": password})
+    assert token.status_code == 200, token.text
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
 class ApiUser:
     def __init__(self, client: TestClient, email: str, display_name: str, password: str = "correct horse 42") -> None:
         self.client, self.email, self.display_name = client, email, display_name
@@ -143,9 +151,7 @@ class ApiUser:
         )
         assert created.status_code == 201, created.text
         self.account_id = created.json()["account_id"]
-        token = client.post("/api/v1/auth/token", data={"username": email, "password": password})
-        assert token.status_code == 200, token.text
-        self.headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        self.headers = bearer_headers(client, email, password)
 
     def register(self, data: bytes, title: str = "A work", filename: str = "work.png", **fields: str):  # type: ignore[no-untyped-def]
         return self.client.post(
@@ -172,9 +178,7 @@ def make_staff(client: TestClient) -> Callable[[], dict[str, str]]:
         email, password = f"staff{next(counter)}@ipx.example", "staff password 1"
         with transaction(client.app.state.session_factory) as session:  # type: ignore[attr-defined]
             create_user(session, email=email, password=password, display_name="Sam Staff", role=Role.staff)
-        token = client.post("/api/v1/auth/token", data={"username": email, "password": password})
-        assert token.status_code == 200, token.text
-        return {"Authorization": f"Bearer {token.json()['access_token']}"}
+        return bearer_headers(client, email, password)
 
     return build
 

@@ -31,7 +31,7 @@ from schemathesis.checks import (
 from schemathesis.core.failures import FailureGroup
 
 from tests.complaints.conftest import notice
-from tests.conftest import ApiUser
+from tests.conftest import ApiUser, bearer_headers
 from tests.integration.live import ServerProcess, add_staff
 from tests.marketplace.builders import exclusive_offer, offer
 from tests.marketplace.conftest import buy, noise_png
@@ -88,9 +88,7 @@ def fuzzed_server(
     server = launch_ipx(database_url, workers=1)
     client = http_client(server)
     add_staff(database_url, STAFF_EMAIL, STAFF_PASSWORD)
-    token = client.post("/api/v1/auth/token", data={"username": STAFF_EMAIL, "password": STAFF_PASSWORD})
-    assert token.status_code == 200, token.text
-    staff = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    staff = bearer_headers(client, STAFF_EMAIL, STAFF_PASSWORD)
     return FuzzedServer(server, staff, _seed(client, staff))
 
 

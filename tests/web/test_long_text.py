@@ -15,7 +15,7 @@ import pytest
 
 from tests.browser import PASSWORD, STAFF_EMAIL, STAFF_PASSWORD, browser_page, live_server_with_staff, shot
 from tests.complaints.conftest import notice
-from tests.conftest import ApiUser
+from tests.conftest import ApiUser, bearer_headers
 from tests.integration.live import ServerProcess
 from tests.marketplace.builders import offer
 from tests.marketplace.conftest import buy, noise_png
@@ -52,8 +52,7 @@ def _fill_every_field_to_its_limit(api: httpx.Client) -> dict[str, str]:
                   signature=word(200, "S"), complainant={"name": word(200, "A"), "email": "a@example.org",
                                                          "address": word(500, "Z")})
     filed = created(api.post("/api/v1/complaints", json=body))
-    staff = {"Authorization": "Bearer " + api.post(
-        "/api/v1/auth/token", data={"username": STAFF_EMAIL, "password": STAFF_PASSWORD}).json()["access_token"]}
+    staff = bearer_headers(api, STAFF_EMAIL, STAFF_PASSWORD)
     case = f"/api/v1/staff/complaints/{filed['complaint_id']}/actions"
     assert api.post(case, headers=staff, json={"action": "mark_disputed", "reason": word(5000, "Y")}).is_success
     counter = {"statement": word(10_000, "K"), "consent_to_jurisdiction": True, "signature": word(200, "B")}
