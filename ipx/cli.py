@@ -162,44 +162,50 @@ def _registry_context():  # type: ignore[no-untyped-def]
 def scan(
     folder: Annotated[Path, typer.Argument(help="Folder of files to check against the registry.", exists=True)],
     out: Annotated[Path, typer.Option(help="CSV report to write.")] = Path("ipx-scan.csv"),
+    jobs: Annotated[int | None, typer.Option(min=1, help="Files checked at once (default: one per CPU core).")] = None,
 ) -> None:
     """Check every file in a folder against the registry (exact and perceptual) and write a CSV report."""
     import csv
-    import hashlib
+    import os
+    from functools import partial
 
     from ipx.db import transaction
-    from ipx.errors import IPXError
-    from ipx.registry import service
-    from ipx.registry.service import Upload
+    from ipx.registry.scan import in_order_on_threads, scan_file
+    from ipx.registry.service import rfc3339
 
+    settings = get_settings()
     factory = _session_factory()
     ctx = _registry_context()
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    matched = 0
-    with out.open("w", newline="") as report, typer.progressbar(files, label="Scanning") as progress:
+    typer.echo("Loading the registry's fingerprints...")
+    with transaction(factory) as session:  # once, before the files' threads each find the index empty
+        ctx.fingerprints.catch_up(session)
+    check = partial(scan_file, factory=factory, ctx=ctx, max_bytes=settings.max_upload_bytes)
+    matched = failed = 0
+    with out.open("w", newline="") as report, typer.progressbar(length=len(files), label="Scanning") as progress:
         writer = csv.writer(report)
         writer.writerow(["path", "sha256", "media_type", "status", "work_id", "title", "method", "distance",
-                         "similarity", "registered_at", "certificate_url"])
-        for path in progress:
-            data = path.read_bytes()
-            upload = Upload(path, hashlib.sha256(data).hexdigest(), len(data), path.name, None)
-            try:
-                with transaction(factory) as session:
-                    found = service.match_upload(session, upload, ctx)
-            except IPXError as exc:
-                writer.writerow([path, upload.sha256, "", f"error: {exc.detail}", "", "", "", "", "", "", ""])
+                         "similarity", "registered_at", "certificate_url", "compared_by", "note"])
+        for scanned in in_order_on_threads(check, files, jobs or os.cpu_count() or 1):
+            progress.update(1)
+            found = scanned.found
+            if found is None:
+                failed += 1
+                writer.writerow([scanned.path, scanned.sha256, "", f"error: {scanned.problem}", *[""] * 9])
                 continue
+            compared = [" ".join(found.detection.methods), found.detection.note or ""]
             matches = found.exact + found.similar
             matched += bool(matches)
             if not matches:
-                writer.writerow([path, upload.sha256, found.media_type, "no match", "", "", "", "", "", "", ""])
+                writer.writerow([scanned.path, scanned.sha256, found.media_type, "no match", *[""] * 7, *compared])
             for match in matches:
                 writer.writerow([
-                    path, upload.sha256, found.media_type, "match", match.work.id, match.work.title, match.method,
-                    match.distance, round(match.similarity, 4), service.rfc3339(match.work.registered_at),
-                    f"{ctx.public_url}/works/{match.work.id}",
+                    scanned.path, scanned.sha256, found.media_type, "match", match.work.id, match.work.title,
+                    match.method, match.distance, round(match.similarity, 4), rfc3339(match.work.registered_at),
+                    f"{ctx.public_url}/works/{match.work.id}", *compared,
                 ])
-    typer.echo(f"{matched} of {len(files)} files match registered works; report: {out}")
+    could_not = f"; {failed} could not be checked (see the report)" if failed else ""
+    typer.echo(f"{matched} of {len(files)} files match registered works{could_not}; report: {out}")
 
 
 @app.command()

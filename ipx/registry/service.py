@@ -229,10 +229,19 @@ class UploadMatches:
     similar: list[SimilarWork]
 
 
-def match_upload(session: Session, upload: Upload, ctx: RegistryContext) -> UploadMatches:
-    """Public verification of a file: which registered works it is, or resembles. Nothing is stored."""
+def match_upload(
+    session: Session, upload: Upload, ctx: RegistryContext, *, exact_only_because: str | None = None
+) -> UploadMatches:
+    """Public verification of a file: which registered works it is, or resembles. Nothing is stored.
+
+    With `exact_only_because` the file is not read for fingerprints (a folder scan's file too big to hold in
+    memory): only its SHA-256 is looked up, and the reason is reported as the detection note.
+    """
     media_type = _reject_bad_upload(upload)
-    computed = ctx.fingerprints.compute(upload.path.read_bytes(), media_type)
+    if exact_only_because is None:
+        computed = ctx.fingerprints.compute(upload.path.read_bytes(), media_type)
+    else:
+        computed = ComputedFingerprints(note=exact_only_because)
     matches = find_matches(session, upload.sha256, computed, ctx)
     return UploadMatches(
         media_type, computed, [m for m in matches if m.method == "sha256"], [m for m in matches if m.method != "sha256"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import threading
 
 import pytest
 from PIL import Image
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from ipx.cli import app as cli_app
 from ipx.db import make_engine, make_session_factory, transaction
 from ipx.registry.models import Work, WorkFingerprint
+from ipx.registry.scan import in_order_on_threads, scan_file
 from tests.api.test_detection import edited_copy, encode
 
 ASTRONAUT = Image.fromarray(skdata.astronaut())
@@ -46,6 +48,56 @@ def test_scan_reports_every_file_with_its_match(client, make_user, cli_env, tmp_
     assert (rows["copy.jpg"]["status"], rows["copy.jpg"]["work_id"]) == ("match", work["work_id"])
     assert rows["copy.jpg"]["certificate_url"].endswith(f"/works/{work['work_id']}")
     assert (rows["other.jpg"]["status"], rows["other.jpg"]["work_id"]) == ("no match", "")
+
+
+
+def test_scan_looks_up_files_beyond_the_upload_limit_exactly_and_reports_files_it_cannot_check(
+    client, make_user, cli_env, tmp_path, monkeypatch
+) -> None:
+    registered = encode(ASTRONAUT, "PNG")
+    work = make_user("Alice").register(registered, title="Astronaut", filename="a.png").json()
+    folder = tmp_path / "found"
+    folder.mkdir()
+    (folder / "same.png").write_bytes(registered)
+    copy = edited_copy(ASTRONAUT)
+    (folder / "copy.jpg").write_bytes(copy)
+    (folder / "empty.txt").write_bytes(b"")
+    monkeypatch.setenv("IPX_MAX_UPLOAD_BYTES", str(min(len(registered), len(copy)) - 1))
+    report = tmp_path / "report.csv"
+    result = CliRunner().invoke(cli_app, ["scan", str(folder), "--out", str(report), "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "1 of 3 files match registered works; 1 could not be checked" in result.output
+    rows = {row["path"].rsplit("/", 1)[-1]: row for row in csv.DictReader(report.open())}
+    assert list(rows) == ["copy.jpg", "empty.txt", "same.png"]  # the folder's order, whatever finished first
+    same = rows["same.png"]
+    assert (same["status"], same["work_id"], same["method"]) == ("match", work["work_id"], "sha256")
+    assert same["compared_by"] == "sha256"
+    assert "larger than the upload limit" in same["note"]
+    assert (rows["copy.jpg"]["status"], rows["copy.jpg"]["compared_by"]) == ("no match", "sha256")
+    assert rows["empty.txt"]["status"] == "error: The file is empty (0 bytes): attach the file itself."
+
+
+def test_scan_file_reports_a_file_gone_since_the_folder_was_listed(client, settings, tmp_path) -> None:
+    state = client.app.state
+    scanned = scan_file(tmp_path / "vanished.jpg", state.session_factory, state.registry, settings.max_upload_bytes)
+    assert (scanned.found, scanned.problem) == (None, "The file could not be read (No such file or directory).")
+
+
+def test_in_order_on_threads_keeps_the_order_and_submits_only_a_little_ahead() -> None:
+    started: list[int] = []
+    release = threading.Event()
+
+    def slow_first(item: int) -> int:
+        started.append(item)
+        if item == 0:
+            release.wait(5)
+        return item * 10
+
+    results = in_order_on_threads(slow_first, range(100), 2)
+    threading.Timer(0.2, release.set).start()
+    assert [next(results) for _ in range(5)] == [0, 10, 20, 30, 40]
+    results.close()  # as an interrupted scan does: the files not yet submitted are never checked
+    assert len(started) <= 5 + 2 + 1
 
 
 def test_refingerprint_restores_rows_from_the_stored_files(
