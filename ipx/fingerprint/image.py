@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,7 @@ import cv2
 import numpy as np
 import pdqhash
 import scipy.fftpack
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image, ImageOps, JpegImagePlugin
 
 from ipx.fingerprint.pixels import grey_thumbnail, trim_uniform_border
 
@@ -43,6 +44,16 @@ WORK_SIDE = 512
 # libjpeg scales by 1/2, 1/4 or 1/8 while decoding; a working copy down to 90% of WORK_SIDE is accepted when it
 # lets the decoder halve again (a 4000-px photo: 500 px at 1/8 instead of 1000 px at 1/4, then resized).
 JPEG_DRAFT_SLACK = 0.9
+# Each scan of a progressive JPEG costs the decoder a pass over the whole picture, however few bytes it takes: 15
+# bytes of end-of-band runs per scan made a 378 kB file take 5.6 s to decode at 12 megapixels (a known exploit of
+# the format, libjpeg-turbo's "LJT-01-003"). Encoders write about 10 scans (libjpeg's progression; Photoshop 3-5).
+MAX_JPEG_SCANS = 100
+_JPEG_SCAN = 0xDA
+_JPEG_SCAN_START = bytes([0xFF, _JPEG_SCAN])
+# A marker: FF then neither 00 (a stuffed FF in entropy-coded data), D0-D7 (a restart) nor FF (fill before a marker).
+_JPEG_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
+_JPEG_END = 0xD9
+_JPEG_STANDALONE_MARKERS = frozenset({0x01, 0xD8})  # TEM and SOI carry no length
 MIN_SIDE = 16
 MAX_ASPECT_RATIO = 32
 ORB_FEATURES = 500
@@ -266,7 +277,7 @@ def decode_image(
     image = _open_checked(data, max_pixels)
     try:
         oriented_size = _oriented_size(image)
-        if image.format == "JPEG":
+        if isinstance(image, JpegImagePlugin.JpegImageFile):  # JPEG, and cameras' MPO (JPEG pictures in one file)
             # One read of the whole (in-memory) file: fed in Pillow's 64 KB blocks, libjpeg suspends at every
             # block's end and decodes the interrupted MCU row again (about 1 ms of a 12-megapixel photo).
             image.decodermaxblock = len(data)
@@ -307,7 +318,39 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
             f"The image is {width}x{height} pixels; to be fingerprinted its shorter side must be at least "
             f"{MIN_SIDE} pixels and its aspect ratio at most {MAX_ASPECT_RATIO}:1."
         )
+    # Refused, not answered exact-only: a copy re-saved with many scans must not slip past the similarity check.
+    # (A sequential JPEG stops at its first superfluous scan: libjpeg reports broken data.)
+    progressive = isinstance(image, JpegImagePlugin.JpegImageFile) and image.info.get("progressive")
+    if progressive and has_too_many_scans(data):
+        raise UndecodableImage(
+            f"The JPEG is stored as more than {MAX_JPEG_SCANS} progressive scans (encoders write about 10), and each "
+            "scan costs a pass over the whole picture, so IPX does not decode it. Save it again as an ordinary JPEG."
+        )
     return image
+
+
+def has_too_many_scans(jpeg: bytes) -> bool:
+    """Whether the first picture of a JPEG stream has more than MAX_JPEG_SCANS scans (SOS segments), from its markers.
+
+    Counting the bytes FF DA gives an upper bound (they cannot occur in entropy-coded data, only inside other
+    segments' payloads, an EXIF thumbnail's say) that settles almost every file at memory speed; above the limit
+    the markers are walked, segment by segment, until the first end of image or one scan too many.
+    """
+    if jpeg.count(_JPEG_SCAN_START) <= MAX_JPEG_SCANS:
+        return False
+    scans, position = 0, 2  # after SOI
+    while (marker := _JPEG_MARKER.search(jpeg, position)) is not None:
+        code = jpeg[marker.start() + 1]
+        if code == _JPEG_END:
+            return False
+        position = marker.end()
+        if code not in _JPEG_STANDALONE_MARKERS:
+            position += int.from_bytes(jpeg[position : position + 2], "big")  # the length counts its own 2 bytes
+        if code == _JPEG_SCAN:  # its entropy-coded data follows; the next search skips over it
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                return True
+    return False
 
 
 def _oriented_size(image: Image.Image) -> tuple[int, int]:

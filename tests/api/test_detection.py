@@ -14,7 +14,9 @@ from skimage import data as skdata
 from ipx.app import bootstrap, create_app
 from ipx.db import transaction
 from ipx.fingerprint import engine as engine_module
+from ipx.fingerprint.image import MAX_JPEG_SCANS
 from tests.conftest import ApiUser
+from tests.fingerprint.pictures import progressive_jpeg_with_scans
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
@@ -116,6 +118,11 @@ def test_broken_images_get_clear_errors(client, make_user, astronaut):
     response = user.register(bomb.getvalue(), title="Bomb", filename="bomb.png")
     assert response.status_code == 413, response.text
     assert "megapixels" in response.json()["detail"]
+    many_scans = progressive_jpeg_with_scans(MAX_JPEG_SCANS)  # small, but each scan is a pass over the picture
+    response = user.register(many_scans, title="Scans", filename="scans.jpg")
+    assert response.status_code == 422 and "progressive scans" in response.json()["detail"], response.text
+    verified = client.post("/api/v1/verify", files={"file": ("scans.jpg", many_scans)})
+    assert verified.status_code == 422 and verified.json()["detail"] == response.json()["detail"]
     assert client.get("/api/v1/works").json()["total"] == 0
 
 

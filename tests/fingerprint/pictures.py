@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+import struct
 
 import numpy as np
 from PIL import Image
@@ -24,3 +26,17 @@ def encoded(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+def progressive_jpeg_with_scans(extra_scans: int, *, app_payload: bytes = b"") -> bytes:
+    """A progressive JPEG (libjpeg's 10 scans) with its smallest scan repeated `extra_scans` more times before EOI,
+    and optionally an APP15 segment carrying `app_payload`. Repeating a scan only refines the same coefficients again
+    (libjpeg warns and goes on), so the picture stays valid while each repeat costs a pass over it."""
+    data = encoded(skimage_picture("coffee"), "JPEG", quality=30, progressive=True)
+    scans = [match.start() for match in re.finditer(rb"\xff\xda", data)]
+    ends = [*scans[1:], data.rindex(b"\xff\xd9")]
+    start, end = min(zip(scans[1:], ends[1:], strict=True), key=lambda scan: scan[1] - scan[0])
+    body = data[:-2] + data[start:end] * extra_scans + data[-2:]
+    if not app_payload:
+        return body
+    return body[:2] + b"\xff\xef" + struct.pack(">H", len(app_payload) + 2) + app_payload + body[2:]

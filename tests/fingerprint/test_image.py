@@ -16,6 +16,7 @@ import scipy.fftpack
 from PIL import Image, ImageOps
 
 from ipx.fingerprint.image import (
+    MAX_JPEG_SCANS,
     ORB_FAST_THRESHOLD,
     ORB_FEATURES,
     ImageFingerprint,
@@ -25,6 +26,7 @@ from ipx.fingerprint.image import (
     UnsuitableImage,
     dihedral_dct_blocks,
     fingerprint_image,
+    has_too_many_scans,
     orb_keypoints,
     orb_ready_grey,
     pdq_dihedral,
@@ -32,7 +34,7 @@ from ipx.fingerprint.image import (
     picture_descriptors,
 )
 from ipx.fingerprint.pixels import trim_uniform_border
-from tests.fingerprint.pictures import encoded, skimage_picture
+from tests.fingerprint.pictures import encoded, progressive_jpeg_with_scans, skimage_picture
 
 VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
 PDQ_VECTORS = VECTORS / "pdq"
@@ -238,6 +240,32 @@ def test_truncated_jpeg_is_undecodable() -> None:
     with pytest.raises(UndecodableImage, match="truncated or corrupt"):
         fingerprint_image(data[: len(data) // 2])
 
+
+
+def test_a_jpeg_with_more_scans_than_encoders_write_is_refused_before_decoding() -> None:
+    assert not has_too_many_scans(progressive_jpeg_with_scans(MAX_JPEG_SCANS - 10))
+    fingerprint_image(progressive_jpeg_with_scans(MAX_JPEG_SCANS - 10))  # the limit itself still decodes
+    too_many = progressive_jpeg_with_scans(MAX_JPEG_SCANS - 9)
+    assert has_too_many_scans(too_many)
+    with pytest.raises(UndecodableImage, match=f"more than {MAX_JPEG_SCANS} progressive scans"):
+        fingerprint_image(too_many)
+
+
+def test_scan_markers_inside_other_segments_are_not_counted_as_scans() -> None:
+    """An APP segment's payload may hold the bytes FF DA (by chance, or an embedded thumbnail's scans)."""
+    data = progressive_jpeg_with_scans(0, app_payload=b"\xff\xda" * (2 * MAX_JPEG_SCANS))
+    assert data.count(b"\xff\xda") > MAX_JPEG_SCANS
+    assert not has_too_many_scans(data)
+    assert fingerprint_image(data).width == 600
+
+
+def test_a_cameras_mpo_file_is_decoded_in_draft_mode_like_a_jpeg() -> None:
+    big = skimage_picture("coffee").resize((4000, 3000), Image.Resampling.BICUBIC)
+    out = io.BytesIO()
+    big.save(out, "MPO", quality=90, save_all=True, append_images=[big.rotate(180)])
+    fp = fingerprint_image(out.getvalue())
+    assert (fp.width, fp.height, fp.work_width, fp.work_height) == (4000, 3000, 500, 375)
+    assert pdq_distance(fp, fingerprint_image(encoded(big, "JPEG", quality=90))) == 0
 
 @pytest.mark.parametrize("data", [b"", b"not an image at all", bytes(range(256)) * 4])
 def test_non_images_are_undecodable(data: bytes) -> None:
