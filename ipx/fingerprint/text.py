@@ -21,6 +21,9 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import resource
+import signal
+import subprocess
 import sys
 import threading
 import unicodedata
@@ -86,7 +89,59 @@ def extract_text(data: bytes, media_type: str) -> str:
 
     HTML/XHTML lose tags, scripts and styles; Markdown loses link targets; PDF yields its text layer;
     any other ``text/*`` type, JSON and XML are read as plain text.
+
+    PDF, HTML and Markdown are parsed in a child process allowed EXTRACTION_CPU_SECONDS of CPU: their parsers can
+    be made to spin on small uploads. Python 3.11's HTMLParser is quadratic on some malformed markup (60 kB of
+    "<a " took 28 s), so are the Markdown link patterns on unclosed brackets, and pypdf spent 3.6 s on a 5 kB PDF
+    whose page repeats one text operator 100,000 times (and a PDF can hold hundreds of such pages).
     """
+    if media_type.partition(";")[0].strip().lower() in _PARSED_MEDIA_TYPES:
+        return _extract_in_child(data, media_type)
+    return _extract_here(data, media_type)
+
+
+EXTRACTION_CPU_SECONDS = 20
+_PARSED_MEDIA_TYPES = frozenset(
+    {"application/pdf", "text/html", "application/xhtml+xml", "text/markdown", "text/x-markdown"}
+)
+_REFUSED_EXIT = 3  # the child's exit status when the document is not readable text (its reason on stderr)
+
+
+def _extract_in_child(data: bytes, media_type: str) -> str:
+    """`_extract_here` in `python -m ipx.fingerprint.text`, limited to EXTRACTION_CPU_SECONDS of CPU."""
+    command = [sys.executable, "-m", "ipx.fingerprint.text", media_type, str(EXTRACTION_CPU_SECONDS)]
+    too_costly = TextFingerprintError(
+        f"Reading the text of this document took more than {EXTRACTION_CPU_SECONDS} s of processing, so IPX "
+        "stopped (its markup or page content is built to be slow to parse)."
+    )
+    try:  # the wall-clock bound only matters on a machine too busy to give the child its CPU seconds
+        child = subprocess.run(command, input=data, capture_output=True, timeout=3 * EXTRACTION_CPU_SECONDS)
+    except subprocess.TimeoutExpired as exc:
+        raise too_costly from exc
+    if child.returncode == 0:
+        return child.stdout.decode("utf-8", "surrogatepass")
+    if child.returncode == _REFUSED_EXIT:
+        raise TextFingerprintError(child.stderr.decode("utf-8", "replace"))
+    if child.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        raise too_costly
+    said = child.stderr.decode("utf-8", "replace").strip().splitlines()
+    raise TextFingerprintError(
+        f"The document's text could not be read (the reader stopped with status {child.returncode}: "
+        f"{said[-1] if said else 'no message'})."
+    )
+
+
+def _child_main(media_type: str, cpu_seconds: int) -> None:
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))  # SIGXCPU, then SIGKILL
+    try:
+        text = _extract_here(sys.stdin.buffer.read(), media_type)
+    except TextFingerprintError as exc:
+        sys.stderr.write(str(exc))
+        sys.exit(_REFUSED_EXIT)
+    sys.stdout.buffer.write(text.encode("utf-8", "surrogatepass"))
+
+
+def _extract_here(data: bytes, media_type: str) -> str:
     mime, _, params = media_type.partition(";")
     mime = mime.strip().lower()
     charset_match = re.search(r"charset\s*=\s*\"?([\w.:-]+)", params, re.IGNORECASE)
@@ -506,3 +561,7 @@ class TextIndex:
                 matches.append(match)
         matches.sort(key=lambda m: (-m.similarity, -m.matched_words, m.work_id))
         return matches[:limit]
+
+
+if __name__ == "__main__":  # the child process of _extract_in_child
+    _child_main(sys.argv[1], int(sys.argv[2]))

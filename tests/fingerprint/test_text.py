@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ipx.fingerprint import text as text_module
 from ipx.fingerprint.text import (
     TextFingerprint,
     TextFingerprintError,
@@ -312,3 +313,26 @@ def test_concurrent_adds_and_queries_are_consistent() -> None:
 
 def test_cjk_text_is_tokenised_per_character() -> None:
     assert normalize_words("知的財産の登録") == ("知", "的", "財", "産", "の", "登", "録")
+
+
+@pytest.mark.parametrize(
+    ("document", "media_type"),
+    [
+        ("<a " * 20_000, "text/html"),  # Python 3.11's HTMLParser: 28 s in-process
+        ("[a](" * 200_000, "text/markdown"),  # the link pattern rescans every unclosed bracket
+    ],
+    ids=["html", "markdown"],
+)
+def test_a_document_built_to_be_slow_to_parse_is_stopped_at_the_cpu_limit(
+    document: str, media_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(text_module, "EXTRACTION_CPU_SECONDS", 1)
+    with pytest.raises(TextFingerprintError, match="took more than 1 s of processing"):
+        extract_text(document.encode(), media_type)
+
+
+def test_parsed_documents_keep_their_text_and_their_reasons_across_the_child_process() -> None:
+    words = "café, 東京 \U0001f600"
+    assert extract_text(f"<p>{words}</p>".encode(), "text/html; charset=utf-8") == f"\n{words}\n"
+    with pytest.raises(TextFingerprintError, match="binary data"):
+        extract_text(bytes(range(32)) * 10, "text/markdown")
