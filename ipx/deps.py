@@ -21,7 +21,7 @@ from ipx.accounts import service as accounts_service
 from ipx.accounts.service import Principal
 from ipx.config import Settings
 from ipx.db import transaction
-from ipx.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthorized
+from ipx.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthorized, over_upload_limit
 from ipx.registry.service import RegistryContext, Upload
 
 SESSION_COOKIE = "ipx_session"
@@ -102,17 +102,13 @@ async def receive_upload(file: UploadFile, settings: Settings, spool_dir: Path) 
             while chunk := await file.read(1 << 20):
                 size += len(chunk)
                 if size > settings.max_upload_bytes:
-                    raise PayloadTooLarge(_too_large_message(settings.max_upload_bytes))
+                    raise PayloadTooLarge(over_upload_limit(settings.max_upload_bytes))
                 digest.update(chunk)
                 handle.write(chunk)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     return Upload(path, digest.hexdigest(), size, file.filename, file.content_type)
-
-
-def _too_large_message(limit: int) -> str:
-    return f"The file is larger than the upload limit of {limit / 1_048_576:.1f} MiB."
 
 
 def require_file(file: UploadFile | None) -> UploadFile:

@@ -62,6 +62,11 @@ class InvalidInput(IPXError):
     title = "Invalid input"
 
 
+def over_upload_limit(limit: int) -> str:
+    """The sentence for a file over the upload limit, wherever it is met: an upload, a file of a scanned folder."""
+    return f"The file is larger than the upload limit of {limit / 1_048_576:.1f} MiB."
+
+
 class PayloadTooLarge(IPXError):
     status_code = 413
     title = "Payload too large"

@@ -21,7 +21,7 @@ from typing import TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from ipx.db import transaction
-from ipx.errors import IPXError
+from ipx.errors import IPXError, over_upload_limit
 from ipx.registry.service import RegistryContext, Upload, UploadMatches, match_upload
 
 Item = TypeVar("Item")
@@ -45,13 +45,10 @@ def scan_file(path: Path, factory: sessionmaker[Session], ctx: RegistryContext, 
             sha256 = hashlib.file_digest(source, "sha256").hexdigest()
             size = source.tell()
     except OSError as exc:
-        return ScannedFile(path, "", problem=f"The file could not be read ({exc.strerror or exc}).")
+        return ScannedFile(path, "", problem=_unreadable(exc))
     too_big = None
     if size > max_bytes:
-        too_big = (
-            f"The file is larger than the upload limit of {max_bytes / 1_048_576:.1f} MiB, so it was not read for "
-            "fingerprints: exact SHA-256 only."
-        )
+        too_big = f"{over_upload_limit(max_bytes)} It was not read for fingerprints: exact SHA-256 only."
     upload = Upload(path, sha256, size, path.name, None)
     try:
         with transaction(factory) as session:
@@ -59,7 +56,11 @@ def scan_file(path: Path, factory: sessionmaker[Session], ctx: RegistryContext, 
     except IPXError as exc:
         return ScannedFile(path, sha256, problem=exc.detail)
     except OSError as exc:  # gone or unreadable since it was hashed
-        return ScannedFile(path, sha256, problem=f"The file could not be read ({exc.strerror or exc}).")
+        return ScannedFile(path, sha256, problem=_unreadable(exc))
+
+
+def _unreadable(exc: OSError) -> str:
+    return f"The file could not be read ({exc.strerror or exc})."
 
 
 def in_order_on_threads(function: Callable[[Item], Result], items: Iterable[Item], threads: int) -> Iterator[Result]:
