@@ -34,10 +34,18 @@ from typing import Any
 import cv2
 import numpy as np
 import pdqhash
+import pillow_heif
 import scipy.fftpack
 from PIL import ExifTags, Image, ImageOps, JpegImagePlugin
 
 from ipx.fingerprint.pixels import grey_thumbnail, trim_uniform_border
+
+# Phones save photos as HEIC by default (AVIF Pillow reads itself). libheif applies the file's own rotation and
+# mirroring while decoding and the plugin resets the EXIF orientation to match, so exif_transpose stays correct.
+# The thumbnails, depth maps and auxiliary pictures a phone stores beside the photo are never needed here.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+# libmagic names HEIF pictures by their brand; Pillow knows them all as its one "HEIF" format.
+HEIF_MEDIA_TYPES = frozenset({"image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence"})
 
 DEFAULT_MAX_PIXELS = 100_000_000
 WORK_SIDE = 512
@@ -290,7 +298,8 @@ def decode_image(
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"The image expands to too many pixels when decoded ({exc}).") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
-        raise UndecodableImage(f"The image data is truncated or corrupt and could not be decoded ({exc}).") from exc
+        reason = str(exc).strip()  # libheif ends its messages with a newline
+        raise UndecodableImage(f"The image data is truncated or corrupt and could not be decoded ({reason}).") from exc
     return flatten_to_rgb(reduced), oriented_size
 
 

@@ -14,7 +14,7 @@ import segno
 from fpdf import FPDF
 from PIL import Image
 
-from ipx.fingerprint.image import decode_image
+from ipx.fingerprint.image import HEIF_MEDIA_TYPES, decode_image
 
 # Debian's fonts-dejavu-core; titles and names may be in any script, which the PDF core fonts cannot show.
 UNICODE_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -180,10 +180,11 @@ def certificate_pdf(
 
 def _previewable_media_types() -> frozenset[str]:
     Image.init()
-    return frozenset(Image.MIME[f] for f in Image.OPEN if Image.MIME.get(f, "").startswith("image/"))
+    pillow_types = {Image.MIME[f] for f in Image.OPEN if Image.MIME.get(f, "").startswith("image/")}
+    return frozenset(pillow_types | HEIF_MEDIA_TYPES)
 
 
-# image types Pillow can decode; an SVG or HEIC gets a type tile instead of a broken preview
+# image types Pillow can decode; an SVG or a camera's raw file gets a type tile instead of a broken preview
 PREVIEWABLE_MEDIA_TYPES = _previewable_media_types()
 
 

@@ -15,6 +15,7 @@ from ipx.app import bootstrap, create_app
 from ipx.db import transaction
 from ipx.fingerprint import engine as engine_module
 from ipx.fingerprint.image import MAX_JPEG_SCANS
+from ipx.web.certificates import THUMBNAIL_SIDE
 from tests.conftest import ApiUser
 from tests.fingerprint.pictures import progressive_jpeg_with_scans
 
@@ -69,6 +70,17 @@ def test_edited_copy_is_flagged_at_registration_and_found_by_verify(client, make
 
     unrelated = verify(client, encode(coffee))
     assert unrelated["exact_matches"] == [] and unrelated["similar_matches"] == []
+
+
+def test_a_phone_photo_registered_as_heic_is_previewed_and_its_edited_jpeg_copy_flagged(client, make_user, astronaut):
+    original = make_user("Alice").register(encode(astronaut, "HEIF", quality=80), filename="IMG_0001.HEIC").json()
+    assert original["media_type"] == "image/heic"
+    assert "image" in original["detection"]["methods"] and original["detection"]["note"] is None
+    copy = make_user("Mallory").register(edited_copy(astronaut), title="Mine", filename="mine.jpg").json()
+    assert [m["work_id"] for m in copy["prior_similar"]] == [original["work_id"]]
+    preview = client.get(f"/works/{original['work_id']}/thumbnail")
+    assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(preview.content)).size == (THUMBNAIL_SIDE, THUMBNAIL_SIDE)
 
 
 def test_own_edited_copy_is_not_flagged_as_prior_work_of_another(client, make_user, astronaut):

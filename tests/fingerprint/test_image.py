@@ -267,6 +267,35 @@ def test_a_cameras_mpo_file_is_decoded_in_draft_mode_like_a_jpeg() -> None:
     assert (fp.width, fp.height, fp.work_width, fp.work_height) == (4000, 3000, 500, 375)
     assert pdq_distance(fp, fingerprint_image(encoded(big, "JPEG", quality=90))) == 0
 
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF", "WEBP"])
+def test_phone_and_web_formats_fingerprint_like_a_jpeg_of_the_same_picture(fmt: str) -> None:
+    picture = skimage_picture("coffee")
+    fp = fingerprint_image(encoded(picture, fmt, quality=85))
+    assert (fp.width, fp.height, fp.work_width) == (600, 400, 512)
+    assert pdq_distance(fp, fingerprint_image(encoded(picture, "JPEG", quality=85))) <= 16
+
+
+def test_a_heic_photo_taken_sideways_is_turned_upright_once() -> None:
+    """A phone stores HEIC pixels as the sensor saw them plus a rotation that libheif applies while decoding."""
+    upright = skimage_picture("coffee")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    heic = encoded(upright.transpose(Image.Transpose.ROTATE_90), "HEIF", quality=90, exif=exif.tobytes())
+    fp = fingerprint_image(heic)
+    reference = fingerprint_image(encoded(upright, "JPEG", quality=90))
+    assert (fp.width, fp.height) == (600, 400)
+    assert np.unpackbits(fp.pdq_variants[0] ^ reference.pdq_variants[0]).sum() <= 16
+
+
+def test_a_truncated_heic_is_undecodable_with_a_one_line_reason() -> None:
+    heic = encoded(skimage_picture("astronaut"), "HEIF", quality=80)
+    with pytest.raises(UndecodableImage, match="truncated or corrupt") as caught:
+        fingerprint_image(heic[: len(heic) // 2])
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ImageTooLarge, match="512x512 pixels"):
+        fingerprint_image(heic, max_pixels=100_000)  # the limit is checked on HEIF's header too
+
+
 @pytest.mark.parametrize("data", [b"", b"not an image at all", bytes(range(256)) * 4])
 def test_non_images_are_undecodable(data: bytes) -> None:
     with pytest.raises(UndecodableImage):
