@@ -36,7 +36,7 @@ import numpy as np
 import pdqhash
 import pillow_heif
 import scipy.fftpack
-from PIL import ExifTags, Image, ImageOps, JpegImagePlugin
+from PIL import ExifTags, Image, ImageOps, Jpeg2KImagePlugin, JpegImagePlugin
 
 from ipx.fingerprint.pixels import grey_thumbnail, trim_uniform_border
 
@@ -49,9 +49,10 @@ HEIF_MEDIA_TYPES = frozenset({"image/heic", "image/heif", "image/heic-sequence",
 
 DEFAULT_MAX_PIXELS = 100_000_000
 WORK_SIDE = 512
-# libjpeg scales by 1/2, 1/4 or 1/8 while decoding; a working copy down to 90% of WORK_SIDE is accepted when it
-# lets the decoder halve again (a 4000-px photo: 500 px at 1/8 instead of 1000 px at 1/4, then resized).
-JPEG_DRAFT_SLACK = 0.9
+# libjpeg scales by 1/2, 1/4 or 1/8 while decoding, and OpenJPEG by a power of 2 for each wavelet level it skips; a
+# working copy down to 90% of WORK_SIDE is accepted when it lets the decoder halve again (a 4000-px photo: 500 px
+# at 1/8 instead of 1000 px at 1/4, then resized).
+REDUCED_DECODE_SLACK = 0.9
 # Each scan of a progressive JPEG costs the decoder a pass over the whole picture, however few bytes it takes: 15
 # bytes of end-of-band runs per scan made a 378 kB file take 5.6 s to decode at 12 megapixels (a known exploit of
 # the format, libjpeg-turbo's "LJT-01-003"). Encoders write about 10 scans (libjpeg's progression; Photoshop 3-5).
@@ -62,6 +63,10 @@ _JPEG_SCAN_START = bytes([0xFF, _JPEG_SCAN])
 _JPEG_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
 _JPEG_END = 0xD9
 _JPEG_STANDALONE_MARKERS = frozenset({0x01, 0xD8})  # TEM and SOI carry no length
+# A JPEG 2000 codestream starts with SOC then SIZ, in a raw .j2k file and inside a .jp2 file's codestream box.
+_J2K_CODESTREAM_START = b"\xff\x4f\xff\x51"
+_J2K_CODING_STYLE = 0x52  # COD: its 6th byte counts the wavelet decomposition levels
+_J2K_TILE_START = 0x90  # SOT: the main header ends
 MIN_SIDE = 16
 MAX_ASPECT_RATIO = 32
 ORB_FEATURES = 500
@@ -285,14 +290,7 @@ def decode_image(
     image = _open_checked(data, max_pixels)
     try:
         oriented_size = _oriented_size(image)
-        if isinstance(image, JpegImagePlugin.JpegImageFile):  # JPEG, and cameras' MPO (JPEG pictures in one file)
-            # One read of the whole (in-memory) file: fed in Pillow's 64 KB blocks, libjpeg suspends at every
-            # block's end and decodes the interrupted MCU row again (about 1 ms of a 12-megapixel photo).
-            image.decodermaxblock = len(data)
-            scale = work_side * JPEG_DRAFT_SLACK / max(image.size)
-            if scale < 1:
-                image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
-        image.load()
+        image = _load_reduced(image, data, max_pixels, work_side)
         ImageOps.exif_transpose(image, in_place=True)
         reduced = _reduce(image, work_side)
     except Image.DecompressionBombError as exc:
@@ -301,6 +299,47 @@ def decode_image(
         reason = str(exc).strip()  # libheif ends its messages with a newline
         raise UndecodableImage(f"The image data is truncated or corrupt and could not be decoded ({reason}).") from exc
     return flatten_to_rgb(reduced), oriented_size
+
+
+def _load_reduced(image: Image.Image, data: bytes, max_pixels: int, work_side: int) -> Image.Image:
+    """Decode the pixels, at the smallest size the format offers that still covers the working copy."""
+    if isinstance(image, JpegImagePlugin.JpegImageFile):  # JPEG, and cameras' MPO (JPEG pictures in one file)
+        # One read of the whole (in-memory) file: fed in Pillow's 64 KB blocks, libjpeg suspends at every
+        # block's end and decodes the interrupted MCU row again (about 1 ms of a 12-megapixel photo).
+        image.decodermaxblock = len(data)
+        scale = work_side * REDUCED_DECODE_SLACK / max(image.size)
+        if scale < 1:
+            image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+    elif isinstance(image, Jpeg2KImagePlugin.Jpeg2KImageFile):
+        # Archives and cinema keep pictures as JPEG 2000; a 12-megapixel one takes 0.5-2.8 s whole, 0.04-0.05 s
+        # with three wavelet levels skipped.
+        wanted = max(0, int(math.log2(max(image.size) / (work_side * REDUCED_DECODE_SLACK))))
+        skipped = min(wanted, jpeg2000_decomposition_levels(data))
+        if skipped:
+            image.reduce = skipped
+            try:
+                image.load()
+                return image
+            except OSError:  # a tile's own header may declare fewer levels than the main one: decode it whole
+                image = _open_checked(data, max_pixels)
+    image.load()
+    return image
+
+
+def jpeg2000_decomposition_levels(data: bytes) -> int:
+    """How many wavelet levels the main header of a JPEG 2000 codestream declares; 0 when it cannot be read.
+
+    Each level halves the picture and OpenJPEG decodes only the levels it is asked for. Tile-part headers and
+    per-component styles (COC) may declare fewer; a decode that asks for too many fails, and the caller decodes
+    the picture whole.
+    """
+    position = data.find(_J2K_CODESTREAM_START) + 2
+    while 1 < position <= len(data) - 4 and data[position] == 0xFF and data[position + 1] != _J2K_TILE_START:
+        length = int.from_bytes(data[position + 2 : position + 4], "big")  # the length counts its own 2 bytes
+        if data[position + 1] == _J2K_CODING_STYLE and length >= 8 and position + 10 <= len(data):
+            return data[position + 9]  # marker 2, length 2, Scod 1, progression 1, layers 2, colour transform 1
+        position += 2 + length
+    return 0
 
 
 def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
@@ -376,7 +415,7 @@ def _reduce(image: Image.Image, work_side: int) -> Image.Image:
         image = _to_reducible_mode(image)
     factor = max(image.size) // work_side
     if factor >= 2:
-        image = image.reduce(factor)
+        image = Image.Image.reduce(image, factor)  # a JPEG 2000 image's own `reduce` is its decoding setting
     scale = work_side / max(image.size)
     if scale < 1:
         target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))

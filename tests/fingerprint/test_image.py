@@ -15,6 +15,7 @@ import pytest
 import scipy.fftpack
 from PIL import Image, ImageOps
 
+from ipx.fingerprint import image as image_module
 from ipx.fingerprint.image import (
     MAX_JPEG_SCANS,
     ORB_FAST_THRESHOLD,
@@ -27,6 +28,7 @@ from ipx.fingerprint.image import (
     dihedral_dct_blocks,
     fingerprint_image,
     has_too_many_scans,
+    jpeg2000_decomposition_levels,
     orb_keypoints,
     orb_ready_grey,
     pdq_dihedral,
@@ -294,6 +296,32 @@ def test_a_truncated_heic_is_undecodable_with_a_one_line_reason() -> None:
     assert "\n" not in str(caught.value)
     with pytest.raises(ImageTooLarge, match="512x512 pixels"):
         fingerprint_image(heic, max_pixels=100_000)  # the limit is checked on HEIF's header too
+
+
+def test_a_jpeg2000_picture_is_decoded_with_wavelet_levels_skipped() -> None:
+    picture = skimage_picture("coffee").resize((2000, 1500), Image.Resampling.BICUBIC)
+    jp2 = encoded(picture, "JPEG2000")
+    assert jpeg2000_decomposition_levels(jp2) == 5  # OpenJPEG's default: 6 resolutions
+    fp = fingerprint_image(jp2)
+    assert (fp.width, fp.height, fp.work_width, fp.work_height) == (2000, 1500, 500, 375)  # a quarter, not 512
+    assert pdq_distance(fp, fingerprint_image(encoded(picture, "JPEG", quality=90))) <= 16
+
+
+@pytest.mark.parametrize("declared", [None, 5], ids=["as-declared", "a-tile-declares-fewer"])
+def test_a_jpeg2000_with_fewer_levels_than_wanted_is_decoded_at_what_it_offers(
+    declared: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    j2k = encoded(skimage_picture("coffee").resize((2000, 1500)), "JPEG2000", no_jp2=True, num_resolutions=2)
+    assert jpeg2000_decomposition_levels(j2k) == 1
+    if declared is not None:  # OpenJPEG refuses to skip more levels than a tile has; the picture is decoded whole
+        monkeypatch.setattr(image_module, "jpeg2000_decomposition_levels", lambda data: declared)
+    fp = fingerprint_image(j2k)
+    assert (fp.width, fp.work_width, fp.work_height) == (2000, 512, 384)
+
+
+@pytest.mark.parametrize("data", [b"", b"not JPEG 2000", b"\xff\x4f\xff\x51\x00", b"\xff\x4f\xff\x51\xff\x52\x00\x0c"])
+def test_jpeg2000_levels_of_a_missing_or_cut_header_are_zero(data: bytes) -> None:
+    assert jpeg2000_decomposition_levels(data) == 0
 
 
 @pytest.mark.parametrize("data", [b"", b"not an image at all", bytes(range(256)) * 4])
