@@ -160,7 +160,9 @@ def _registry_context():  # type: ignore[no-untyped-def]
 
 @app.command()
 def scan(
-    folder: Annotated[Path, typer.Argument(help="Folder of files to check against the registry.", exists=True)],
+    folder: Annotated[
+        Path, typer.Argument(help="Folder of files to check against the registry.", exists=True, file_okay=False)
+    ],
     out: Annotated[Path, typer.Option(help="CSV report to write.")] = Path("ipx-scan.csv"),
     jobs: Annotated[int | None, typer.Option(min=1, help="Files checked at once (default: one per CPU core).")] = None,
 ) -> None:
@@ -173,16 +175,20 @@ def scan(
     from ipx.registry.scan import in_order_on_threads, scan_file
     from ipx.registry.service import rfc3339
 
+    try:  # before the registry is loaded, which takes minutes for a large catalogue
+        report = out.open("w", newline="")
+    except OSError as exc:
+        raise typer.BadParameter(f"the report cannot be written to {out}: {exc.strerror}.", param_hint="--out") from exc
     settings = get_settings()
     factory = _session_factory()
     ctx = _registry_context()
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.samefile(out))
     typer.echo("Loading the registry's fingerprints...")
     with transaction(factory) as session:  # once, before the files' threads each find the index empty
         ctx.fingerprints.catch_up(session)
     check = partial(scan_file, factory=factory, ctx=ctx, max_bytes=settings.max_upload_bytes)
     matched = failed = 0
-    with out.open("w", newline="") as report, typer.progressbar(length=len(files), label="Scanning") as progress:
+    with report, typer.progressbar(length=len(files), label="Scanning") as progress:
         writer = csv.writer(report)
         writer.writerow(["path", "sha256", "media_type", "status", "work_id", "title", "method", "distance",
                          "similarity", "registered_at", "certificate_url", "compared_by", "note"])

@@ -77,6 +77,19 @@ def test_scan_looks_up_files_beyond_the_upload_limit_exactly_and_reports_files_i
     assert rows["empty.txt"]["status"] == "error: The file is empty (0 bytes): attach the file itself."
 
 
+def test_scan_says_when_its_report_cannot_be_written_and_never_scans_its_own_report(cli_env, tmp_path) -> None:
+    folder = tmp_path / "found"
+    folder.mkdir()
+    (folder / "other.jpg").write_bytes(encode(COFFEE))
+    missing = CliRunner().invoke(cli_app, ["scan", str(folder), "--out", str(tmp_path / "no-such-dir" / "r.csv")])
+    assert missing.exit_code == 2 and "No such file or directory" in missing.output
+    assert "Loading" not in missing.output and "Traceback" not in missing.output
+    (folder / "report.csv").write_text("an earlier report")
+    again = CliRunner().invoke(cli_app, ["scan", str(folder), "--out", str(folder / "report.csv")])
+    assert again.exit_code == 0, again.output
+    assert [row["path"] for row in csv.DictReader((folder / "report.csv").open())] == [str(folder / "other.jpg")]
+
+
 def test_scan_file_reports_a_file_gone_since_the_folder_was_listed(client, settings, tmp_path) -> None:
     state = client.app.state
     scanned = scan_file(tmp_path / "vanished.jpg", state.session_factory, state.registry, settings.max_upload_bytes)
