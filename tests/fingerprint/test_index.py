@@ -8,7 +8,7 @@ import cv2
 import faiss
 import numpy as np
 import pytest
-from _edits import EDITS, edited_copy
+from _edits import EDITS, EDITS_BEYOND_THE_ISSUE, edited_copy
 from PIL import Image, ImageDraw
 
 from ipx.fingerprint import index as index_module
@@ -365,7 +365,7 @@ def generated_distractors() -> dict[str, Image.Image]:
 ROBUSTNESS_PICTURES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field")
 
 
-@pytest.mark.parametrize("edit", sorted(EDITS))
+@pytest.mark.parametrize("edit", [*sorted(EDITS), *EDITS_BEYOND_THE_ISSUE])
 def test_every_edit_family_is_matched_to_its_original_only(
     edit: str, pictures: dict[str, Image.Image], picture_index: ImageIndex
 ) -> None:
