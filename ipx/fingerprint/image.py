@@ -333,7 +333,7 @@ def jpeg2000_decomposition_levels(data: bytes) -> int:
     per-component styles (COC) may declare fewer; a decode that asks for too many fails, and the caller decodes
     the picture whole.
     """
-    position = data.find(_J2K_CODESTREAM_START) + 2
+    position = data.find(_J2K_CODESTREAM_START) + 2  # 1 when there is none, which the loop's test refuses
     while 1 < position <= len(data) - 4 and data[position] == 0xFF and data[position + 1] != _J2K_TILE_START:
         length = int.from_bytes(data[position + 2 : position + 4], "big")  # the length counts its own 2 bytes
         if data[position + 1] == _J2K_CODING_STYLE and length >= 8 and position + 10 <= len(data):

@@ -269,6 +269,7 @@ def test_a_cameras_mpo_file_is_decoded_in_draft_mode_like_a_jpeg() -> None:
     assert (fp.width, fp.height, fp.work_width, fp.work_height) == (4000, 3000, 500, 375)
     assert pdq_distance(fp, fingerprint_image(encoded(big, "JPEG", quality=90))) == 0
 
+
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF", "WEBP"])
 def test_phone_and_web_formats_fingerprint_like_a_jpeg_of_the_same_picture(fmt: str) -> None:
     picture = skimage_picture("coffee")
