@@ -104,7 +104,7 @@ class UndecodableImage(ImageFingerprintError):
 
 
 class UnsuitableImage(ImageFingerprintError):
-    """Decodable, but too thin or too small to carry a meaningful fingerprint."""
+    """Too thin or too small to carry a meaningful fingerprint, or coded in a way IPX has no decoder for."""
 
 
 @dataclass(frozen=True)
@@ -298,6 +298,8 @@ def decode_image(
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
         reason = str(exc).strip()  # libheif ends its messages with a newline
         raise UndecodableImage(f"The image data is truncated or corrupt and could not be decoded ({reason}).") from exc
+    except RuntimeError as exc:  # libheif's "unsupported": an HEIF container holding AV1, JPEG or VVC pictures
+        raise UnsuitableImage(f"The picture inside this file is coded in a way IPX cannot decode ({exc}).") from exc
     return flatten_to_rgb(reduced), oriented_size
 
 

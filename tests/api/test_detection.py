@@ -17,7 +17,7 @@ from ipx.fingerprint import engine as engine_module
 from ipx.fingerprint.image import MAX_JPEG_SCANS
 from ipx.web.certificates import THUMBNAIL_SIDE
 from tests.conftest import ApiUser
-from tests.fingerprint.pictures import progressive_jpeg_with_scans
+from tests.fingerprint.pictures import heif_holding_av1, progressive_jpeg_with_scans
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
@@ -81,6 +81,15 @@ def test_a_phone_photo_registered_as_heic_is_previewed_and_its_edited_jpeg_copy_
     preview = client.get(f"/works/{original['work_id']}/thumbnail")
     assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(preview.content)).size == (THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+
+
+def test_an_heif_holding_a_picture_ipx_cannot_decode_is_registered_exact_only(client, make_user):
+    payload = heif_holding_av1()
+    work = make_user().register(payload, title="Scan", filename="scan.heif").json()
+    assert work["detection"]["methods"] == ["sha256"]
+    assert "coded in a way IPX cannot decode" in work["detection"]["note"]
+    assert verify(client, payload, "scan.heif")["exact_matches"][0]["work_id"] == work["work_id"]
+    assert client.get(f"/works/{work['work_id']}/thumbnail").status_code == 404
 
 
 def test_own_edited_copy_is_not_flagged_as_prior_work_of_another(client, make_user, astronaut):

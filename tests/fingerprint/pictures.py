@@ -28,6 +28,11 @@ def encoded(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
     return buffer.getvalue()
 
 
+def heif_holding_av1() -> bytes:
+    """An HEIF file whose picture is AV1 (an AVIF file under the generic brand): libheif here has no AV1 decoder."""
+    return encoded(skimage_picture("astronaut"), "AVIF", quality=60).replace(b"avif", b"mif1")
+
+
 def progressive_jpeg_with_scans(extra_scans: int, *, app_payload: bytes = b"") -> bytes:
     """A progressive JPEG (libjpeg's 10 scans) with its smallest scan repeated `extra_scans` more times before EOI,
     and optionally an APP15 segment carrying `app_payload`. Repeating a scan only refines the same coefficients again

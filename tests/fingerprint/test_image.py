@@ -36,7 +36,7 @@ from ipx.fingerprint.image import (
     picture_descriptors,
 )
 from ipx.fingerprint.pixels import trim_uniform_border
-from tests.fingerprint.pictures import encoded, progressive_jpeg_with_scans, skimage_picture
+from tests.fingerprint.pictures import encoded, heif_holding_av1, progressive_jpeg_with_scans, skimage_picture
 
 VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
 PDQ_VECTORS = VECTORS / "pdq"
@@ -297,6 +297,11 @@ def test_a_truncated_heic_is_undecodable_with_a_one_line_reason() -> None:
     assert "\n" not in str(caught.value)
     with pytest.raises(ImageTooLarge, match="512x512 pixels"):
         fingerprint_image(heic, max_pixels=100_000)  # the limit is checked on HEIF's header too
+
+
+def test_an_heif_whose_picture_ipx_cannot_decode_is_unsuitable_not_a_crash() -> None:
+    with pytest.raises(UnsuitableImage, match="coded in a way IPX cannot decode"):
+        fingerprint_image(heif_holding_av1())
 
 
 def test_a_jpeg2000_picture_is_decoded_with_wavelet_levels_skipped() -> None:
