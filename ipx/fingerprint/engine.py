@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -46,6 +47,9 @@ class ComputedFingerprints:
     stored: dict[str, bytes] = field(default_factory=dict)
     parsed: dict[str, Any] = field(default_factory=dict)
     note: str | None = None  # why only exact matching applies, in words for the user
+    # An image's decoded working copy (upright RGB, longer side <= image.WORK_SIDE), never stored: previews are made
+    # from it, so that a picture is decoded once per upload (a 12-megapixel HEIC takes most of a second).
+    picture: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def methods(self) -> list[str]:
@@ -84,11 +88,13 @@ class FingerprintEngine:
     def compute(self, data: bytes, media_type: str) -> ComputedFingerprints:
         """Fingerprints for an upload; bad images are refused, unsupported kinds are exact-only."""
         kind = kind_for(media_type)
+        picture = None
         try:
             if kind == IMAGE and not _pillow_reads_format(data):
                 return ComputedFingerprints(note=f"IPX cannot decode {media_type} images; exact SHA-256 only.")
             if kind == IMAGE:
-                fingerprint: Any = image.fingerprint_image(data, max_pixels=self.max_image_pixels)
+                picture, original_size = image.decode_image(data, max_pixels=self.max_image_pixels)
+                fingerprint: Any = image.fingerprint_picture(picture, original_size)
             elif kind == TEXT:
                 fingerprint = text.fingerprint_text(text.extract_text(data, media_type))
             elif kind == AUDIO:
@@ -104,7 +110,8 @@ class FingerprintEngine:
         except (text.TextFingerprintError, audio.FpcalcNotFoundError) as exc:
             return ComputedFingerprints(note=f"{exc} Only exact SHA-256 matching applies.")
         return ComputedFingerprints(
-            public={kind: fingerprint.public()}, stored={kind: fingerprint.to_bytes()}, parsed={kind: fingerprint}
+            public={kind: fingerprint.public()}, stored={kind: fingerprint.to_bytes()}, parsed={kind: fingerprint},
+            picture=picture,
         )
 
     def similar(self, computed: ComputedFingerprints, *, limit: int = 20) -> list[SimilarityMatch]:

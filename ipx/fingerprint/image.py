@@ -249,8 +249,13 @@ class ImageFingerprint:
 
 def fingerprint_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFingerprint:
     """Decode an uploaded image safely and compute all its fingerprints."""
-    rgb, (width, height) = decode_image(data, max_pixels=max_pixels)
-    rgb = trim_uniform_border(rgb)
+    return fingerprint_picture(*decode_image(data, max_pixels=max_pixels))
+
+
+def fingerprint_picture(picture: np.ndarray, original_size: tuple[int, int]) -> ImageFingerprint:
+    """All fingerprints of a picture `decode_image` returned, for callers that keep the decoded copy too."""
+    width, height = original_size
+    rgb = trim_uniform_border(picture)
     # ORB, the costliest step after decoding, holds no GIL: its detection runs beside the hashes, then the picture's
     # and the mirror image's descriptors are computed side by side. A thread per call, not a shared pool, so that
     # forked processes (benchmarks, servers) never inherit a pool whose threads they do not have.

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -104,18 +102,12 @@ async def register_upload(
 
 
 async def match_uploaded_file(
-    session: Session, settings: Settings, registry: service.RegistryContext, file: UploadFile | None,
-    keep: Callable[[Path], None] | None = None,
+    session: Session, settings: Settings, registry: service.RegistryContext, file: UploadFile | None
 ) -> tuple[service.Upload, service.UploadMatches]:
-    """Spool, hash and match an upload; shared by POST /verify and the verify page.
-
-    `keep` sees the spooled file before it is deleted (the page makes its preview there).
-    """
+    """Spool, hash and match an upload; shared by POST /verify and the verify page."""
     upload = await receive_upload(require_file(file), settings, settings.data_dir / "tmp")
     try:
         found = await run_in_threadpool(service.match_upload, session, upload, registry)  # off the event loop
-        if keep is not None:
-            keep(upload.path)
         return upload, found
     finally:
         upload.path.unlink(missing_ok=True)

@@ -121,3 +121,13 @@ class WorkFingerprint(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     seq: Mapped[int] = mapped_column(BigInteger, index=True)  # log index, for catch-up by workers
+
+
+class WorkPreview(Base):
+    """A small JPEG of an image work, made once from the picture registration decoded (see registry.previews)."""
+
+    __tablename__ = "work_previews"
+
+    work_id: Mapped[str] = mapped_column(ForeignKey("works.id"), primary_key=True)
+    side: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # the longest side it was made for
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)

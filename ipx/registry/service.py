@@ -20,7 +20,7 @@ from ipx.blobs import BlobStore
 from ipx.db import utcnow
 from ipx.errors import Conflict, InvalidInput, IPXError, NotFound
 from ipx.fingerprint.engine import ComputedFingerprints, FingerprintEngine
-from ipx.registry import evidence, keys, log, media, signing
+from ipx.registry import evidence, keys, log, media, previews, signing
 from ipx.registry.models import PriorMatch, Work, WorkFingerprint
 from ipx.registry.schemas import RegistrationForm
 
@@ -152,6 +152,7 @@ def register(
     media_type = _reject_bad_upload(upload)
     # Fingerprint before the first database statement: on SQLite that statement takes the write lock.
     computed = ctx.fingerprints.compute(upload.path.read_bytes(), media_type)
+    preview = None if computed.picture is None else previews.preview_jpeg(computed.picture)
     existing = session.scalar(select(Work).where(Work.owner_id == owner.id, Work.sha256 == upload.sha256))
     if existing is not None:
         raise Conflict(
@@ -184,6 +185,8 @@ def register(
         ))
     for kind, data in computed.stored.items():
         session.add(WorkFingerprint(work_id=work_id, kind=kind, data=data, seq=entry.index))
+    if preview is not None:
+        previews.keep_preview(session, work_id, preview)
     audit_service.record(
         session, action="work.registered", subject_type="work", subject_id=work_id, actor_id=owner.id,
         details={"sha256": upload.sha256, "log_index": entry.index, "prior_similar": len(prior)},

@@ -6,7 +6,6 @@ render the same in tests as in production.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,14 +13,12 @@ import segno
 from fpdf import FPDF
 from PIL import Image
 
-from ipx.fingerprint.image import HEIF_MEDIA_TYPES, decode_image
+from ipx.fingerprint.image import HEIF_MEDIA_TYPES
 
 # Debian's fonts-dejavu-core; titles and names may be in any script, which the PDF core fonts cannot show.
 UNICODE_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 UNICODE_FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 UNICODE_FONT_MONO = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")
-THUMBNAIL_SIDE = 480
-THUMBNAIL_QUALITY = 82
 QR_BORDER_MODULES = 4  # the quiet zone ISO/IEC 18004 asks for
 VERIFY_NOTE = (
     "This certificate summarises a signed registration statement appended to the IPX transparency log. "
@@ -191,10 +188,3 @@ PREVIEWABLE_MEDIA_TYPES = _previewable_media_types()
 def has_preview(media_type: str) -> bool:
     return media_type in PREVIEWABLE_MEDIA_TYPES
 
-
-def thumbnail_jpeg(data: bytes, *, max_pixels: int, side: int = THUMBNAIL_SIDE) -> bytes:
-    """A small JPEG preview, decoded with the same bounded, EXIF-aware decoder the fingerprints use."""
-    rgb, _ = decode_image(data, max_pixels=max_pixels, work_side=side)
-    out = io.BytesIO()
-    Image.fromarray(rgb).save(out, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True, progressive=True)
-    return out.getvalue()

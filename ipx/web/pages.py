@@ -11,7 +11,6 @@ import base64
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
@@ -28,9 +27,8 @@ from ipx.accounts.schemas import AccountCreate
 from ipx.accounts.service import Principal
 from ipx.deps import MAX_PAGE, SESSION_COOKIE, AppSettings, DbSession, Registry, oauth2_scheme, optional_caller
 from ipx.errors import Conflict, Forbidden, IPXError, NotFound, Unauthorized
-from ipx.fingerprint.image import ImageFingerprintError
 from ipx.registry import api as registry_api
-from ipx.registry import log, media
+from ipx.registry import log, media, previews
 from ipx.registry import service as registry_service
 from ipx.registry.models import Work
 from ipx.registry.schemas import RegistrationForm
@@ -459,16 +457,11 @@ def work_thumbnail(
     work = _work_or_404(session, work_id)
     if not certificates.has_preview(work.media_type):
         raise NotFound(f"There is no preview of {work.media_type} files.")
-    etag = f'"{work.sha256[:32]}-{certificates.THUMBNAIL_SIDE}"'
+    etag = f'"{work.sha256[:32]}-{previews.THUMBNAIL_SIDE}"'
     headers = {"ETag": etag, "Cache-Control": f"public, max-age={THUMBNAIL_MAX_AGE_SECONDS}"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    try:
-        jpeg = certificates.thumbnail_jpeg(registry.blobs.read(work.sha256), max_pixels=settings.max_image_pixels)
-    except FileNotFoundError as exc:
-        raise NotFound("The registered file is not in storage, so no preview can be shown.") from exc
-    except ImageFingerprintError as exc:
-        raise NotFound(f"No preview can be made of this image: {exc}") from exc
+    jpeg = previews.thumbnail(session, work, registry.blobs, max_pixels=settings.max_image_pixels)
     return Response(jpeg, media_type="image/jpeg", headers=headers)
 
 
@@ -553,26 +546,18 @@ async def verify_upload_page(
     file: Annotated[UploadFile | None, File()] = None,
 ) -> HTMLResponse:
     """Compare an uploaded file with every registered work, side by side (anyone; nothing is stored)."""
-    preview: dict[str, str] = {}
-
-    def make_preview(path: Path) -> None:
-        try:
-            data = path.read_bytes()
-            jpeg = certificates.thumbnail_jpeg(data, max_pixels=settings.max_image_pixels)
-        except (ImageFingerprintError, OSError):
-            return  # not an image, or not one we can draw: the comparison is still shown
-        preview["data_url"] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
-
     try:
-        upload, found = await registry_api.match_uploaded_file(session, settings, registry, file, keep=make_preview)
+        upload, found = await registry_api.match_uploaded_file(session, settings, registry, file)
     except IPXError as exc:
         session.rollback()
         context = {"q": "", "results": [], "problem": None, "searched": False, "upload_problem": exc.detail}
         return render(request, "registry/verify.html", context, caller, status_code=exc.status_code)
+    picture = found.detection.picture  # the fingerprints' decoded copy: the preview costs no second decode
+    preview = None if picture is None else base64.b64encode(previews.preview_jpeg(picture)).decode()
     query = {
         "filename": upload.filename, "sha256": upload.sha256, "size": certificates.human_size(upload.size),
         "media_type": found.media_type, "methods": found.detection.methods, "note": found.detection.note,
-        "preview": preview.get("data_url"),
+        "preview": preview and f"data:image/jpeg;base64,{preview}",
     }
     matches = [_match_view(session, m, settings.public_url) for m in found.exact + found.similar]
     context = {"q": "", "results": [], "problem": None, "searched": False, "query": query, "matches": matches}

@@ -15,7 +15,7 @@ from ipx.app import bootstrap, create_app
 from ipx.db import transaction
 from ipx.fingerprint import engine as engine_module
 from ipx.fingerprint.image import MAX_JPEG_SCANS
-from ipx.web.certificates import THUMBNAIL_SIDE
+from ipx.registry.previews import THUMBNAIL_SIDE
 from tests.conftest import ApiUser
 from tests.fingerprint.pictures import heif_holding_av1, progressive_jpeg_with_scans
 

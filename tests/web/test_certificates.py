@@ -1,16 +1,13 @@
-"""The certificate's pure parts: wording, sizes, the PDF with and without Unicode fonts, thumbnails."""
+"""The certificate's pure parts: wording, sizes, the PDF with and without Unicode fonts."""
 
 from __future__ import annotations
 
 import io
 
 import pytest
-from PIL import Image
 from pypdf import PdfReader
 
-from ipx.fingerprint.image import ImageFingerprintError
 from ipx.web import certificates
-from tests.conftest import png_bytes
 
 FACTS = certificates.CertificateFacts(
     title="Łódź — nocą", work_type="image", creators=[("Zoë", "50%"), ("Ada", "50%")], registered_by="Zoë",
@@ -56,16 +53,3 @@ def test_pdf_without_unicode_fonts_still_renders_with_replacements() -> None:
 def test_qr_svg_is_inline_markup_naming_the_url() -> None:
     svg = certificates.qr_svg(FACTS.url)
     assert svg.startswith("<svg") and f"<title>{FACTS.url}</title>" in svg
-
-
-def test_thumbnail_is_a_bounded_jpeg() -> None:
-    jpeg = certificates.thumbnail_jpeg(png_bytes(1, size=(1000, 250)), max_pixels=10_000_000)
-    image = Image.open(io.BytesIO(jpeg))
-    assert image.format == "JPEG" and image.size == (certificates.THUMBNAIL_SIDE, 120)
-
-
-def test_thumbnail_refuses_what_is_not_an_image_or_too_many_pixels() -> None:
-    with pytest.raises(ImageFingerprintError):
-        certificates.thumbnail_jpeg(b"not an image", max_pixels=10_000_000)
-    with pytest.raises(ImageFingerprintError):
-        certificates.thumbnail_jpeg(png_bytes(1, size=(400, 400)), max_pixels=1000)

@@ -14,6 +14,7 @@ from pypdf import PdfReader
 from ipx.app import create_app
 from ipx.config import Settings
 from ipx.db import transaction
+from ipx.registry import previews
 from ipx.registry.models import Work
 from ipx.web import certificates
 from tests.conftest import ApiUser, png_bytes
@@ -344,7 +345,7 @@ def test_thumbnail_is_a_small_cached_jpeg(client: TestClient, make_user: Callabl
     assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
     assert "max-age=" in response.headers["cache-control"]
     image = Image.open(io.BytesIO(response.content))
-    assert image.format == "JPEG" and max(image.size) == certificates.THUMBNAIL_SIDE
+    assert image.format == "JPEG" and max(image.size) == previews.THUMBNAIL_SIDE
     cached = client.get(f"/works/{work_id}/thumbnail", headers={"If-None-Match": response.headers["etag"]})
     assert cached.status_code == 304 and cached.content == b""
 
