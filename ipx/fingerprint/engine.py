@@ -4,12 +4,16 @@ Each app worker keeps its own in-memory indexes. They are rebuilt from the `work
 start-up and caught up before every query (rows with a log index above the last one loaded), so a work
 registered through one worker is found by all of them. Log indexes commit in order — appends hold the
 log lock until commit — so "everything above the last index seen" never skips a row.
+
+The image index keeps only its search structures in memory; a query reads its few candidates' fingerprints
+(keypoints and thumbnails, at most 24 pictures) back from that table, in the request's own session.
 """
 
 from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from ipx.errors import InvalidInput, PayloadTooLarge
 from ipx.fingerprint import audio, image, text
-from ipx.fingerprint.index import ImageIndex
+from ipx.fingerprint.index import FetchFingerprints, ImageIndex
 from ipx.registry.models import WorkFingerprint
 
 IMAGE, TEXT, AUDIO = "image", "text", "audio"
@@ -75,10 +79,24 @@ def kind_for(media_type: str) -> str | None:
     return None
 
 
+def _image_fingerprints_in(session: Session) -> FetchFingerprints:
+    """Registered image fingerprints by work id, as the image index asks for its candidates'."""
+
+    def fetch(work_ids: Sequence[str]) -> dict[str, image.ImageFingerprint]:
+        rows = session.execute(
+            select(WorkFingerprint.work_id, WorkFingerprint.data).where(
+                WorkFingerprint.kind == IMAGE, WorkFingerprint.work_id.in_(work_ids)
+            )
+        )
+        return {work_id: image.ImageFingerprint.from_bytes(data) for work_id, data in rows}
+
+    return fetch
+
+
 class FingerprintEngine:
     def __init__(self, *, max_image_pixels: int) -> None:
         self.max_image_pixels = max_image_pixels
-        self._images = ImageIndex()
+        self._images = ImageIndex(keep_fingerprints=False)  # candidates' fingerprints are read from the database
         self._texts = text.TextIndex()
         self._audio = audio.AudioIndex()
         self._indexed: set[tuple[str, str]] = set()
@@ -114,12 +132,12 @@ class FingerprintEngine:
             picture=picture,
         )
 
-    def similar(self, computed: ComputedFingerprints, *, limit: int = 20) -> list[SimilarityMatch]:
+    def similar(self, computed: ComputedFingerprints, session: Session, *, limit: int = 20) -> list[SimilarityMatch]:
         matches: list[SimilarityMatch] = []
         if IMAGE in computed.parsed:
             matches += [
                 SimilarityMatch(m.work_id, m.method, m.distance, m.similarity)
-                for m in self._images.query(computed.parsed[IMAGE], limit=limit)
+                for m in self._images.query(computed.parsed[IMAGE], limit=limit, fetch=_image_fingerprints_in(session))
             ]
         if TEXT in computed.parsed:
             matches += [

@@ -27,7 +27,7 @@ import array
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,6 +71,8 @@ CHECK_THREADS = min(4, os.cpu_count() or 1)
 SLICED_SEARCH_MIN_ROWS = 32
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+# Registered fingerprints by work id, for an index that keeps none in memory (ImageIndex(keep_fingerprints=False)).
+FetchFingerprints = Callable[[Sequence[str]], Mapping[str, ImageFingerprint]]
 
 
 @dataclass(frozen=True)
@@ -508,6 +510,12 @@ class ImageIndex:
     wallpaper), 0.91 of the thresholds. Leaving out the 10% most disagreeing pixels
     (to see past captions and logos) found 5 more copies but brought a distinct pair to 0.96 of the
     thresholds, so it is not done.
+
+    Only candidates' keypoints and thumbnails are ever read, at most orb_max_candidates + pixel_candidates
+    pictures per query, yet keeping them for every picture is most of the index's memory (32 of 52 KB per
+    image). With keep_fingerprints=False the index keeps only its search structures, and each query reads
+    its candidates' fingerprints through `fetch` (the app reads them from the database, which holds them
+    anyway). Then it holds one picture per work id.
     """
 
     def __init__(
@@ -535,6 +543,7 @@ class ImageIndex:
         window_cluster_at: int = WINDOW_CLUSTER_AT,
         window_lists: int = WINDOW_LISTS,
         window_probes: int = WINDOW_PROBES,
+        keep_fingerprints: bool = True,
     ) -> None:
         self.pdq_max_distance = pdq_max_distance
         self.min_quality = min_quality
@@ -557,7 +566,7 @@ class ImageIndex:
         self.pixel_min_overlap = pixel_min_overlap
         self._lock = threading.Lock()
         self._work_ids: list[str] = []
-        self._fingerprints: list[ImageFingerprint] = []
+        self._fingerprints: list[ImageFingerprint] | None = [] if keep_fingerprints else None
         self._pdq = HammingTable(PDQ_BITS)
         self._phash = HammingTable(PHASH_BITS)
         self._orb = ClusteredHammingTable(
@@ -570,7 +579,7 @@ class ImageIndex:
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._fingerprints)
+            return len(self._work_ids)
 
     def add(self, work_id: str, fp: ImageFingerprint) -> None:
         """Index one image of a work; a work may own several images."""
@@ -586,9 +595,10 @@ class ImageIndex:
             return
         windows = [None if fp.grey_thumbnail is None else stored_window_vectors(fp.grey_thumbnail) for _, fp in images]
         with self._lock:
-            owners = np.arange(len(self._fingerprints), len(self._fingerprints) + len(images), dtype=np.int64)
+            owners = np.arange(len(self._work_ids), len(self._work_ids) + len(images), dtype=np.int64)
             self._work_ids.extend(work_id for work_id, _ in images)
-            self._fingerprints.extend(fp.without_mirror() for _, fp in images)
+            if self._fingerprints is not None:
+                self._fingerprints.extend(fp.without_mirror() for _, fp in images)
             hashed = [i for i, (_, fp) in enumerate(images) if fp.pdq_quality >= self.min_quality]
             if hashed:
                 self._pdq.add(np.stack([images[i][1].pdq_variants[0] for i in hashed]), owners[hashed])
@@ -599,24 +609,26 @@ class ImageIndex:
                 if vectors is not None:
                     self._windows.add(vectors, owner)
 
-    def query(self, fp: ImageFingerprint, *, limit: int = 20) -> list[Match]:
+    def query(self, fp: ImageFingerprint, *, limit: int = 20, fetch: FetchFingerprints | None = None) -> list[Match]:
         """Matching works, best first (one Match per work, its most similar method).
 
         The pixel search over thumbnails runs only when hashes and keypoints found nothing: it is the
-        costliest stage and exists for the pictures they cannot describe.
+        costliest stage and exists for the pictures they cannot describe. `fetch` is required when the
+        index keeps no fingerprints.
         """
         with self._lock:
             hits = self._hash_matches(fp)
-        alignments = self._verified_orb_candidates(fp)
+        stored, alignments = self._verified_orb_candidates(fp, fetch)
         for owner, alignment in alignments:
             if alignment.inliers >= self.orb_min_inliers:
-                stored_count = len(self._fingerprints[owner].descriptors)
+                stored_count = len(stored[owner].descriptors)
                 similarity = min(1.0, alignment.inliers / max(1, min(len(fp.descriptors), stored_count)))
                 hits.append((owner, "orb", 1.0 - similarity, similarity))
-        weak = self._pixels_under_weak_alignments(fp, alignments)
+        weak = self._pixels_under_weak_alignments(fp, stored, alignments)
         agreeing = [(owner, a) for owner, a in weak if self.pixels_agree(a)]
         if not hits and not agreeing:
-            agreeing = [(owner, a) for owner, a in self._pixel_search(fp, alignments) if self.pixels_agree(a)]
+            searched = self._pixel_search(fp, alignments, fetch)
+            agreeing = [(owner, a) for owner, a in searched if self.pixels_agree(a)]
         hits.extend((owner, "pixels", 1.0 - a.correlation, a.correlation) for owner, a in agreeing)
         best: dict[str, Match] = {}
         for owner, method, distance, similarity in hits:
@@ -628,20 +640,36 @@ class ImageIndex:
 
     def orb_scores(self, fp: ImageFingerprint) -> list[tuple[str, int]]:
         """(work_id, verified inliers) for every ORB candidate, matched or not: for threshold tuning."""
-        return [(self._work_ids[owner], alignment.inliers) for owner, alignment in self._verified_orb_candidates(fp)]
+        _, alignments = self._verified_orb_candidates(fp, None)
+        return [(self._work_ids[owner], alignment.inliers) for owner, alignment in alignments]
 
     def pixel_scores(self, fp: ImageFingerprint) -> list[tuple[str, PixelAgreement]]:
         """(work_id, agreement) for every pixel-search candidate and ORB alignment: for threshold tuning."""
-        alignments = self._verified_orb_candidates(fp)
-        checks = self._pixel_search(fp, alignments) + self._pixels_under_weak_alignments(fp, alignments)
+        stored, alignments = self._verified_orb_candidates(fp, None)
+        checks = self._pixel_search(fp, alignments, None) + self._pixels_under_weak_alignments(fp, stored, alignments)
         return [(self._work_ids[owner], agreement) for owner, agreement in checks]
 
+    def _stored_fingerprints(
+        self, owners: Sequence[int], fetch: FetchFingerprints | None
+    ) -> dict[int, ImageFingerprint]:
+        """The registered fingerprints of these owners: kept in memory, or fetched by work id for this query.
+
+        A fetched work that is no longer there (its fingerprint row deleted) is left out.
+        """
+        if self._fingerprints is not None:
+            return {owner: self._fingerprints[owner] for owner in owners}
+        if fetch is None:
+            raise ValueError("This index keeps no fingerprints: query it with `fetch`.")
+        work_ids = {owner: self._work_ids[owner] for owner in owners}
+        found = fetch(list(work_ids.values())) if owners else {}
+        return {owner: found[work_id] for owner, work_id in work_ids.items() if work_id in found}
+
     def _pixels_under_weak_alignments(
-        self, fp: ImageFingerprint, alignments: list[tuple[int, OrbAlignment]]
+        self, fp: ImageFingerprint, stored: Mapping[int, ImageFingerprint], alignments: list[tuple[int, OrbAlignment]]
     ) -> list[tuple[int, PixelAgreement]]:
         """The pixel check for ORB candidates with too few inliers to count alone, but enough for a transform."""
         return [
-            (owner, pixels_under_orb_alignment(fp, self._fingerprints[owner], alignment))
+            (owner, pixels_under_orb_alignment(fp, stored[owner], alignment))
             for owner, alignment in alignments
             if self.orb_pixel_min_inliers <= alignment.inliers < self.orb_min_inliers
         ]
@@ -654,14 +682,18 @@ class ImageIndex:
             min_overlap=self.pixel_min_overlap,
         )
 
-    def _verified_orb_candidates(self, fp: ImageFingerprint) -> list[tuple[int, OrbAlignment]]:
+    def _verified_orb_candidates(
+        self, fp: ImageFingerprint, fetch: FetchFingerprints | None
+    ) -> tuple[dict[int, ImageFingerprint], list[tuple[int, OrbAlignment]]]:
+        """The ORB vote's candidates' fingerprints, and each one's verified alignment with the query."""
         with self._lock:
             candidates = self._orb_candidates(fp)
-        # The lists only ever grow and fingerprints are immutable, so verification runs outside the lock.
-        return _checked(lambda owner: orb_alignment(fp, self._fingerprints[owner]), candidates)
+        # The lists only ever grow and fingerprints are immutable, so reading and verification run outside the lock.
+        stored = self._stored_fingerprints(candidates, fetch)
+        return stored, _checked(lambda owner: orb_alignment(fp, stored[owner]), list(stored))
 
     def _pixel_search(
-        self, fp: ImageFingerprint, alignments: list[tuple[int, OrbAlignment]]
+        self, fp: ImageFingerprint, alignments: list[tuple[int, OrbAlignment]], fetch: FetchFingerprints | None
     ) -> list[tuple[int, PixelAgreement]]:
         """Thumbnail alignment against at most pixel_candidates works: first the ORB vote's candidates whose
         keypoints agreed on no transform to check pixels under, then those whose windows look most like the
@@ -678,12 +710,13 @@ class ImageIndex:
             candidates = self._windows.nearest_owners(vectors, self.pixel_candidates, WINDOWS_PER_PICTURE)
         voted = [owner for owner, alignment in alignments if alignment.inliers < self.orb_pixel_min_inliers]
         owners = list(dict.fromkeys(voted + candidates))[: self.pixel_candidates]
+        stored = self._stored_fingerprints(owners, fetch)
 
         def agreement(owner: int) -> PixelAgreement:
-            stored = self._fingerprints[owner].grey_thumbnail
-            return NO_AGREEMENT if stored is None else best_agreement(query, stored)
+            thumbnail = stored[owner].grey_thumbnail
+            return NO_AGREEMENT if thumbnail is None else best_agreement(query, thumbnail)
 
-        return _checked(agreement, owners)
+        return _checked(agreement, list(stored))
 
     def _hash_matches(self, fp: ImageFingerprint) -> list[tuple[int, str, float, float]]:
         hits: list[tuple[int, str, float, float]] = []

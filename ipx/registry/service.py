@@ -217,7 +217,7 @@ def find_matches(
         found[work.id] = SimilarWork(work, "sha256", 0.0, 1.0)
     if computed.parsed:
         ctx.fingerprints.catch_up(session)
-        for match in ctx.fingerprints.similar(computed):
+        for match in ctx.fingerprints.similar(computed, session):
             work = session.get(Work, match.work_id)
             if work is not None and match.work_id not in found:
                 found[match.work_id] = SimilarWork(work, match.method, match.distance, match.similarity, match.passages)

@@ -391,6 +391,29 @@ def test_clustered_vote_does_not_match_distinct_pictures(clustered_picture_index
         assert clustered_picture_index.query(fingerprint_image(encoded(skimage_picture(name)))) == [], name
 
 
+def test_an_index_keeping_no_fingerprints_reads_only_candidates_and_answers_alike(
+    pictures: dict[str, Image.Image], originals: dict[str, ImageFingerprint], picture_index: ImageIndex
+) -> None:
+    """What the app runs (fingerprints read back from the database) against the in-memory index the benches tune."""
+    fetching = ImageIndex(keep_fingerprints=False)
+    fetching.add_many(list(originals.items()))
+    asked: list[list[str]] = []
+
+    def fetch(work_ids: list[str]) -> dict[str, ImageFingerprint]:
+        asked.append(list(work_ids))
+        return {work_id: originals[work_id] for work_id in work_ids}
+
+    queries = [edited_copy(pictures[name], edit) for name in ROBUSTNESS_PICTURES for edit in sorted(EDITS)]
+    queries += [encoded(picture, "JPEG", quality=85) for picture in generated_distractors().values()]
+    for query in map(fingerprint_image, queries):
+        assert fetching.query(query, fetch=fetch) == picture_index.query(query)
+    assert 0 < max(map(len, asked)) <= max(fetching.orb_max_candidates, fetching.pixel_candidates)
+    with pytest.raises(ValueError, match="keeps no fingerprints"):
+        fetching.query(query)
+    gone = fetching.query(fingerprint_image(edited_copy(pictures["coffee"], "crop_corner")), fetch=lambda _: {})
+    assert {m.method for m in gone} <= {"pdq"}  # works whose rows are gone are skipped, the hashes still answer
+
+
 def test_distinct_pictures_do_not_match(pictures: dict[str, Image.Image], picture_index: ImageIndex) -> None:
     everything = {**pictures, **generated_distractors()}
     for name, picture in everything.items():
