@@ -27,7 +27,9 @@ import math
 import re
 import struct
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -293,19 +295,40 @@ def decode_image(
     The pixel limit is checked on the header dimensions, before any pixel data is decoded.
     """
     image = _open_checked(data, max_pixels)
-    try:
+    with _decoder_failures("The image data is truncated or corrupt and could not be decoded"):
         oriented_size = _oriented_size(image)
         image = _load_reduced(image, data, max_pixels, work_side)
         ImageOps.exif_transpose(image, in_place=True)
         reduced = _reduce(image, work_side)
+    return flatten_to_rgb(reduced), oriented_size
+
+
+@contextmanager
+def _decoder_failures(corrupt: str) -> Iterator[None]:
+    """Turn whatever a decoder raises into an ImageFingerprintError: `corrupt` plus the decoder's reason.
+
+    Pillow's format plugins parse the upload's bytes in Python, and hostile bytes make them raise more than the
+    OSError and ValueError they document: fuzzing found TypeError (a TIFF strip offset stored as a fraction),
+    ZeroDivisionError (an AVIF animation's time scale of 0), OverflowError, NotImplementedError (DDS pixel formats)
+    and RuntimeError (libavif and libheif). Each means the same to the uploader, so all are caught here, at the
+    decoder's edge; a RuntimeError is a format IPX cannot decode (AV1, JPEG or VVC inside HEIF, an unimplemented
+    AVIF or DDS feature; NotImplementedError is one), answered exact-only rather than refused.
+    """
+    try:
+        yield
+    except ImageFingerprintError:
+        raise
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"The image expands to too many pixels when decoded ({exc}).") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
-        reason = str(exc).strip()  # libheif ends its messages with a newline
-        raise UndecodableImage(f"The image data is truncated or corrupt and could not be decoded ({reason}).") from exc
-    except RuntimeError as exc:  # libheif's "unsupported": an HEIF container holding AV1, JPEG or VVC pictures
-        raise UnsuitableImage(f"The picture inside this file is coded in a way IPX cannot decode ({exc}).") from exc
-    return flatten_to_rgb(reduced), oriented_size
+    except RuntimeError as exc:
+        reason = _reason(exc)
+        raise UnsuitableImage(f"The picture inside this file is coded in a way IPX cannot decode ({reason}).") from exc
+    except Exception as exc:
+        raise UndecodableImage(f"{corrupt} ({_reason(exc)}).") from exc
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).strip() or type(exc).__name__  # libheif ends its messages with a newline
 
 
 def _load_reduced(image: Image.Image, data: bytes, max_pixels: int, work_side: int) -> Image.Image:
@@ -355,11 +378,8 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
         saved_limit = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None  # our own check below reports the dimensions, Pillow's does not
         try:
-            image = Image.open(io.BytesIO(data))
-        except Image.UnidentifiedImageError as exc:
-            raise UndecodableImage("The file is not an image in a format we can read.") from exc
-        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-            raise UndecodableImage(f"The image header is corrupt and could not be read ({exc}).") from exc
+            with _decoder_failures("The image header is corrupt and could not be read"):
+                image = _open(data)
         finally:
             Image.MAX_IMAGE_PIXELS = saved_limit
     width, height = image.size
@@ -382,6 +402,13 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
             "scan costs a pass over the whole picture, so IPX does not decode it. Save it again as an ordinary JPEG."
         )
     return image
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.UnidentifiedImageError as exc:
+        raise UndecodableImage("The file is not an image in a format we can read.") from exc
 
 
 def has_too_many_scans(jpeg: bytes) -> bool:

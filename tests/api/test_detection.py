@@ -17,7 +17,11 @@ from ipx.fingerprint import engine as engine_module
 from ipx.fingerprint.image import MAX_JPEG_SCANS
 from ipx.registry.previews import THUMBNAIL_SIDE
 from tests.conftest import ApiUser
-from tests.fingerprint.pictures import heif_holding_av1, progressive_jpeg_with_scans
+from tests.fingerprint.pictures import (
+    heif_holding_av1,
+    progressive_jpeg_with_scans,
+    tiff_with_fractional_strip_offset,
+)
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
@@ -143,6 +147,16 @@ def test_broken_images_get_clear_errors(client, make_user, astronaut):
     response = user.register(many_scans, title="Scans", filename="scans.jpg")
     assert response.status_code == 422 and "progressive scans" in response.json()["detail"], response.text
     verified = client.post("/api/v1/verify", files={"file": ("scans.jpg", many_scans)})
+    assert verified.status_code == 422 and verified.json()["detail"] == response.json()["detail"]
+    assert client.get("/api/v1/works").json()["total"] == 0
+
+
+def test_a_picture_its_decoder_chokes_on_is_a_422_in_words_and_stores_nothing(client, make_user):
+    hostile = tiff_with_fractional_strip_offset()  # a TypeError inside Pillow: was a 500
+    response = make_user().register(hostile, title="Scan", filename="scan.tif")
+    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+    assert "truncated or corrupt" in response.json()["detail"], response.text
+    verified = client.post("/api/v1/verify", files={"file": ("scan.tif", hostile)})
     assert verified.status_code == 422 and verified.json()["detail"] == response.json()["detail"]
     assert client.get("/api/v1/works").json()["total"] == 0
 

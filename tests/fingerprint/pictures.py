@@ -45,3 +45,35 @@ def progressive_jpeg_with_scans(extra_scans: int, *, app_payload: bytes = b"") -
     if not app_payload:
         return body
     return body[:2] + b"\xff\xef" + struct.pack(">H", len(app_payload) + 2) + app_payload + body[2:]
+
+
+def tiff_with_fractional_strip_offset() -> bytes:
+    """A 300x200 grey TIFF whose StripOffsets tag is stored as a RATIONAL: Pillow raises TypeError seeking to it
+    (found by fuzzing)."""
+    entries = [  # (tag, type, count, value): types 3 SHORT, 4 LONG, 5 RATIONAL (value: offset of 2 LONGs)
+        (0x100, 4, 1, 300), (0x101, 4, 1, 200), (0x103, 3, 1, 1), (0x106, 3, 1, 1),
+        (0x111, 5, 1, 110), (0x116, 4, 1, 200), (0x117, 4, 1, 60_000), (0x11C, 3, 1, 1),
+    ]  # fmt: skip
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *entry) for entry in entries)
+    header = b"II*\x00" + struct.pack("<I", 8)
+    body = header + ifd + struct.pack("<I", 0)
+    return body + struct.pack("<II", 254, 254) + bytes(64)
+
+
+def animated_avif_with_zero_time_scale() -> bytes:
+    """Two AVIF frames whose track declares a time scale of 0: Pillow divides by it for the frame's timestamp."""
+    frames = [Image.new("RGB", (64, 48), colour) for colour in ("red", "blue")]
+    data = bytearray(encoded(frames[0], "AVIF", save_all=True, append_images=frames[1:], duration=100))
+    box = data.find(b"mdhd")
+    version = data[box + 4]
+    time_scale = box + 8 + (16 if version == 1 else 8)  # after version/flags and the creation/modification times
+    data[time_scale : time_scale + 4] = bytes(4)
+    return bytes(data)
+
+
+def avif_whose_primary_item_is_missing() -> bytes:
+    """An AVIF whose 'pitm' box names an item the file does not hold: libavif refuses it while opening."""
+    data = bytearray(encoded(Image.new("RGB", (64, 48), "red"), "AVIF"))
+    box = data.find(b"pitm")
+    data[box + 8 : box + 10] = struct.pack(">H", 99)
+    return bytes(data)

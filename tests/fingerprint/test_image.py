@@ -7,6 +7,7 @@ import io
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -36,7 +37,15 @@ from ipx.fingerprint.image import (
     picture_descriptors,
 )
 from ipx.fingerprint.pixels import trim_uniform_border
-from tests.fingerprint.pictures import encoded, heif_holding_av1, progressive_jpeg_with_scans, skimage_picture
+from tests.fingerprint.pictures import (
+    animated_avif_with_zero_time_scale,
+    avif_whose_primary_item_is_missing,
+    encoded,
+    heif_holding_av1,
+    progressive_jpeg_with_scans,
+    skimage_picture,
+    tiff_with_fractional_strip_offset,
+)
 
 VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
 PDQ_VECTORS = VECTORS / "pdq"
@@ -302,6 +311,24 @@ def test_a_truncated_heic_is_undecodable_with_a_one_line_reason() -> None:
 def test_an_heif_whose_picture_ipx_cannot_decode_is_unsuitable_not_a_crash() -> None:
     with pytest.raises(UnsuitableImage, match="coded in a way IPX cannot decode"):
         fingerprint_image(heif_holding_av1())
+
+
+@pytest.mark.parametrize(
+    ("hostile", "refusal", "raised_by_pillow"),
+    [
+        (tiff_with_fractional_strip_offset, UndecodableImage, TypeError),
+        (animated_avif_with_zero_time_scale, UndecodableImage, ZeroDivisionError),
+        (avif_whose_primary_item_is_missing, UnsuitableImage, RuntimeError),  # while opening, not decoding
+    ],
+)
+def test_whatever_a_decoder_raises_on_hostile_bytes_becomes_a_reason_in_words(
+    hostile: Callable[[], bytes], refusal: type[Exception], raised_by_pillow: type[Exception]
+) -> None:
+    """Found by fuzzing the upload path: each of these was a 500."""
+    with pytest.raises(refusal) as caught:
+        fingerprint_image(hostile())
+    assert isinstance(caught.value.__cause__, raised_by_pillow)
+    assert str(caught.value.__cause__) in str(caught.value)
 
 
 def test_a_jpeg2000_picture_is_decoded_with_wavelet_levels_skipped() -> None:
