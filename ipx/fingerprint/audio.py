@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import resource
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -41,6 +44,15 @@ MAX_POSTINGS_PER_VALUE = 2000
 """A value found at this many indexed positions (silence, hum shared by many works) is skipped as a
 candidate source; alignment still checks it in the BER."""
 FPCALC_TIMEOUT_SECONDS = 120.0
+FPCALC_CPU_SECONDS = 2
+FPCALC_CPU_SECONDS_PER_MB = 2
+"""fpcalc's CPU allowance: 2 s plus 2 s per started MB of file (a 3-second clip takes 0.05 s). FFmpeg resamples
+from whatever rate a header declares, at about 1 s of CPU per 100 MHz, so a 574-byte WAV claiming 2 GHz took 20 s
+(found by fuzzing; up to 43 s for the largest 32-bit rate). Real files cost far less: 0.2 s per MB for 11 kbit/s
+Vorbis, the costliest per byte measured (30 minutes in 2.5 MB), 0.008 s per MB for FLAC, 0.002 for WAV."""
+FPCALC_MEMORY_BYTES = 1 << 30
+"""fpcalc's address space: it uses about 35 MB whatever the file's length (a 30-minute WAV, FLAC or Vorbis); the
+2 GHz WAV made it allocate 2 GB before failing."""
 
 _FORMAT_MAGIC = b"IPX-AUDIO-FP/1\n"
 _HEADER = struct.Struct("<dI")
@@ -101,30 +113,49 @@ def fingerprint_audio(data: bytes, *, timeout: float = FPCALC_TIMEOUT_SECONDS) -
     with tempfile.TemporaryDirectory(prefix="ipx-audio-") as directory:
         path = Path(directory) / "input"
         path.write_bytes(data)
-        try:
-            result = subprocess.run(
-                [fpcalc, "-raw", "-json", "-length", "0", str(path)],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            message = f"Decoding the audio took longer than {timeout:.0f} seconds."
-            raise AudioFingerprintError(message) from exc
+        cpu_seconds = FPCALC_CPU_SECONDS + math.ceil(len(data) / 1e6) * FPCALC_CPU_SECONDS_PER_MB
+        with subprocess.Popen(
+            [fpcalc, "-raw", "-json", "-length", "0", str(path)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ) as process:  # fmt: skip
+            _limit(process.pid, cpu_seconds)
+            try:
+                stdout, stderr = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired as exc:
+                process.kill()
+                message = f"Decoding the audio took longer than {timeout:.0f} seconds."
+                raise AudioFingerprintError(message) from exc
+    if process.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        raise AudioFingerprintError(
+            f"Decoding the audio took more than {cpu_seconds} s of processing, far more than a file of this size "
+            "needs; its header is probably damaged (an absurd sample rate, say)."
+        )
     # fpcalc exits non-zero on a harmless "End of file" decode warning too, so trust the JSON, not the code.
-    if "Empty fingerprint" in result.stderr:
+    if "Empty fingerprint" in stderr:
         raise AudioFingerprintError(_TOO_SHORT)
     try:
-        parsed = json.loads(result.stdout)
+        parsed = json.loads(stdout)
         values = tuple(int(value) & 0xFFFFFFFF for value in parsed["fingerprint"])
         duration = float(parsed.get("duration", 0.0))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        reason = (result.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("ERROR: ")
+        reason = (stderr.strip().splitlines() or ["no output"])[-1].removeprefix("ERROR: ")
         raise AudioFingerprintError(f"The file could not be decoded as audio ({reason}).") from exc
     if not values:
         raise AudioFingerprintError(_TOO_SHORT)
     return AudioFingerprint(values, duration)
+
+
+def _limit(pid: int, cpu_seconds: int) -> None:
+    """Bound a started fpcalc's CPU time (SIGXCPU, then SIGKILL a second later) and address space.
+
+    Set from outside just after the start rather than in preexec_fn, which can deadlock a threaded server; the
+    CPU limit counts from the process's start anyway, and fpcalc spends its first milliseconds loading FFmpeg.
+    """
+    try:
+        resource.prlimit(pid, resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+        resource.prlimit(pid, resource.RLIMIT_AS, (FPCALC_MEMORY_BYTES, FPCALC_MEMORY_BYTES))
+    except ProcessLookupError:
+        pass  # it has already finished
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 import threading
 import wave
 from pathlib import Path
@@ -169,6 +170,43 @@ def silent_wav(seconds: float) -> bytes:
 def test_empty_or_corrupt_audio_raises_clear_error(data: bytes, message: str) -> None:
     with pytest.raises(AudioFingerprintError, match=message):
         fingerprint_audio(data)
+
+
+def wav_claiming(rate: int, samples: int = 256) -> bytes:
+    """A short WAV whose header claims `rate` samples per second."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(random.Random(rate).randbytes(2 * samples))
+    return buffer.getvalue()
+
+
+def test_a_header_claiming_an_absurd_sample_rate_is_stopped_by_the_cpu_allowance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FFmpeg builds its resampler from the declared rate: 600 MHz costs fpcalc about 6 s of CPU (found by fuzzing)."""
+    monkeypatch.setattr(audio, "FPCALC_CPU_SECONDS", 1)
+    monkeypatch.setattr(audio, "FPCALC_CPU_SECONDS_PER_MB", 0)
+    with pytest.raises(AudioFingerprintError, match="took more than 1 s of processing"):
+        fingerprint_audio(wav_claiming(600_000_000))
+
+
+def test_fpcalc_cannot_take_more_memory_than_its_allowance() -> None:
+    """A 2 GHz claim made fpcalc allocate 2 GB before failing. Measured in a fresh process: its only child is fpcalc."""
+    probe = (
+        "import resource, sys\n"
+        "from ipx.fingerprint.audio import AudioFingerprintError, fingerprint_audio\n"
+        "try:\n    fingerprint_audio(sys.stdin.buffer.read())\n"
+        "except AudioFingerprintError as exc:\n    print(exc, file=sys.stderr)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe], input=wav_claiming(2_000_000_000), capture_output=True, check=True
+    )
+    assert b"could not be decoded as audio" in run.stderr
+    assert int(run.stdout) < audio.FPCALC_MEMORY_BYTES
 
 
 def test_missing_fpcalc_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
