@@ -627,7 +627,7 @@ class ImageIndex:
         weak = self._pixels_under_weak_alignments(fp, stored, alignments)
         agreeing = [(owner, a) for owner, a in weak if self.pixels_agree(a)]
         if not hits and not agreeing:
-            searched = self._pixel_search(fp, alignments, fetch)
+            searched = self._pixel_search(fp, stored, alignments, fetch)
             agreeing = [(owner, a) for owner, a in searched if self.pixels_agree(a)]
         hits.extend((owner, "pixels", 1.0 - a.correlation, a.correlation) for owner, a in agreeing)
         best: dict[str, Match] = {}
@@ -646,7 +646,8 @@ class ImageIndex:
     def pixel_scores(self, fp: ImageFingerprint) -> list[tuple[str, PixelAgreement]]:
         """(work_id, agreement) for every pixel-search candidate and ORB alignment: for threshold tuning."""
         stored, alignments = self._verified_orb_candidates(fp, None)
-        checks = self._pixel_search(fp, alignments, None) + self._pixels_under_weak_alignments(fp, stored, alignments)
+        checks = self._pixel_search(fp, stored, alignments, None)
+        checks += self._pixels_under_weak_alignments(fp, stored, alignments)
         return [(self._work_ids[owner], agreement) for owner, agreement in checks]
 
     def _stored_fingerprints(
@@ -693,7 +694,11 @@ class ImageIndex:
         return stored, _checked(lambda owner: orb_alignment(fp, stored[owner]), list(stored))
 
     def _pixel_search(
-        self, fp: ImageFingerprint, alignments: list[tuple[int, OrbAlignment]], fetch: FetchFingerprints | None
+        self,
+        fp: ImageFingerprint,
+        voters: Mapping[int, ImageFingerprint],
+        alignments: list[tuple[int, OrbAlignment]],
+        fetch: FetchFingerprints | None,
     ) -> list[tuple[int, PixelAgreement]]:
         """Thumbnail alignment against at most pixel_candidates works: first the ORB vote's candidates whose
         keypoints agreed on no transform to check pixels under, then those whose windows look most like the
@@ -701,6 +706,7 @@ class ImageIndex:
 
         Keypoints of smooth pictures and textures vote for the right work but rarely agree geometrically (few,
         soft or repeated corners); the coarse windows miss a picture under a large caption or rotated.
+        `voters` are the vote's candidates' fingerprints, already read for their keypoints.
         """
         query = fp.grey_thumbnail
         if query is None:
@@ -710,13 +716,13 @@ class ImageIndex:
             candidates = self._windows.nearest_owners(vectors, self.pixel_candidates, WINDOWS_PER_PICTURE)
         voted = [owner for owner, alignment in alignments if alignment.inliers < self.orb_pixel_min_inliers]
         owners = list(dict.fromkeys(voted + candidates))[: self.pixel_candidates]
-        stored = self._stored_fingerprints(owners, fetch)
+        stored = {**voters, **self._stored_fingerprints([owner for owner in owners if owner not in voters], fetch)}
 
         def agreement(owner: int) -> PixelAgreement:
             thumbnail = stored[owner].grey_thumbnail
             return NO_AGREEMENT if thumbnail is None else best_agreement(query, thumbnail)
 
-        return _checked(agreement, list(stored))
+        return _checked(agreement, [owner for owner in owners if owner in stored])
 
     def _hash_matches(self, fp: ImageFingerprint) -> list[tuple[int, str, float, float]]:
         hits: list[tuple[int, str, float, float]] = []
