@@ -18,6 +18,7 @@ Only passage-level evidence counts, so the common phrases that any two English t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import re
@@ -62,6 +63,15 @@ MIN_LONG_PASSAGE_WORDS = 40
 """... unless one passage is this long: a copy whatever the surrounding text. Scattered boilerplate
 (compiler output, legal phrases) forms many short passages, never one long one. Bench: distinct
 texts reach at most 26 words; the smallest copied quarter 56."""
+MAX_TEXT_CHARACTERS = 10_000_000
+"""Longer texts (after NFKC, which turns one U+FDFA into 18 characters) are matched by SHA-256 only. Ten million
+characters is about 1.7 million English words, longer than any novel; fingerprinting that takes ~2 s and 0.3 GB.
+Without a bound a 2 kB PDF whose font maps each code to 256 x U+FDFA grew to 180 million characters in
+normalisation: 32 s and 7 GB in the server's own process before a MemoryError."""
+MAX_MARKS_IN_A_RUN = 30
+"""Unicode's Stream-Safe Text Format bound. CPython sorts a run of combining marks by insertion: a letter followed
+by 200,000 marks of alternating classes took 39 s to normalise. Marks are dropped from the words anyway, and no
+writing system stacks more than a handful, so marks past the 30th of a run are dropped before normalising."""
 MAX_CANDIDATES = 100
 """Works aligned exactly per query, ranked by shared winnowed hashes."""
 SNIPPET_WORDS = 24
@@ -90,10 +100,12 @@ def extract_text(data: bytes, media_type: str) -> str:
     HTML/XHTML lose tags, scripts and styles; Markdown loses link targets; PDF yields its text layer;
     any other ``text/*`` type, JSON and XML are read as plain text.
 
-    PDF, HTML and Markdown are parsed in a child process allowed EXTRACTION_CPU_SECONDS of CPU: their parsers can
-    be made to spin on small uploads. Python 3.11's HTMLParser is quadratic on some malformed markup (60 kB of
-    "<a " took 28 s), so are the Markdown link patterns on unclosed brackets, and pypdf spent 3.6 s on a 5 kB PDF
-    whose page repeats one text operator 100,000 times (and a PDF can hold hundreds of such pages).
+    PDF, HTML and Markdown are parsed in a child process allowed EXTRACTION_CPU_SECONDS of CPU and
+    EXTRACTION_MEMORY_BYTES of address space (it starts in ~180 MB): their parsers can be made to spin, or to
+    balloon, on small uploads. Python 3.11's HTMLParser is quadratic on some malformed markup (60 kB of "<a " took
+    28 s), so are the Markdown link patterns on unclosed brackets, and pypdf spent 3.6 s on a 5 kB PDF whose page
+    repeats one text operator 100,000 times (and a PDF can hold hundreds of such pages); a font's ToUnicode map can
+    turn each byte of a page into 256 characters.
     """
     if media_type.partition(";")[0].strip().lower() in _PARSED_MEDIA_TYPES:
         return _extract_in_child(data, media_type)
@@ -101,6 +113,7 @@ def extract_text(data: bytes, media_type: str) -> str:
 
 
 EXTRACTION_CPU_SECONDS = 20
+EXTRACTION_MEMORY_BYTES = 2 * 1024**3
 _PARSED_MEDIA_TYPES = frozenset(
     {"application/pdf", "text/html", "application/xhtml+xml", "text/markdown", "text/x-markdown"}
 )
@@ -108,8 +121,9 @@ _REFUSED_EXIT = 3  # the child's exit status when the document is not readable t
 
 
 def _extract_in_child(data: bytes, media_type: str) -> str:
-    """`_extract_here` in `python -m ipx.fingerprint.text`, limited to EXTRACTION_CPU_SECONDS of CPU."""
-    command = [sys.executable, "-m", "ipx.fingerprint.text", media_type, str(EXTRACTION_CPU_SECONDS)]
+    """`_extract_here` in `python -m ipx.fingerprint.text`, within the CPU and memory limits."""
+    limits = [str(EXTRACTION_CPU_SECONDS), str(EXTRACTION_MEMORY_BYTES)]
+    command = [sys.executable, "-m", "ipx.fingerprint.text", media_type, *limits]
     too_costly = TextFingerprintError(
         f"Reading the text of this document took more than {EXTRACTION_CPU_SECONDS} s of processing, so IPX "
         "stopped (its markup or page content is built to be slow to parse)."
@@ -131,12 +145,21 @@ def _extract_in_child(data: bytes, media_type: str) -> str:
     )
 
 
-def _child_main(media_type: str, cpu_seconds: int) -> None:
+def _child_main(media_type: str, cpu_seconds: int, memory_bytes: int) -> None:
+    """Extract within the limits; an over-long text is refused here, so the pipe never carries more than ~40 MB."""
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))  # SIGXCPU, then SIGKILL
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     try:
         text = _extract_here(sys.stdin.buffer.read(), media_type)
+        _refuse_overlong(len(text))
     except TextFingerprintError as exc:
         sys.stderr.write(str(exc))
+        sys.exit(_REFUSED_EXIT)
+    except MemoryError:
+        sys.stderr.write(
+            f"Reading the text of this document needed more than {memory_bytes // 1024**2} MB of memory, so IPX "
+            "stopped (its fonts or pages are built to expand into far more text than the file holds)."
+        )
         sys.exit(_REFUSED_EXIT)
     sys.stdout.buffer.write(text.encode("utf-8", "surrogatepass"))
 
@@ -157,6 +180,10 @@ def _extract_here(data: bytes, media_type: str) -> str:
     raise TextFingerprintError(f"Media type {mime or '(empty)'!r} is not a supported text format.")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+"""Unicode category Cc except the whitespace controls tab, line feed, vertical tab, form feed, carriage return."""
+
+
 def _decode(data: bytes, charset: str | None) -> str:
     """Decode text bytes, refusing binary data instead of turning it into gibberish words."""
     boms = (
@@ -172,8 +199,7 @@ def _decode(data: bytes, charset: str | None) -> str:
             text = data.decode(encoding)
         except (UnicodeDecodeError, LookupError):
             continue
-        controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f\v")
-        if controls > max(2, len(text) // 100):
+        if len(_CONTROL.findall(text)) > max(2, len(text) // 100):
             raise TextFingerprintError(
                 "The file contains binary data (control characters), so it is not text."
             )
@@ -238,7 +264,7 @@ def _pdf_text(data: bytes) -> str:
         if reader.is_encrypted and not reader.decrypt(""):
             raise TextFingerprintError("The PDF is password protected, so its text cannot be read.")
         text = "\n".join(page.extract_text() or "" for page in reader.pages)
-    except TextFingerprintError:
+    except (TextFingerprintError, MemoryError):
         raise
     except Exception as exc:  # pypdf raises many exception types on malformed files
         raise TextFingerprintError(f"The file is not a readable PDF ({type(exc).__name__}).") from exc
@@ -256,9 +282,76 @@ def normalize_words(text: str) -> tuple[str, ...]:
     Words are interned: a vocabulary is far smaller than a text, so an index holding many works
     pays one pointer per word instead of one string object per word.
     """
-    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
-    stripped = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    _refuse_overlong(len(text))
+    code_points = _cap_mark_runs(_code_points(text))
+    _refuse_overlong(_nfkc_length(code_points))
+    nfkc = unicodedata.normalize("NFKC", _text_of(code_points))
+    folded = _code_points(unicodedata.normalize("NFKD", nfkc.casefold()))
+    is_mark, _ = _mark_tables()
+    stripped = _text_of(folded[~is_mark[folded]])
     return tuple(map(sys.intern, _TOKEN.findall(unicodedata.normalize("NFC", stripped))))
+
+
+def _refuse_overlong(characters: int) -> None:
+    if characters > MAX_TEXT_CHARACTERS:
+        raise TextFingerprintError(
+            f"The text is too long to fingerprint: at least {characters:,} characters once normalised, and IPX "
+            f"compares texts of up to {MAX_TEXT_CHARACTERS:,} (longer than any novel)."
+        )
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+
+
+def _text_of(code_points: np.ndarray) -> str:
+    return code_points.tobytes().decode("utf-32-le", "surrogatepass")
+
+
+def _cap_mark_runs(code_points: np.ndarray) -> np.ndarray:
+    """Drop the characters past the MAX_MARKS_IN_A_RUN-th of every run of characters that decompose into marks."""
+    _, decomposes_to_marks = _mark_tables()
+    in_run = np.concatenate(([False], decomposes_to_marks[code_points], [False]))
+    edges = np.flatnonzero(in_run[1:] != in_run[:-1])
+    starts, ends = edges[::2], edges[1::2]
+    too_long = ends - starts > MAX_MARKS_IN_A_RUN
+    if not too_long.any():
+        return code_points
+    dropped = np.zeros(len(code_points) + 1, dtype=np.int8)
+    dropped[starts[too_long] + MAX_MARKS_IN_A_RUN] = 1  # runs are separated, so no index is both a start and an end
+    dropped[ends[too_long]] = -1
+    return code_points[np.cumsum(dropped[:-1]) == 0]
+
+
+def _nfkc_length(code_points: np.ndarray) -> int:
+    """Length of the text once NFKC has expanded it, counted per distinct code point instead of expanding."""
+    counts = np.bincount(code_points)
+    present = np.flatnonzero(counts)
+    growth = np.fromiter((_nfkc_growth(code_point) for code_point in present.tolist()), dtype=np.int64)
+    return len(code_points) + int(counts[present] @ growth)
+
+
+@functools.cache
+def _nfkc_growth(code_point: int) -> int:
+    return len(unicodedata.normalize("NFKC", chr(code_point))) - 1
+
+
+@functools.cache
+def _mark_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Per code point: is it a combining mark (canonical class > 0); does its NFKD start with one.
+
+    Built once per process from the interpreter's own Unicode database (0.2 s), so the tables always agree with
+    unicodedata: 912 marks, and five more characters made only of marks (U+0F73, U+0F75, U+0F81, U+FF9E, U+FF9F).
+    """
+    is_mark = np.zeros(sys.maxunicode + 1, dtype=bool)
+    decomposes_to_marks = np.zeros_like(is_mark)
+    for code_point in range(sys.maxunicode + 1):
+        character = chr(code_point)
+        if unicodedata.combining(character):
+            is_mark[code_point] = decomposes_to_marks[code_point] = True
+        elif unicodedata.decomposition(character):
+            decomposes_to_marks[code_point] = unicodedata.combining(unicodedata.normalize("NFKD", character)[0]) > 0
+    return is_mark, decomposes_to_marks
 
 
 def _shingle_hashes(words: Sequence[str]) -> np.ndarray:
@@ -564,4 +657,4 @@ class TextIndex:
 
 
 if __name__ == "__main__":  # the child process of _extract_in_child
-    _child_main(sys.argv[1], int(sys.argv[2]))
+    _child_main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -17,6 +17,7 @@ from ipx.fingerprint import engine as engine_module
 from ipx.fingerprint.image import MAX_JPEG_SCANS
 from ipx.registry.previews import THUMBNAIL_SIDE
 from tests.conftest import ApiUser
+from tests.fingerprint.documents import pdf_whose_font_maps_a_code_to
 from tests.fingerprint.pictures import (
     heif_holding_av1,
     progressive_jpeg_with_scans,
@@ -114,6 +115,17 @@ def test_text_copy_inside_a_longer_article_is_found_with_passages(client, make_u
     found = verify(client, f"{filler[:2000]} {excerpt} {filler[2000:]}".encode(), "article.txt")
     match = next(m for m in found["similar_matches"] if m["work_id"] == work["work_id"])
     assert match["passages"], match
+
+
+def test_a_tiny_pdf_that_expands_into_too_much_text_is_registered_exact_only(client, make_user):
+    """2 kB whose font turns 40,000 codes into 10 million characters: was 32 s, 7 GB and a 500 in the server."""
+    payload = pdf_whose_font_maps_a_code_to("\ufdfa" * 256, codes=40_000)
+    work = make_user().register(payload, title="Pamphlet", filename="pamphlet.pdf").json()
+    assert work["detection"]["methods"] == ["sha256"]
+    assert "too long to fingerprint" in work["detection"]["note"], work
+    found = verify(client, payload, "pamphlet.pdf")
+    assert found["exact_matches"][0]["work_id"] == work["work_id"]
+    assert "too long to fingerprint" in found["detection"]["note"], found
 
 
 def test_unsupported_kinds_are_honestly_exact_only(client, make_user):

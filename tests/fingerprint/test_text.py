@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 import re
+import resource
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from ipx.fingerprint.text import (
     fingerprint_text,
     normalize_words,
 )
+from tests.fingerprint.documents import pdf_whose_font_maps_a_code_to
 
 LICENCES = Path("/usr/share/common-licenses")
 
@@ -336,3 +340,73 @@ def test_parsed_documents_keep_their_text_and_their_reasons_across_the_child_pro
     assert extract_text(f"<p>{words}</p>".encode(), "text/html; charset=utf-8") == f"\n{words}\n"
     with pytest.raises(TextFingerprintError, match="binary data"):
         extract_text(bytes(range(32)) * 10, "text/markdown")
+
+
+def test_a_tiny_pdf_claiming_more_text_than_the_limit_is_refused_by_the_reader() -> None:
+    """2 kB: 40,000 codes each mapped to 256 x U+FDFA. It once cost the server 32 s and 7 GB, then a 500."""
+    pdf = pdf_whose_font_maps_a_code_to("\ufdfa" * 256, codes=40_000)
+    assert len(pdf) < 2048
+    with pytest.raises(TextFingerprintError, match="too long to fingerprint: at least 10,240,000 characters"):
+        extract_text(pdf, "application/pdf")
+
+
+def test_a_pdf_reader_that_runs_out_of_memory_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(text_module, "EXTRACTION_MEMORY_BYTES", 400 * 1024**2)  # the reader starts in ~180 MB
+    with pytest.raises(TextFingerprintError, match="needed more than 400 MB of memory"):
+        extract_text(pdf_whose_font_maps_a_code_to("\ufdfa" * 256, codes=1_000_000), "application/pdf")
+
+
+def test_text_that_normalisation_would_expand_past_the_limit_is_refused_before_expanding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """NFKC turns U+FDFA into 18 characters and U+3316 into 6: the bound counts them per code point."""
+    monkeypatch.setattr(text_module, "MAX_TEXT_CHARACTERS", 1_000)
+    assert len(normalize_words("\ufdfa " * 52)) == 52 * 4  # 52 x 19 = 988 characters: within the limit
+    with pytest.raises(TextFingerprintError, match="at least 1,007 characters once normalised"):
+        normalize_words("\ufdfa " * 53)
+    with pytest.raises(TextFingerprintError, match="at least 1,006 characters"):
+        normalize_words("word " * 80 + "\u3316" * 101)  # 501 characters before NFKC
+    with pytest.raises(TextFingerprintError, match="at least 1,001 characters"):
+        normalize_words("x" * 1_001)
+
+
+def test_at_full_size_the_expansion_bound_refuses_without_expanding() -> None:
+    """600,000 x U+FDFA is 1.2 MB of UTF-16 and 10.8 million characters once normalised."""
+    with pytest.raises(TextFingerprintError, match="at least 10,800,000 characters"):
+        fingerprint_text("\ufdfa" * 600_000)
+
+
+def test_marks_past_the_thirtieth_of_a_run_are_dropped_before_normalising() -> None:
+    marks = "\u0301\u0316" * 40
+    assert normalize_words(f"one e{marks} three") == ("one", "e", "three")
+    tibetan = "\u0f40" + "\u0f73" * 40  # U+0F73 is a starter whose decomposition is two marks
+    assert normalize_words(tibetan) == normalize_words("\u0f40" + "\u0f73" * 30)
+    kept = text_module._cap_mark_runs(text_module._code_points(f"a{marks}b{marks[:30]}c"))
+    assert text_module._text_of(kept) == f"a{marks[:30]}b{marks[:30]}c"
+
+
+def test_a_long_run_of_marks_is_normalised_in_linear_time() -> None:
+    """CPython sorts marks by insertion: 200,000 alternating marks took 39 s and 2 million ~1,000 s.
+
+    Run in a fresh process allowed 60 s of CPU: the whole run takes well under a second now.
+    """
+    probe = (
+        "from ipx.fingerprint.text import normalize_words\n"
+        "print(normalize_words('one a' + '\\u0301\\u0316' * 1_000_000 + ' three'))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        check=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CPU, (60, 61)),
+    )
+    assert run.stdout == b"('one', 'a', 'three')\n"
+
+
+def test_words_are_normalised_as_before_in_every_script() -> None:
+    """Accents, compatibility forms, case and the Greek iota subscript (which case folding turns into a letter)."""
+    fullwidth_wide = "\uff37\uff49\uff44\uff45"
+    assert normalize_words(f"Việt Nam \u1fb3 İstanbul ﬁne ① {fullwidth_wide} naïve ÅNGSTRÖM") == (
+        "viet", "nam", "\u03b1\u03b9", "istanbul", "fine", "1", "wide", "naive", "angstrom"
+    )
+    assert normalize_words("한국어 텍스트") == ("한국어", "텍스트")
