@@ -180,8 +180,9 @@ def _extract_here(data: bytes, media_type: str) -> str:
     raise TextFingerprintError(f"Media type {mime or '(empty)'!r} is not a supported text format.")
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
-"""Unicode category Cc except the whitespace controls tab, line feed, vertical tab, form feed, carriage return."""
+_WITHOUT_CONTROLS = dict.fromkeys([*range(0x00, 0x09), *range(0x0E, 0x20), *range(0x7F, 0xA0)])
+"""Deletes Unicode category Cc except the whitespace controls (tab, line and form feeds, carriage return). In C:
+a Python loop over 100 MB of NULs labelled text/plain took 7 s (now 0.2 s), a regex's match list 1 GB."""
 
 
 def _decode(data: bytes, charset: str | None) -> str:
@@ -199,7 +200,7 @@ def _decode(data: bytes, charset: str | None) -> str:
             text = data.decode(encoding)
         except (UnicodeDecodeError, LookupError):
             continue
-        if len(_CONTROL.findall(text)) > max(2, len(text) // 100):
+        if len(text) - len(text.translate(_WITHOUT_CONTROLS)) > max(2, len(text) // 100):
             raise TextFingerprintError(
                 "The file contains binary data (control characters), so it is not text."
             )
