@@ -44,7 +44,10 @@ HTTP_TITLES = {
 
 
 def problem_response(error: IPXError, request: Request) -> Response:
-    return JSONResponse(error.problem(str(request.url.path)), status_code=error.status_code, media_type=PROBLEM_JSON)
+    return JSONResponse(
+        error.problem(str(request.url.path)), status_code=error.status_code, media_type=PROBLEM_JSON,
+        headers=error.headers,
+    )
 
 
 def _described(error: dict[str, Any]) -> str:
@@ -184,7 +187,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         key_dir=settings.resolved_key_dir,
         public_url=settings.public_url.rstrip("/"),
-        fingerprints=FingerprintEngine(max_image_pixels=settings.max_image_pixels),
+        fingerprints=FingerprintEngine(
+            max_image_pixels=settings.max_image_pixels, concurrency=settings.fingerprint_concurrency,
+            queue_seconds=settings.fingerprint_queue_seconds,
+        ),
     )
     app.add_exception_handler(IPXError, lambda request, exc: problem_response(exc, request))  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]

@@ -143,8 +143,11 @@ def blobs_sweep(grace_seconds: Annotated[int | None, typer.Option()] = None) -> 
     typer.echo(f"removed {len(removed)} orphaned blob(s)")
 
 
-def _registry_context():  # type: ignore[no-untyped-def]
-    """The registry's collaborators as the server builds them, for commands that read works and their files."""
+def _registry_context(fingerprint_concurrency: int = 1):  # type: ignore[no-untyped-def]
+    """The registry's collaborators as the server builds them, for commands that read works and their files.
+
+    A command fingerprints as many files at once as it runs threads, so none of them ever waits for a turn.
+    """
     from ipx.blobs import open_blob_store
     from ipx.fingerprint.engine import FingerprintEngine
     from ipx.registry.service import RegistryContext
@@ -154,7 +157,9 @@ def _registry_context():  # type: ignore[no-untyped-def]
         blobs=open_blob_store(settings.resolved_blob_url, endpoint_url=settings.s3_endpoint_url,
                               region=settings.s3_region),
         key_dir=settings.resolved_key_dir, public_url=settings.public_url.rstrip("/"),
-        fingerprints=FingerprintEngine(max_image_pixels=settings.max_image_pixels),
+        fingerprints=FingerprintEngine(
+            max_image_pixels=settings.max_image_pixels, concurrency=fingerprint_concurrency
+        ),
     )
 
 
@@ -181,7 +186,8 @@ def scan(
         raise typer.BadParameter(f"the report cannot be written to {out}: {exc.strerror}.", param_hint="--out") from exc
     settings = get_settings()
     factory = _session_factory()
-    ctx = _registry_context()
+    threads = jobs or os.cpu_count() or 1
+    ctx = _registry_context(fingerprint_concurrency=threads)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.samefile(out))
     typer.echo("Loading the registry's fingerprints...")
     with transaction(factory) as session:  # once, before the files' threads each find the index empty
@@ -192,7 +198,7 @@ def scan(
         writer = csv.writer(report)
         writer.writerow(["path", "sha256", "media_type", "status", "work_id", "title", "method", "distance",
                          "similarity", "registered_at", "certificate_url", "compared_by", "note"])
-        for scanned in in_order_on_threads(check, files, jobs or os.cpu_count() or 1):
+        for scanned in in_order_on_threads(check, files, threads):
             progress.update(1)
             found = scanned.found
             if found is None:

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     log_origin: str = ""  # default: derived from public_url host, e.g. "127.0.0.1:8000/ipx-log"
     max_upload_bytes: int = 100 * 1024 * 1024
     max_image_pixels: int = 100_000_000
+    # Uploads fingerprinted at once per worker; the others wait their turn up to fingerprint_queue_seconds, then get
+    # a 503. One costs up to ~2 GB (a 100-megapixel WebP or single-resolution JPEG 2000) and a core.
+    fingerprint_concurrency: int = Field(default=2, ge=1)
+    fingerprint_queue_seconds: float = Field(default=30.0, gt=0)
     token_ttl_seconds: int = 7 * 24 * 3600
     orphan_blob_grace_seconds: int = 3600
     cookie_secure: bool = False

@@ -14,6 +14,7 @@ PROBLEM_JSON = "application/problem+json"
 class IPXError(Exception):
     status_code = 400
     title = "Bad request"
+    headers: dict[str, str] = {}  # noqa: RUF012 -- read-only: subclasses replace it, never mutate it
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -70,3 +71,14 @@ def over_upload_limit(limit: int) -> str:
 class PayloadTooLarge(IPXError):
     status_code = 413
     title = "Payload too large"
+
+
+class ServiceBusy(IPXError):
+    """The server is doing as much of this work as it allows at once; the client should come back shortly."""
+
+    status_code = 503
+    title = "Service busy"
+
+    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after_seconds)}

@@ -46,6 +46,16 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+BUSY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "Busy: every fingerprinting turn of the server stayed taken while the file waited. Nothing was "
+        "stored; send the file again after `Retry-After` seconds",
+        "headers": {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}},
+        "content": {PROBLEM_JSON: {"schema": schema_ref(Problem)}},
+    }
+}
+
+
 def form_requires(*fields: str) -> dict[str, Any]:
     """openapi_extra marking form fields required that the endpoint takes as optional, to refuse their absence
     with its own message (all of a form's errors at once, or what to attach) rather than FastAPI's. OpenAPI 3.1

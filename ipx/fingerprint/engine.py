@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ipx.errors import InvalidInput, PayloadTooLarge
+from ipx.errors import InvalidInput, PayloadTooLarge, ServiceBusy
 from ipx.fingerprint import audio, image, text
 from ipx.fingerprint.index import FetchFingerprints, ImageIndex
 from ipx.registry.models import WorkFingerprint
@@ -94,8 +94,10 @@ def _image_fingerprints_in(session: Session) -> FetchFingerprints:
 
 
 class FingerprintEngine:
-    def __init__(self, *, max_image_pixels: int) -> None:
+    def __init__(self, *, max_image_pixels: int, concurrency: int = 2, queue_seconds: float = 30.0) -> None:
         self.max_image_pixels = max_image_pixels
+        self._turns = threading.BoundedSemaphore(concurrency)
+        self._queue_seconds = queue_seconds
         self._images = ImageIndex(keep_fingerprints=False)  # candidates' fingerprints are read from the database
         self._texts = text.TextIndex()
         self._audio = audio.AudioIndex()
@@ -104,6 +106,23 @@ class FingerprintEngine:
         self._lock = threading.Lock()
 
     def compute(self, data: bytes, media_type: str) -> ComputedFingerprints:
+        """Fingerprints for an upload, `concurrency` at a time: others wait up to `queue_seconds`, then ServiceBusy.
+
+        One upload may legitimately cost ~2 GB for a second or more (a 100-megapixel WebP of 4 kB decodes through
+        1.5 GB); the web server runs up to 40 requests at once, and four such verifies at once took 6 GB.
+        """
+        if not self._turns.acquire(timeout=self._queue_seconds):
+            raise ServiceBusy(
+                f"IPX is fingerprinting as many files as it can at once, and yours waited {self._queue_seconds:g} s "
+                "for its turn. Nothing was stored; please send it again in a little while.",
+                retry_after_seconds=10,
+            )
+        try:
+            return self._compute(data, media_type)
+        finally:
+            self._turns.release()
+
+    def _compute(self, data: bytes, media_type: str) -> ComputedFingerprints:
         """Fingerprints for an upload; bad images are refused, unsupported kinds are exact-only."""
         kind = kind_for(media_type)
         picture = None

@@ -17,7 +17,7 @@ from ipx.deps import AppSettings, Creator, DbSession, Page, Registry, StoredInte
 from ipx.errors import InvalidInput
 from ipx.fingerprint.engine import ComputedFingerprints
 from ipx.notifications.service import relay_after_commit, relay_for
-from ipx.openapi import form_requires
+from ipx.openapi import BUSY_RESPONSES, form_requires
 from ipx.registry import keys, log, service, signing
 from ipx.registry.media import WORK_TYPES
 from ipx.registry.models import Work
@@ -113,7 +113,10 @@ async def match_uploaded_file(
         upload.path.unlink(missing_ok=True)
 
 
-@router.post("/works", status_code=201, response_model=RegistrationRead, openapi_extra=form_requires("file", "title"))
+@router.post(
+    "/works", status_code=201, response_model=RegistrationRead, responses=BUSY_RESPONSES,
+    openapi_extra=form_requires("file", "title"),
+)
 async def create_work(
     request: Request,
     caller: Creator,
@@ -144,7 +147,7 @@ async def create_work(
     return RegistrationRead(**body)
 
 
-@router.post("/verify", response_model=VerifyRead, openapi_extra=form_requires("file"))
+@router.post("/verify", response_model=VerifyRead, responses=BUSY_RESPONSES, openapi_extra=form_requires("file"))
 async def verify_upload(
     session: DbSession,
     settings: AppSettings,

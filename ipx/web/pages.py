@@ -91,14 +91,19 @@ def reject_cross_site_posts(request: Request, settings: AppSettings) -> None:
 
 
 def render(
-    request: Request, template: str, context: dict[str, Any], caller: Principal | None, status_code: int = 200
+    request: Request, template: str, context: dict[str, Any], caller: Principal | None, status_code: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    return templates.TemplateResponse(request, template, {**context, "caller": caller}, status_code=status_code)
+    return templates.TemplateResponse(
+        request, template, {**context, "caller": caller}, status_code=status_code, headers=headers
+    )
 
 
-def error_page(request: Request, status_code: int, title: str, detail: str) -> HTMLResponse:
+def error_page(
+    request: Request, status_code: int, title: str, detail: str, headers: dict[str, str] | None = None
+) -> HTMLResponse:
     context = {"status": status_code, "title": title, "detail": detail}
-    return render(request, "error.html", context, getattr(request.state, "page_caller", None), status_code)
+    return render(request, "error.html", context, getattr(request.state, "page_caller", None), status_code, headers)
 
 
 def safe_next(target: str | None, default: str = "/me/works") -> str:
@@ -122,7 +127,7 @@ def _error_response(request: Request, error: Exception) -> Response:
     if isinstance(error, Unauthorized):
         return login_redirect(request)
     if isinstance(error, IPXError):
-        return error_page(request, error.status_code, error.title, error.detail)
+        return error_page(request, error.status_code, error.title, error.detail, error.headers)
     if isinstance(error, StarletteHTTPException):  # the upload size limit stops a body mid-stream this way
         return error_page(request, error.status_code, "The request was refused", str(error.detail))
     return error_page(request, 404, "Not found", f"There is nothing at {request.url.path}.")  # a malformed id
@@ -394,7 +399,7 @@ async def register_work(
         values, errors, duplicate=duplicate, summary=error.detail if duplicate else None,
         max_upload=certificates.human_size(settings.max_upload_bytes),
     )
-    return render(request, "registry/new_work.html", context, caller, status_code=error.status_code)
+    return render(request, "registry/new_work.html", context, caller, error.status_code, error.headers)
 
 
 @router.get("/me/works", response_class=HTMLResponse)
@@ -551,7 +556,7 @@ async def verify_upload_page(
     except IPXError as exc:
         session.rollback()
         context = {"q": "", "results": [], "problem": None, "searched": False, "upload_problem": exc.detail}
-        return render(request, "registry/verify.html", context, caller, status_code=exc.status_code)
+        return render(request, "registry/verify.html", context, caller, exc.status_code, exc.headers)
     picture = found.detection.picture  # the fingerprints' decoded copy: the preview costs no second decode
     preview = None if picture is None else base64.b64encode(previews.preview_jpeg(picture)).decode()
     query = {

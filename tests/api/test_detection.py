@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,3 +220,36 @@ def test_workers_catch_up_with_registrations_made_by_other_workers(settings, ast
         assert work["work_id"] in [m["work_id"] for m in found["similar_matches"]]
     with TestClient(create_app(settings)) as restarted:  # the index is rebuilt from the database at start-up
         assert work["work_id"] in [m["work_id"] for m in verify(restarted, edited_copy(astronaut))["similar_matches"]]
+
+
+def stored_files(settings) -> list[Path]:
+    return [path for path in (settings.data_dir / "blobs").rglob("*") if path.is_file()]
+
+
+def test_when_every_fingerprinting_turn_is_taken_uploads_get_a_503_to_retry_and_nothing_is_stored(
+    make_settings, astronaut
+):
+    settings = make_settings(fingerprint_concurrency=1, fingerprint_queue_seconds=0.05)
+    photo = encode(astronaut, "PNG")
+    with TestClient(create_app(settings)) as client:
+        user = ApiUser(client, "busy@example.org", "Busy")
+        turns = client.app.state.registry.fingerprints._turns
+        assert turns.acquire(timeout=5)  # another upload is being fingerprinted
+        try:
+            refused = [
+                user.register(photo, title="Astronaut", filename="astronaut.png"),
+                client.post("/api/v1/verify", files={"file": ("astronaut.png", photo)}),
+            ]
+            page = client.post("/verify", files={"file": ("astronaut.png", photo)})
+        finally:
+            turns.release()
+        for response in refused:
+            assert response.status_code == 503 and response.headers["content-type"] == "application/problem+json"
+            assert response.headers["retry-after"] == "10"
+            assert "waited 0.05 s for its turn" in response.json()["detail"]
+        assert page.status_code == 503 and page.headers["retry-after"] == "10"
+        assert "waited 0.05 s for its turn" in page.text
+        assert client.get("/api/v1/works").json()["total"] == 0
+        assert stored_files(settings) == []
+        assert user.register(photo, title="Astronaut", filename="astronaut.png").status_code == 201
+        assert len(stored_files(settings)) == 1
