@@ -18,9 +18,11 @@ Only passage-level evidence counts, so the common phrases that any two English t
 
 from __future__ import annotations
 
+import codecs
 import functools
 import hashlib
 import io
+import logging
 import re
 import resource
 import signal
@@ -28,11 +30,13 @@ import subprocess
 import sys
 import threading
 import unicodedata
+import warnings
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from itertools import islice
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -68,10 +72,17 @@ MAX_TEXT_CHARACTERS = 10_000_000
 characters is about 1.7 million English words, longer than any novel; fingerprinting that takes ~2 s and 0.3 GB.
 Without a bound a 2 kB PDF whose font maps each code to 256 x U+FDFA grew to 180 million characters in
 normalisation: 32 s and 7 GB in the server's own process before a MemoryError."""
+MAX_TEXT_WORDS = 2_000_000
+"""Longer texts are matched by SHA-256 only too. Words, not characters, are what fingerprinting costs, and in Chinese
+or Japanese every character is a word: 9.9 million ideographs (under the character limit) took 21 s and 1.6 GB."""
 MAX_MARKS_IN_A_RUN = 30
 """Unicode's Stream-Safe Text Format bound. CPython sorts a run of combining marks by insertion: a letter followed
 by 200,000 marks of alternating classes took 39 s to normalise. Marks are dropped from the words anyway, and no
 writing system stacks more than a handful, so marks past the 30th of a run are dropped before normalising."""
+MAX_PASSAGES = 10_000
+"""Passages weighed per alignment, strongest first: each is checked against every one kept, and a 96,000-word work
+shuffled in 12-word pieces makes 8,000 of them (21 s one pair at a time, 0.3 s in arrays). Ten thousand passages of
+>= 10 words cover any copy that matters; past that, containment is a lower bound."""
 MAX_CANDIDATES = 100
 """Works aligned exactly per query, ranked by shared winnowed hashes."""
 SNIPPET_WORDS = 24
@@ -107,9 +118,26 @@ def extract_text(data: bytes, media_type: str) -> str:
     repeats one text operator 100,000 times (and a PDF can hold hundreds of such pages); a font's ToUnicode map can
     turn each byte of a page into 256 characters.
     """
-    if media_type.partition(";")[0].strip().lower() in _PARSED_MEDIA_TYPES:
-        return _extract_in_child(data, media_type)
-    return _extract_here(data, media_type)
+    mime, charset = _parse_media_type(media_type)
+    if mime in _PARSED_MEDIA_TYPES:
+        return _extract_in_child(data, mime, charset)
+    return _extract_here(data, mime, charset)
+
+
+_NOT_CHARACTER_ENCODINGS = frozenset({"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"})
+"""Text codecs Python would accept as a charset that are no character set: domain names, escape syntaxes, a codec
+that always fails. Decoding 400 kB as punycode took 10-15 s (it is quadratic); 'undefined' raised a UnicodeError."""
+
+
+def _parse_media_type(media_type: str) -> tuple[str, str | None]:
+    """The bare media type, and the charset parameter as Python's codec name (None when absent or no charset)."""
+    mime, _, params = media_type.partition(";")
+    declared = re.search(r"charset\s*=\s*\"?([\w.:-]+)", params, re.IGNORECASE)
+    try:
+        charset = codecs.lookup(declared.group(1)).name if declared else None
+    except LookupError:
+        charset = None
+    return mime.strip().lower(), None if charset in _NOT_CHARACTER_ENCODINGS else charset
 
 
 EXTRACTION_CPU_SECONDS = 20
@@ -120,10 +148,14 @@ _PARSED_MEDIA_TYPES = frozenset(
 _REFUSED_EXIT = 3  # the child's exit status when the document is not readable text (its reason on stderr)
 
 
-def _extract_in_child(data: bytes, media_type: str) -> str:
-    """`_extract_here` in `python -m ipx.fingerprint.text`, within the CPU and memory limits."""
+def _extract_in_child(data: bytes, mime: str, charset: str | None) -> str:
+    """`_extract_here` in `python -m ipx.fingerprint.text`, within the CPU and memory limits.
+
+    Its arguments are a known media type and a codec's own name: never the upload's raw parameters, which once
+    carried a NUL, a lone surrogate or 200 kB into argv (three different exceptions, each a 500).
+    """
     limits = [str(EXTRACTION_CPU_SECONDS), str(EXTRACTION_MEMORY_BYTES)]
-    command = [sys.executable, "-m", "ipx.fingerprint.text", media_type, *limits]
+    command = [sys.executable, "-m", "ipx.fingerprint.text", mime, charset or "", *limits]
     too_costly = TextFingerprintError(
         f"Reading the text of this document took more than {EXTRACTION_CPU_SECONDS} s of processing, so IPX "
         "stopped (its markup or page content is built to be slow to parse)."
@@ -145,12 +177,18 @@ def _extract_in_child(data: bytes, media_type: str) -> str:
     )
 
 
-def _child_main(media_type: str, cpu_seconds: int, memory_bytes: int) -> None:
-    """Extract within the limits; an over-long text is refused here, so the pipe never carries more than ~40 MB."""
+def _child_main(mime: str, charset: str, cpu_seconds: int, memory_bytes: int) -> None:
+    """Extract within the limits; an over-long text is refused here, so the pipe never carries more than ~40 MB.
+
+    Stderr carries only the refusal shown to the user: pypdf logs its repairs there ("incorrect startxref pointer"),
+    6 million characters of them for a 3 MB PDF repeating one dictionary key.
+    """
+    logging.disable(logging.CRITICAL)
+    warnings.simplefilter("ignore")
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))  # SIGXCPU, then SIGKILL
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     try:
-        text = _extract_here(sys.stdin.buffer.read(), media_type)
+        text = _extract_here(sys.stdin.buffer.read(), mime, charset or None)
         _refuse_overlong(len(text))
     except TextFingerprintError as exc:
         sys.stderr.write(str(exc))
@@ -164,11 +202,7 @@ def _child_main(media_type: str, cpu_seconds: int, memory_bytes: int) -> None:
     sys.stdout.buffer.write(text.encode("utf-8", "surrogatepass"))
 
 
-def _extract_here(data: bytes, media_type: str) -> str:
-    mime, _, params = media_type.partition(";")
-    mime = mime.strip().lower()
-    charset_match = re.search(r"charset\s*=\s*\"?([\w.:-]+)", params, re.IGNORECASE)
-    charset = charset_match.group(1) if charset_match else None
+def _extract_here(data: bytes, mime: str, charset: str | None) -> str:
     if mime == "application/pdf":
         return _pdf_text(data)
     if mime in ("text/html", "application/xhtml+xml"):
@@ -198,7 +232,7 @@ def _decode(data: bytes, charset: str | None) -> str:
     for encoding in filter(None, [bom_encoding] if bom_encoding else [charset, "utf-8", "cp1252"]):
         try:
             text = data.decode(encoding)
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeError, LookupError):  # UnicodeError, not only UnicodeDecodeError: some codecs raise it
             continue
         if len(text) - len(text.translate(_WITHOUT_CONTROLS)) > max(2, len(text) // 100):
             raise TextFingerprintError(
@@ -289,8 +323,14 @@ def normalize_words(text: str) -> tuple[str, ...]:
     nfkc = unicodedata.normalize("NFKC", _text_of(code_points))
     folded = _code_points(unicodedata.normalize("NFKD", nfkc.casefold()))
     is_mark, _ = _mark_tables()
-    stripped = _text_of(folded[~is_mark[folded]])
-    return tuple(map(sys.intern, _TOKEN.findall(unicodedata.normalize("NFC", stripped))))
+    stripped = unicodedata.normalize("NFC", _text_of(folded[~is_mark[folded]]))
+    words = tuple(map(sys.intern, map(re.Match.group, islice(_TOKEN.finditer(stripped), MAX_TEXT_WORDS + 1))))
+    if len(words) > MAX_TEXT_WORDS:
+        raise TextFingerprintError(
+            f"The text is too long to fingerprint: more than {MAX_TEXT_WORDS:,} words (each Chinese, Japanese or "
+            "Korean character counts as one), the most IPX compares."
+        )
+    return words
 
 
 def _refuse_overlong(characters: int) -> None:
@@ -424,7 +464,7 @@ def fingerprint_text(text: str) -> TextFingerprint:
 # --------------------------------------------------------------------------- alignment
 
 
-@dataclass
+@dataclass(slots=True)
 class _Chain:
     registered_start: int
     query_start: int
@@ -454,28 +494,71 @@ class TextMatch:
 _DRIFTS = sorted(range(-MAX_DIAGONAL_DRIFT, MAX_DIAGONAL_DRIFT + 1), key=abs)
 
 
-def _seed_chains(registered: np.ndarray, query: np.ndarray) -> list[_Chain]:
+@dataclass(frozen=True)
+class SortedShingles:
+    """A query's shingle hashes, sorted once so that each candidate is aligned in time proportional to its own size.
+
+    np.isin sorts both arrays on every call: a 1-million-word query against 100 candidates spent 37 of 39 s there.
+    """
+
+    shingles: np.ndarray
+    order: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, fp: TextFingerprint) -> SortedShingles:
+        order = np.argsort(fp.shingles, kind="stable")
+        return cls(fp.shingles, order, fp.shingles[order])
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        at = np.minimum(np.searchsorted(self.values, values), len(self.values) - 1)
+        return self.values[at] == values
+
+    def counts(self, distinct_values: np.ndarray) -> np.ndarray:
+        """How often each of `distinct_values` occurs."""
+        return np.searchsorted(self.values, distinct_values, "right") - np.searchsorted(self.values, distinct_values)
+
+    def positions_of(self, distinct_values: np.ndarray, first: int) -> np.ndarray:
+        """Positions, ascending, of the first `first` occurrences of each of `distinct_values`."""
+        starts = np.searchsorted(self.values, distinct_values, "left")
+        lengths = np.minimum(np.searchsorted(self.values, distinct_values, "right") - starts, first)
+        ranges = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        return np.sort(self.order[ranges])  # a stable sort kept each value's positions ascending
+
+
+def _seed_chains(registered: np.ndarray, query: SortedShingles) -> list[_Chain]:
     """Chain equal shingles along near-diagonals so edited words only interrupt, never split, passages.
 
-    A shingle occurring more than MAX_SEED_REPEATS times in the registered work ("of this license")
-    may extend a chain that is already running but never starts one: it confirms an alignment
-    without being able to invent one.
+    A shingle that pairs more than MAX_SEED_REPEATS times (its occurrences in the registered work times those in
+    the query: "of this license", a refrain) may extend a chain that is already running but never starts one: it
+    confirms an alignment without being able to invent one. Only its first MAX_SEED_REPEATS occurrences in the query
+    are aligned: a work pasted into a query a thousand times is found by its first copies. Both bounds keep an
+    alignment's cost linear in the texts' lengths (fuzzing: a 2 MB query over a 20-word vocabulary against a
+    work holding each of its shingles 8 times made 8 million chains, 30 s and 1 GB).
     """
+    shared = np.flatnonzero(query.contains(registered))
     positions: dict[int, list[int]] = {}
-    for index in np.flatnonzero(np.isin(registered, query)).tolist():
+    for index in shared.tolist():
         positions.setdefault(int(registered[index]), []).append(index)
+    shared_values = np.fromiter(positions, dtype=np.uint64, count=len(positions))
+    in_query = dict(zip(positions, np.minimum(query.counts(shared_values), MAX_SEED_REPEATS).tolist(), strict=True))
+    confirming: dict[int, set[int]] = {}  # positions of shingles that may only extend chains, as sets
     chains: list[_Chain] = []
     latest_on_diagonal: dict[int, _Chain] = {}
     running: list[_Chain] = []
-    for query_index in np.flatnonzero(np.isin(query, registered)).tolist():
-        hits = positions[int(query[query_index])]
-        frequent = len(hits) > MAX_SEED_REPEATS
+    for query_index in query.positions_of(np.sort(shared_values), first=MAX_SEED_REPEATS).tolist():
+        value = int(query.shingles[query_index])
+        hits = positions[value]
+        frequent = len(hits) * in_query[value] > MAX_SEED_REPEATS
         if frequent:
             running = [
                 c for c in running if query_index - c.query_end <= MAX_GAP_SHINGLES + MAX_DIAGONAL_DRIFT
             ]
+            if not running:
+                continue
+            hit_set = confirming.get(value) or confirming.setdefault(value, set(hits))
             expected = {c.registered_end + query_index - c.query_end + d for c in running for d in _DRIFTS}
-            hits = sorted(expected.intersection(hits))
+            hits = sorted(expected & hit_set)
         for registered_index in hits:
             diagonal = query_index - registered_index
             best = next(
@@ -511,9 +594,9 @@ def _covered(spans: Iterable[tuple[int, int]]) -> int:
     return total
 
 
-def _overlaps_much(span: tuple[int, int], other: tuple[int, int]) -> bool:
-    """More than half of ``span`` lies inside ``other``."""
-    return min(span[1], other[1]) - max(span[0], other[0]) > (span[1] - span[0]) // 2
+def _much_inside(start: int, end: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Whether more than half of the span [start, end) lies inside each span [starts, ends)."""
+    return np.minimum(end, ends) - np.maximum(start, starts) > (end - start) // 2
 
 
 @dataclass(frozen=True)
@@ -550,24 +633,35 @@ def _one_to_one(chains: Iterable[_Chain]) -> tuple[_Chain, ...]:
     Without this, boilerplate repeated in one text (compiler output, refrains) matches the single
     copy in the other text once per repetition and inflates containment.
     """
+    ordered = sorted(chains, key=lambda c: (-c.seeds, c.query_start, c.registered_start))[:MAX_PASSAGES]
+    spans = np.array(
+        [(c.registered_start, c.registered_end + SHINGLE_WORDS, c.query_start, c.query_end + SHINGLE_WORDS)
+         for c in ordered],
+        dtype=np.int64,
+    ).reshape(-1, 4)
     kept: list[_Chain] = []
-    for chain in sorted(chains, key=lambda c: (-c.seeds, c.query_start, c.registered_start)):
-        registered_span = (chain.registered_start, chain.registered_end + SHINGLE_WORDS)
-        query_span = (chain.query_start, chain.query_end + SHINGLE_WORDS)
-        if not any(
-            _overlaps_much(registered_span, (k.registered_start, k.registered_end + SHINGLE_WORDS))
-            or _overlaps_much(query_span, (k.query_start, k.query_end + SHINGLE_WORDS))
-            for k in kept
+    kept_spans = np.empty_like(spans)
+    for chain, (registered_start, registered_end, query_start, query_end) in zip(ordered, spans.tolist(), strict=True):
+        held = kept_spans[: len(kept)]
+        if not (
+            _much_inside(registered_start, registered_end, held[:, 0], held[:, 1]).any()
+            or _much_inside(query_start, query_end, held[:, 2], held[:, 3]).any()
         ):
+            kept_spans[len(kept)] = registered_start, registered_end, query_start, query_end
             kept.append(chain)
     return tuple(sorted(kept, key=lambda c: c.query_start))
 
 
-def align(registered: TextFingerprint, query: TextFingerprint) -> TextAlignment:
-    """Passages (>= MIN_PASSAGE_WORDS words, >= MIN_PASSAGE_SEEDS shingles) and the containments they give."""
+def align(
+    registered: TextFingerprint, query: TextFingerprint, sorted_query: SortedShingles | None = None
+) -> TextAlignment:
+    """Passages (>= MIN_PASSAGE_WORDS words, >= MIN_PASSAGE_SEEDS shingles) and the containments they give.
+
+    `sorted_query` is `SortedShingles.of(query)`, for a caller aligning one query with many works.
+    """
     passages = _one_to_one(
         chain
-        for chain in _seed_chains(registered.shingles, query.shingles)
+        for chain in _seed_chains(registered.shingles, sorted_query or SortedShingles.of(query))
         if chain.seeds >= MIN_PASSAGE_SEEDS
         and chain.query_end - chain.query_start + SHINGLE_WORDS >= MIN_PASSAGE_WORDS
     )
@@ -599,9 +693,11 @@ def _report_passages(alignment: TextAlignment, query: TextFingerprint) -> list[d
     return reported
 
 
-def compare(work_id: str, registered: TextFingerprint, query: TextFingerprint) -> TextMatch | None:
+def compare(
+    work_id: str, registered: TextFingerprint, query: TextFingerprint, sorted_query: SortedShingles | None = None
+) -> TextMatch | None:
     """A TextMatch when ``query`` copies ``registered`` (see TextAlignment.is_copy), else None."""
-    alignment = align(registered, query)
+    alignment = align(registered, query, sorted_query)
     if not alignment.is_copy:
         return None
     return TextMatch(
@@ -649,8 +745,9 @@ class TextIndex:
                 (work_id, self._works[work_id]) for work_id, _ in shared.most_common(MAX_CANDIDATES)
             ]
         matches = []
+        sorted_query = SortedShingles.of(fp)
         for work_id, registered in candidates:
-            match = compare(work_id, registered, fp)
+            match = compare(work_id, registered, fp, sorted_query)
             if match is not None:
                 matches.append(match)
         matches.sort(key=lambda m: (-m.similarity, -m.matched_words, m.work_id))
@@ -658,4 +755,4 @@ class TextIndex:
 
 
 if __name__ == "__main__":  # the child process of _extract_in_child
-    _child_main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    _child_main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ipx.fingerprint import text as text_module
@@ -20,6 +21,7 @@ from ipx.fingerprint.text import (
     TextFingerprintError,
     TextIndex,
     TextMatch,
+    compare,
     extract_text,
     fingerprint_text,
     normalize_words,
@@ -410,3 +412,92 @@ def test_words_are_normalised_as_before_in_every_script() -> None:
         "viet", "nam", "\u03b1\u03b9", "istanbul", "fine", "1", "wide", "naive", "angstrom"
     )
     assert normalize_words("한국어 텍스트") == ("한국어", "텍스트")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sorted_query_shingles_find_what_isin_finds(seed: int) -> None:
+    """Aligning a 1-million-word query with 100 candidates took 39 s through np.isin, 1.5 s through SortedShingles."""
+    rng = np.random.default_rng(seed)
+    words = tuple(f"w{n}" for n in rng.integers(0, 50, size=400))  # a small vocabulary: shingles repeat
+    query = TextFingerprint(words)
+    registered = rng.choice(np.concatenate([query.shingles, rng.integers(0, 2**63, 200, dtype=np.uint64)]), 300)
+    sorted_query = text_module.SortedShingles.of(query)
+    assert np.array_equal(sorted_query.contains(registered), np.isin(registered, query.shingles))
+    shared = np.unique(registered[np.isin(registered, query.shingles)])
+    everywhere = sorted_query.positions_of(shared, first=len(words))
+    assert np.array_equal(everywhere, np.flatnonzero(np.isin(query.shingles, shared)))
+    assert sorted_query.counts(shared).tolist() == [int((query.shingles == v).sum()) for v in shared]
+    first_two = [p for p in everywhere.tolist() if (query.shingles[: p + 1] == query.shingles[p]).sum() <= 2]
+    assert sorted_query.positions_of(shared, first=2).tolist() == first_two
+    assert len(sorted_query.positions_of(shared[:0], first=2)) == 0
+
+
+def test_more_words_than_the_limit_are_refused_and_every_cjk_character_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """9.9 million ideographs are under the character limit and were 9.9 million words: 21 s and 1.6 GB."""
+    monkeypatch.setattr(text_module, "MAX_TEXT_WORDS", 100)
+    assert len(normalize_words("word " * 100)) == 100
+    assert len(normalize_words("\u4e00" * 100)) == 100
+    for too_long in ("word " * 101, "\u4e00" * 101):
+        with pytest.raises(TextFingerprintError, match="more than 100 words"):
+            normalize_words(too_long)
+
+
+@pytest.mark.parametrize(
+    "media_type",
+    [
+        "text/plain; charset=undefined",  # a codec that always raises a bare UnicodeError: was a 500
+        "text/plain; charset=punycode",  # quadratic: 400 kB took 10-15 s
+        "text/plain; charset=idna",
+        "text/html; charset=utf-8\x00",  # a NUL in the child's argv: ValueError
+        "text/markdown; x=\ud800",  # a lone surrogate in argv: UnicodeEncodeError
+        "text/html; " + "a" * 200_000,  # "Argument list too long": OSError
+    ],
+    ids=["undefined", "punycode", "idna", "nul", "surrogate", "long-parameters"],
+)
+def test_media_type_parameters_that_are_no_charset_are_ignored(media_type: str) -> None:
+    assert extract_text(b"hello wide world", media_type).strip() == "hello wide world"
+
+
+def test_a_pdf_readers_repair_messages_stay_out_of_the_reason_given() -> None:
+    """pypdf logs what it repairs to stderr, which became the note: 6 million characters for one 3 MB PDF."""
+    pdf = pdf_whose_font_maps_a_code_to("x", codes=0)
+    head, _, tail = pdf.rpartition(b"startxref\n")
+    offset, _, rest = tail.partition(b"\n")
+    misplaced = head + b"startxref\n%d\n" % (int(offset) + 7) + rest  # pypdf: "incorrect startxref pointer"
+    with pytest.raises(TextFingerprintError) as refused:
+        extract_text(misplaced, "application/pdf")
+    assert str(refused.value) == "The PDF has no extractable text (it may be a scanned image)."
+
+
+def test_shingles_that_pair_too_often_start_no_passage() -> None:
+    """A query over a tiny vocabulary against a work holding each of its shingles a few times: every query word hit
+    up to 8 registered positions and started a chain for each (a 2 MB query: 8 million chains, 30 s, 1 GB)."""
+    rng = random.Random(3)
+    vocabulary = ["ka", "lo", "mir", "tu", "ven", "sa"]
+    registered = fingerprint_text(" ".join(rng.choice(vocabulary) for _ in range(2_000)))
+    query = fingerprint_text(" ".join(rng.choice(vocabulary) for _ in range(20_000)))
+    assert text_module._seed_chains(registered.shingles, text_module.SortedShingles.of(query)) == []
+
+
+def test_a_work_pasted_into_a_query_a_thousand_times_is_found_by_its_first_copies(works: dict[str, str]) -> None:
+    registered = fingerprint_text(works["invented-1"])
+    query = fingerprint_text(" ".join([works["invented-1"]] * 1_000))
+    chains = text_module._seed_chains(registered.shingles, text_module.SortedShingles.of(query))
+    assert max(chain.query_end for chain in chains) < 9 * len(registered.words)  # only the first 8 copies aligned
+    match = compare("invented-1", registered, query)
+    assert match is not None and match.containment_of_registered > 0.99
+
+
+def test_a_work_shuffled_in_short_pieces_is_covered_piece_by_piece() -> None:
+    """8,000 such pieces took 21 s when each passage was checked against every kept one in Python."""
+    rng = random.Random(4)
+    words = invented_text(5, paragraphs=60).split()
+    pieces = [words[start : start + 12] for start in range(0, len(words) - 11, 12)]
+    shuffled = pieces[:]
+    rng.shuffle(shuffled)
+    alignment = text_module.align(
+        fingerprint_text(" ".join(" ".join(piece) for piece in pieces)),
+        fingerprint_text(" ".join(" ".join(piece) for piece in shuffled)),
+    )
+    assert alignment.containment_of_registered > 0.9
+    assert len(alignment.passages) > 0.9 * len(pieces)
