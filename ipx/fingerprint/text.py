@@ -372,7 +372,7 @@ def _nfkc_length(code_points: np.ndarray) -> int:
     return len(code_points) + int(counts[present] @ growth)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1 << 16)  # bounded: an upload holding every code point must not grow every worker
 def _nfkc_growth(code_point: int) -> int:
     return len(unicodedata.normalize("NFKC", chr(code_point))) - 1
 
@@ -540,13 +540,15 @@ def _seed_chains(registered: np.ndarray, query: SortedShingles) -> list[_Chain]:
     positions: dict[int, list[int]] = {}
     for index in shared.tolist():
         positions.setdefault(int(registered[index]), []).append(index)
-    shared_values = np.fromiter(positions, dtype=np.uint64, count=len(positions))
-    in_query = dict(zip(positions, np.minimum(query.counts(shared_values), MAX_SEED_REPEATS).tolist(), strict=True))
+    shared_values = np.unique(registered[shared])
+    in_query = dict(
+        zip(shared_values.tolist(), np.minimum(query.counts(shared_values), MAX_SEED_REPEATS).tolist(), strict=True)
+    )
     confirming: dict[int, set[int]] = {}  # positions of shingles that may only extend chains, as sets
     chains: list[_Chain] = []
     latest_on_diagonal: dict[int, _Chain] = {}
     running: list[_Chain] = []
-    for query_index in query.positions_of(np.sort(shared_values), first=MAX_SEED_REPEATS).tolist():
+    for query_index in query.positions_of(shared_values, first=MAX_SEED_REPEATS).tolist():
         value = int(query.shingles[query_index])
         hits = positions[value]
         frequent = len(hits) * in_query[value] > MAX_SEED_REPEATS
