@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -246,7 +246,7 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Verify an evidence bundle offline: signature, log inclusion, checkpoint, and the file."""
-    from ipx.registry.evidence import verify_bundle
+    from ipx.registry.evidence import verify_bundle, work_sha256
 
     try:
         document = json.loads(bundle.read_text())
@@ -265,18 +265,40 @@ def verify(
         for check in report.checks:
             typer.echo(f"  {'✔' if check.ok else '✘'} {check.name}: {check.detail}")
         if report.ok:
-            creator = statement.get("creator", {}).get("display_name")
             typer.echo(
-                f"VERIFIED: “{statement.get('title')}” (sha256 {statement.get('sha256')}) was registered by "
-                f"{creator} (account {statement.get('creator', {}).get('account_id')}) no later than "
-                f"{statement.get('registered_at')}, entry {document['log']['index']} of log "
+                f"VERIFIED: {_what_is_proven(statement)}, entry {document['log']['index']} of log "
                 f"{document['log']['origin']}."
             )
-            if file is None:
+            if file is None and work_sha256(statement) is not None:
                 typer.echo("  (no file given: pass the file too to check that it is this exact work)")
         else:
             typer.echo("NOT VERIFIED: " + "; ".join(f"{c.name}: {c.detail}" for c in report.checks if not c.ok))
     sys.exit(0 if report.ok else 1)
+
+
+def _what_is_proven(statement: dict[str, Any]) -> str:
+    """What a verified statement proves, in a sentence, for each kind IPX signs into its log."""
+    from ipx.marketplace.service import LICENSE_TYPE, REVOCATION_TYPE
+
+    def party(role: str) -> str:
+        who = statement.get(role) or {}
+        return f"{who.get('display_name')} (account {who.get('account_id')})"
+
+    if statement.get("type") == LICENSE_TYPE:
+        return (
+            f"license {statement.get('license_id')} to the work {statement.get('work_id')} (sha256 "
+            f"{statement.get('work_sha256')}) was granted by {party('licensor')} to {party('licensee')} no later "
+            f"than {statement.get('issued_at')}"
+        )
+    if statement.get("type") == REVOCATION_TYPE:
+        return (
+            f"license {statement.get('license_id')} was revoked no later than {statement.get('revoked_at')} "
+            f"(“{statement.get('reason')}”)"
+        )
+    return (
+        f"“{statement.get('title')}” (sha256 {statement.get('sha256')}) was registered by {party('creator')} no "
+        f"later than {statement.get('registered_at')}"
+    )
 
 
 if __name__ == "__main__":

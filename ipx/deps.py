@@ -56,6 +56,17 @@ Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based; past page 1
 StoredInteger = Annotated[int, PathParameter(ge=0, le=BIGINT_MAX)]
 
 
+def page_of_results(page: str = "1") -> int:
+    """A page's `?page=`: people edit these URLs by hand, so anything but a page number shows the nearest page."""
+    try:
+        return min(max(int(page), 1), MAX_PAGE)
+    except ValueError:
+        return 1
+
+
+PageOfResults = Annotated[int, Depends(page_of_results)]
+
+
 def _token_from(request: Request, bearer: str | None) -> str | None:
     return bearer or request.cookies.get(SESSION_COOKIE)
 

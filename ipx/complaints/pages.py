@@ -18,7 +18,7 @@ from ipx.accounts.service import Principal
 from ipx.complaints import api, audit_search, review, service
 from ipx.complaints.deps import CaseAgeDays, CaseContext, SendsMail, field_errors, parse_notice, spooled_copies
 from ipx.complaints.schemas import CounterNoticeIn, LegalActionIn, ReviewDecision, StaffAction, StaffActionIn
-from ipx.deps import Anyone, AppSettings, DbSession, StoredInteger
+from ipx.deps import Anyone, AppSettings, DbSession, PageOfResults, StoredInteger
 from ipx.errors import Forbidden, InvalidInput, IPXError, Unauthorized
 from ipx.routing import IPXRoute
 from ipx.web.templating import templates
@@ -246,13 +246,13 @@ def staff_review_decision(
 
 @router.get("/staff/audit", response_class=HTMLResponse)
 def staff_audit(
-    request: Request, session: DbSession, caller: Anyone, action: str = "", subject: str = "", page: int = 1,
+    request: Request, session: DbSession, caller: Anyone, action: str = "", subject: str = "",
+    page: PageOfResults = 1,
 ) -> Response:
     try:
         _require_staff(caller)
     except IPXError as error:
         return problem_page(request, caller, error)
-    page = max(page, 1)
     query = audit_search.AuditQuery(action=action.strip() or None, subject=subject.strip() or None, page=page)
     events, total = audit_search.search(session, query)
     return render(request, "staff/audit.html", caller, events=events, total=total, action=action, subject=subject,

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from ipx.accounts.service import Principal
-from ipx.deps import MAX_PAGE, AppSettings, DbSession
+from ipx.deps import AppSettings, DbSession, PageOfResults
 from ipx.errors import IPXError, NotFound
 from ipx.marketplace import service, terms, views
 from ipx.marketplace.api import Market, license_read, listing_read, order_read
@@ -67,10 +67,17 @@ def _work_facts(session: Session, work_id: str) -> dict[str, Any]:
 
 
 def _price_filter(text: str, currency: str | None, label: str, problems: list[str]) -> int | None:
+    """A typed price bound in minor units of `currency`; None (with the reason in `problems`) when unusable.
+
+    Bounds above any price an offer can have are cut to just above it: they mean "no limit" or "nothing" alike.
+    """
     if not text.strip():
         return None
+    if currency is None:
+        problems.append(f"{label}: choose a currency too, since prices in different currencies cannot be compared.")
+        return None
     try:
-        return views.parse_major_units(text, currency)
+        return min(views.parse_major_units(text, currency), terms.MAX_PRICE_MINOR + 1)
     except views.MoneyInputError as exc:
         problems.append(f"{label}: {exc}.")
         return None
@@ -79,17 +86,18 @@ def _price_filter(text: str, currency: str | None, label: str, problems: list[st
 @router.get("/market", response_class=HTMLResponse)
 def market_page(
     request: Request, session: DbSession, caller: Visitor, q: str = "", license: str = "", min_price: str = "",
-    max_price: str = "", currency: str = "", page: int = 1,
+    max_price: str = "", currency: str = "", page: PageOfResults = 1,
 ) -> HTMLResponse:
     """Search open listings by words, license template, price range and currency (anyone)."""
     market: service.MarketContext = request.app.state.marketplace
     query = q.strip()[:200]
     template = license if license in terms.TEMPLATES else None
     code = currency.strip().upper() if currency.strip().upper() in market.currencies else None
+    if code is None and len(market.currencies) == 1:
+        code = next(iter(market.currencies))
     problems: list[str] = []
     low = _price_filter(min_price, code, "Lowest price", problems)
     high = _price_filter(max_price, code, "Highest price", problems)
-    page = min(max(page, 1), MAX_PAGE)
     rows, total = service.search_listings(
         session, q=query or None, template=template, min_price=low, max_price=high, currency=code, page=page,
         page_size=service.PAGE_SIZE,

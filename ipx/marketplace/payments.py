@@ -69,6 +69,7 @@ class ProviderEvent:
     amount: int | None = None
     currency: str | None = None
     order_id: str | None = None
+    amount_refunded: int | None = None  # on refund events: the total returned so far, which may be part of it
 
 
 class PaymentProvider(Protocol):
@@ -183,20 +184,35 @@ class StripeProvider:
             event = stripe.Webhook.construct_event(payload, signature, self.webhook_secret).to_dict()
         except stripe.SignatureVerificationError as exc:
             raise WebhookRejected(f"The Stripe signature does not verify: {exc.user_message or exc}.") from exc
-        except ValueError as exc:
+        except (ValueError, TypeError, AttributeError) as exc:  # not JSON, or JSON that is not an object
             raise WebhookRejected("The webhook body is not a Stripe event.") from exc
-        obj = event["data"]["object"]
-        is_intent = obj.get("object") == "payment_intent"
-        metadata = obj.get("metadata") or {}
-        return ProviderEvent(
-            event_id=event["id"],
-            event_type=event["type"],
-            kind=STRIPE_EVENT_KINDS.get(event["type"], "ignored"),
-            payment_ref=obj.get("id") if is_intent else obj.get("payment_intent"),
-            amount=obj.get("amount"),
-            currency=str(obj.get("currency", "")).upper() or None,
-            order_id=metadata.get("order_id"),
-        )
+        try:
+            return _stripe_event(event)
+        except (KeyError, TypeError, AttributeError) as exc:  # signed by our secret, yet not shaped as Stripe's
+            raise WebhookRejected(f"The Stripe event lacks a field IPX reads ({exc}).") from exc
+
+
+def _stripe_event(event: dict[str, Any]) -> ProviderEvent:
+    obj = event["data"]["object"]
+    is_intent = obj.get("object") == "payment_intent"
+    metadata = obj.get("metadata") or {}
+    return ProviderEvent(
+        event_id=_typed(event["id"], str),
+        event_type=_typed(event["type"], str),
+        kind=STRIPE_EVENT_KINDS.get(event["type"], "ignored"),
+        payment_ref=_typed(obj.get("id") if is_intent else obj.get("payment_intent"), str, optional=True),
+        amount=_typed(obj.get("amount"), int, optional=True),
+        currency=_typed(obj.get("currency", ""), str).upper() or None,
+        order_id=_typed(metadata.get("order_id"), str, optional=True),
+        amount_refunded=_typed(obj.get("amount_refunded"), int, optional=True),
+    )
+
+
+def _typed(value: Any, kind: type, *, optional: bool = False) -> Any:
+    """A field of a signed event, refused (TypeError) when it is not of the type Stripe documents."""
+    if (value is None and optional) or isinstance(value, kind):
+        return value
+    raise TypeError(f"{value!r} is not {'null or ' if optional else ''}a {kind.__name__}")
 
 
 def _stripe_problem(exc: stripe.StripeError) -> str:

@@ -146,13 +146,21 @@ def _check_listable(session: Session, work: Work, seller: Principal) -> None:
         raise Forbidden("Only the creator who registered this work can list it.")
     if work.status != "registered":
         raise Conflict(f"This work is {work.status}, so it cannot be listed until that is resolved.")
-    open_flag = session.scalar(
-        select(PriorMatch.prior_work_id).where(PriorMatch.work_id == work.id, PriorMatch.review_status == "open")
-    )
-    if open_flag is not None:
+    # Only a match staff cleared lets the work be sold: an open one awaits review, an upheld one is a copy.
+    flag = session.execute(
+        select(PriorMatch.prior_work_id, PriorMatch.review_status)
+        .where(PriorMatch.work_id == work.id, PriorMatch.review_status != "cleared")
+        .order_by(PriorMatch.review_status.desc())  # "upheld" before "open": the final word first
+    ).first()
+    if flag is not None and flag.review_status == "upheld":
+        raise Conflict(
+            "IPX staff found that this work copies an earlier registration by another account, so it cannot be "
+            "listed.", prior_work_id=flag.prior_work_id,
+        )
+    if flag is not None:
         raise Conflict(
             "This work matches an earlier registration by another account; it can be listed once IPX staff "
-            "have reviewed and cleared that match.", prior_work_id=open_flag,
+            "have reviewed and cleared that match.", prior_work_id=flag.prior_work_id,
         )
     if _sales_suspension(session, work.id) is not None:
         raise Conflict("Sales of this work are suspended by IPX staff, so it cannot be listed.")
@@ -404,6 +412,23 @@ def _order_for_key(session: Session, buyer_id: str, idempotency_key: str | None,
     return earlier
 
 
+# Names the orders of (buyer, Idempotency-Key) pairs; any fixed UUID would do, this one must never change.
+_KEYED_ORDERS = uuid.UUID("6f1c2b1e-4f0a-5c3e-9a57-0b7d3c2e8f41")
+
+
+def _order_id(buyer_id: str, idempotency_key: str | None) -> str:
+    """A keyed order's id follows from its buyer and key, so a retry after a failed request opens the same order.
+
+    The payment provider de-duplicates by order id (`PaymentRequest.idempotency_key`). When a request fails after
+    the provider took the money (the answer lost, or a later step raising), the order is rolled back with the
+    request; a random id would make the buyer's retry a new payment and charge the card twice. Unkeyed orders
+    cannot be retried safely anyway and keep random ids.
+    """
+    if not idempotency_key:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(_KEYED_ORDERS, f"{buyer_id}\n{idempotency_key}"))
+
+
 def place_order(
     session: Session, *, buyer: Principal, offer_id: str, ctx: MarketContext, idempotency_key: str | None = None,
     payment_method: str | None = None,
@@ -434,6 +459,7 @@ def place_order(
     if reason:
         raise OfferUnavailable(reason, offer_id=offer.id)
     order = Order(
+        id=_order_id(buyer.id, idempotency_key),
         offer_id=offer.id, listing_id=offer.listing_id, work_id=offer.work_id, buyer_id=buyer.id,
         seller_id=listing.seller_id, amount=offer.price_amount, currency=offer.currency, fee_bps=ctx.fee_bps,
         provider=provider.name, idempotency_key=idempotency_key,
@@ -678,6 +704,11 @@ def _apply_event(session: Session, provider: PaymentProvider, event: ProviderEve
         _close(session, order, "cancelled", f"payment cancelled at {provider.name}", actor_id=None)
         return "order cancelled"
     if event.kind == "refunded" and order.status == "fulfilled":
+        if event.amount_refunded is not None and event.amount_refunded < order.amount:
+            # A goodwill refund of part of the price is not a cancelled sale: the license and the ledger stay.
+            _audit_order(session, order, "partially_refunded", None, refunded=event.amount_refunded,
+                         currency=event.currency)
+            return "partial refund recorded: the license stays, left for staff"
         _refund(session, order, reason=f"refunded at {provider.name}", actor_id=None, provider=None, ctx=ctx)
         return "order refunded"
     return f"order already {order.status}"

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_
 
 WORLDWIDE = "worldwide"
 MAX_PRICE_MINOR = 10**12
+# Signed statements are canonical JSON (RFC 8785), whose integers must be exact in an IEEE double.
+MAX_USAGE_CAP = 2**53 - 1
 
 _ISO_3166_TEXT = """
     AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ
@@ -137,8 +139,12 @@ class LicenseTerms(BaseModel):
     attribution: StrictBool = True
     commercial: StrictBool = True
     seats: StrictInt = Field(default=1, ge=1, le=100_000)
-    print_run_cap: StrictInt | None = Field(default=None, gt=0, description="most printed copies allowed")
-    impressions_cap: StrictInt | None = Field(default=None, gt=0, description="most views/impressions allowed")
+    print_run_cap: StrictInt | None = Field(
+        default=None, gt=0, le=MAX_USAGE_CAP, description="most printed copies allowed"
+    )
+    impressions_cap: StrictInt | None = Field(
+        default=None, gt=0, le=MAX_USAGE_CAP, description="most views/impressions allowed"
+    )
     price: Price
 
     @field_validator("territory")

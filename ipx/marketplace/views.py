@@ -8,6 +8,7 @@ database keep integer minor units; this module is where the two meet, so the con
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -142,7 +143,7 @@ def offer_data(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, lis
     if amount is None and "price" not in errors:
         errors["price"] = ["Enter the price buyers pay for this license."]
     seats: Any = values["seats"] or "1"
-    if isinstance(seats, str) and seats.isdigit():
+    with suppress(ValueError):  # "²", "3.5" or 5,000 digits stay text, which the terms refuse by name
         seats = int(seats)
     duration = {"perpetual": True} if values["duration"] != "until" else {"until": values["until"] or None}
     data = {

@@ -147,12 +147,20 @@ def verify_bundle(
                     report.add("inclusion proof", False, str(exc))
 
     if file_bytes is not None:
+        expected = work_sha256(statement)
         digest = hashlib.sha256(file_bytes).hexdigest()
-        same = digest == statement.get("sha256")
+        same = digest == expected
         report.add(
             "file hash",
             same,
             "the file's SHA-256 matches the registered work" if same
-            else f"the file's SHA-256 {digest} differs from the registered {statement.get('sha256')}",
+            else "this statement names no work's file (a license revocation), so no file can match it"
+            if expected is None else f"the file's SHA-256 {digest} differs from the registered {expected}",
         )
     return report
+
+
+def work_sha256(statement: dict[str, Any]) -> str | None:
+    """The SHA-256 of the work a signed statement is about: a registration's own, a license's licensed work."""
+    value = statement.get("sha256", statement.get("work_sha256"))
+    return value if isinstance(value, str) else None

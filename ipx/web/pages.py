@@ -25,7 +25,15 @@ from ipx.accounts import service as accounts_service
 from ipx.accounts.models import User
 from ipx.accounts.schemas import AccountCreate
 from ipx.accounts.service import Principal
-from ipx.deps import MAX_PAGE, SESSION_COOKIE, AppSettings, DbSession, Registry, oauth2_scheme, optional_caller
+from ipx.deps import (
+    SESSION_COOKIE,
+    AppSettings,
+    DbSession,
+    PageOfResults,
+    Registry,
+    oauth2_scheme,
+    optional_caller,
+)
 from ipx.errors import Conflict, Forbidden, IPXError, NotFound, Unauthorized
 from ipx.registry import api as registry_api
 from ipx.registry import log, media, previews
@@ -404,10 +412,9 @@ async def register_work(
 
 @router.get("/me/works", response_class=HTMLResponse)
 def my_works_page(
-    request: Request, caller: Member, session: DbSession, settings: AppSettings, page: int = 1
+    request: Request, caller: Member, session: DbSession, settings: AppSettings, page: PageOfResults = 1
 ) -> HTMLResponse:
     """The caller's registrations, newest first (logged in)."""
-    page = min(max(page, 1), MAX_PAGE)
     works, total = registry_service.search_works(
         session, sha256=None, q=None, owner_id=caller.id, page=page, page_size=MY_WORKS_PAGE_SIZE
     )

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+from ipx.config import PROJECT_ROOT
 from ipx.registry.evidence import verify_bundle
 from tests.marketplace.builders import offer
-from tests.marketplace.conftest import assert_ledger_balanced, buy
+from tests.marketplace.conftest import assert_ledger_balanced, buy, noise_png
 
 
 def test_list_buy_verify_refund(client, make_user, list_work, staff):
@@ -70,3 +74,37 @@ def test_list_buy_verify_refund(client, make_user, list_work, staff):
     ledger = assert_ledger_balanced(client, staff)
     assert all(a["balance"] == 0 for a in ledger["accounts"])
     assert ledger["transactions"] == 2
+
+
+def test_cli_says_what_license_and_revocation_bundles_prove(client, make_user, staff, tmp_path: Path):
+    seller, buyer = make_user("Seller"), make_user("Buyer")
+    picture = noise_png(990_001)
+    work = seller.register(picture, title="Harbour at dawn").json()
+    listing = client.post("/api/v1/listings", headers=seller.headers,
+                          json={"work_id": work["work_id"], "offers": [offer()]}).json()
+    order = buy(client, buyer, listing["offers"][0]["offer_id"])
+    license_body = client.get(order["license_url"]).json()
+    files = {"work.png": picture, "other.png": noise_png(990_002),
+             "license.json": client.get(f"/api/v1/licenses/{license_body['license_id']}/evidence").content}
+    client.post(f"/api/v1/orders/{order['order_id']}/refund", headers=staff, json={"reason": "wrong file"})
+    files["revocation.json"] = client.get(client.get(order["license_url"]).json()["revocation"]["evidence_url"]).content
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+
+    def verify(*names: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ipx.cli", "verify", *(str(tmp_path / n) for n in names)],
+                              capture_output=True, text=True, cwd=PROJECT_ROOT)
+
+    granted = verify("license.json", "work.png")  # the licensed work's own file matches its license
+    assert granted.returncode == 0, granted.stdout + granted.stderr
+    assert (f"VERIFIED: license {license_body['license_id']} to the work {work['work_id']} (sha256 {work['sha256']}) "
+            "was granted by Seller") in granted.stdout
+    assert "to Buyer" in granted.stdout and "None" not in granted.stdout
+    other = verify("license.json", "other.png")
+    assert other.returncode == 1 and f"differs from the registered {work['sha256']}" in other.stdout
+    revoked = verify("revocation.json")
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+    assert f"VERIFIED: license {license_body['license_id']} was revoked" in revoked.stdout
+    assert "“wrong file”" in revoked.stdout and "pass the file too" not in revoked.stdout
+    with_file = verify("revocation.json", "work.png")
+    assert with_file.returncode == 1 and "names no work's file" in with_file.stdout

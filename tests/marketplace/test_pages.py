@@ -103,11 +103,19 @@ def test_market_search_filters_and_cards(client: TestClient, list_work: Callable
     assert titles(max_price="9", currency="usd") == ["Harbour at dawn"]
     assert titles(max_price="8.99", currency="USD") == []
 
-    bad = client.get("/market", params={"min_price": "ten", "q": "forest"})
+    assert titles(min_price="1e30", currency="EUR") == []  # beyond any price: nothing, and no overflow
+    assert titles(max_price="99999999999999999999", currency="EUR") == ["Forest path", "Harbour at dawn"]
+    assert titles(page="abc") == titles(page="-3") == ["Forest path", "Harbour at dawn"]  # a hand-edited URL
+
+    bad = client.get("/market", params={"min_price": "ten", "q": "forest", "currency": "EUR"})
     assert bad.status_code == 200
     assert "Lowest price: enter an amount like 25 or 25.50" in bad.text
     assert re.findall(r"<h3>([^<]*)</h3>", bad.text) == ["Forest path"]
     assert 'value="forest"' in bad.text  # the search is kept in the form
+    # 20 means EUR 20.00 or JPY 20: a price range needs its currency
+    no_currency = client.get("/market", params={"min_price": "20"})
+    assert "Lowest price: choose a currency too" in no_currency.text
+    assert re.findall(r"<h3>([^<]*)</h3>", no_currency.text) == ["Forest path", "Harbour at dawn"]
 
     empty = client.get("/market", params={"q": "nothing like this"})
     assert "No listing matches these filters." in empty.text
@@ -185,6 +193,10 @@ def test_sell_form_lists_a_work_and_keeps_input_on_errors(
     no_uses = client.post("/market/sell", headers=seller.headers,
                           data={**OFFER_FORM, "work_id": work["work_id"], "uses": []})
     assert no_uses.status_code == 422 and len(field_errors(no_uses.text)) == 1
+    for seats in ("²", "9" * 5000, "two"):  # digits int() refuses, and more digits than it converts
+        odd = client.post("/market/sell", headers=seller.headers,
+                          data={**OFFER_FORM, "work_id": work["work_id"], "seats": seats})
+        assert odd.status_code == 422 and len(field_errors(odd.text)) == 1, seats
 
     others = make_user("Other")
     not_mine = client.post("/market/sell", headers=others.headers, data={**OFFER_FORM, "work_id": work["work_id"]})

@@ -51,6 +51,7 @@ def test_bad_terms_are_422_with_locations(client, make_user, register_work):
         (offer(price={"amount": 100, "currency": "XYZ"}), "currency"),
         (exclusive_offer(seats=3), "seats must be 1"),
         (offer(duration={"until": "2001-01-01"}), "until"),
+        (offer(uses=["print"], print_run_cap=2**53), "print_run_cap"),  # would not sign as canonical JSON
     ]
     for bad, where in cases:
         body = problem(post_listing(client, seller, work_id, bad), 422)
@@ -66,6 +67,9 @@ def test_registry_state_gates_listing(client, make_user, register_work):
     copy_id = copy.json()["work_id"]
     assert "cleared" in problem(post_listing(client, copier, copy_id), 409)["detail"]
     with db(client) as session:  # what the staff review (built elsewhere) does
+        session.execute(update(PriorMatch).where(PriorMatch.work_id == copy_id).values(review_status="upheld"))
+    assert "copies an earlier registration" in problem(post_listing(client, copier, copy_id), 409)["detail"]
+    with db(client) as session:
         session.execute(update(PriorMatch).where(PriorMatch.work_id == copy_id).values(review_status="cleared"))
     assert post_listing(client, copier, copy_id).status_code == 201
 

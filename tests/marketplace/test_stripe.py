@@ -118,6 +118,15 @@ def test_webhook_credits_once_and_rejects_forgeries(client, make_user, list_work
         assert rejected.headers["content-type"].startswith("application/problem+json")
     tampered = payload.replace(b'"amount": 1500', b'"amount": 1')
     assert client.post(WEBHOOK, content=tampered, headers=signed(payload)).status_code == 400
+    # signed with our secret, but not shaped like Stripe's events: refused in words, never a 500
+    intent_object = b'{"object": "payment_intent", "id": "pi_x", "amount": 1, "currency": "eur"}'
+    for body in (b"[]", b'"event"', b'{"id": "evt_1"}', b'{"id": "evt_2", "type": "x", "data": {"object": []}}',
+                 b'{"id": ["evt_3"], "type": "payment_intent.succeeded", "data": {"object": ' + intent_object + b"}}",
+                 b'{"id": "evt_4", "type": "payment_intent.succeeded", "data": {"object": '
+                 + intent_object.replace(b'"pi_x"', b'{"pi": 1}') + b"}}"):
+        malformed = client.post(WEBHOOK, content=body, headers=signed(body))
+        assert malformed.status_code == 400, (body, malformed.text)
+        assert malformed.headers["content-type"].startswith("application/problem+json")
     assert client.get(f"/api/v1/orders/{order['order_id']}", headers=buyer.headers).json()["status"] == "pending"
 
     first = client.post(WEBHOOK, content=payload, headers=signed(payload))
@@ -215,22 +224,35 @@ def test_localstripe_delivers_webhooks_to_a_real_server(database_url, tmp_path: 
         assert http.get(license_url).json()["status"] == "active"
 
 
+def charge_refunded_event(payment_intent: str, *, amount: int, amount_refunded: int) -> bytes:
+    return json.dumps({
+        "id": f"evt_{uuid.uuid4().hex[:16]}", "object": "event", "type": "charge.refunded", "created": int(time.time()),
+        "data": {"object": {"id": "ch_x", "object": "charge", "payment_intent": payment_intent, "amount": amount,
+                            "amount_refunded": amount_refunded, "refunded": amount_refunded == amount,
+                            "currency": "gbp"}},
+    }).encode()
+
+
 def test_refund_made_in_the_stripe_dashboard_revokes_the_license(client, make_user, list_work, stripe_api):
     listed = list_work(offer(price={"amount": 3000, "currency": "GBP"}))
     buyer = make_user()
     order = place(client, buyer, listed.offer_ids[0], payment_method="pm_card_visa")
-    refund = stripe_api.v1.refunds.create(params={"payment_intent": order["payment"]["reference"]})
-    charge_event = json.dumps({
-        "id": f"evt_{uuid.uuid4().hex[:16]}", "object": "event", "type": "charge.refunded", "created": int(time.time()),
-        "data": {"object": {"id": "ch_x", "object": "charge", "payment_intent": order["payment"]["reference"],
-                            "amount": 3000, "currency": "gbp", "refunds": {"data": [{"id": refund.id}]}}},
-    }).encode()
+    intent_id = order["payment"]["reference"]
+    stripe_api.v1.refunds.create(params={"payment_intent": intent_id, "amount": 100})
+    partial = charge_refunded_event(intent_id, amount=3000, amount_refunded=100)
+    outcome = client.post(WEBHOOK, content=partial, headers=signed(partial)).json()["outcome"]
+    assert outcome == "partial refund recorded: the license stays, left for staff"
+    assert client.get(order["license_url"]).json()["status"] == "active"
+    assert sales_count(client) == 1
+
+    stripe_api.v1.refunds.create(params={"payment_intent": intent_id, "amount": 2900})
+    charge_event = charge_refunded_event(intent_id, amount=3000, amount_refunded=3000)
     outcome = client.post(WEBHOOK, content=charge_event, headers=signed(charge_event)).json()["outcome"]
     assert outcome == "order refunded"
     assert client.get(f"/api/v1/orders/{order['order_id']}", headers=buyer.headers).json()["status"] == "refunded"
     assert client.get(order["license_url"]).json()["status"] == "revoked"
-    # no second refund was asked of Stripe: the dashboard already made it
-    assert len(stripe_api.v1.refunds.list(params={"payment_intent": order["payment"]["reference"]}).data) == 1
+    # no further refund was asked of Stripe: the dashboard already made them
+    assert len(stripe_api.v1.refunds.list(params={"payment_intent": intent_id}).data) == 2
 
 
 def test_declined_card_leaves_no_order_and_no_money(client, make_user, list_work):
@@ -262,3 +284,39 @@ def test_failed_attempt_keeps_the_order_open_and_cancellation_closes_it(client, 
                              "payment_intent.canceled")
     assert client.post(WEBHOOK, content=cancelled, headers=signed(cancelled)).json()["outcome"] == "order cancelled"
     assert client.get(f"/api/v1/orders/{other['order_id']}", headers=buyer.headers).json()["status"] == "cancelled"
+
+
+def test_retry_after_a_lost_answer_asks_stripe_for_the_same_payment(client, make_user, list_work, monkeypatch):
+    """Stripe took the money but its answer was lost: the request fails and its order rolls back. The buyer's retry
+    with the same Idempotency-Key must send Stripe the very same requests under the same idempotency keys, which
+    Stripe answers from its record instead of charging again (localstripe keeps no such record, so the requests
+    are compared here)."""
+    listed = list_work(offer(price={"amount": 4200, "currency": "USD"}))
+    intents = client.app.state.marketplace.providers.get("stripe").client.v1.payment_intents
+    sent: list[tuple[str, Any, Any]] = []
+    real_create, real_confirm = intents.create, intents.confirm
+
+    def create(*, params: Any, options: Any) -> Any:
+        sent.append(("create", json.dumps(params, sort_keys=True), options["idempotency_key"]))
+        return real_create(params=params, options=options)
+
+    def confirm(intent_id: str, *, options: Any) -> Any:
+        sent.append(("confirm", None, options["idempotency_key"]))
+        confirmed = real_confirm(intent_id, options=options)
+        if len(sent) == 2:
+            raise stripe.APIConnectionError("Network error: read timed out")
+        return confirmed
+
+    monkeypatch.setattr(intents, "create", create)
+    monkeypatch.setattr(intents, "confirm", confirm)
+    buyer = make_user()
+    headers = {**buyer.headers, "Idempotency-Key": "checkout-1"}
+    body = {"offer_id": listed.offer_ids[0], "payment_method": "pm_card_visa"}
+    lost = client.post("/api/v1/orders", headers=headers, json=body)
+    assert lost.status_code == 502 and "Retrying is safe" in lost.json()["detail"]
+    retried = client.post("/api/v1/orders", headers=headers, json=body)
+    assert retried.status_code == 201, retried.text
+    assert sent[:2] == sent[2:]
+    other_buyer = make_user()
+    place(client, other_buyer, listed.offer_ids[0], payment_method="pm_card_visa")
+    assert sent[4][2] != sent[0][2]  # another buyer's order is another payment
