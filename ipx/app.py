@@ -21,7 +21,7 @@ from ipx.complaints import api as complaints_api
 from ipx.complaints import pages as complaints_pages
 from ipx.config import Settings, get_settings
 from ipx.db import make_engine, make_session_factory, transaction
-from ipx.errors import PROBLEM_JSON, IPXError, PayloadTooLarge
+from ipx.errors import PROBLEM_JSON, InternalError, IPXError, PayloadTooLarge
 from ipx.fingerprint.engine import FingerprintEngine
 from ipx.marketplace import api as marketplace_api
 from ipx.marketplace import pages as marketplace_pages
@@ -74,6 +74,18 @@ def _validation_problem(request: Request, exc: RequestValidationError) -> Respon
     problem = IPXError(f"The request is not valid — {where}.", errors=errors)
     problem.status_code, problem.title = 422, "Invalid input"
     return problem_response(problem, request)
+
+
+def _unexpected_problem(request: Request, exc: Exception) -> Response:
+    """Whatever no other handler took: still a problem (or, for a page, the error page), never Starlette's bare
+    "Internal Server Error". Starlette re-raises the exception after this response, so the server logs it."""
+    problem = InternalError(
+        "IPX failed while handling this request. The fault is ours and is logged for us to fix; what the request "
+        "changed was not saved. Please try again, and if it keeps happening, tell us the time and this address."
+    )
+    if request.url.path.startswith((API_PREFIX, "/.well-known/")):
+        return problem_response(problem, request)
+    return web_pages.error_page(request, problem.status_code, problem.title, problem.detail)
 
 
 def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:
@@ -195,6 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(IPXError, lambda request, exc: problem_response(exc, request))  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_problem)
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -63,6 +63,13 @@ class InvalidInput(IPXError):
     title = "Invalid input"
 
 
+class InternalError(IPXError):
+    """A bug of IPX's, not the client's: said as a problem like any other error, the traceback kept in the log."""
+
+    status_code = 500
+    title = "Internal server error"
+
+
 def over_upload_limit(limit: int) -> str:
     """The sentence for a file over the upload limit, wherever it is met: an upload, a file of a scanned folder."""
     return f"The file is larger than the upload limit of {limit / 1_048_576:.1f} MiB."

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ipx.accounts.models import User
@@ -146,6 +147,15 @@ def append_signed(
     return SignedEntry(key_id=signer.key_id, index=appended.index, **signed)
 
 
+def _refuse_second_registration(session: Session, owner: Principal, sha256: str, ctx: RegistryContext) -> None:
+    existing = session.scalar(select(Work).where(Work.owner_id == owner.id, Work.sha256 == sha256))
+    if existing is not None:
+        raise Conflict(
+            f"You already registered this exact file as “{existing.title}” on {rfc3339(existing.registered_at)}.",
+            work_id=existing.id, work_url=f"{ctx.public_url}/api/v1/works/{existing.id}",
+        )
+
+
 def register(
     session: Session, *, owner: Principal, upload: Upload, form: RegistrationForm, ctx: RegistryContext
 ) -> Registration:
@@ -153,12 +163,7 @@ def register(
     # Fingerprint before the first database statement: on SQLite that statement takes the write lock.
     computed = ctx.fingerprints.compute(upload.path.read_bytes(), media_type)
     preview = None if computed.picture is None else previews.preview_jpeg(computed.picture)
-    existing = session.scalar(select(Work).where(Work.owner_id == owner.id, Work.sha256 == upload.sha256))
-    if existing is not None:
-        raise Conflict(
-            f"You already registered this exact file as “{existing.title}” on {rfc3339(existing.registered_at)}.",
-            work_id=existing.id, work_url=f"{ctx.public_url}/api/v1/works/{existing.id}",
-        )
+    _refuse_second_registration(session, owner, upload.sha256, ctx)
     prior = _prior_similar(session, owner, upload.sha256, computed, ctx)
 
     ctx.blobs.put_file(upload.sha256, upload.path)
@@ -176,8 +181,12 @@ def register(
         statement=entry.body, signature=entry.signature, key_id=entry.key_id,
         log_index=entry.index, registered_at=entry.at,
     )
-    session.add(work)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(work)
+    except IntegrityError:  # the same owner's same file, sent twice at once, committed first by the other request
+        _refuse_second_registration(session, owner, upload.sha256, ctx)
+        raise
     for match in prior:
         session.add(PriorMatch(
             work_id=work_id, prior_work_id=match.work.id, method=match.method, distance=match.distance,

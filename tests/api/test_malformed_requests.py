@@ -41,3 +41,26 @@ def test_json_that_is_not_an_object_says_so(client, body):
 def test_a_file_sent_as_text_says_to_attach_it(client, make_user, path):
     response = client.post(path, data={"file": "not a file", "title": "A work"}, headers=make_user().headers)
     assert "file: attach a file here (a file part of a multipart/form-data body), not text" in problem_detail(response)
+
+
+def test_a_fault_of_ours_is_still_a_problem_in_words(settings, monkeypatch):
+    """What no handler expected (a bug, a database gone away) answers problem+json on the API and the error page on
+    pages, instead of Starlette's bare text "Internal Server Error"."""
+    from fastapi.testclient import TestClient
+
+    from ipx.app import create_app
+    from ipx.marketplace import service as marketplace_service
+    from ipx.registry import service as registry_service
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(registry_service, "search_works", broken)
+    monkeypatch.setattr(marketplace_service, "search_listings", broken)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        api = client.get("/api/v1/works", params={"q": "x"})
+        assert api.status_code == 500 and api.headers["content-type"] == "application/problem+json"
+        assert api.json()["title"] == "Internal server error" and "The fault is ours" in api.json()["detail"]
+        page = client.get("/market")
+        assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+        assert "The fault is ours" in page.text

@@ -104,3 +104,23 @@ def test_parallel_registrations_form_one_consistent_log(
         registered_at.append(statement["registered_at"])
     # the timestamp is taken under the append lock, so time order is log order even across workers
     assert registered_at == sorted(registered_at)
+
+
+def test_the_same_file_sent_twice_at_once_is_registered_once(
+    pg_databases: PostgresDatabases,
+    launch_ipx: Callable[..., ServerProcess],
+    http_client: Callable[[ServerProcess], httpx.Client],
+) -> None:
+    """A double-clicked upload: both requests pass the "already registered?" check before either commits. The loser
+    used to reach the unique index and answer a bare 500; it is a 409 naming the work, and the log holds one entry."""
+    server = launch_ipx(pg_databases.new(), workers=2)
+    http = http_client(server)
+    [account] = sign_up(http, 1, "twice")
+    attempts = 6
+    outcomes = register_in_parallel([account], [png_bytes(seed) for seed in range(attempts) for _ in (1, 2)],
+                                    threads=2)
+    for first, second in zip(outcomes[::2], outcomes[1::2], strict=True):
+        assert sorted([first.status, second.status]) == [201, 409], (first.body, second.body)
+        created, refused = (first, second) if first.status == 201 else (second, first)
+        assert refused.body is not None and refused.body["work_id"] == created.body["work_id"]  # type: ignore[index]
+    assert open_checkpoint(http.get("/api/v1/log/checkpoint").text, published_keys(http)[1]).size == attempts
