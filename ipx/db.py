@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,6 +11,8 @@ from pathlib import Path
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+logger = logging.getLogger(__name__)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -94,4 +97,7 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     finally:
         session.close()
     for effect in session.info.pop("after_commit", []):
-        effect()
+        try:
+            effect()
+        except Exception:  # the change is committed: a failed follow-up is logged, never turned into an error
+            logger.exception("an after-commit step failed; the committed change stands")

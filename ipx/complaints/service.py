@@ -226,8 +226,13 @@ def target_label(complaint: Complaint) -> str:
 # --- reading -----------------------------------------------------------------------------------------------
 
 
-def get_complaint(session: Session, complaint_id: str) -> Complaint:
-    complaint = session.get(Complaint, complaint_id) if _is_uuid(complaint_id) else None
+def get_complaint(session: Session, complaint_id: str, *, for_update: bool = False) -> Complaint:
+    """A case; `for_update` locks its row until the transaction ends, for every change of its state: two staff
+    actions at once each rewrote the takedown list from their own read, and one takedown was never lifted."""
+    complaint = (
+        session.get(Complaint, complaint_id, with_for_update=for_update, populate_existing=for_update)
+        if _is_uuid(complaint_id) else None
+    )
     if complaint is None:
         raise NotFound(f"No complaint has the id {complaint_id}.")
     return complaint
@@ -328,7 +333,7 @@ def file_counter_notice(
     session: Session, complaint_id: str, counter: CounterNoticeIn, *, caller: Principal, ctx: ComplaintsContext
 ) -> Complaint:
     """The owner disputes a takedown; the content comes back after the clock unless the complainant sues."""
-    complaint = get_complaint(session, complaint_id)
+    complaint = get_complaint(session, complaint_id, for_update=True)
     if caller.id != complaint.target_owner_id:
         raise Forbidden("Only the owner of the content this notice targets may file a counter-notice.")
     if complaint.counter_filed_at is not None:
@@ -355,7 +360,7 @@ def report_legal_action(
     session: Session, complaint_id: str, report: LegalActionIn, *, ctx: ComplaintsContext
 ) -> Complaint:
     """The complainant has gone to court: the restoration clock stops and the content stays down."""
-    complaint = get_complaint(session, complaint_id)
+    complaint = get_complaint(session, complaint_id, for_update=True)
     if party_role(complaint, caller=None, token=report.token) != "complainant":
         raise Forbidden("Only the complainant may report legal action.")
     if complaint.status != "counter_noticed":
@@ -373,7 +378,9 @@ def report_legal_action(
 def process_due_restorations(session: Session, now: datetime) -> list[Complaint]:
     """Restore content whose counter-notice period ended without a report of legal action (`ipx complaints tick`)."""
     due = session.scalars(
-        select(Complaint).where(Complaint.status == "counter_noticed", Complaint.restore_due_at <= now)
+        select(Complaint)
+        .where(Complaint.status == "counter_noticed", Complaint.restore_due_at <= now)
+        .with_for_update(skip_locked=True)  # a case a party is changing right now is restored on the next tick
     )
     restored = []
     for complaint in due:
@@ -396,7 +403,7 @@ def process_due_restorations(session: Session, now: datetime) -> list[Complaint]
 def apply_staff_action(
     session: Session, complaint_id: str, action_in: StaffActionIn, *, staff: Principal, ctx: ComplaintsContext
 ) -> Complaint:
-    complaint = get_complaint(session, complaint_id)
+    complaint = get_complaint(session, complaint_id, for_update=True)
     action, reason = action_in.action, action_in.reason
     if complaint.status in CLOSED:
         raise Conflict(f"Case {complaint.case_number} is closed ({complaint.status}); reopen it with a new notice.")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -14,6 +16,8 @@ from ipx.config import Settings
 from ipx.db import transaction, utcnow
 from ipx.notifications.models import OutboxMessage
 from ipx.notifications.senders import FROM_ADDRESS, EmailSender, sender_named
+
+logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 SITE = "{site}"  # written into bodies instead of the public URL, which only the relay's deployment knows
@@ -40,14 +44,25 @@ def enqueue(
 
 
 def as_email(message: OutboxMessage, public_url: str) -> EmailMessage:
-    email = EmailMessage()
+    address = _mailbox(message.to_email)
+    # An address with a non-ASCII local part can only travel as UTF-8 (RFC 6531): encoded-words are not allowed there.
+    email = EmailMessage(policy=email_policy.default if address.isascii() else email_policy.SMTPUTF8)
     email["From"] = FROM_ADDRESS
-    email["To"] = message.to_email
-    email["Subject"] = message.subject
+    email["To"] = address
+    email["Subject"] = " ".join(message.subject.split())  # titles people typed may hold line breaks
     email["Date"] = format_datetime(message.created_at)
     email["Message-ID"] = f"<ipx-outbox-{message.id}@ipx.invalid>"
     email.set_content(message.body.replace(SITE, public_url.rstrip("/")))
     return email
+
+
+def _mailbox(address: str) -> str:
+    """The address as mail servers route it: an internationalised domain in its ASCII (IDNA) form."""
+    local, _, domain = address.rpartition("@")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address
 
 
 def deliver_pending(session: Session, relay: Relay, *, limit: int = 100) -> int:
@@ -63,8 +78,9 @@ def deliver_pending(session: Session, relay: Relay, *, limit: int = 100) -> int:
         message.attempts += 1
         try:
             relay.sender.send(as_email(message, relay.public_url))
-        except OSError as exc:
-            message.last_error = str(exc)
+        except Exception as exc:  # one message that cannot be built or sent must not hold back the others
+            logger.warning("outbox message %s not sent: %s", message.id, exc)
+            message.last_error = f"{type(exc).__name__}: {exc}"
             continue
         message.sent_at = utcnow()
         sent += 1

@@ -16,6 +16,7 @@ from ipx.complaints.service import process_due_restorations
 from ipx.config import Settings
 from ipx.db import transaction
 from tests.complaints.conftest import CopyCase, act, file, notice
+from tests.marketplace.conftest import noise_png
 
 COUNTER = {"statement": "I took this photograph myself in 2019; the complainant copied mine.",
            "consent_to_jurisdiction": True, "signature": "Bob Later"}
@@ -265,3 +266,21 @@ def test_a_work_stays_disputed_while_another_case_holds_it(client, copy_case: Co
     assert work_status(client, copy_case.copy["work_id"]) == "disputed"
     act(client, staff, second["complaint_id"], "dismiss", "The sky is not Carol's")
     assert work_status(client, copy_case.copy["work_id"]) == "registered"
+
+
+def test_mail_goes_out_for_titles_with_line_breaks_and_international_addresses(client, make_user, settings) -> None:
+    """A title typed with a line break once made its alert's Subject header unbuildable: the request that queued it
+    answered 500 after committing, and every later message waited behind it forever."""
+    alice, bob = make_user("Alice"), make_user("Bob")
+    picture = noise_png(880_001)
+    original = alice.register(picture, title="Harbour\nat dawn")
+    assert original.status_code == 201, original.text
+    copy = bob.register(picture, title="Mine")
+    assert copy.status_code == 201, copy.text  # its alert to Alice names her title
+    filed = file(client, notice(original.json()["work_id"], {"work_id": copy.json()["work_id"]},
+                                complainant={"name": "José", "email": "josé@bücher.example"}))
+    mails = outbox_mail(settings)
+    alert = [m for m in mails if m["To"] == alice.email]
+    assert len(alert) == 1 and "Harbour at dawn" in alert[0]["Subject"]
+    receipt = [m for m in mails if m["To"] == "josé@xn--bcher-kva.example"]
+    assert len(receipt) == 1 and filed["token"] in receipt[0].get_content()
