@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 
 class AccountCreate(BaseModel):
     email: EmailStr
     password: str = Field(min_length=10, max_length=200, description="At least 10 characters.")
-    display_name: str = Field(min_length=1, max_length=200)
+    display_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] = Field(
+        description="Signed into every registration as the creator's name, so it cannot be blank."
+    )
 
 
 class AccountRead(BaseModel):

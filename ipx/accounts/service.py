@@ -46,6 +46,8 @@ def create_user(
     email = email.strip().lower()
     if len(password) < 10:
         raise InvalidInput("The password must be at least 10 characters long.")
+    if not display_name.strip():
+        raise InvalidInput("The display name cannot be blank: it is signed into every registration as the creator.")
     if session.scalar(select(func.count()).where(User.email == email)):
         raise Conflict(f"An account with the email {email} already exists.")
     user = User(email=email, display_name=display_name.strip(), password_hash=_hasher.hash(password), role=role)

@@ -94,7 +94,7 @@ async def file_complaint(
 async def _json_body(request: Request) -> Any:
     try:
         return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, or nested deeper than Python parses
         raise InvalidInput("The notice must be a JSON object (or multipart with a JSON 'notice' field).") from exc
 
 
@@ -105,8 +105,9 @@ def _json_field(value: Any) -> Any:
         ])
     try:
         return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"The 'notice' form field is not valid JSON ({exc.msg}).", errors=[
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise InvalidInput(f"The 'notice' form field is not valid JSON ({reason}).", errors=[
             {"loc": ["body", "notice"], "msg": "Invalid JSON"}
         ]) from exc
 

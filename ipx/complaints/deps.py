@@ -54,13 +54,16 @@ AFFIRMATIONS = {
 
 def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return [
-        {"loc": ["body", *map(str, e["loc"])], "msg": AFFIRMATIONS.get(str(e["loc"][-1]), e["msg"])}
+        {"loc": ["body", *map(str, e["loc"])], "msg": AFFIRMATIONS.get(str(e["loc"][-1]) if e["loc"] else "", e["msg"])}
         for e in exc.errors()
     ]
 
 
 def parse_notice(data: Any) -> NoticeIn:
     """Validate a notice, reporting every missing or wrong element at once with its location."""
+    if not isinstance(data, dict):
+        raise InvalidInput("The notice must be a JSON object with the elements of a notice, not a "
+                           f"{type(data).__name__.replace('NoneType', 'null')}.")
     try:
         return NoticeIn.model_validate(data)
     except ValidationError as exc:

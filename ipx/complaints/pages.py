@@ -8,22 +8,27 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from ipx.accounts.service import Principal
 from ipx.complaints import api, audit_search, review, service
 from ipx.complaints.deps import CaseAgeDays, CaseContext, SendsMail, field_errors, parse_notice, spooled_copies
+from ipx.complaints.models import Complaint
 from ipx.complaints.schemas import CounterNoticeIn, LegalActionIn, ReviewDecision, StaffAction, StaffActionIn
-from ipx.deps import Anyone, AppSettings, DbSession, PageOfResults, StoredInteger
+from ipx.deps import AppSettings, DbSession, PageOfResults, StoredInteger
 from ipx.errors import Forbidden, InvalidInput, IPXError, Unauthorized
 from ipx.routing import IPXRoute
+from ipx.web.pages import Visitor, reject_cross_site_posts
 from ipx.web.templating import templates
 
-router = APIRouter(include_in_schema=False, route_class=IPXRoute)
+# Plain IPXRoute, not PageRoute: these handlers render their own problem pages. A stale session cookie reads as
+# logged out (Visitor), and forms sent from another website are refused like every other page form.
+router = APIRouter(include_in_schema=False, route_class=IPXRoute, dependencies=[Depends(reject_cross_site_posts)])
 NOTICE_FIELDS = (
     "work_id", "infringing_work_id", "infringing_listing_id", "infringing_url", "name", "email", "address", "phone",
     "description", "signature",
@@ -53,7 +58,7 @@ def _require_staff(caller: Principal | None) -> Principal:
 
 @router.get("/complaints/new", response_class=HTMLResponse)
 def notice_form(
-    request: Request, caller: Anyone, work_id: str = "", infringing_work_id: str = "", listing_id: str = "",
+    request: Request, caller: Visitor, work_id: str = "", infringing_work_id: str = "", listing_id: str = "",
 ) -> Response:
     """The notice form; alert emails link here with both works pre-filled."""
     values = {"work_id": work_id, "infringing_work_id": infringing_work_id, "infringing_listing_id": listing_id}
@@ -64,7 +69,7 @@ def notice_form(
 
 @router.post("/complaints/new", response_class=HTMLResponse, dependencies=[SendsMail])
 async def submit_notice(
-    request: Request, session: DbSession, settings: AppSettings, caller: Anyone, ctx: CaseContext
+    request: Request, session: DbSession, settings: AppSettings, caller: Visitor, ctx: CaseContext
 ) -> Response:
     form = await request.form()
     values = {name: str(form.get(name) or "").strip() for name in NOTICE_FIELDS}
@@ -101,7 +106,7 @@ def _notice_from_form(values: dict[str, str], form: FormData) -> dict[str, Any]:
 
 @router.get("/complaints/{complaint_id}", response_class=HTMLResponse)
 def case_status(
-    request: Request, complaint_id: str, session: DbSession, caller: Anyone,
+    request: Request, complaint_id: str, session: DbSession, caller: Visitor,
     token: Annotated[str | None, Query()] = None, filed: bool = False,
 ) -> Response:
     try:
@@ -117,7 +122,7 @@ def case_status(
 
 @router.post("/complaints/{complaint_id}/legal-action", response_class=HTMLResponse, dependencies=[SendsMail])
 def legal_action_form(
-    request: Request, complaint_id: str, session: DbSession, caller: Anyone, ctx: CaseContext,
+    request: Request, complaint_id: str, session: DbSession, caller: Visitor, ctx: CaseContext,
     token: Annotated[str, Form()], note: Annotated[str, Form()],
 ) -> Response:
     try:
@@ -139,12 +144,20 @@ def _as_problem(error: Exception) -> IPXError:
     return InvalidInput(f"The form is incomplete or invalid — {detail}.")
 
 
+def _case_to_answer(session: Session, complaint_id: str, caller: Principal | None) -> Complaint:
+    """The case whose counter-notice form the caller may see: theirs to answer, or staff's to look at."""
+    if caller is None:
+        raise Unauthorized("Log in as the owner of the content to file a counter-notice.")
+    complaint = service.get_complaint(session, complaint_id)
+    if service.party_role(complaint, caller=caller, token=None) not in ("owner", "staff"):
+        raise Forbidden("Only the owner of the content this notice targets may file a counter-notice.")
+    return complaint
+
+
 @router.get("/complaints/{complaint_id}/counter-notice", response_class=HTMLResponse)
-def counter_notice_form(request: Request, complaint_id: str, session: DbSession, caller: Anyone) -> Response:
+def counter_notice_form(request: Request, complaint_id: str, session: DbSession, caller: Visitor) -> Response:
     try:
-        complaint = service.get_complaint(session, complaint_id)
-        if service.party_role(complaint, caller=caller, token=None) not in ("owner", "staff"):
-            raise Forbidden("Only the owner of the content this notice targets may file a counter-notice.")
+        complaint = _case_to_answer(session, complaint_id, caller)
     except IPXError as error:
         return problem_page(request, caller, error)
     return render(request, "complaints/counter_notice.html", caller, case=service.view(session, complaint, "owner"),
@@ -153,18 +166,16 @@ def counter_notice_form(request: Request, complaint_id: str, session: DbSession,
 
 @router.post("/complaints/{complaint_id}/counter-notice", response_class=HTMLResponse, dependencies=[SendsMail])
 async def submit_counter_notice(
-    request: Request, complaint_id: str, session: DbSession, caller: Anyone, ctx: CaseContext
+    request: Request, complaint_id: str, session: DbSession, caller: Visitor, ctx: CaseContext
 ) -> Response:
     form = await request.form()
     values = {key: str(form.get(key) or "").strip() for key in ("statement", "signature")}
     try:
-        if caller is None:
-            raise Unauthorized("Log in as the owner of the content to file a counter-notice.")
+        complaint = _case_to_answer(session, complaint_id, caller)  # before the form: its errors show the case
         counter = CounterNoticeIn.model_validate({**values, "consent_to_jurisdiction": form.get("consent") == "on"})
         await run_in_threadpool(service.file_counter_notice, session, complaint_id, counter, caller=caller, ctx=ctx)
     except ValidationError as error:
         errors = {".".join(e["loc"][1:]): e["msg"] for e in field_errors(error)}
-        complaint = service.get_complaint(session, complaint_id)
         return render(request, "complaints/counter_notice.html", caller, status_code=422,
                       case=service.view(session, complaint, "owner"), values=values, errors=errors)
     except IPXError as error:
@@ -178,7 +189,7 @@ async def submit_counter_notice(
 
 @router.get("/staff/complaints", response_class=HTMLResponse)
 def staff_queue(
-    request: Request, session: DbSession, caller: Anyone, ctx: CaseContext,
+    request: Request, session: DbSession, caller: Visitor, ctx: CaseContext,
     status: str = "open", kind: Annotated[str, Query(alias="type")] = "", min_age_days: CaseAgeDays = None,
 ) -> Response:
     try:
@@ -193,7 +204,7 @@ def staff_queue(
 
 
 @router.get("/staff/complaints/{complaint_id}", response_class=HTMLResponse)
-def staff_case(request: Request, complaint_id: str, session: DbSession, caller: Anyone) -> Response:
+def staff_case(request: Request, complaint_id: str, session: DbSession, caller: Visitor) -> Response:
     try:
         _require_staff(caller)
         case = service.view(session, service.get_complaint(session, complaint_id), "staff")
@@ -205,7 +216,7 @@ def staff_case(request: Request, complaint_id: str, session: DbSession, caller: 
 
 @router.post("/staff/complaints/{complaint_id}/actions", response_class=HTMLResponse)
 def staff_case_action(
-    request: Request, complaint_id: str, session: DbSession, caller: Anyone, ctx: CaseContext,
+    request: Request, complaint_id: str, session: DbSession, caller: Visitor, ctx: CaseContext,
     action: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
 ) -> Response:
     try:
@@ -219,7 +230,7 @@ def staff_case_action(
 
 
 @router.get("/staff/reviews", response_class=HTMLResponse)
-def staff_reviews(request: Request, session: DbSession, caller: Anyone, status: str = "open") -> Response:
+def staff_reviews(request: Request, session: DbSession, caller: Visitor, status: str = "open") -> Response:
     try:
         _require_staff(caller)
     except IPXError as error:
@@ -231,7 +242,7 @@ def staff_reviews(request: Request, session: DbSession, caller: Anyone, status: 
 
 @router.post("/staff/reviews/{review_id}", response_class=HTMLResponse, dependencies=[SendsMail])
 def staff_review_decision(
-    request: Request, review_id: StoredInteger, session: DbSession, caller: Anyone,
+    request: Request, review_id: StoredInteger, session: DbSession, caller: Visitor,
     decision: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
 ) -> Response:
     try:
@@ -246,7 +257,7 @@ def staff_review_decision(
 
 @router.get("/staff/audit", response_class=HTMLResponse)
 def staff_audit(
-    request: Request, session: DbSession, caller: Anyone, action: str = "", subject: str = "",
+    request: Request, session: DbSession, caller: Visitor, action: str = "", subject: str = "",
     page: PageOfResults = 1,
 ) -> Response:
     try:

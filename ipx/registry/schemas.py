@@ -5,13 +5,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from ipx.registry.media import WORK_TYPES
 
 
 class CreatorShare(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     share: Decimal = Field(gt=0, le=100, decimal_places=2, description="Percent of the work, up to 2 decimals.")
     role: str | None = Field(default=None, max_length=100)
 
@@ -51,7 +51,7 @@ class RegistrationForm(BaseModel):
                 return []
             try:
                 return json.loads(value)
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: thousands of nested brackets
                 raise ValueError("creators must be a JSON list like [{\"name\": \"Ada\", \"share\": 50}]") from exc
         return value
 

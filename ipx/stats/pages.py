@@ -7,18 +7,19 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from ipx.deps import Anyone, DbSession
+from ipx.deps import DbSession
 from ipx.errors import IPXError
 from ipx.routing import IPXRoute
 from ipx.stats import charts, service
 from ipx.stats.api import quarter_or_current
+from ipx.web.pages import Visitor
 from ipx.web.templating import templates
 
 router = APIRouter(include_in_schema=False, route_class=IPXRoute)
 
 
 @router.get("/stats", response_class=HTMLResponse)
-def stats_page(request: Request, session: DbSession, caller: Anyone, quarter: str = "") -> Response:
+def stats_page(request: Request, session: DbSession, caller: Visitor, quarter: str = "") -> Response:
     try:
         period = quarter_or_current(quarter or None)
     except IPXError as error:

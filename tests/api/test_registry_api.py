@@ -150,6 +150,8 @@ def test_bad_metadata_gets_clear_errors(client, make_user):
     assert_problem(user.register(png_bytes(1), creators="not json"), 422, "JSON list")
     assert_problem(user.register(png_bytes(1), work_type="sculpture"), 422, "work_type")
     assert_problem(user.register(png_bytes(1), year_created="2999"), 422, "future")
+    assert_problem(user.register(png_bytes(1), creators="[" * 100_000), 422, "JSON list")  # was a RecursionError 500
+    assert_problem(user.register(png_bytes(1), creators='[{"name": " \u3000 ", "share": 100}]'), 422, "name")
 
 
 def test_mislabeled_image_is_refused(client, make_user):
@@ -205,6 +207,10 @@ def test_authentication_errors_are_401_problems(client, make_user, make_settings
     assert_problem(
         client.post("/api/v1/auth/register", json={"email": "short@example.org", "password": "short",
                                                    "display_name": "S"}), 422, "password",
+    )
+    assert_problem(  # a blank name would be signed into every registration as the creator's
+        client.post("/api/v1/auth/register", json={"email": "blank@example.org", "password": "long enough 1",
+                                                   "display_name": " \t\u3000"}), 422, "display_name",
     )
 
 

@@ -109,6 +109,14 @@ def test_not_json_is_a_clear_422(client) -> None:
     response = client.post("/api/v1/complaints", content=b"name=x", headers={"content-type": "text/plain"})
     assert response.status_code == 422
     assert "JSON" in response.json()["detail"]
+    deep = b"[" * 100_000
+    for body in (b"[1, 2]", b'"x"', b"null", b"NaN", deep):  # JSON, but no notice: each was a bare 500
+        answer = client.post("/api/v1/complaints", content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == 422, (body[:10], answer.text)
+        assert answer.headers["content-type"] == "application/problem+json" and "JSON object" in answer.json()["detail"]
+    for field in ("[1]", "NaN", deep.decode()):
+        answer = client.post("/api/v1/complaints", data={"notice": field}, files={"work_file": ("x.png", b"x")})
+        assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json", field[:10]
 
 
 def test_upload_identifies_the_registered_work_and_the_external_copy(client, copy_case: CopyCase, settings) -> None:

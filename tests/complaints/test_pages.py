@@ -68,3 +68,22 @@ def test_case_page_refuses_strangers(client, copy_case: CopyCase, make_user) -> 
     assert client.get(f"/complaints/{complaint_id}").status_code == 403
     assert client.get(f"/complaints/{complaint_id}/counter-notice").status_code == 403
     assert client.get("/complaints/00000000-0000-0000-0000-000000000000").status_code == 404
+    # a stranger's invalid counter-notice used to answer 422 with the case laid out as for its owner
+    leak = client.post(f"/complaints/{complaint_id}/counter-notice", data={"statement": "", "signature": ""})
+    assert leak.status_code == 403 and "elsewhere.example" not in leak.text
+
+
+def test_stale_cookie_reads_as_logged_out_and_other_sites_cannot_post(client, copy_case: CopyCase, staff) -> None:
+    client.cookies.set("ipx_session", "expired-or-revoked")
+    for path in ("/complaints/new", "/stats"):
+        page = client.get(path)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), path
+    client.cookies.clear()
+    data = {**FORM, "work_id": copy_case.original["work_id"], "infringing_url": "https://elsewhere.example/x.png"}
+    location = client.post("/complaints/new", data=data, follow_redirects=False).headers["location"]
+    complaint_id = urlsplit(location).path.rsplit("/", 1)[1]
+    _login(client, staff)
+    forged = client.post(f"/staff/complaints/{complaint_id}/actions", headers={"Origin": "https://evil.example"},
+                         data={"action": "dismiss", "reason": "forged by another site"}, follow_redirects=False)
+    assert forged.status_code == 403
+    assert client.get(f"/api/v1/complaints/{complaint_id}", headers=staff).json()["status"] != "dismissed"
