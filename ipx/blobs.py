@@ -27,7 +27,10 @@ class StoredBlob:
 
 
 class BlobStore(Protocol):
-    def put_file(self, sha256: str, path: Path) -> None: ...
+    def put_file(self, sha256: str, path: Path) -> None:
+        """Store the file under its SHA-256. Content that is already stored has its age renewed instead: it may be
+        an orphan an interrupted registration left, which the sweep would otherwise delete under this one."""
+
     def read(self, sha256: str) -> bytes: ...
     def exists(self, sha256: str) -> bool: ...
     def delete(self, sha256: str) -> None: ...
@@ -52,6 +55,7 @@ class LocalBlobStore:
     def put_file(self, sha256: str, path: Path) -> None:
         target = self._path(sha256)
         if target.exists():
+            os.utime(target)  # renewed: see BlobStore.put_file
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         # Write to a temporary name, fsync, then rename: a crash leaves either the whole blob or none.
@@ -94,7 +98,11 @@ class S3BlobStore:
         return f"{self.prefix}{_check_name(sha256)}"
 
     def put_file(self, sha256: str, path: Path) -> None:
-        if self.exists(sha256):
+        if self.exists(sha256):  # renewed (see BlobStore.put_file) by a server-side copy onto itself
+            key = self._key(sha256)
+            self.client.copy_object(
+                Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key}, MetadataDirective="REPLACE"
+            )
             return
         self.client.upload_file(str(path), self.bucket, self._key(sha256))
 

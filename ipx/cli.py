@@ -103,15 +103,11 @@ def keys_init() -> None:
 def keys_rotate() -> None:
     """Retire the active key (it stays published) and sign from now on with a new one."""
     from ipx.db import transaction
-    from ipx.registry import keys, log
+    from ipx.registry.service import rotate_key
 
-    settings = get_settings()
     with transaction(_session_factory()) as session:
-        key = keys.rotate(session, settings.resolved_key_dir)
-    with transaction(_session_factory()) as session:
-        # a fresh checkpoint by the new key, so verifiers see the rotation in the log's own history
-        log.publish_checkpoint(session, keys.active_signer(session, settings.resolved_key_dir))
-    typer.echo(f"now signing with {key.key_id}")
+        key = rotate_key(session, get_settings().resolved_key_dir)
+    typer.echo(f"now signing with {key.key_id}; the current checkpoint is signed by it too")
 
 
 @keys_app.command("list")
@@ -246,7 +242,7 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Verify an evidence bundle offline: signature, log inclusion, checkpoint, and the file."""
-    from ipx.registry.evidence import verify_bundle, work_sha256
+    from ipx.registry.evidence import PublishedKeysError, published_keys, verify_bundle, work_sha256
 
     try:
         document = json.loads(bundle.read_text())
@@ -255,8 +251,11 @@ def verify(
         raise typer.Exit(2) from exc
     trusted = None
     if keys_file is not None:
-        published = json.loads(keys_file.read_text())
-        trusted = {key["key_id"] for key in (published["keys"] if isinstance(published, dict) else published)}
+        try:
+            trusted = published_keys(json.loads(keys_file.read_text()))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, PublishedKeysError) as exc:
+            typer.echo(f"error: cannot read {keys_file} as IPX's published keys ({exc})", err=True)
+            raise typer.Exit(2) from exc
     report = verify_bundle(document, file.read_bytes() if file else None, trusted)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
@@ -271,6 +270,9 @@ def verify(
             )
             if file is None and work_sha256(statement) is not None:
                 typer.echo("  (no file given: pass the file too to check that it is this exact work)")
+            if trusted is None:
+                typer.echo("  (checked against the key inside the bundle: pass --keys with a copy of IPX's "
+                           "/.well-known/ipx/keys to check that IPX itself signed it, and when)")
         else:
             typer.echo("NOT VERIFIED: " + "; ".join(f"{c.name}: {c.detail}" for c in report.checks if not c.ok))
     sys.exit(0 if report.ok else 1)

@@ -97,17 +97,22 @@ def append(session: Session, entry_type: str, build_leaf: Callable[[], bytes]) -
     return Appended(index, leaf)
 
 
+def hold_appends(session: Session) -> None:
+    """Wait for appends in flight and keep new ones out until this transaction ends (key rotation needs that)."""
+    session.execute(select(LogState.id).where(LogState.id == LOG_STATE_ID).with_for_update()).one()
+
+
 def publish_checkpoint(session: Session, signer: Signer) -> LogCheckpoint:
+    """The signed checkpoint of the log as it stands, by `signer`: after a key rotation the current size is signed
+    again by the new key (same tree head, so notes signed earlier by the old key stay valid)."""
     tree_size = size(session)
     existing = session.get(LogCheckpoint, tree_size)
-    if existing is not None:
+    if existing is not None and existing.key_id == signer.key_id:
         return existing
     root = merkle.root_hash(tree_size, _node_reader(session))
-    body = Checkpoint(origin(session), tree_size, root).body()
-    row = LogCheckpoint(
-        tree_size=tree_size, root_hash=root, note=sign_note(body, origin(session), signer.private_key),
-        key_id=signer.key_id,
-    )
+    note = sign_note(Checkpoint(origin(session), tree_size, root).body(), origin(session), signer.private_key)
+    row = existing or LogCheckpoint(tree_size=tree_size, root_hash=root)
+    row.note, row.key_id = note, signer.key_id
     session.add(row)
     session.flush()
     return row

@@ -22,7 +22,7 @@ from ipx.db import utcnow
 from ipx.errors import Conflict, InvalidInput, IPXError, NotFound
 from ipx.fingerprint.engine import ComputedFingerprints, FingerprintEngine
 from ipx.registry import evidence, keys, log, media, previews, signing
-from ipx.registry.models import PriorMatch, Work, WorkFingerprint
+from ipx.registry.models import PriorMatch, SigningKey, Work, WorkFingerprint
 from ipx.registry.schemas import RegistrationForm
 
 STATEMENT_TYPE = "ipx.registration/v1"
@@ -132,19 +132,33 @@ def append_signed(
     The statement is built and timestamped inside the log's append, once its index is taken, so no entry
     claims a time earlier than the entry before it.
     """
-    signer = keys.active_signer(session, key_dir)
     signed: dict[str, Any] = {}
 
     def build_leaf() -> bytes:
+        # Chosen under the log's lock, like the time: a key rotation (which holds appends) cannot fall between
+        # them, so every statement's time lies inside its key's published validity window.
+        signer = keys.active_signer(session, key_dir)
         at = utcnow()
         statement = build(signer.key_id, at)
         body, signature = signing.sign_statement(signer.private_key, statement)
-        signed.update(statement=statement, body=body, signature=signature, at=at)
+        signed.update(signer=signer, statement=statement, body=body, signature=signature, at=at)
         return body
 
     appended = log.append(session, entry_type, build_leaf)
+    signer = signed.pop("signer")
     log.publish_checkpoint(session, signer)
     return SignedEntry(key_id=signer.key_id, index=appended.index, **signed)
+
+
+def rotate_key(session: Session, key_dir: Path) -> SigningKey:
+    """Retire the active key and sign with a new one from now on, starting with the log's current checkpoint.
+
+    Appends are held meanwhile, so no statement signed by the old key is dated after its retirement.
+    """
+    log.hold_appends(session)
+    key = keys.rotate(session, key_dir)
+    log.publish_checkpoint(session, keys.active_signer(session, key_dir))
+    return key
 
 
 def _refuse_second_registration(session: Session, owner: Principal, sha256: str, ctx: RegistryContext) -> None:
@@ -369,7 +383,7 @@ def work_evidence(session: Session, work: Work) -> dict[str, Any]:
 
 def verify_work(session: Session, work: Work, blobs: BlobStore) -> evidence.VerificationReport:
     """Re-check everything an outside verifier would, plus that the stored file is intact."""
-    trusted = {key.key_id for key in keys.all_keys(session)}
+    trusted = {key.key_id: evidence.TrustedKey(key.valid_from, key.valid_until) for key in keys.all_keys(session)}
     try:
         content: bytes | None = blobs.read(work.sha256)
     except (FileNotFoundError, OSError):

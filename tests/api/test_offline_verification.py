@@ -36,6 +36,7 @@ def test_cli_verifies_a_good_bundle_and_file(bundle_and_file):
     result = run("verify", str(bundle), str(file))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "VERIFIED" in result.stdout and "Dora Maar" in result.stdout
+    assert "pass --keys" in result.stdout  # checked only against the key the bundle itself carries
     as_json = json.loads(run("verify", str(bundle), str(file), "--json").stdout)
     assert as_json["valid"] is True
 
@@ -57,6 +58,15 @@ def test_cli_names_the_failed_check(bundle_and_file, tmp_path):
     garbage.write_text("{not json")
     result = run("verify", str(garbage))
     assert result.returncode == 2 and "cannot read" in result.stderr
+    # damaged in ways that used to end in a traceback
+    for damage in ({"key": {"public_key_pem": 5, "key_id": "x"}}, {"statement": []},
+                   {"log": {**document["log"], "checkpoint": 5}}, {"statement": {"n": 2**64}}):
+        damaged = tmp_path / "damaged.json"
+        damaged.write_text(json.dumps({**json.loads(bundle.read_text()), **damage}))
+        result = run("verify", str(damaged), str(file))
+        assert result.returncode == 1 and "NOT VERIFIED" in result.stdout, (damage, result.stderr)
+    result = run("verify", str(bundle), "--keys", str(garbage))
+    assert result.returncode == 2 and "published keys" in result.stderr
 
 
 def test_pinned_keys_must_include_the_bundle_key(bundle_and_file, client, tmp_path):
@@ -64,7 +74,7 @@ def test_pinned_keys_must_include_the_bundle_key(bundle_and_file, client, tmp_pa
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps(client.get("/.well-known/ipx/keys").json()))
     assert run("verify", str(bundle), str(file), "--keys", str(keys)).returncode == 0
-    keys.write_text(json.dumps({"keys": [{"key_id": "0" * 64}]}))
+    keys.write_text(json.dumps({"keys": [{"key_id": "0" * 64, "valid_from": "2026-01-01T00:00:00Z"}]}))
     result = run("verify", str(bundle), str(file), "--keys", str(keys))
     assert result.returncode == 1 and "not among the trusted" in result.stdout
 

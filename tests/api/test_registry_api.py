@@ -269,25 +269,41 @@ def test_tampered_bundles_say_exactly_what_failed(client, make_user):
 
 def test_key_rotation_keeps_old_evidence_valid(client, make_user, settings):
     from ipx.db import transaction
-    from ipx.registry import keys, log
+    from ipx.registry import keys, signing
+    from ipx.registry.evidence import published_keys
+    from ipx.registry.service import rotate_key
 
     user = make_user()
     old_data = png_bytes(11)
     old_work = user.register(old_data, title="Before rotation").json()
     old_bundle = client.get(f"/api/v1/works/{old_work['work_id']}/evidence").json()
     with transaction(client.app.state.session_factory) as session:
-        keys.rotate(session, settings.resolved_key_dir)
-    with transaction(client.app.state.session_factory) as session:
-        log.publish_checkpoint(session, keys.active_signer(session, settings.resolved_key_dir))
+        retired = keys.active_signer(session, settings.resolved_key_dir)
+        new_key = rotate_key(session, settings.resolved_key_dir)
+    # the log's current checkpoint is signed by the new key at once, not at the next registration
+    [new_verifier] = [NoteVerifier.from_vkey(k["note_verifier_key"])
+                      for k in client.get("/.well-known/ipx/keys").json()["keys"] if k["key_id"] == new_key.key_id]
+    assert open_checkpoint(client.get("/api/v1/log/checkpoint").text, [new_verifier]).size == old_work["log_index"] + 1
+    assert client.get(f"/api/v1/works/{old_work['work_id']}/evidence").json()["log"]["checkpoint_key"]["key_id"] \
+        == new_key.key_id
     new_work = user.register(png_bytes(12), title="After rotation").json()
-    assert new_work["key_id"] != old_work["key_id"]
+    assert new_work["key_id"] == new_key.key_id != old_work["key_id"]
 
-    published = client.get("/.well-known/ipx/keys").json()["keys"]
-    assert [k["status"] for k in published] == ["retired", "active"]
-    assert published[0]["valid_until"] is not None
-    assert verify_bundle(old_bundle, old_data, {k["key_id"] for k in published}).ok
+    published = client.get("/.well-known/ipx/keys").json()
+    assert [k["status"] for k in published["keys"]] == ["retired", "active"]
+    assert published["keys"][0]["valid_until"] is not None
+    trusted = published_keys(published)
+    assert verify_bundle(old_bundle, old_data, trusted).ok
+    # whoever holds the retired key cannot make it vouch for a registration dated after its retirement
+    forged = copy.deepcopy(old_bundle)
+    forged["statement"]["registered_at"] = "2099-01-01T00:00:00.000000Z"
+    forged["signature"] = base64.b64encode(signing.sign_statement(retired.private_key, forged["statement"])[1]).decode()
+    failed = {c.name: c.detail for c in verify_bundle(forged, old_data, trusted).checks if not c.ok}
+    assert "outside the key's validity" in failed["signing time"]
+    assert "statement signature" not in failed and "signing time" not in {
+        c.name for c in verify_bundle(forged, old_data).checks if not c.ok}  # unpinned, only the log can tell
     refreshed = client.get(f"/api/v1/works/{old_work['work_id']}/evidence").json()
     assert refreshed["log"]["checkpoint_key"]["key_id"] == new_work["key_id"]
     assert verify_bundle(refreshed, old_data).ok
     assert client.get(f"/api/v1/verify/{old_work['work_id']}").json()["valid"]
-    assert load_public_key_pem(published[0]["public_key_pem"])
+    assert load_public_key_pem(published["keys"][0]["public_key_pem"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -137,6 +139,24 @@ def test_grace_period_protects_uploads_in_flight(s3_client: TestClient, tmp_path
     with transaction(s3_client.app.state.session_factory) as session:  # type: ignore[attr-defined]
         assert sweep_orphan_blobs(session, store, grace_seconds=3600) == []
     assert store.exists(in_flight)
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_storing_content_again_renews_its_age(kind: str, s3_endpoint: str, prefix: str, tmp_path: Path) -> None:
+    """An orphan an interrupted registration left, whose bytes are registered again: the sweep's grace period must
+    count from this registration, or the sweep deletes the file under it before it commits."""
+    url = f"s3://{BUCKET}/{prefix}" if kind == "s3" else f"file://{tmp_path / 'blobs'}"
+    store = open_blob_store(url, endpoint_url=s3_endpoint)
+    sha256, path = write_file(tmp_path, b"left by a registration that crashed")
+    store.put_file(sha256, path)
+    if kind == "local":
+        os.utime(tmp_path / "blobs" / sha256[:2] / sha256[2:4] / sha256, (0, 0))
+    else:
+        time.sleep(1.1)  # S3 keeps whole seconds
+    [before] = [blob.modified_at for blob in store.list()]
+    store.put_file(sha256, path)
+    [after] = [blob.modified_at for blob in store.list()]
+    assert after > before and store.read(sha256) == path.read_bytes()
 
 
 def test_a_file_missing_from_s3_is_reported_not_a_server_error(s3_client: TestClient) -> None:
