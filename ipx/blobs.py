@@ -7,9 +7,12 @@ registration never committed is an orphan, removed by `sweep_orphans` after a gr
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +35,8 @@ class BlobStore(Protocol):
         an orphan an interrupted registration left, which the sweep would otherwise delete under this one."""
 
     def read(self, sha256: str) -> bytes: ...
+    def digest(self, sha256: str) -> str:
+        """The SHA-256 of the stored bytes, read as a stream (FileNotFoundError when missing)."""
     def exists(self, sha256: str) -> bool: ...
     def delete(self, sha256: str) -> None: ...
     def list(self) -> Iterator[StoredBlob]: ...
@@ -74,6 +79,10 @@ class LocalBlobStore:
     def read(self, sha256: str) -> bytes:
         return self._path(sha256).read_bytes()
 
+    def digest(self, sha256: str) -> str:
+        with self._path(sha256).open("rb") as stored:
+            return hashlib.file_digest(stored, "sha256").hexdigest()
+
     def exists(self, sha256: str) -> bool:
         return self._path(sha256).exists()
 
@@ -112,6 +121,16 @@ class S3BlobStore:
         except self.client.exceptions.NoSuchKey as exc:  # same contract as the local store
             raise FileNotFoundError(f"blob {sha256} is not in s3://{self.bucket}/{self.prefix}") from exc
 
+    def digest(self, sha256: str) -> str:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
+        except self.client.exceptions.NoSuchKey as exc:
+            raise FileNotFoundError(f"blob {sha256} is not in s3://{self.bucket}/{self.prefix}") from exc
+        hasher = hashlib.sha256()
+        for chunk in body.iter_chunks(1 << 20):
+            hasher.update(chunk)
+        return hasher.hexdigest()
+
     def exists(self, sha256: str) -> bool:
         from botocore.exceptions import ClientError
 
@@ -133,6 +152,36 @@ class S3BlobStore:
                 name = item["Key"][len(self.prefix) :]
                 if SHA256_HEX.match(name):
                     yield StoredBlob(name, item["LastModified"].astimezone(UTC))
+
+
+class RecentDigests:
+    """Digests of stored blobs as read back within the last `seconds`, per process.
+
+    Public pages re-check a work's stored file on every view; reading a 60 MB file back each time let anyone load
+    the server's disk and CPU at will. A damaged or lost blob still shows within `seconds`.
+    """
+
+    def __init__(self, store: BlobStore, *, seconds: float = 300.0, capacity: int = 4096) -> None:
+        self.store, self.seconds, self.capacity = store, seconds, capacity
+        self._seen: dict[str, tuple[float, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def digest(self, sha256: str) -> str | None:
+        """The stored blob's SHA-256, None when it is missing or unreadable."""
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get(sha256)
+        if seen is not None and now - seen[0] < self.seconds:
+            return seen[1]
+        try:
+            digest: str | None = self.store.digest(sha256)
+        except OSError:
+            digest = None
+        with self._lock:
+            if len(self._seen) >= self.capacity:
+                self._seen.clear()
+            self._seen[sha256] = (now, digest)
+        return digest
 
 
 def open_blob_store(url: str, *, endpoint_url: str | None = None, region: str = "us-east-1") -> BlobStore:

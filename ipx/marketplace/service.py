@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from ipx.accounts.models import User
 from ipx.accounts.service import Principal
 from ipx.audit import service as audit_service
-from ipx.db import utcnow
+from ipx.db import contains_pattern, utcnow
 from ipx.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ipx.marketplace import ledger, terms
 from ipx.marketplace.models import License, Listing, Offer, Order, PaymentEvent, SalesSuspension
@@ -258,11 +258,6 @@ def withdraw_offer(session: Session, offer_id: str, *, actor: Principal) -> Offe
     return offer
 
 
-def _like_pattern(word: str) -> str:
-    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def search_listings(
     session: Session, *, q: str | None = None, template: str | None = None, min_price: int | None = None,
     max_price: int | None = None, currency: str | None = None, seller_id: str | None = None, page: int = 1,
@@ -290,7 +285,7 @@ def search_listings(
     else:  # a price range matches few offers: collect them once instead of probing every listing (SQLite 10x)
         has_offer = Listing.id.in_(select(Offer.listing_id).where(*offer_filters))
     conditions = [Listing.status == "active", has_offer]
-    conditions += [Listing.search_text.like(_like_pattern(w), escape="\\") for w in (q or "").lower().split()[:10]]
+    conditions += [Listing.search_text.like(contains_pattern(w), escape="\\") for w in (q or "").lower().split()[:10]]
     if seller_id:
         conditions.append(Listing.seller_id == seller_id)
     # counting stops at COUNT_CAP: an exact "29,433 results" costs a full scan, "10,000+" a bounded one

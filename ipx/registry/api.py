@@ -198,7 +198,7 @@ def get_work_evidence(work_id: uuid.UUID, session: DbSession) -> dict[str, Any]:
 def verify_registration(work_id: uuid.UUID, session: DbSession, registry: Registry) -> dict[str, Any]:
     """Re-verify a registration's signature, log inclusion and stored file, server-side (anyone)."""
     work = service.get_work(session, str(work_id))
-    report = service.verify_work(session, work, registry.blobs)
+    report = service.verify_work(session, work, registry)
     return {"work_id": work.id, "sha256": work.sha256, "log_index": work.log_index, **report.as_dict()}
 
 

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from ipx.accounts.models import User
 from ipx.accounts.service import Principal
 from ipx.audit import service as audit_service
-from ipx.blobs import BlobStore
-from ipx.db import utcnow
+from ipx.blobs import BlobStore, RecentDigests
+from ipx.db import contains_pattern, utcnow
 from ipx.errors import Conflict, InvalidInput, IPXError, NotFound
 from ipx.fingerprint.engine import ComputedFingerprints, FingerprintEngine
 from ipx.registry import evidence, keys, log, media, previews, signing
@@ -54,6 +54,10 @@ class RegistryContext:
     key_dir: Path
     public_url: str
     fingerprints: FingerprintEngine
+    stored_digests: RecentDigests = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stored_digests = RecentDigests(self.blobs)
 
 
 @dataclass
@@ -345,9 +349,9 @@ def search_works(
     if owner_id:
         query = query.where(Work.owner_id == owner_id)
     if q:
-        pattern = f"%{q.strip().lower()}%"
+        pattern = contains_pattern(q.strip().lower())
         query = query.join(User, User.id == Work.owner_id).where(
-            or_(func.lower(Work.title).like(pattern), func.lower(User.display_name).like(pattern))
+            or_(*(func.lower(column).like(pattern, escape="\\") for column in (Work.title, User.display_name)))
         )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
@@ -381,14 +385,15 @@ def work_evidence(session: Session, work: Work) -> dict[str, Any]:
     )
 
 
-def verify_work(session: Session, work: Work, blobs: BlobStore) -> evidence.VerificationReport:
-    """Re-check everything an outside verifier would, plus that the stored file is intact."""
+def verify_work(session: Session, work: Work, ctx: RegistryContext) -> evidence.VerificationReport:
+    """Re-check everything an outside verifier would, plus that the stored file is intact (as read back within the
+    last few minutes: see RecentDigests)."""
     trusted = {key.key_id: evidence.TrustedKey(key.valid_from, key.valid_until) for key in keys.all_keys(session)}
-    try:
-        content: bytes | None = blobs.read(work.sha256)
-    except (FileNotFoundError, OSError):
-        content = None
-    report = evidence.verify_bundle(work_evidence(session, work), content, trusted)
-    if content is None:
+    report = evidence.verify_bundle(work_evidence(session, work), None, trusted)
+    stored = ctx.stored_digests.digest(work.sha256)
+    if stored is None:
         report.add("stored file", False, "the registered file is missing from the blob store")
+    else:
+        report.add("file hash", stored == work.sha256, "the file's SHA-256 matches the registered work"
+                   if stored == work.sha256 else f"the stored file's SHA-256 is {stored}: the file was damaged")
     return report

@@ -200,7 +200,7 @@ def work_view(session: Session, work: Work, public_url: str) -> dict[str, Any]:
 
 
 def verification_view(session: Session, work: Work, registry: registry_service.RegistryContext) -> dict[str, Any]:
-    report = registry_service.verify_work(session, work, registry.blobs)
+    report = registry_service.verify_work(session, work, registry)
     return {"ok": report.ok, "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in report.checks]}
 
 

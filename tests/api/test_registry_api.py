@@ -233,6 +233,16 @@ def test_search_by_hash_title_and_creator(client, make_user):
     ]
     assert [w["title"] for w in client.get("/api/v1/works", params={"q": "jones"}).json()["items"]] == ["Night market"]
     assert client.get("/api/v1/works", params={"sha256": "xyz"}).status_code == 422
+    make_user("Ångström Øre").register(png_bytes(3), title="Élan Vital at 100%")
+    bob.register(png_bytes(5), title="1000 cottons, file_name")
+
+    def titles(q: str) -> list[str]:
+        return [w["title"] for w in client.get("/api/v1/works", params={"q": q}).json()["items"]]
+
+    # letters beyond ASCII in any case, on SQLite as on PostgreSQL; % and _ are characters, not wildcards
+    assert titles("élan vital") == titles("ÉLAN") == titles("ångström") == ["Élan Vital at 100%"]
+    assert titles("100%") == ["Élan Vital at 100%"] and titles("file_name") == ["1000 cottons, file_name"]
+    assert titles("%") == titles("100%") and titles("n_v") == []  # "_" once matched the space of "élan vital"
 
 
 def test_server_side_verification_reports_each_check(client, make_user):

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ipx.app import create_app
-from ipx.blobs import S3BlobStore, open_blob_store
+from ipx.blobs import RecentDigests, S3BlobStore, open_blob_store
 from ipx.config import Settings
 from ipx.db import transaction
 from ipx.storage import sweep_orphan_blobs
@@ -67,6 +67,7 @@ def test_put_read_exists_list_delete_round_trip(s3_endpoint: str, prefix: str, t
     assert store.exists(first) and store.exists(second)
     assert store.read(first) == first_path.read_bytes()
     assert store.read(second) == b"second blob"
+    assert store.digest(first) == first and store.digest(second) == second  # read back as a stream
     listed = {blob.sha256: blob.modified_at for blob in store.list()}
     assert set(listed) == {first, second}
     assert all(moment.utcoffset() == timedelta(0) for moment in listed.values())  # aware UTC, as the sweeper needs
@@ -157,6 +158,23 @@ def test_storing_content_again_renews_its_age(kind: str, s3_endpoint: str, prefi
     store.put_file(sha256, path)
     [after] = [blob.modified_at for blob in store.list()]
     assert after > before and store.read(sha256) == path.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_stored_files_are_read_back_at_most_once_per_period(
+    kind: str, s3_endpoint: str, prefix: str, tmp_path: Path
+) -> None:
+    """Every view of a work's public page re-checks its stored file: within the period the digest read back last
+    answers, so page views cannot make the server re-read a large file again and again."""
+    store = open_blob_store(f"s3://{BUCKET}/{prefix}" if kind == "s3" else f"file://{tmp_path / 'blobs'}",
+                            endpoint_url=s3_endpoint)
+    sha256, path = write_file(tmp_path, b"a registered work " * 10_000)
+    store.put_file(sha256, path)
+    recent = RecentDigests(store, seconds=3600)
+    assert recent.digest(sha256) == sha256
+    store.delete(sha256)
+    assert recent.digest(sha256) == sha256  # read back within the period: not read again
+    assert RecentDigests(store, seconds=0).digest(sha256) is None  # past it, the loss shows
 
 
 def test_a_file_missing_from_s3_is_reported_not_a_server_error(s3_client: TestClient) -> None:
