@@ -73,6 +73,11 @@ def human_size(size: int) -> str:
     return f"{value:.1f} {unit} ({size:,} bytes)"
 
 
+TITLE_SIZES = (24, 18, 14)  # points, tried in turn until the title fits TITLE_LINES
+TITLE_LINES = 3
+FACT_LINES = 4
+
+
 class _CertificatePdf(FPDF):
     def __init__(self, fonts: tuple[Path, Path, Path] | None) -> None:
         super().__init__(format="A4", unit="mm")
@@ -89,6 +94,19 @@ class _CertificatePdf(FPDF):
 
     def text_of(self, value: str) -> str:
         return value if self.unicode else value.encode("latin-1", "replace").decode("latin-1")
+
+    def lines_of(self, text: str, width: float) -> list[str]:
+        return self.multi_cell(width, 6, text, dry_run=True, output="LINES")
+
+    def fitted(self, text: str, width: float, max_lines: int) -> str:
+        """`text`, cut short with "…" when the current font would need more than `max_lines` lines of `width`."""
+        lines = self.lines_of(text, width)
+        if len(lines) <= max_lines:
+            return text
+        kept = " ".join(line.strip() for line in lines[:max_lines])
+        while kept and len(self.lines_of(kept + " …", width)) > max_lines:
+            kept = kept[: kept.rstrip().rfind(" ")] if " " in kept.rstrip() else kept[:-1]
+        return kept.rstrip() + " …"
 
     def use(
         self, size: float, bold: bool = False, rgb: tuple[int, int, int] = (15, 23, 42), mono: bool = False
@@ -135,8 +153,14 @@ def certificate_pdf(
     pdf.use(11, bold=True, rgb=(31, 95, 191))
     pdf.cell(width, 6, "IPX  ·  CERTIFICATE OF REGISTRATION")
     pdf.ln(12)
-    pdf.use(24, bold=True)
-    pdf.multi_cell(width - 50, 10, pdf.text_of(facts.title))
+    # A title may run to 500 characters and there may be 50 creators: both are fitted to a few lines (smaller, then
+    # cut), so every fact below still lands on the one page; the evidence bundle holds them whole.
+    title = pdf.text_of(facts.title)
+    for size in TITLE_SIZES:
+        pdf.use(size, bold=True)
+        if len(pdf.lines_of(title, width - 50)) <= TITLE_LINES:
+            break
+    pdf.multi_cell(width - 50, size * 0.42, pdf.fitted(title, width - 50, TITLE_LINES))
     pdf.ln(2)
     pdf.use(11, rgb=(71, 85, 105))
     sentence = f"{kind_phrase(facts.work_type).capitalize()} registered by {facts.registered_by}."
@@ -166,7 +190,7 @@ def certificate_pdf(
         pdf.set_xy(pdf.l_margin + label_width, top)
         disputed = label == "Status" and value != "registered"
         pdf.use(8.8 if mono else 10.5, bold=disputed, rgb=(178, 38, 30) if disputed else (15, 23, 42), mono=mono)
-        pdf.multi_cell(width - label_width, 6, pdf.text_of(value))
+        pdf.multi_cell(width - label_width, 6, pdf.fitted(pdf.text_of(value), width - label_width, FACT_LINES))
         pdf.ln(2.5)
 
     pdf.ln(6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
@@ -53,3 +54,23 @@ def test_pdf_without_unicode_fonts_still_renders_with_replacements() -> None:
 def test_qr_svg_is_inline_markup_naming_the_url() -> None:
     svg = certificates.qr_svg(FACTS.url)
     assert svg.startswith("<svg") and f"<title>{FACTS.url}</title>" in svg
+
+
+def test_longest_title_and_most_creators_keep_every_fact_on_the_page() -> None:
+    """A 500-character title and 50 creators (the limits) once pushed every fact below them off the page."""
+    facts = dataclasses.replace(
+        FACTS, title=" ".join(["Nocturne"] * 55)[:500], creators=[(f"Creator number {n}", "2%") for n in range(50)]
+    )
+    page = PdfReader(io.BytesIO(certificates.certificate_pdf(facts))).pages[0]
+    heights: dict[str, float] = {}
+
+    def note_height(text: str, cm: list[float], tm: list[float], *_: object) -> None:
+        text = " ".join(text.split())  # justified lines space their words out
+        for fact in (FACTS.sha256, FACTS.key_id, FACTS.url, "Creator number 0", "Nocturne"):
+            if fact in text:
+                heights[fact] = tm[5]
+
+    text = page.extract_text(visitor_text=note_height)
+    assert set(heights) == {FACTS.sha256, FACTS.key_id, FACTS.url, "Creator number 0", "Nocturne"}
+    assert all(0 < y < float(page.mediabox.height) for y in heights.values()), heights
+    assert "…" in text and "number 49" not in text  # cut, and said to be cut; the bundle has them all
