@@ -429,6 +429,7 @@ def test_stripe_checkout_shows_the_payment_intent(
         order = client_order(stripe_client, buyer, placed.url.path.rsplit("/", 1)[1])
         assert order["payment"]["reference"].startswith("pi_")
         assert "Waiting for Stripe." in placed.text and order["payment"]["reference"] in placed.text
+        assert "These pages cannot take card details yet" in placed.text  # said, not promised by "reload"
         assert "Pay (offline test payment)" not in placed.text
 
 
