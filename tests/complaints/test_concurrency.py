@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from ipx.accounts.service import principal_for_token
 from ipx.complaints.schemas import NoticeIn, StaffActionIn
@@ -14,25 +16,29 @@ from ipx.marketplace.service import sales_suspended
 from tests.complaints.conftest import CopyCase, notice
 
 
-def test_concurrent_notices_get_consecutive_case_numbers(client, copy_case: CopyCase, database_url: str) -> None:
+@pytest.fixture(autouse=True)
+def postgres_only(database_url: str) -> None:
     if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite serializes writers at BEGIN, so two notices cannot race for a number there")
-    factory, ctx = client.app.state.session_factory, ComplaintsContext()
-    first = NoticeIn.model_validate(notice(copy_case.original["work_id"], {"url": "https://a.example/1"}))
-    second = NoticeIn.model_validate(notice(copy_case.original["work_id"], {"url": "https://a.example/2"}))
+        pytest.skip("SQLite serializes writers at BEGIN, so two transactions cannot interleave there")
+
+
+def interleave(
+    factory: sessionmaker[Session], first: Callable[[Session], None], second: Callable[[Session], None]
+) -> None:
+    """Run `first` without committing, start `second` in another transaction, wait until it is blocked on a lock
+    `first` holds, then commit `first` and let `second` finish and commit: the closest two requests can come."""
     holder, racer = factory(), factory()
-    numbers: dict[str, str] = {}
     try:
-        numbers["first"] = file_notice(holder, first, caller=None, ctx=ctx).complaint.case_number  # not committed
+        first(holder)
         backend = racer.scalar(text("SELECT pg_backend_pid()"))
 
         def race() -> None:
-            numbers["second"] = file_notice(racer, second, caller=None, ctx=ctx).complaint.case_number
+            second(racer)
             racer.commit()
 
         thread = threading.Thread(target=race)
         thread.start()
-        with factory() as observer:  # wait until the racer is blocked on the first notice's number
+        with factory() as observer:
             while thread.is_alive() and not observer.scalar(text(
                 "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid"), {"pid": backend}
             ):
@@ -42,16 +48,26 @@ def test_concurrent_notices_get_consecutive_case_numbers(client, copy_case: Copy
     finally:
         holder.close()
         racer.close()
+
+
+def test_concurrent_notices_get_consecutive_case_numbers(client, copy_case: CopyCase) -> None:
+    ctx = ComplaintsContext()
+    first = NoticeIn.model_validate(notice(copy_case.original["work_id"], {"url": "https://a.example/1"}))
+    second = NoticeIn.model_validate(notice(copy_case.original["work_id"], {"url": "https://a.example/2"}))
+    numbers: dict[str, str] = {}
+
+    def file(name: str, body: NoticeIn) -> Callable[[Session], None]:
+        def run(session: Session) -> None:
+            numbers[name] = file_notice(session, body, caller=None, ctx=ctx).complaint.case_number
+        return run
+
+    interleave(client.app.state.session_factory, file("first", first), file("second", second))
     assert int(numbers["second"][-6:]) == int(numbers["first"][-6:]) + 1
 
 
-def test_two_staff_actions_at_once_both_count_and_restore_lifts_both(
-    client, copy_case: CopyCase, staff, database_url: str
-) -> None:
+def test_two_staff_actions_at_once_both_count_and_restore_lifts_both(client, copy_case: CopyCase, staff) -> None:
     """Each staff action rewrote the case's takedown list from its own read: with two at once, the second lost the
     first's, and restoring the case left sales suspended with no case holding them."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite serializes writers at BEGIN, so two staff actions cannot interleave there")
     filed = client.post("/api/v1/complaints", json=notice(copy_case.original["work_id"],
                                                              {"work_id": copy_case.copy["work_id"]}))
     assert filed.status_code == 201, filed.text
@@ -59,29 +75,14 @@ def test_two_staff_actions_at_once_both_count_and_restore_lifts_both(
     factory, ctx = client.app.state.session_factory, ComplaintsContext()
     with factory() as session:
         officer = principal_for_token(session, staff["Authorization"].split()[1])
-    holder, racer = factory(), factory()
-    try:
-        apply_staff_action(holder, case_id, StaffActionIn(action="suspend_sales", reason="Same bytes"),
-                           staff=officer, ctx=ctx)  # not committed yet
-        backend = racer.scalar(text("SELECT pg_backend_pid()"))
 
-        def race() -> None:
-            apply_staff_action(racer, case_id, StaffActionIn(action="mark_disputed", reason="Same bytes"),
-                               staff=officer, ctx=ctx)
-            racer.commit()
+    def act(action: str) -> Callable[[Session], None]:
+        def run(session: Session) -> None:
+            apply_staff_action(session, case_id, StaffActionIn(action=action, reason="Same bytes"), staff=officer,
+                               ctx=ctx)
+        return run
 
-        thread = threading.Thread(target=race)
-        thread.start()
-        with factory() as observer:  # wait until the racer is blocked on the case
-            while thread.is_alive() and not observer.scalar(text(
-                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid"), {"pid": backend}
-            ):
-                observer.rollback()
-        holder.commit()
-        thread.join()
-    finally:
-        holder.close()
-        racer.close()
+    interleave(factory, act("suspend_sales"), act("mark_disputed"))
     restored = client.post(f"/api/v1/staff/complaints/{case_id}/actions", headers=staff,
                            json={"action": "restore", "reason": "Licensed after all"})
     assert restored.status_code == 200, restored.text
