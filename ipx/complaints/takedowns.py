@@ -24,7 +24,19 @@ def work_of_listing(session: Session, listing_id: str) -> str | None:
         return None
 
 
+def _hold_content(session: Session, complaint: Complaint) -> None:
+    """Lock the targeted work (listing cases target one too) before reading or changing its takedowns.
+
+    Every case on the same content then takes its turn: a case restoring a work while another case disputed it
+    saw no other takedown (not yet committed) and set the work back to registered over it. Cases lock their own
+    row first and the work second, in that order everywhere.
+    """
+    if complaint.target_work_id is not None:
+        registry_service.get_work(session, complaint.target_work_id, for_update=True)
+
+
 def apply(session: Session, complaint: Complaint, action: str, *, actor_id: str, reason: str) -> None:
+    _hold_content(session, complaint)
     if action == "mark_disputed":
         work = registry_service.get_work(session, _hosted_work(complaint, action))
         work.status = "disputed"
@@ -40,6 +52,7 @@ def apply(session: Session, complaint: Complaint, action: str, *, actor_id: str,
 
 def lift_all(session: Session, complaint: Complaint, *, actor_id: str | None, reason: str) -> None:
     """Undo every takedown in force under this case, newest first, unless another open case still holds it."""
+    _hold_content(session, complaint)
     for action in reversed(complaint.takedowns):
         if _held_by_another_case(session, complaint, action):
             continue

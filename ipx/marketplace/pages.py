@@ -77,7 +77,9 @@ def _price_filter(text: str, currency: str | None, label: str, problems: list[st
         problems.append(f"{label}: choose a currency too, since prices in different currencies cannot be compared.")
         return None
     try:
-        return min(views.parse_major_units(text, currency), terms.MAX_PRICE_MINOR + 1)
+        return views.parse_major_units(text, currency)
+    except views.AmountTooLarge:
+        return terms.MAX_PRICE_MINOR + 1
     except views.MoneyInputError as exc:
         problems.append(f"{label}: {exc}.")
         return None

@@ -193,16 +193,19 @@ class StripeProvider:
 
 
 def _stripe_event(event: dict[str, Any]) -> ProviderEvent:
+    event_id, event_type = _typed(event["id"], str), _typed(event["type"], str)
+    if event_type not in STRIPE_EVENT_KINDS:  # an endpoint may be sent every kind: those IPX does not use are fine
+        return ProviderEvent(event_id=event_id, event_type=event_type, kind="ignored", payment_ref=None)
     obj = event["data"]["object"]
     is_intent = obj.get("object") == "payment_intent"
     metadata = obj.get("metadata") or {}
     return ProviderEvent(
-        event_id=_typed(event["id"], str),
-        event_type=_typed(event["type"], str),
-        kind=STRIPE_EVENT_KINDS.get(event["type"], "ignored"),
+        event_id=event_id,
+        event_type=event_type,
+        kind=STRIPE_EVENT_KINDS[event_type],
         payment_ref=_typed(obj.get("id") if is_intent else obj.get("payment_intent"), str, optional=True),
         amount=_typed(obj.get("amount"), int, optional=True),
-        currency=_typed(obj.get("currency", ""), str).upper() or None,
+        currency=(_typed(obj.get("currency"), str, optional=True) or "").upper() or None,
         order_id=_typed(metadata.get("order_id"), str, optional=True),
         amount_refunded=_typed(obj.get("amount_refunded"), int, optional=True),
     )

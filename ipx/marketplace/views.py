@@ -24,10 +24,15 @@ from ipx.registry.models import Work
 from ipx.web import certificates
 
 DEFAULT_EXPONENT = 2
+LARGEST_AMOUNT_DIGITS = 15  # a typed amount's decimal exponent: past it, no price in any currency can be meant
 
 
 class MoneyInputError(ValueError):
     """A price a person typed that is not an exact amount of the currency."""
+
+
+class AmountTooLarge(MoneyInputError):
+    """More than any price can be; refused before it is converted (1e400000 took seconds, 1e999999 overflowed)."""
 
 
 def exponent_of(currency: str | None) -> int:
@@ -44,7 +49,10 @@ def parse_major_units(text: str, currency: str | None) -> int:
         raise MoneyInputError(f"enter an amount like 25 or 25.50, not “{text.strip()}”") from exc
     if not value.is_finite() or value < 0:
         raise MoneyInputError("enter an amount of zero or more")
-    minor = value.scaleb(exponent)
+    minor = value.scaleb(exponent) if value.adjusted() <= LARGEST_AMOUNT_DIGITS else None
+    if minor is None or minor > terms.MAX_PRICE_MINOR:
+        raise AmountTooLarge(f"enter at most {terms.format_money(terms.MAX_PRICE_MINOR, currency.upper())}"
+                             if currency else "enter a smaller amount")
     if minor != minor.to_integral_value():
         places = f"{exponent} decimal place{'s' if exponent != 1 else ''}" if exponent else "no decimals"
         raise MoneyInputError(f"{(currency or '').upper() or 'this currency'} amounts have {places}")

@@ -9,6 +9,7 @@ from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+import idna
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,11 +58,12 @@ def as_email(message: OutboxMessage, public_url: str) -> EmailMessage:
 
 
 def _mailbox(address: str) -> str:
-    """The address as mail servers route it: an internationalised domain in its ASCII (IDNA) form."""
+    """The address as mail servers route it: an internationalised domain in its ASCII form, by today's IDNA rules
+    (UTS 46, non-transitional). Python's own "idna" codec is IDNA 2003, which sends faß.de's mail to fass.de."""
     local, _, domain = address.rpartition("@")
     try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
+        return f"{local}@{idna.encode(domain, uts46=True, transitional=False).decode('ascii')}"
+    except idna.IDNAError:
         return address
 
 

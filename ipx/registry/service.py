@@ -322,8 +322,9 @@ def refingerprint_works(session: Session, ctx: RegistryContext) -> Refingerprint
     return RefingerprintReport(updated, unchanged, failed)
 
 
-def get_work(session: Session, work_id: str) -> Work:
-    work = session.get(Work, work_id)
+def get_work(session: Session, work_id: str, *, for_update: bool = False) -> Work:
+    """A work; `for_update` locks its row until the transaction ends (re-read, so it is current)."""
+    work = session.get(Work, work_id, with_for_update=for_update, populate_existing=for_update)
     if work is None:
         raise NotFound(f"No registered work has the id {work_id}.")
     return work
@@ -389,11 +390,13 @@ def verify_work(session: Session, work: Work, ctx: RegistryContext) -> evidence.
     """Re-check everything an outside verifier would, plus that the stored file is intact (as read back within the
     last few minutes: see RecentDigests)."""
     trusted = {key.key_id: evidence.TrustedKey(key.valid_from, key.valid_until) for key in keys.all_keys(session)}
-    report = evidence.verify_bundle(work_evidence(session, work), None, trusted)
+    bundle = work_evidence(session, work)
+    report = evidence.verify_bundle(bundle, None, trusted)
+    signed_sha256 = evidence.work_sha256(bundle["statement"])  # what the signature covers, not the work row
     stored = ctx.stored_digests.digest(work.sha256)
     if stored is None:
         report.add("stored file", False, "the registered file is missing from the blob store")
     else:
-        report.add("file hash", stored == work.sha256, "the file's SHA-256 matches the registered work"
-                   if stored == work.sha256 else f"the stored file's SHA-256 is {stored}: the file was damaged")
+        report.add("file hash", stored == signed_sha256, "the file's SHA-256 matches the registered work"
+                   if stored == signed_sha256 else f"the stored file's SHA-256 is {stored}: the file was damaged")
     return report

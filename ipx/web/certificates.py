@@ -103,10 +103,11 @@ class _CertificatePdf(FPDF):
         lines = self.lines_of(text, width)
         if len(lines) <= max_lines:
             return text
+        ellipsis = " …" if self.unicode else " ..."  # the core PDF fonts have no "…"
         kept = " ".join(line.strip() for line in lines[:max_lines])
-        while kept and len(self.lines_of(kept + " …", width)) > max_lines:
+        while kept and len(self.lines_of(kept + ellipsis, width)) > max_lines:
             kept = kept[: kept.rstrip().rfind(" ")] if " " in kept.rstrip() else kept[:-1]
-        return kept.rstrip() + " …"
+        return kept.rstrip() + ellipsis
 
     def use(
         self, size: float, bold: bool = False, rgb: tuple[int, int, int] = (15, 23, 42), mono: bool = False

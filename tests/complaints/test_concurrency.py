@@ -28,13 +28,17 @@ def interleave(
     """Run `first` without committing, start `second` in another transaction, wait until it is blocked on a lock
     `first` holds, then commit `first` and let `second` finish and commit: the closest two requests can come."""
     holder, racer = factory(), factory()
+    failures: list[BaseException] = []
     try:
         first(holder)
         backend = racer.scalar(text("SELECT pg_backend_pid()"))
 
         def race() -> None:
-            second(racer)
-            racer.commit()
+            try:
+                second(racer)
+                racer.commit()
+            except BaseException as exc:  # re-raised below: a thread's exception would only be a warning
+                failures.append(exc)
 
         thread = threading.Thread(target=race)
         thread.start()
@@ -48,6 +52,8 @@ def interleave(
     finally:
         holder.close()
         racer.close()
+    if failures:
+        raise failures[0]
 
 
 def test_concurrent_notices_get_consecutive_case_numbers(client, copy_case: CopyCase) -> None:
@@ -90,3 +96,31 @@ def test_two_staff_actions_at_once_both_count_and_restore_lifts_both(client, cop
     assert client.get(f"/api/v1/works/{work_id}").json()["status"] == "registered"
     with factory() as session:
         assert not sales_suspended(session, work_id)
+
+
+def test_restoring_one_case_while_another_disputes_the_work_keeps_the_dispute(
+    client, copy_case: CopyCase, staff, fresh_png
+) -> None:
+    """Two cases against one work: case B disputes it while case A is restored. A looked for other takedowns before
+    B committed, saw none, and set the work back to registered over B's dispute."""
+    target = {"work_id": copy_case.copy["work_id"]}
+    second_claim = copy_case.alice.register(fresh_png(), title="Another of mine").json()["work_id"]
+    case_a, case_b = (
+        client.post("/api/v1/complaints", json=notice(claimed, target)).json()["complaint_id"]
+        for claimed in (copy_case.original["work_id"], second_claim)
+    )
+    disputed = client.post(f"/api/v1/staff/complaints/{case_a}/actions", headers=staff,
+                           json={"action": "mark_disputed", "reason": "Same bytes"})
+    assert disputed.status_code == 200, disputed.text
+    factory, ctx = client.app.state.session_factory, ComplaintsContext()
+    with factory() as session:
+        officer = principal_for_token(session, staff["Authorization"].split()[1])
+
+    def act(case_id: str, action: str) -> Callable[[Session], None]:
+        def run(session: Session) -> None:
+            apply_staff_action(session, case_id, StaffActionIn(action=action, reason="Decided"), staff=officer,
+                               ctx=ctx)
+        return run
+
+    interleave(factory, act(case_b, "mark_disputed"), act(case_a, "restore"))
+    assert client.get(f"/api/v1/works/{copy_case.copy['work_id']}").json()["status"] == "disputed"

@@ -284,3 +284,14 @@ def test_mail_goes_out_for_titles_with_line_breaks_and_international_addresses(c
     assert len(alert) == 1 and "Harbour at dawn" in alert[0]["Subject"]
     receipt = [m for m in mails if m["To"] == "josé@xn--bcher-kva.example"]
     assert len(receipt) == 1 and filed["token"] in receipt[0].get_content()
+
+
+def test_internationalised_domains_follow_todays_idna_rules() -> None:
+    """IDNA 2003 (Python's own codec) maps faß.de to fass.de, someone else's domain: a case token sent there leaks."""
+    from ipx.notifications.models import OutboxMessage
+    from ipx.notifications.service import as_email
+
+    message = OutboxMessage(id=1, kind="k", to_email="anna@faß.de", subject="Case\r\nreceived", body="b",
+                            created_at=FRIDAY_NOON)
+    email = as_email(message, "https://ipx.example")
+    assert (email["To"], email["Subject"]) == ("anna@xn--fa-hia.de", "Case received")

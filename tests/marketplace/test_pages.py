@@ -104,6 +104,7 @@ def test_market_search_filters_and_cards(client: TestClient, list_work: Callable
     assert titles(max_price="8.99", currency="USD") == []
 
     assert titles(min_price="1e30", currency="EUR") == []  # beyond any price: nothing, and no overflow
+    assert titles(min_price="1e999999", currency="EUR") == titles(min_price="1e400000", currency="JPY") == []
     assert titles(max_price="99999999999999999999", currency="EUR") == ["Forest path", "Harbour at dawn"]
     assert titles(page="abc") == titles(page="-3") == ["Forest path", "Harbour at dawn"]  # a hand-edited URL
 
