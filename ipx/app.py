@@ -21,7 +21,7 @@ from ipx.complaints import api as complaints_api
 from ipx.complaints import pages as complaints_pages
 from ipx.config import Settings, get_settings
 from ipx.db import make_engine, make_session_factory, transaction
-from ipx.errors import PROBLEM_JSON, InternalError, IPXError, PayloadTooLarge
+from ipx.errors import PROBLEM_JSON, InternalError, IPXError, PayloadTooLarge, described_request_error
 from ipx.fingerprint.engine import FingerprintEngine
 from ipx.marketplace import api as marketplace_api
 from ipx.marketplace import pages as marketplace_pages
@@ -50,27 +50,9 @@ def problem_response(error: IPXError, request: Request) -> Response:
     )
 
 
-def _described(error: dict[str, Any]) -> str:
-    """One validation error as a client's developer can act on it: Pydantic's words, except where they puzzle.
-
-    FastAPI reports a malformed JSON body as "0: JSON decode error" (the 0 is a character position), a text
-    field sent where a file belongs as "Expected UploadFile, received: <class 'str'>", and a JSON array or
-    string sent for an object as "Input should be a valid dictionary or object to extract fields from".
-    """
-    location, message = error["loc"], error["msg"]
-    if error["type"] == "json_invalid":
-        return f"the body is not valid JSON: {error['ctx']['error']} at character {location[-1]}"
-    if error["type"] == "model_attributes_type" and len(location) == 1:
-        return f"the {location[0]} must be a JSON object"
-    field = ".".join(map(str, location[1:])) or str(location[0])
-    if "Expected UploadFile" in message:
-        return f"{field}: attach a file here (a file part of a multipart/form-data body), not text"
-    return f"{field}: {message}"
-
-
 def _validation_problem(request: Request, exc: RequestValidationError) -> Response:
     errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-    where = "; ".join(_described(e) for e in exc.errors())
+    where = "; ".join(described_request_error(e) for e in exc.errors())
     problem = IPXError(f"The request is not valid — {where}.", errors=errors)
     problem.status_code, problem.title = 422, "Invalid input"
     return problem_response(problem, request)
@@ -83,7 +65,7 @@ def _unexpected_problem(request: Request, exc: Exception) -> Response:
         "IPX failed while handling this request. The fault is ours and is logged for us to fix; what the request "
         "changed was not saved. Please try again, and if it keeps happening, tell us the time and this address."
     )
-    if request.url.path.startswith((API_PREFIX, "/.well-known/")):
+    if _answers_with_problems(request):
         return problem_response(problem, request)
     return web_pages.error_page(request, problem.status_code, problem.title, problem.detail)
 
@@ -142,9 +124,21 @@ class BodySizeLimit:
         return f"The upload is larger than the limit of {mib:.1f} MiB and was not kept."
 
     async def _reject(self, scope: Scope, send: Send) -> None:
-        problem = PayloadTooLarge(self._message()).problem(scope.get("path"))
-        response = JSONResponse(problem, status_code=413, media_type=PROBLEM_JSON, headers={"Connection": "close"})
+        """Refused from the declared size, before any of the body is read: a problem, or for a page the error page
+        (browsers always declare the size, so an upload form met this one)."""
+        error, request = PayloadTooLarge(self._message()), Request(scope)
+        close = {"Connection": "close"}
+        response = (
+            JSONResponse(error.problem(request.url.path), status_code=413, media_type=PROBLEM_JSON, headers=close)
+            if _answers_with_problems(request) else
+            web_pages.error_page(request, error.status_code, error.title, error.detail, close)
+        )
         await response(scope, _drain, send)
+
+
+def _answers_with_problems(request: Request) -> bool:
+    """API paths answer errors as problem+json; everything else is a page and answers with a page."""
+    return request.url.path.startswith((API_PREFIX, "/.well-known/"))
 
 
 async def _drain() -> Message:

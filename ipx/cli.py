@@ -44,7 +44,7 @@ def db_upgrade() -> None:
 @app.command()
 def serve(
     host: str = "127.0.0.1",
-    port: int = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: int = 1,
     migrate: Annotated[bool, typer.Option(help="Run migrations first.")] = True,
 ) -> None:
@@ -123,7 +123,9 @@ def keys_list() -> None:
 
 
 @blobs_app.command("sweep")
-def blobs_sweep(grace_seconds: Annotated[int | None, typer.Option()] = None) -> None:
+def blobs_sweep(
+    grace_seconds: Annotated[int | None, typer.Option(min=0, max=100 * 365 * 86400, help="Default: setting.")] = None,
+) -> None:
     """Remove stored files that no registration owns (left by a crash mid-upload)."""
     from ipx.blobs import open_blob_store
     from ipx.db import transaction
@@ -169,49 +171,52 @@ def scan(
 ) -> None:
     """Check every file in a folder against the registry (exact and perceptual) and write a CSV report."""
     import csv
+    import itertools
     import os
     from functools import partial
 
     from ipx.db import transaction
-    from ipx.registry.scan import in_order_on_threads, scan_file
+    from ipx.registry.scan import files_in, in_order_on_threads, report_row, scan_file
     from ipx.registry.service import rfc3339
 
     try:  # before the registry is loaded, which takes minutes for a large catalogue
-        report = out.open("w", newline="")
+        # file names that are not UTF-8 are written with their odd bytes escaped rather than stopping the report
+        report = out.open("w", newline="", encoding="utf-8", errors="backslashreplace")
     except OSError as exc:
         raise typer.BadParameter(f"the report cannot be written to {out}: {exc.strerror}.", param_hint="--out") from exc
     settings = get_settings()
     factory = _session_factory()
     threads = jobs or os.cpu_count() or 1
     ctx = _registry_context(fingerprint_concurrency=threads)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.samefile(out))
+    files, unreadable = files_in(folder, leaving_out=out)
     typer.echo("Loading the registry's fingerprints...")
     with transaction(factory) as session:  # once, before the files' threads each find the index empty
         ctx.fingerprints.catch_up(session)
     check = partial(scan_file, factory=factory, ctx=ctx, max_bytes=settings.max_upload_bytes)
     matched = failed = 0
-    with report, typer.progressbar(length=len(files), label="Scanning") as progress:
+    with report, typer.progressbar(length=len(unreadable) + len(files), label="Scanning") as progress:
         writer = csv.writer(report)
         writer.writerow(["path", "sha256", "media_type", "status", "work_id", "title", "method", "distance",
                          "similarity", "registered_at", "certificate_url", "compared_by", "note"])
-        for scanned in in_order_on_threads(check, files, threads):
+        for scanned in itertools.chain(unreadable, in_order_on_threads(check, files, threads)):
             progress.update(1)
             found = scanned.found
             if found is None:
                 failed += 1
-                writer.writerow([scanned.path, scanned.sha256, "", f"error: {scanned.problem}", *[""] * 9])
+                writer.writerow(report_row([scanned.path, scanned.sha256, "", f"error: {scanned.problem}", *[""] * 9]))
                 continue
             compared = [" ".join(found.detection.methods), found.detection.note or ""]
             matches = found.exact + found.similar
             matched += bool(matches)
             if not matches:
-                writer.writerow([scanned.path, scanned.sha256, found.media_type, "no match", *[""] * 7, *compared])
+                writer.writerow(report_row([scanned.path, scanned.sha256, found.media_type, "no match", *[""] * 7,
+                                            *compared]))
             for match in matches:
-                writer.writerow([
+                writer.writerow(report_row([
                     scanned.path, scanned.sha256, found.media_type, "match", match.work.id, match.work.title,
                     match.method, match.distance, round(match.similarity, 4), rfc3339(match.work.registered_at),
                     f"{ctx.public_url}/works/{match.work.id}", *compared,
-                ])
+                ]))
     could_not = f"; {failed} could not be checked (see the report)" if failed else ""
     typer.echo(f"{matched} of {len(files)} files match registered works{could_not}; report: {out}")
 
@@ -246,14 +251,14 @@ def verify(
 
     try:
         document = json.loads(bundle.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         typer.echo(f"error: cannot read {bundle} as a JSON evidence bundle ({exc})", err=True)
         raise typer.Exit(2) from exc
     trusted = None
     if keys_file is not None:
         try:
             trusted = published_keys(json.loads(keys_file.read_text()))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, PublishedKeysError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, PublishedKeysError) as exc:
             typer.echo(f"error: cannot read {keys_file} as IPX's published keys ({exc})", err=True)
             raise typer.Exit(2) from exc
     report = verify_bundle(document, file.read_bytes() if file else None, trusted)
@@ -303,5 +308,30 @@ def _what_is_proven(statement: dict[str, Any]) -> str:
     )
 
 
+def main() -> None:
+    """The `ipx` command. What a command does not handle itself still ends in one line in words and exit code 1,
+    never a traceback: a database that is not there or not migrated, a file that cannot be read, IPX's own refusals."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ipx.errors import IPXError
+
+    try:
+        app()
+    except IPXError as exc:
+        _fail(exc.detail)
+    except SQLAlchemyError as exc:
+        reason = str(exc.orig if getattr(exc, "orig", None) is not None else exc).strip().splitlines()[0]
+        _fail(f"the database cannot be used ({reason}); check IPX_DATABASE_URL, and run `ipx db upgrade` first")
+    except OSError as exc:
+        _fail(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+    except RecursionError:
+        _fail("the input is nested too deeply to be read")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -89,3 +89,21 @@ class ServiceBusy(IPXError):
     def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
         super().__init__(detail)
         self.headers = {"Retry-After": str(retry_after_seconds)}
+
+
+def described_request_error(error: dict[str, Any]) -> str:
+    """One validation error as a client's developer can act on it: Pydantic's words, except where they puzzle.
+
+    FastAPI reports a malformed JSON body as "0: JSON decode error" (the 0 is a character position), a text
+    field sent where a file belongs as "Expected UploadFile, received: <class 'str'>", and a JSON array or
+    string sent for an object as "Input should be a valid dictionary or object to extract fields from".
+    """
+    location, message = error["loc"], error["msg"]
+    if error["type"] == "json_invalid":
+        return f"the body is not valid JSON: {error['ctx']['error']} at character {location[-1]}"
+    if error["type"] == "model_attributes_type" and len(location) == 1:
+        return f"the {location[0]} must be a JSON object"
+    field = ".".join(map(str, location[1:])) or str(location[0])
+    if "Expected UploadFile" in message:
+        return f"{field}: attach a file here (a file part of a multipart/form-data body), not text"
+    return f"{field}: {message}"

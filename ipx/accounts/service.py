@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -40,10 +41,28 @@ def _principal(user: User) -> Principal:
     return Principal(user.id, user.email, user.display_name, Role(user.role))
 
 
+def canonical_email(address: str) -> str:
+    """The one spelling an address is stored and looked up under: email-validator's normal form (NFC; an IDNA
+    domain in Unicode), lower-cased. Sign-up normalised through the schema while log-in only lower-cased, so
+    "bob@xn--xample-9ua.org" could sign up and never log in, and the CLI could make a second account."""
+    try:
+        return validate_email(address.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"“{address.strip()}” is not an email address: {exc}") from exc
+
+
+def _account_at(session: Session, address: str) -> User | None:
+    try:
+        email = canonical_email(address)
+    except InvalidInput:
+        return None
+    return session.scalar(select(User).where(User.email == email))
+
+
 def create_user(
     session: Session, *, email: str, password: str, display_name: str, role: Role = Role.creator
 ) -> User:
-    email = email.strip().lower()
+    email = canonical_email(email)
     if len(password) < 10:
         raise InvalidInput("The password must be at least 10 characters long.")
     if not display_name.strip():
@@ -61,7 +80,7 @@ def create_user(
 
 
 def set_role(session: Session, *, email: str, role: Role) -> User:
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    user = _account_at(session, email)
     if user is None:
         raise NotFound(f"No account with the email {email}.")
     user.role = role.value
@@ -73,7 +92,7 @@ def set_role(session: Session, *, email: str, role: Role) -> User:
 
 
 def authenticate(session: Session, *, email: str, password: str) -> User:
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    user = _account_at(session, email)
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerifyMismatchError, InvalidHashError):

@@ -11,6 +11,7 @@ Files are checked a few at a time: decoding a picture runs on one core, and anot
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,6 +62,37 @@ def scan_file(path: Path, factory: sessionmaker[Session], ctx: RegistryContext, 
 
 def _unreadable(exc: OSError) -> str:
     return f"The file could not be read ({exc.strerror or exc})."
+
+
+def files_in(folder: Path, *, leaving_out: Path) -> tuple[list[Path], list[ScannedFile]]:
+    """Every regular file below `folder`, sorted, and a verdict for each folder or entry that could not be read:
+    a scan says what it did not check (rglob skipped an unreadable folder without a word)."""
+    files: list[Path] = []
+    unreadable: list[ScannedFile] = []
+
+    def folder_unreadable(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else folder
+        unreadable.append(ScannedFile(where, "", problem=f"The folder could not be read ({exc.strerror or exc})."))
+
+    for root, _folders, names in os.walk(folder, onerror=folder_unreadable):
+        for name in names:
+            path = Path(root) / name
+            try:
+                if path.is_file() and not path.samefile(leaving_out):
+                    files.append(path)
+            except OSError as exc:
+                unreadable.append(ScannedFile(path, "", problem=_unreadable(exc)))
+    return sorted(files), unreadable
+
+
+# A cell starting so is a formula to a spreadsheet (OWASP "CSV injection"); titles and file names come from others.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def report_row(cells: Iterable[object]) -> list[object]:
+    """A row of the scan's CSV report with every text cell shown as text, never run: a leading ' neutralises it."""
+    texts = (str(cell) if isinstance(cell, Path) else cell for cell in cells)
+    return [f"'{cell}" if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell for cell in texts]
 
 
 def in_order_on_threads(function: Callable[[Item], Result], items: Iterable[Item], threads: int) -> Iterator[Result]:

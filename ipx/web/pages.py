@@ -34,7 +34,7 @@ from ipx.deps import (
     oauth2_scheme,
     optional_caller,
 )
-from ipx.errors import Conflict, Forbidden, IPXError, NotFound, Unauthorized
+from ipx.errors import Conflict, Forbidden, IPXError, NotFound, Unauthorized, described_request_error
 from ipx.registry import api as registry_api
 from ipx.registry import log, media, previews
 from ipx.registry import service as registry_service
@@ -138,6 +138,9 @@ def _error_response(request: Request, error: Exception) -> Response:
         return error_page(request, error.status_code, error.title, error.detail, error.headers)
     if isinstance(error, StarletteHTTPException):  # the upload size limit stops a body mid-stream this way
         return error_page(request, error.status_code, "The request was refused", str(error.detail))
+    if isinstance(error, RequestValidationError) and any(e["loc"][:1] != ("path",) for e in error.errors()):
+        where = "; ".join(described_request_error(e) for e in error.errors())
+        return error_page(request, 422, "The form could not be read", f"The request is not valid — {where}.")
     return error_page(request, 404, "Not found", f"There is nothing at {request.url.path}.")  # a malformed id
 
 

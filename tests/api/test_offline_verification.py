@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -94,3 +95,18 @@ def test_the_documented_standalone_script_agrees(bundle_and_file, tmp_path):
     tampered.write_text(json.dumps(document))
     bad = subprocess.run([sys.executable, str(path), str(tampered), str(file)], capture_output=True, text=True)
     assert bad.returncode == 1 and "FAIL inclusion proof" in bad.stdout
+
+
+def test_cli_failures_are_one_line_in_words(bundle_and_file, tmp_path):
+    """A missing file, a database that was never migrated, IPX's own refusals: `error: ...` and exit 1, no traceback."""
+    bundle, _ = bundle_and_file
+    missing = run("verify", str(bundle), str(tmp_path / "no-such.png"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"error: {tmp_path / 'no-such.png'}: No such file or directory"
+    empty = {**os.environ, "IPX_DATA_DIR": str(tmp_path / "fresh"), "IPX_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    unmigrated = subprocess.run([*IPX, "keys", "list"], capture_output=True, text=True, cwd=PROJECT_ROOT, env=empty)
+    assert unmigrated.returncode == 1 and "Traceback" not in unmigrated.stderr
+    assert "run `ipx db upgrade` first" in unmigrated.stderr
+    assert subprocess.run([*IPX, "db", "upgrade"], capture_output=True, env=empty, cwd=PROJECT_ROOT).returncode == 0
+    never_served = subprocess.run([*IPX, "keys", "rotate"], capture_output=True, text=True, cwd=PROJECT_ROOT, env=empty)
+    assert never_served.returncode == 1 and never_served.stderr.startswith("error: The transparency log has no origin")

@@ -317,3 +317,22 @@ def test_key_rotation_keeps_old_evidence_valid(client, make_user, settings):
     assert verify_bundle(refreshed, old_data).ok
     assert client.get(f"/api/v1/verify/{old_work['work_id']}").json()["valid"]
     assert load_public_key_pem(published["keys"][0]["public_key_pem"])
+
+
+def test_an_address_logs_in_however_it_was_spelled_and_makes_one_account(client):
+    from ipx.accounts.service import create_user
+    from ipx.db import transaction
+
+    password = "long enough 1"
+    spellings = [("bob@xn--xample-9ua.org", "Bob@éxample.org"), ("zo\u0308e@example.org", "zöe@EXAMPLE.org")]
+    for signed_up_as, logged_in_as in spellings:
+        made = client.post("/api/v1/auth/register",
+                           json={"email": signed_up_as, "password": password, "display_name": "Someone"})
+        assert made.status_code == 201, made.text
+        for spelling in (signed_up_as, logged_in_as):  # log-in only lower-cased, so the first failed
+            token = client.post("/api/v1/auth/token", data={"username": spelling, "password": password})
+            assert token.status_code == 200, (spelling, token.text)
+    with transaction(client.app.state.session_factory) as session:  # the CLI's path
+        create_user(session, email="an\u0303a@example.org", password=password, display_name="Ana")  # ñ as n + ~
+    assert_problem(client.post("/api/v1/auth/register", json={"email": "aña@example.org", "password": password,
+                                                              "display_name": "Ana again"}), 409, "already exists")

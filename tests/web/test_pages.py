@@ -251,6 +251,14 @@ def test_a_file_over_the_upload_limit_is_refused_in_the_form(make_settings: Call
         assert response.status_code == 413 and response.headers["content-type"] == HTML
         assert "larger than the upload limit" in response.text
         assert 'value="Too big"' in response.text
+        # far over the limit, the body is refused from its declared size before it is read: still a page
+        for path in ("/works/new", "/verify"):
+            huge = client.post(path, files={"file": ("big.bin", b"\x00" * 200_000)}, data={"title": "Huge"})
+            assert huge.status_code == 413 and huge.headers["content-type"] == HTML, path
+            assert "larger than the limit" in huge.text
+        # a form not sent as its page sends it (the file as a text field) is a 422 page, not "nothing at /works/new"
+        odd = client.post("/works/new", data={"title": "No file", "file": "just text"})
+        assert odd.status_code == 422 and "The form could not be read" in odd.text
 
 
 def test_registering_the_same_file_twice_links_to_the_first(client: TestClient) -> None:
