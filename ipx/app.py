@@ -16,6 +16,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipx.accounts import api as accounts_api
+from ipx.accounts.throttle import LoginThrottle
 from ipx.blobs import open_blob_store
 from ipx.complaints import api as complaints_api
 from ipx.complaints import pages as complaints_pages
@@ -187,6 +188,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.resolved_database_url)
     app.state.session_factory = make_session_factory(app.state.engine)
     app.state.marketplace = marketplace_api.build_context(settings)
+    app.state.login_throttle = LoginThrottle(settings.login_attempts, settings.login_window_seconds)
     app.state.registry = RegistryContext(
         blobs=open_blob_store(
             settings.resolved_blob_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region

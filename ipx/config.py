@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     fingerprint_concurrency: int = Field(default=2, ge=1)
     fingerprint_queue_seconds: float = Field(default=30.0, gt=0)
     token_ttl_seconds: int = 7 * 24 * 3600
+    # failed log-ins allowed per address within the window, per worker (ipx/accounts/throttle.py)
+    login_attempts: int = Field(default=10, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
     orphan_blob_grace_seconds: int = 3600
     cookie_secure: bool = False
     # complaints and notifications

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ipx.accounts import service as accounts_service
 from ipx.accounts.service import Principal
+from ipx.accounts.throttle import LoginThrottle
 from ipx.config import Settings
 from ipx.db import transaction
 from ipx.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthorized, over_upload_limit
@@ -42,6 +43,13 @@ def get_session(request: Request) -> Iterator[Session]:
 
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def get_login_throttle(request: Request) -> LoginThrottle:
+    return request.app.state.login_throttle
+
+
+LoginLimits = Annotated[LoginThrottle, Depends(get_login_throttle)]
 
 
 def get_registry(request: Request) -> RegistryContext:

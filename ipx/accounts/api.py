@@ -9,7 +9,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from ipx.accounts import service
 from ipx.accounts.schemas import AccountCreate, AccountRead, TokenRead
-from ipx.deps import AppSettings, Caller, DbSession
+from ipx.deps import AppSettings, Caller, DbSession, LoginLimits
 from ipx.routing import IPXRoute
 
 router = APIRouter(prefix="/auth", tags=["accounts"], route_class=IPXRoute)
@@ -26,10 +26,11 @@ def register_account(account_in: AccountCreate, session: DbSession) -> AccountRe
 
 @router.post("/token", response_model=TokenRead)
 def create_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: DbSession, settings: AppSettings
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: DbSession, settings: AppSettings,
+    throttle: LoginLimits,
 ) -> TokenRead:
-    """OAuth2 password flow: username is the email (anyone)."""
-    user = service.authenticate(session, email=form.username, password=form.password)
+    """OAuth2 password flow: username is the email (anyone); 429 after too many failures for the address."""
+    user = service.authenticate(session, email=form.username, password=form.password, throttle=throttle)
     token, row = service.issue_token(session, user, settings.token_ttl_seconds)
     return TokenRead(access_token=token, expires_at=row.expires_at)
 

@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ipx.accounts.models import AccessToken, Role, User
+from ipx.accounts.throttle import LoginThrottle
 from ipx.audit import service as audit_service
 from ipx.db import utcnow
 from ipx.errors import Conflict, InvalidInput, NotFound, Unauthorized
@@ -91,14 +92,25 @@ def set_role(session: Session, *, email: str, role: Role) -> User:
     return user
 
 
-def authenticate(session: Session, *, email: str, password: str) -> User:
+def authenticate(session: Session, *, email: str, password: str, throttle: LoginThrottle | None = None) -> User:
+    """The account these credentials open; with `throttle`, refused (429) after too many failures for the address."""
+    try:  # counted under the spelling the account is stored under, so respelling an address gains no attempts
+        address = canonical_email(email)
+    except InvalidInput:
+        address = email.strip().lower()
+    if throttle is not None:
+        throttle.check(address)
     user = _account_at(session, email)
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerifyMismatchError, InvalidHashError):
         user = None
     if user is None:
+        if throttle is not None:
+            throttle.failed(address)
         raise Unauthorized("The email or password is not correct.")
+    if throttle is not None:
+        throttle.succeeded(address)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     return user

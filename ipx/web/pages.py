@@ -25,10 +25,12 @@ from ipx.accounts import service as accounts_service
 from ipx.accounts.models import User
 from ipx.accounts.schemas import AccountCreate
 from ipx.accounts.service import Principal
+from ipx.accounts.throttle import TooManyAttempts
 from ipx.deps import (
     SESSION_COOKIE,
     AppSettings,
     DbSession,
+    LoginLimits,
     PageOfResults,
     Registry,
     oauth2_scheme,
@@ -319,16 +321,17 @@ def login(
     request: Request,
     session: DbSession,
     settings: AppSettings,
+    throttle: LoginLimits,
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "",
 ) -> Response:
     """Check the password, set the session cookie and go on (anyone)."""
     try:
-        user = accounts_service.authenticate(session, email=email, password=password)
-    except Unauthorized as exc:
+        user = accounts_service.authenticate(session, email=email, password=password, throttle=throttle)
+    except (Unauthorized, TooManyAttempts) as exc:
         context = {"values": {"email": email}, "error": exc.detail, "next": safe_next(next)}
-        return render(request, "accounts/login.html", context, None, status_code=401)
+        return render(request, "accounts/login.html", context, None, exc.status_code, exc.headers)
     return _log_in(RedirectResponse(safe_next(next), status_code=303), session, user, settings)
 
 

@@ -336,3 +336,41 @@ def test_an_address_logs_in_however_it_was_spelled_and_makes_one_account(client)
         create_user(session, email="an\u0303a@example.org", password=password, display_name="Ana")  # ñ as n + ~
     assert_problem(client.post("/api/v1/auth/register", json={"email": "aña@example.org", "password": password,
                                                               "display_name": "Ana again"}), 409, "already exists")
+
+
+def test_log_ins_are_throttled_per_address(make_settings):
+    """Passwords could be guessed at the speed of HTTP: after `login_attempts` failures an address is refused
+    (429 with Retry-After, even with the right password) until the window passes; other addresses are not."""
+    with TestClient(create_app(make_settings(login_attempts=3))) as client:
+        from tests.conftest import ApiUser
+
+        ApiUser(client, "target@example.org", "Target")
+        bystander = ApiUser(client, "bystander@example.org", "Bystander")
+        spellings = ("Target@Example.org", "target@EXAMPLE.ORG", " target@example.org")  # respelling gains nothing
+        assert [client.post("/api/v1/auth/token", data={"username": spelling, "password": "wrong guess 1"}).status_code
+                for spelling in spellings] == [401] * 3
+        right = client.post("/api/v1/auth/token",
+                            data={"username": "target@example.org", "password": "correct horse 42"})
+        body = assert_problem(right, 429, "Too many failed log-ins")
+        assert 0 < int(right.headers["Retry-After"]) <= 900 and body["title"] == "Too many attempts"
+        page = client.post("/login", data={"email": "target@example.org", "password": "correct horse 42"})
+        assert page.status_code == 429 and "Too many failed log-ins" in page.text  # the form says it too
+        assert client.post("/api/v1/auth/token", data={"username": bystander.email,
+                                                       "password": "correct horse 42"}).status_code == 200
+
+
+def test_the_throttle_forgets_failures_after_its_window_and_after_a_success():
+    from ipx.accounts.throttle import LoginThrottle, TooManyAttempts
+
+    now = [1000.0]
+    throttle = LoginThrottle(2, 60, clock=lambda: now[0])
+    throttle.failed("a@example.org")
+    throttle.succeeded("a@example.org")  # a success clears the count
+    throttle.failed("a@example.org")
+    throttle.check("a@example.org")
+    throttle.failed("a@example.org")
+    with pytest.raises(TooManyAttempts) as refused:
+        throttle.check("a@example.org")
+    assert refused.value.headers == {"Retry-After": "60"}
+    now[0] += 60
+    throttle.check("a@example.org")  # the window passed
