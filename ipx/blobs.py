@@ -38,6 +38,8 @@ class BlobStore(Protocol):
     def digest(self, sha256: str) -> str:
         """The SHA-256 of the stored bytes, read as a stream (FileNotFoundError when missing)."""
     def exists(self, sha256: str) -> bool: ...
+    def modified_at(self, sha256: str) -> datetime | None:
+        """When the blob was last stored or renewed; None when it is not there."""
     def delete(self, sha256: str) -> None: ...
     def list(self) -> Iterator[StoredBlob]: ...
 
@@ -86,6 +88,12 @@ class LocalBlobStore:
     def exists(self, sha256: str) -> bool:
         return self._path(sha256).exists()
 
+    def modified_at(self, sha256: str) -> datetime | None:
+        try:
+            return datetime.fromtimestamp(self._path(sha256).stat().st_mtime, UTC)
+        except FileNotFoundError:
+            return None
+
     def delete(self, sha256: str) -> None:
         self._path(sha256).unlink(missing_ok=True)
 
@@ -131,16 +139,19 @@ class S3BlobStore:
             hasher.update(chunk)
         return hasher.hexdigest()
 
-    def exists(self, sha256: str) -> bool:
+    def modified_at(self, sha256: str) -> datetime | None:
         from botocore.exceptions import ClientError
 
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(sha256))
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(sha256))
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return False
+                return None
             raise
-        return True
+        return head["LastModified"].astimezone(UTC)
+
+    def exists(self, sha256: str) -> bool:
+        return self.modified_at(sha256) is not None
 
     def delete(self, sha256: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(sha256))

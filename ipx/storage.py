@@ -24,6 +24,8 @@ def sweep_orphan_blobs(session: Session, blobs: BlobStore, grace_seconds: int) -
         if blob.modified_at >= cutoff:
             continue
         if session.scalar(select(Work.id).where(Work.sha256 == blob.sha256).limit(1)) is None:
-            blobs.delete(blob.sha256)
-            removed.append(blob.sha256)
+            renewed = blobs.modified_at(blob.sha256)  # a registration may have stored it again since the listing
+            if renewed is not None and renewed < cutoff:
+                blobs.delete(blob.sha256)
+                removed.append(blob.sha256)
     return removed

@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ipx.app import create_app
-from ipx.blobs import RecentDigests, S3BlobStore, open_blob_store
+from ipx.blobs import RecentDigests, S3BlobStore, StoredBlob, open_blob_store
 from ipx.config import Settings
 from ipx.db import transaction
 from ipx.storage import sweep_orphan_blobs
@@ -158,6 +158,23 @@ def test_storing_content_again_renews_its_age(kind: str, s3_endpoint: str, prefi
     store.put_file(sha256, path)
     [after] = [blob.modified_at for blob in store.list()]
     assert after > before and store.read(sha256) == path.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_the_sweep_spares_a_blob_stored_again_after_it_listed_it(
+    kind: str, s3_client: TestClient, s3_endpoint: str, prefix: str, tmp_path: Path, monkeypatch
+) -> None:
+    """The sweep lists, then asks the database, then deletes: a registration re-storing an old orphan's bytes in
+    between (not yet committed, so unseen) must keep its file."""
+    store = open_blob_store(f"s3://{BUCKET}/{prefix}" if kind == "s3" else f"file://{tmp_path / 'blobs'}",
+                            endpoint_url=s3_endpoint)
+    sha256, path = write_file(tmp_path, b"an orphan's bytes, registered again")
+    store.put_file(sha256, path)  # stored (or renewed) just now, after the sweep's listing below
+    listed_long_ago = StoredBlob(sha256, datetime(2001, 1, 1, tzinfo=UTC))
+    monkeypatch.setattr(store, "list", lambda: iter([listed_long_ago]))
+    with transaction(s3_client.app.state.session_factory) as session:  # type: ignore[attr-defined]
+        assert sweep_orphan_blobs(session, store, grace_seconds=3600) == []
+    assert store.exists(sha256)
 
 
 @pytest.mark.parametrize("kind", ["local", "s3"])
