@@ -45,8 +45,8 @@ class LoginThrottle:
                 return
             wait = math.ceil(recent[0] + self.window_seconds - now)
         raise TooManyAttempts(
-            f"Too many failed log-ins for this address: try again in {wait} s. If you forgot the password, ask an "
-            "IPX administrator to set a new one.", retry_after_seconds=wait,
+            f"Too many failed log-ins for this address: try again in {_in_words(wait)}. If you forgot the password, "
+            "ask an IPX administrator to set a new one.", retry_after_seconds=wait,
         )
 
     def failed(self, address: str) -> None:
@@ -66,3 +66,9 @@ class LoginThrottle:
         while recent and recent[0] <= now - self.window_seconds:
             recent.popleft()
         return recent
+
+
+def _in_words(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} seconds"
+    return f"{math.ceil(seconds / 60)} minutes"
