@@ -24,16 +24,17 @@ install: $(VENV)/.installed system-deps
 install-dev: $(VENV)/.installed-dev system-deps
 
 # Debian packages the app and its tests use: libmagic (content sniffing), chromium (browser tests),
-# fpcalc (audio fingerprints), sox (audio test clips), openssl (third-party verification docs).
-SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/fpcalc /usr/bin/sox /usr/bin/openssl
+# fpcalc (audio fingerprints), sox (audio test clips), openssl (third-party verification docs),
+# DejaVu fonts (PDF certificates in any script).
+SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/fpcalc /usr/bin/sox /usr/bin/openssl /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 system-deps:
-	@missing=""; for t in $(SYSTEM_TOOLS); do [ -x $$t ] || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(SYSTEM_TOOLS); do [ -e $$t ] || missing="$$missing $$t"; done; \
 	[ -e /usr/lib/x86_64-linux-gnu/libmagic.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/libmagic.so.1 ] || missing="$$missing libmagic"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	    chromium libchromaprint-tools sox libsox-fmt-all openssl libmagic1 >/dev/null; \
+	    chromium libchromaprint-tools sox libsox-fmt-all openssl libmagic1 fonts-dejavu-core >/dev/null; \
 	fi
 
 run: install
