@@ -80,15 +80,26 @@ class PayloadTooLarge(IPXError):
     title = "Payload too large"
 
 
-class ServiceBusy(IPXError):
+class RetryLater(IPXError):
+    """A refusal that lifts by itself: the answer says when to come back (Retry-After)."""
+
+    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after_seconds)}
+
+
+class ServiceBusy(RetryLater):
     """The server is doing as much of this work as it allows at once; the client should come back shortly."""
 
     status_code = 503
     title = "Service busy"
 
-    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
-        super().__init__(detail)
-        self.headers = {"Retry-After": str(retry_after_seconds)}
+
+class TooManyAttempts(RetryLater):
+    """Too many failed attempts at a guessable secret (a password) for one account, for now."""
+
+    status_code = 429
+    title = "Too many attempts"
 
 
 def described_request_error(error: dict[str, Any]) -> str:

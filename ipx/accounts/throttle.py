@@ -14,18 +14,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from ipx.errors import IPXError
+from ipx.errors import TooManyAttempts
 
 FORGET_AFTER_ADDRESSES = 100_000  # past this many addresses with recent failures, the expired ones are dropped
-
-
-class TooManyAttempts(IPXError):
-    status_code = 429
-    title = "Too many attempts"
-
-    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
-        super().__init__(detail)
-        self.headers = {"Retry-After": str(retry_after_seconds)}
 
 
 class LoginThrottle:

@@ -25,7 +25,6 @@ from ipx.accounts import service as accounts_service
 from ipx.accounts.models import User
 from ipx.accounts.schemas import AccountCreate
 from ipx.accounts.service import Principal
-from ipx.accounts.throttle import TooManyAttempts
 from ipx.deps import (
     SESSION_COOKIE,
     AppSettings,
@@ -36,7 +35,15 @@ from ipx.deps import (
     oauth2_scheme,
     optional_caller,
 )
-from ipx.errors import Conflict, Forbidden, IPXError, NotFound, Unauthorized, described_request_error
+from ipx.errors import (
+    Conflict,
+    Forbidden,
+    IPXError,
+    NotFound,
+    TooManyAttempts,
+    Unauthorized,
+    described_request_error,
+)
 from ipx.registry import api as registry_api
 from ipx.registry import log, media, previews
 from ipx.registry import service as registry_service

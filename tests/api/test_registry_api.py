@@ -360,7 +360,8 @@ def test_log_ins_are_throttled_per_address(make_settings):
 
 
 def test_the_throttle_forgets_failures_after_its_window_and_after_a_success():
-    from ipx.accounts.throttle import LoginThrottle, TooManyAttempts
+    from ipx.accounts.throttle import LoginThrottle
+    from ipx.errors import TooManyAttempts
 
     now = [1000.0]
     throttle = LoginThrottle(2, 60, clock=lambda: now[0])
