@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -53,11 +54,12 @@ def canonical_email(address: str) -> str:
 
 
 def _account_at(session: Session, address: str) -> User | None:
-    try:
-        email = canonical_email(address)
-    except InvalidInput:
-        return None
-    return session.scalar(select(User).where(User.email == email))
+    """The account of an address however it is spelled. Accounts the CLI made before addresses were checked may be
+    stored merely lower-cased (a punycode domain, admin@ipx.local): they are found under that spelling too."""
+    spellings = {address.strip().lower()}
+    with suppress(InvalidInput):
+        spellings.add(canonical_email(address))
+    return session.scalars(select(User).where(User.email.in_(spellings)).order_by(User.created_at)).first()
 
 
 def create_user(

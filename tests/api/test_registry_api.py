@@ -375,3 +375,16 @@ def test_the_throttle_forgets_failures_after_its_window_and_after_a_success():
     assert refused.value.headers == {"Retry-After": "60"}
     now[0] += 60
     throttle.check("a@example.org")  # the window passed
+
+
+def test_accounts_the_cli_made_before_addresses_were_checked_still_log_in(client):
+    """`ipx users create` stored addresses merely lower-cased, a special-use domain or a punycode one included."""
+    from ipx.accounts.service import authenticate, create_user
+    from ipx.db import transaction
+
+    with transaction(client.app.state.session_factory) as session:
+        for legacy in ("admin@ipx.local", "ops@xn--xample-9ua.org"):
+            user = create_user(session, email="placeholder@example.org", password="long enough 1", display_name="Op")
+            user.email = legacy  # as the CLI stored it then
+            session.flush()
+            assert authenticate(session, email=legacy.upper(), password="long enough 1").id == user.id
