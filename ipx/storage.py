@@ -24,7 +24,9 @@ def sweep_orphan_blobs(session: Session, blobs: BlobStore, grace_seconds: int) -
         if blob.modified_at >= cutoff:
             continue
         if session.scalar(select(Work.id).where(Work.sha256 == blob.sha256).limit(1)) is None:
-            renewed = blobs.modified_at(blob.sha256)  # a registration may have stored it again since the listing
+            # A registration may have stored it again since the listing (not committed, so unseen above). Only a
+            # re-store landing between this read and the delete can still lose its file: microseconds, not seconds.
+            renewed = blobs.modified_at(blob.sha256)
             if renewed is not None and renewed < cutoff:
                 blobs.delete(blob.sha256)
                 removed.append(blob.sha256)

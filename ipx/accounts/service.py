@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ipx.accounts.models import AccessToken, Role, User
@@ -53,12 +52,24 @@ def canonical_email(address: str) -> str:
         raise InvalidInput(f"“{address.strip()}” is not an email address: {exc}") from exc
 
 
+def _spellings(address: str) -> tuple[str, set[str]]:
+    """The spelling an address is counted under, and every spelling an account of it may be stored under.
+
+    Accounts the CLI made before addresses were checked are stored merely lower-cased: a special-use domain
+    (admin@ipx.local) or a punycode one (ops@xn--xample-9ua.org, whose canonical form has the Unicode domain).
+    """
+    raw = address.strip().lower()
+    try:
+        checked = validate_email(address.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        return raw, {raw}
+    canonical = checked.normalized.lower()
+    return canonical, {raw, canonical} | ({checked.ascii_email.lower()} if checked.ascii_email else set())
+
+
 def _account_at(session: Session, address: str) -> User | None:
-    """The account of an address however it is spelled. Accounts the CLI made before addresses were checked may be
-    stored merely lower-cased (a punycode domain, admin@ipx.local): they are found under that spelling too."""
-    spellings = {address.strip().lower()}
-    with suppress(InvalidInput):
-        spellings.add(canonical_email(address))
+    """The account of an address however it is spelled (the oldest, should two spellings have made two)."""
+    _, spellings = _spellings(address)
     return session.scalars(select(User).where(User.email.in_(spellings)).order_by(User.created_at)).first()
 
 
@@ -70,7 +81,7 @@ def create_user(
         raise InvalidInput("The password must be at least 10 characters long.")
     if not display_name.strip():
         raise InvalidInput("The display name cannot be blank: it is signed into every registration as the creator.")
-    if session.scalar(select(func.count()).where(User.email == email)):
+    if _account_at(session, email) is not None:
         raise Conflict(f"An account with the email {email} already exists.")
     user = User(email=email, display_name=display_name.strip(), password_hash=_hasher.hash(password), role=role)
     session.add(user)
@@ -96,20 +107,15 @@ def set_role(session: Session, *, email: str, role: Role) -> User:
 
 def authenticate(session: Session, *, email: str, password: str, throttle: LoginThrottle | None = None) -> User:
     """The account these credentials open; with `throttle`, refused (429) after too many failures for the address."""
-    try:  # counted under the spelling the account is stored under, so respelling an address gains no attempts
-        address = canonical_email(email)
-    except InvalidInput:
-        address = email.strip().lower()
+    address, _ = _spellings(email)  # respelling an address gains no attempts
     if throttle is not None:
-        throttle.check(address)
+        throttle.attempt(address)
     user = _account_at(session, email)
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerifyMismatchError, InvalidHashError):
         user = None
     if user is None:
-        if throttle is not None:
-            throttle.failed(address)
         raise Unauthorized("The email or password is not correct.")
     if throttle is not None:
         throttle.succeeded(address)

@@ -8,6 +8,7 @@ which is why the window is short and a success clears the count.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -16,47 +17,60 @@ from collections.abc import Callable
 
 from ipx.errors import TooManyAttempts
 
-FORGET_AFTER_ADDRESSES = 100_000  # past this many addresses with recent failures, the expired ones are dropped
+MAX_ADDRESSES = 100_000  # addresses with recent attempts kept per worker; past it the oldest are forgotten first
+LONGEST_ADDRESS = 254  # RFC 5321; anything longer is counted under its hash, so a key costs at most this much
 
 
 class LoginThrottle:
-    """At most `attempts` failed log-ins per address within `window_seconds`; then refused until the oldest ages out."""
+    """At most `attempts` log-in attempts per address within `window_seconds` unless one succeeds."""
 
     def __init__(self, attempts: int, window_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.attempts, self.window_seconds, self.clock = attempts, window_seconds, clock
-        self._failures: dict[str, deque[float]] = {}
+        self._attempts: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def check(self, address: str) -> None:
-        """Raise TooManyAttempts while the address has used up its failed attempts."""
-        now = self.clock()
+    def attempt(self, address: str) -> None:
+        """Count an attempt before the password is checked, or raise TooManyAttempts.
+
+        Counted first and in one locked step: checking, then recording the failure after the slow password check,
+        let a burst of parallel guesses all pass the check before any failure was recorded.
+        """
+        key, now = _key(address), self.clock()
         with self._lock:
-            recent = self._recent(address, now)
-            if len(recent) < self.attempts:
+            recent = self._recent(key, now)
+            if len(recent) >= self.attempts:
+                wait = math.ceil(recent[0] + self.window_seconds - now)
+            else:
+                if key not in self._attempts and len(self._attempts) >= MAX_ADDRESSES:
+                    self._forget_oldest(now)
+                self._attempts.setdefault(key, recent).append(now)
                 return
-            wait = math.ceil(recent[0] + self.window_seconds - now)
         raise TooManyAttempts(
             f"Too many failed log-ins for this address: try again in {_in_words(wait)}. If you forgot the password, "
             "ask an IPX administrator to set a new one.", retry_after_seconds=wait,
         )
 
-    def failed(self, address: str) -> None:
-        now = self.clock()
-        with self._lock:
-            if len(self._failures) >= FORGET_AFTER_ADDRESSES:
-                for key in [key for key in self._failures if not self._recent(key, now)]:
-                    del self._failures[key]
-            self._failures.setdefault(address, deque()).append(now)
-
     def succeeded(self, address: str) -> None:
         with self._lock:
-            self._failures.pop(address, None)
+            self._attempts.pop(_key(address), None)
 
-    def _recent(self, address: str, now: float) -> deque[float]:
-        recent = self._failures.get(address, deque())
+    def _recent(self, key: str, now: float) -> deque[float]:
+        recent = self._attempts.get(key, deque())
         while recent and recent[0] <= now - self.window_seconds:
             recent.popleft()
         return recent
+
+    def _forget_oldest(self, now: float) -> None:
+        """Drop expired addresses, then the oldest tenth: amortised, so a flood costs no scan per attempt."""
+        cutoff = now - self.window_seconds
+        for key in [key for key, times in self._attempts.items() if not times or times[-1] <= cutoff]:
+            del self._attempts[key]
+        for key in list(self._attempts)[: max(0, len(self._attempts) - MAX_ADDRESSES * 9 // 10)]:
+            del self._attempts[key]
+
+
+def _key(address: str) -> str:
+    return address if len(address) <= LONGEST_ADDRESS else hashlib.sha256(address.encode()).hexdigest()
 
 
 def _in_words(seconds: int) -> str:

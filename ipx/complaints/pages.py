@@ -22,12 +22,16 @@ from ipx.complaints.models import Complaint
 from ipx.complaints.schemas import CounterNoticeIn, LegalActionIn, ReviewDecision, StaffAction, StaffActionIn
 from ipx.deps import AppSettings, DbSession, PageOfResults, StoredInteger
 from ipx.errors import Forbidden, InvalidInput, IPXError, Unauthorized
-from ipx.web.pages import PageRoute, Visitor, reject_cross_site_posts
+from ipx.web.pages import PageRoute, Visitor, page_caller, reject_cross_site_posts, track_session
 from ipx.web.templating import templates
 
 # Handlers render their own problem pages; PageRoute renders what escapes them (a form sent from another website,
 # refused like every other page form; a malformed id) as a page too. A stale session cookie reads as logged out.
-router = APIRouter(include_in_schema=False, route_class=PageRoute, dependencies=[Depends(reject_cross_site_posts)])
+router = APIRouter(
+    include_in_schema=False,
+    route_class=PageRoute,
+    dependencies=[Depends(page_caller), Depends(track_session), Depends(reject_cross_site_posts)],
+)
 NOTICE_FIELDS = (
     "work_id", "infringing_work_id", "infringing_listing_id", "infringing_url", "name", "email", "address", "phone",
     "description", "signature",

@@ -35,6 +35,13 @@ class PaymentProviderUnavailable(IPXError):
     title = "Payment provider error"
 
 
+class PaymentKeyReused(IPXError):
+    """Stripe refused an idempotency key sent again with other parameters (another card for the same order)."""
+
+    status_code = 409
+    title = "Idempotency-Key reused"
+
+
 class WebhookRejected(IPXError):
     """A webhook whose signature, timestamp or body does not check out: forged, replayed or mangled."""
 
@@ -151,6 +158,11 @@ class StripeProvider:
                 )
         except stripe.CardError as exc:
             raise PaymentDeclined(f"The card was declined: {exc.user_message or 'no reason given'}.") from exc
+        except stripe.IdempotencyError as exc:
+            raise PaymentKeyReused(
+                "This Idempotency-Key already started a payment with other details (another card?). To pay with "
+                "another card, place the order again with a new Idempotency-Key."
+            ) from exc
         except stripe.StripeError as exc:
             raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
         status: PaymentStatus = intent.status if intent.status != "requires_capture" else "processing"  # type: ignore[assignment]

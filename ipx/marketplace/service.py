@@ -470,10 +470,9 @@ def place_order(
     _audit_order(session, order, "created", buyer.id, offer_id=offer.id, amount=order.amount, currency=order.currency)
     work = registry_service.get_work(session, offer.work_id)
     started = provider.start(PaymentRequest(
-        # With the payment method: a retry after a declined card may bring another card, which Stripe would refuse
-        # under the first attempt's key (same key, other parameters); the same card replays the first answer.
-        order_id=order.id, amount=order.amount, currency=order.currency,
-        idempotency_key=f"order:{order.id}:{payment_method or 'later'}",
+        # One key per order, whatever the card: after a charge whose answer was lost, a retry with another card must
+        # not become a second payment (Stripe refuses the changed parameters: PaymentKeyReused, a 409 in words).
+        order_id=order.id, amount=order.amount, currency=order.currency, idempotency_key=f"order:{order.id}",
         description=f"IPX license {offer.template} for “{work.title}”", payment_method=payment_method,
     ))
     order.payment_ref, order.client_secret = started.ref, started.client_secret

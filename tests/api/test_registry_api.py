@@ -359,22 +359,33 @@ def test_log_ins_are_throttled_per_address(make_settings):
                                                        "password": "correct horse 42"}).status_code == 200
 
 
-def test_the_throttle_forgets_failures_after_its_window_and_after_a_success():
+def test_the_throttle_counts_attempts_atomically_and_forgets_them_after_its_window_or_a_success():
+    from concurrent.futures import ThreadPoolExecutor
+
     from ipx.accounts.throttle import LoginThrottle
     from ipx.errors import TooManyAttempts
 
     now = [1000.0]
     throttle = LoginThrottle(2, 60, clock=lambda: now[0])
-    throttle.failed("a@example.org")
+    throttle.attempt("a@example.org")
     throttle.succeeded("a@example.org")  # a success clears the count
-    throttle.failed("a@example.org")
-    throttle.check("a@example.org")
-    throttle.failed("a@example.org")
+    throttle.attempt("a@example.org")
+    throttle.attempt("a@example.org")
     with pytest.raises(TooManyAttempts) as refused:
-        throttle.check("a@example.org")
+        throttle.attempt("a@example.org")
     assert refused.value.headers == {"Retry-After": "60"}
     now[0] += 60
-    throttle.check("a@example.org")  # the window passed
+    throttle.attempt("a@example.org")  # the window passed
+
+    def guess(_: int) -> bool:  # a burst: each attempt is counted before any password is checked
+        try:
+            throttle.attempt("burst@example.org")
+        except TooManyAttempts:
+            return False
+        return True
+
+    with ThreadPoolExecutor(16) as pool:
+        assert sum(pool.map(guess, range(40))) == 2
 
 
 def test_accounts_the_cli_made_before_addresses_were_checked_still_log_in(client):
@@ -388,3 +399,7 @@ def test_accounts_the_cli_made_before_addresses_were_checked_still_log_in(client
             user.email = legacy  # as the CLI stored it then
             session.flush()
             assert authenticate(session, email=legacy.upper(), password="long enough 1").id == user.id
+        # the punycode account is the Unicode spelling's account too: found by it, and no second account for it
+        assert authenticate(session, email="ops@éxample.org", password="long enough 1").id == user.id
+    assert_problem(client.post("/api/v1/auth/register", json={"email": "ops@éxample.org", "password": "long enough 1",
+                                                              "display_name": "Someone else"}), 409, "already exists")
