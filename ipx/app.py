@@ -66,9 +66,7 @@ def _unexpected_problem(request: Request, exc: Exception) -> Response:
         "IPX failed while handling this request. The fault is ours and is logged for us to fix; what the request "
         "changed was not saved. Please try again, and if it keeps happening, tell us the time and this address."
     )
-    if _answers_with_problems(request):
-        return problem_response(problem, request)
-    return web_pages.error_page(request, problem.status_code, problem.title, problem.detail)
+    return _refusal(request, problem)
 
 
 def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:
@@ -127,19 +125,18 @@ class BodySizeLimit:
     async def _reject(self, scope: Scope, send: Send) -> None:
         """Refused from the declared size, before any of the body is read: a problem, or for a page the error page
         (browsers always declare the size, so an upload form met this one)."""
-        error, request = PayloadTooLarge(self._message()), Request(scope)
-        close = {"Connection": "close"}
-        response = (
-            JSONResponse(error.problem(request.url.path), status_code=413, media_type=PROBLEM_JSON, headers=close)
-            if _answers_with_problems(request) else
-            web_pages.error_page(request, error.status_code, error.title, error.detail, close)
-        )
+        response = _refusal(Request(scope), PayloadTooLarge(self._message()), {"Connection": "close"})
         await response(scope, _drain, send)
 
 
-def _answers_with_problems(request: Request) -> bool:
-    """API paths answer errors as problem+json; everything else is a page and answers with a page."""
-    return request.url.path.startswith((API_PREFIX, "/.well-known/"))
+def _refusal(request: Request, error: IPXError, headers: dict[str, str] | None = None) -> Response:
+    """An error answered outside the routers: problem+json on API paths, the error page everywhere else."""
+    if request.url.path.startswith((API_PREFIX, "/.well-known/")):
+        response = problem_response(error, request)
+    else:
+        response = web_pages.error_page(request, error.status_code, error.title, error.detail, error.headers)
+    response.headers.update(headers or {})
+    return response
 
 
 async def _drain() -> Message:

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -47,9 +47,13 @@ def canonical_email(address: str) -> str:
     domain in Unicode), lower-cased. Sign-up normalised through the schema while log-in only lower-cased, so
     "bob@xn--xample-9ua.org" could sign up and never log in, and the CLI could make a second account."""
     try:
-        return validate_email(address.strip(), check_deliverability=False).normalized.lower()
+        return _validated(address).normalized.lower()
     except EmailNotValidError as exc:
         raise InvalidInput(f"“{address.strip()}” is not an email address: {exc}") from exc
+
+
+def _validated(address: str) -> ValidatedEmail:
+    return validate_email(address.strip(), check_deliverability=False)
 
 
 def _spellings(address: str) -> tuple[str, set[str]]:
@@ -60,7 +64,7 @@ def _spellings(address: str) -> tuple[str, set[str]]:
     """
     raw = address.strip().lower()
     try:
-        checked = validate_email(address.strip(), check_deliverability=False)
+        checked = _validated(address)
     except EmailNotValidError:
         return raw, {raw}
     canonical = checked.normalized.lower()
@@ -68,8 +72,12 @@ def _spellings(address: str) -> tuple[str, set[str]]:
 
 
 def _account_at(session: Session, address: str) -> User | None:
-    """The account of an address however it is spelled (the oldest, should two spellings have made two)."""
-    _, spellings = _spellings(address)
+    """The account of an address however it is spelled."""
+    return _account_under(session, _spellings(address)[1])
+
+
+def _account_under(session: Session, spellings: set[str]) -> User | None:
+    """The account stored under any of these spellings (the oldest, should two spellings have made two)."""
     return session.scalars(select(User).where(User.email.in_(spellings)).order_by(User.created_at)).first()
 
 
@@ -107,10 +115,10 @@ def set_role(session: Session, *, email: str, role: Role) -> User:
 
 def authenticate(session: Session, *, email: str, password: str, throttle: LoginThrottle | None = None) -> User:
     """The account these credentials open; with `throttle`, refused (429) after too many failures for the address."""
-    address, _ = _spellings(email)  # respelling an address gains no attempts
+    address, spellings = _spellings(email)  # respelling an address gains no attempts
     if throttle is not None:
         throttle.attempt(address)
-    user = _account_at(session, email)
+    user = _account_under(session, spellings)
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerifyMismatchError, InvalidHashError):
