@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     stripe_api_key: str = ""
     stripe_api_base: str = "https://api.stripe.com"  # point at localstripe in tests
     stripe_webhook_secret: str = ""
+    # the website's card form (Stripe.js): without a publishable key, pages cannot take card payments
+    stripe_publishable_key: str = ""
+    stripe_js_url: str = "https://js.stripe.com/v3/"  # localstripe serves its stand-in at <its URL>/js.stripe.com/v3/
     platform_fee_bps: int = 1000  # basis points of each sale kept by the platform (1000 = 10 %)
     supported_currencies: list[str] = ["EUR", "USD", "GBP", "CHF", "CAD", "AUD", "JPY", "SEK", "NOK", "DKK"]
 

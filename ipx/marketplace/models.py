@@ -105,6 +105,21 @@ class Order(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # failed, cancelled or refunded
 
 
+class PaymentCustomer(Base):
+    """A buyer's customer record at a payment provider (a Stripe Customer), made at their first card payment.
+
+    Stripe charges a card saved by a SetupIntent only on behalf of the Customer it was saved to; one per buyer keeps
+    the provider's dashboard one entry per person rather than one per order.
+    """
+
+    __tablename__ = "payment_customers"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_ref: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class PaymentEvent(Base):
     """Every provider event we accepted, keyed by the provider's event id: the exactly-once guard."""
 

@@ -2,8 +2,9 @@
 
 Thin like the registry pages (ipx/web/pages.py, whose PageRoute, login redirect and cross-site check
 they share): every handler calls the marketplace service, and the JSON API's read models build the
-context. Plain forms with POST-redirect-GET, no JavaScript. A checkout form carries an
-Idempotency-Key made when the page was shown, so pressing "Place order" twice makes one order.
+context. Plain forms with POST-redirect-GET, no JavaScript, except where a payment provider's card form
+needs it (Stripe.js on the order page: the card number must go to Stripe, never through IPX). A checkout
+form carries an Idempotency-Key made when the page was shown, so pressing "Place order" twice makes one order.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from sqlalchemy.orm import Session
 
 from ipx.accounts.service import Principal
 from ipx.deps import AppSettings, DbSession, PageOfResults
-from ipx.errors import IPXError, NotFound
+from ipx.errors import PROBLEM_JSON, IPXError, NotFound
 from ipx.marketplace import service, terms, views
 from ipx.marketplace.api import Market, license_read, listing_read, order_read
 from ipx.marketplace.models import License, Order
+from ipx.marketplace.payments import CardEntry
 from ipx.marketplace.schemas import ListingCreate
 from ipx.registry import service as registry_service
 from ipx.web import certificates
@@ -267,22 +269,87 @@ def _order_view(session: Session, order: Order, caller: Principal, public_url: s
     }
 
 
-@router.get("/market/orders/{order_id}", response_class=HTMLResponse)
-def order_page(
-    request: Request, order_id: uuid.UUID, session: DbSession, settings: AppSettings, market: Market, caller: Member
+def _order_page(
+    request: Request, session: Session, order: Order, settings: AppSettings, market: Market, caller: Principal, *,
+    card_problem: str | None = None, status_code: int = 200,
 ) -> HTMLResponse:
-    """An order and what to do next: pay (offline), wait for the provider, or open the license (buyer, seller)."""
-    order = service.get_order(session, str(order_id), caller)
     offer = service.get_offer(session, order.offer_id)
+    provider = market.providers.get(order.provider)
+    is_buyer = caller.id == order.buyer_id
     context = {
         "order": _order_view(session, order, caller, settings.public_url),
         "offer": _offer_view(service.offer_terms(offer).model_dump(mode="json") | {"offer_id": offer.id}),
         "summary": terms.summary(service.offer_terms(offer)),
         "work": _work_facts(session, order.work_id),
-        "is_buyer": caller.id == order.buyer_id,
-        "buyer_confirms": market.providers.get(order.provider).buyer_confirms,
+        "is_buyer": is_buyer,
+        "buyer_confirms": provider.buyer_confirms,
+        "card_form": provider.card_form if isinstance(provider, CardEntry) and is_buyer else None,
+        # the bank asked the buyer to confirm the charge: Stripe.js needs the payment's client secret for that
+        "authenticate": request.query_params.get("authenticate") == "1" and is_buyer,
+        "client_secret": order.client_secret if is_buyer else None,
+        "unpaid": request.query_params.get("unpaid") == "1",
+        "card_problem": card_problem,
     }
-    return render(request, "market/order.html", context, caller)
+    return render(request, "market/order.html", context, caller, status_code=status_code)
+
+
+@router.get("/market/orders/{order_id}", response_class=HTMLResponse)
+def order_page(
+    request: Request, order_id: uuid.UUID, session: DbSession, settings: AppSettings, market: Market, caller: Member
+) -> HTMLResponse:
+    """An order and what to do next: pay (offline, or by card), wait for the provider, or open the license."""
+    order = service.get_order(session, str(order_id), caller)
+    return _order_page(request, session, order, settings, market, caller)
+
+
+@router.post("/market/orders/{order_id}/card-setup")
+def open_card_setup(request: Request, order_id: uuid.UUID, session: DbSession, market: Market,
+                    caller: Member) -> JSONResponse:
+    """Asked by the order page's card form (JavaScript) when the buyer presses Pay: a card setup's client secret
+    for Stripe.js, or the refusal as problem+json for the form to show."""
+    try:
+        secret = service.open_card_payment(session, order_id=str(order_id), buyer=caller, ctx=market)
+    except IPXError as exc:
+        session.rollback()
+        return JSONResponse(exc.problem(request.url.path), status_code=exc.status_code, media_type=PROBLEM_JSON)
+    return JSONResponse({"client_secret": secret}, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/market/orders/{order_id}/card", response_class=HTMLResponse)
+def pay_with_card(
+    request: Request, order_id: uuid.UUID, session: DbSession, settings: AppSettings, market: Market, caller: Member,
+    setup_intent: Annotated[str, Form(max_length=255)] = "",
+) -> Response:
+    """The card form's last step: charge the card Stripe.js saved, then show the order — licensed, failed, or
+    waiting for the buyer to confirm the charge with their bank."""
+    order = service.get_order(session, str(order_id), caller)
+    if not setup_intent.strip():  # sent without the card form's script: JavaScript is off or Stripe.js failed
+        problem = ("Enter your card in the card form above and press Pay. The form needs JavaScript: Stripe "
+                   "runs it in your browser so that your card number never passes through IPX.")
+        return _order_page(request, session, order, settings, market, caller, card_problem=problem, status_code=422)
+    try:
+        paid = service.pay_order_with_card(
+            session, order_id=order.id, buyer=caller, setup_ref=setup_intent.strip(), ctx=market
+        )
+    except NotFound:
+        raise
+    except IPXError as exc:  # declined, a setup not made for this order, Stripe unreachable: said beside the form
+        session.rollback()
+        order = service.get_order(session, str(order_id), caller)
+        return _order_page(request, session, order, settings, market, caller, card_problem=exc.detail,
+                           status_code=exc.status_code)
+    if paid.status == "requires_action":
+        return _redirect(f"/market/orders/{order_id}?authenticate=1")
+    return _redirect(f"/market/orders/{order_id}")
+
+
+@router.post("/market/orders/{order_id}/settle")
+def settle_order(order_id: uuid.UUID, session: DbSession, market: Market, caller: Member) -> RedirectResponse:
+    """After the buyer confirmed (or refused) the charge with their bank: apply what Stripe says of the payment
+    now, rather than wait for its webhook, and show the order."""
+    order = service.settle_order(session, order_id=str(order_id), buyer=caller, ctx=market)
+    unpaid = "?unpaid=1" if order.status == service.OPEN_ORDER else ""
+    return _redirect(f"/market/orders/{order_id}{unpaid}")
 
 
 @router.post("/market/orders/{order_id}/pay")

@@ -2,7 +2,9 @@
 
 `OfflineProvider` settles outside IPX (bank transfer, invoice, a demo): the buyer's
 `POST /orders/{id}/confirm` completes the order. `StripeProvider` uses PaymentIntents and
-signed webhooks. The service only sees `PaymentProvider`, so further flows fit without touching it:
+signed webhooks, and is also a `CardEntry`: the website's order page collects a card with Stripe.js
+into a SetupIntent and IPX charges it at once. The service only sees these protocols, so further flows
+fit without touching it:
 Stripe Checkout would be a provider whose `start` returns `next_action={"redirect_to_url": ...}`
 from a Checkout Session and whose webhooks map `checkout.session.completed` to "succeeded";
 Stripe Connect would add `transfer_data.destination` (the seller's connected account) and
@@ -13,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import stripe
 
 from ipx.config import Settings
-from ipx.errors import IPXError, NotFound
+from ipx.errors import Conflict, IPXError, NotFound
 
 PaymentStatus = Literal["requires_payment_method", "requires_confirmation", "requires_action", "processing",
                         "succeeded", "failed", "canceled"]
@@ -96,6 +98,38 @@ class PaymentProvider(Protocol):
         """Verify and decode a webhook; raise WebhookRejected unless it provably came from the provider."""
 
 
+@dataclass(frozen=True)
+class CardForm:
+    """What the buyer's browser needs to show the provider's card form: its script and the publishable key."""
+
+    script_url: str
+    publishable_key: str
+
+
+@runtime_checkable
+class CardEntry(PaymentProvider, Protocol):
+    """A provider whose card form runs in the buyer's browser (Stripe.js), so card numbers never reach IPX.
+
+    The browser saves the card into a setup the server opened (`open_card_setup`, a SetupIntent for the buyer's
+    customer record); the server then charges it on the order's payment (`pay_with_card`). That way every charge is
+    made by IPX's server, under the order's locks, and a website payment completes in the request that makes it.
+    """
+
+    card_form: CardForm | None  # None: the provider has no browser key configured, so pages cannot take cards
+
+    def customer_for(self, *, account_id: str, email: str) -> str:
+        """Make the buyer's customer record at the provider; returns its reference."""
+
+    def open_card_setup(self, *, customer_ref: str, order_id: str) -> str:
+        """Open a card setup for this order; returns the client secret the card form confirms."""
+
+    def pay_with_card(self, ref: str, *, setup_ref: str, customer_ref: str, order_id: str) -> PaymentStart:
+        """Charge the card a confirmed setup saved, on the payment `ref`; raises PaymentDeclined when refused."""
+
+    def current_state(self, ref: str) -> ProviderEvent:
+        """The payment as the provider sees it now, shaped as its webhook would report it."""
+
+
 class OfflineProvider:
     """Money moves outside IPX; the order's buyer declares it paid. No webhooks, nothing to cancel."""
 
@@ -130,11 +164,14 @@ class StripeProvider:
     name = "stripe"
     buyer_confirms = False
 
-    def __init__(self, *, api_key: str, api_base: str, webhook_secret: str) -> None:
+    def __init__(
+        self, *, api_key: str, api_base: str, webhook_secret: str, card_form: CardForm | None = None
+    ) -> None:
         self.client = stripe.StripeClient(
             api_key, base_addresses={"api": api_base.rstrip("/")}, max_network_retries=2
         )
         self.webhook_secret = webhook_secret
+        self.card_form = card_form
 
     def start(self, request: PaymentRequest) -> PaymentStart:
         params: dict[str, Any] = {
@@ -165,8 +202,71 @@ class StripeProvider:
             ) from exc
         except stripe.StripeError as exc:
             raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
-        status: PaymentStatus = intent.status if intent.status != "requires_capture" else "processing"  # type: ignore[assignment]
-        return PaymentStart(ref=intent.id, status=status, client_secret=intent.client_secret)
+        return PaymentStart(ref=intent.id, status=_payment_status(intent.status), client_secret=intent.client_secret)
+
+    def customer_for(self, *, account_id: str, email: str) -> str:
+        try:
+            customer = self.client.v1.customers.create(
+                params={"email": email, "metadata": {"account_id": account_id}},
+                # two first payments at once (two tabs) make one Customer, not two
+                options={"idempotency_key": f"customer:{account_id}"},
+            )
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
+        return customer.id
+
+    def open_card_setup(self, *, customer_ref: str, order_id: str) -> str:
+        try:
+            setup = self.client.v1.setup_intents.create(params={
+                "customer": customer_ref, "usage": "on_session", "payment_method_types": ["card"],
+                "metadata": {"order_id": order_id},
+            })
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
+        if not setup.client_secret:
+            raise PaymentProviderUnavailable("Stripe opened a card setup without a client secret.")
+        return setup.client_secret
+
+    def pay_with_card(self, ref: str, *, setup_ref: str, customer_ref: str, order_id: str) -> PaymentStart:
+        try:
+            setup = self.client.v1.setup_intents.retrieve(setup_ref)
+        except stripe.InvalidRequestError as exc:
+            raise Conflict("Stripe knows no card setup with that reference; enter the card again.") from exc
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
+        # The reference comes from the browser: only a setup opened for this order, by this buyer, may pay it.
+        if _metadata_order_id(setup) != order_id or setup.customer != customer_ref:
+            raise Conflict("That card setup was not made for this order; enter the card again.")
+        if setup.status != "succeeded" or not setup.payment_method:
+            raise Conflict(f"The card is not ready to be charged (Stripe says the setup is {setup.status}); "
+                           "enter the card again.")
+        payment_method = setup.payment_method if isinstance(setup.payment_method, str) else setup.payment_method.id
+        try:
+            # set the card, then confirm without arguments: localstripe implements confirm(payment_method=) as a 500
+            self.client.v1.payment_intents.update(
+                ref, params={"payment_method": payment_method, "customer": customer_ref}
+            )
+            intent = self.client.v1.payment_intents.confirm(
+                # a new card is a new attempt: a declined one must not replay its decline for the next
+                ref, options={"idempotency_key": f"order:{order_id}:confirm:{setup_ref}"}
+            )
+        except stripe.CardError as exc:
+            raise PaymentDeclined(f"The card was declined: {exc.user_message or 'no reason given'}.") from exc
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
+        return PaymentStart(ref=intent.id, status=_payment_status(intent.status), client_secret=intent.client_secret)
+
+    def current_state(self, ref: str) -> ProviderEvent:
+        try:
+            intent = self.client.v1.payment_intents.retrieve(ref)
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
+        kind: EventKind = {"succeeded": "succeeded", "canceled": "canceled"}.get(intent.status, "ignored")  # type: ignore[assignment]
+        return ProviderEvent(
+            event_id=f"lookup:{intent.id}", event_type=f"payment_intent.{intent.status}", kind=kind,
+            payment_ref=intent.id, amount=intent.amount, currency=intent.currency.upper(),
+            order_id=_metadata_order_id(intent),
+        )
 
     def cancel(self, ref: str) -> None:
         try:
@@ -202,6 +302,16 @@ class StripeProvider:
             return _stripe_event(event)
         except (KeyError, TypeError, AttributeError) as exc:  # signed by our secret, yet not shaped as Stripe's
             raise WebhookRejected(f"The Stripe event lacks a field IPX reads ({exc}).") from exc
+
+
+def _metadata_order_id(stripe_object: Any) -> str | None:
+    """The order an intent was opened for, from its metadata (a StripeObject, which has no `get`)."""
+    return (stripe_object.metadata.to_dict() if stripe_object.metadata else {}).get("order_id")
+
+
+def _payment_status(stripe_status: str) -> PaymentStatus:
+    """A PaymentIntent's status as IPX names it: a charge awaiting capture is still processing."""
+    return "processing" if stripe_status == "requires_capture" else stripe_status  # type: ignore[return-value]
 
 
 def _stripe_event(event: dict[str, Any]) -> ProviderEvent:
@@ -256,6 +366,8 @@ def build_providers(settings: Settings) -> PaymentProviders:
         by_name["stripe"] = StripeProvider(
             api_key=settings.stripe_api_key, api_base=settings.stripe_api_base,
             webhook_secret=settings.stripe_webhook_secret,
+            card_form=CardForm(script_url=settings.stripe_js_url, publishable_key=settings.stripe_publishable_key)
+            if settings.stripe_publishable_key else None,
         )
     if settings.payment_provider not in by_name:
         raise ValueError(

@@ -32,8 +32,15 @@ from ipx.audit import service as audit_service
 from ipx.db import contains_pattern, utcnow
 from ipx.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ipx.marketplace import ledger, terms
-from ipx.marketplace.models import License, Listing, Offer, Order, PaymentEvent, SalesSuspension
-from ipx.marketplace.payments import PaymentProvider, PaymentProviders, PaymentRequest, ProviderEvent
+from ipx.marketplace.models import License, Listing, Offer, Order, PaymentCustomer, PaymentEvent, SalesSuspension
+from ipx.marketplace.payments import (
+    CardEntry,
+    PaymentProvider,
+    PaymentProviders,
+    PaymentRequest,
+    PaymentStatus,
+    ProviderEvent,
+)
 from ipx.registry import service as registry_service
 from ipx.registry.models import PriorMatch, Work
 
@@ -564,6 +571,93 @@ def cancel_order(session: Session, *, order_id: str, buyer: Principal, ctx: Mark
     if order.payment_ref:
         ctx.providers.get(order.provider).cancel(order.payment_ref)
     _close(session, order, "cancelled", "cancelled by the buyer", actor_id=buyer.id)
+    return order
+
+
+# ------------------------------------------------------------------------------ card payments on the website
+
+
+@dataclass(frozen=True)
+class CardPayment:
+    """A card charged for an order: the order afterwards, and the payment's status (`requires_action`: the bank
+    wants the buyer to authenticate in their browser before the charge completes)."""
+
+    order: Order
+    status: PaymentStatus
+
+
+def _card_order(session: Session, order_id: str, buyer: Principal, ctx: MarketContext) -> tuple[Order, CardEntry]:
+    order = get_order(session, order_id, buyer)
+    if order.buyer_id != buyer.id:
+        raise Forbidden("Only the buyer can pay this order.")
+    provider = ctx.providers.get(order.provider)
+    if not isinstance(provider, CardEntry) or provider.card_form is None:
+        raise Conflict(f"This website cannot take cards for orders paid through {order.provider}.")
+    return order, provider
+
+
+def _customer_ref(session: Session, provider: CardEntry, buyer: Principal) -> str:
+    """The buyer's customer record at the provider, made at their first card payment and kept."""
+    known = session.get(PaymentCustomer, (buyer.id, provider.name))
+    if known is not None:
+        return known.customer_ref
+    customer_ref = provider.customer_for(account_id=buyer.id, email=buyer.email)
+    try:
+        with session.begin_nested():
+            session.add(PaymentCustomer(account_id=buyer.id, provider=provider.name, customer_ref=customer_ref))
+    except IntegrityError:  # the buyer's other tab got there first; the provider gave both the same record
+        return session.get(PaymentCustomer, (buyer.id, provider.name), populate_existing=True).customer_ref  # type: ignore[union-attr]
+    return customer_ref
+
+
+def open_card_payment(session: Session, *, order_id: str, buyer: Principal, ctx: MarketContext) -> str:
+    """Open a card setup for a pending order; returns the client secret the buyer's card form confirms."""
+    order, provider = _card_order(session, order_id, buyer, ctx)
+    if order.status != OPEN_ORDER:
+        raise Conflict(f"This order is {order.status}: there is nothing to pay.", order_status=order.status)
+    return provider.open_card_setup(customer_ref=_customer_ref(session, provider, buyer), order_id=order.id)
+
+
+def pay_order_with_card(
+    session: Session, *, order_id: str, buyer: Principal, setup_ref: str, ctx: MarketContext
+) -> CardPayment:
+    """Charge the card the buyer's form saved (`setup_ref`) and, when the charge goes through, sell at once.
+
+    Runs under the work's offer locks like a webhook's success: an exclusive offer sold meanwhile fails the order
+    before any money moves, and two tabs paying one order charge once (the second finds it fulfilled).
+    A declined card raises PaymentDeclined and leaves the order pending for another card.
+    """
+    order, provider = _card_order(session, order_id, buyer, ctx)
+    order, reason = _lock_for_payment(session, order.id)
+    if order.status == "fulfilled":
+        return CardPayment(order, "succeeded")
+    if order.status != OPEN_ORDER or not order.payment_ref:
+        raise Conflict(f"This order is {order.status}: there is nothing to pay.", order_status=order.status)
+    if reason:
+        _fail(session, order, provider, reason, money_taken=False, actor_id=buyer.id)
+        return CardPayment(order, "canceled")
+    customer = session.get(PaymentCustomer, (buyer.id, provider.name))
+    if customer is None:
+        raise Conflict("No card was entered for this order yet; enter the card in the payment form.")
+    started = provider.pay_with_card(
+        order.payment_ref, setup_ref=setup_ref, customer_ref=customer.customer_ref, order_id=order.id
+    )
+    if started.status == "succeeded":
+        _sell(session, order, provider, ctx, actor_id=buyer.id)
+    return CardPayment(order, started.status)
+
+
+def settle_order(session: Session, *, order_id: str, buyer: Principal, ctx: MarketContext) -> Order:
+    """Ask the provider how a pending order's payment stands and apply it as its webhook would.
+
+    For a buyer back from authenticating with their bank: the page shows the license without waiting for the
+    webhook, and a late or lost webhook changes nothing (a success is applied once, by order status).
+    """
+    order, provider = _card_order(session, order_id, buyer, ctx)
+    if order.status == OPEN_ORDER and order.payment_ref:
+        event = provider.current_state(order.payment_ref)
+        if event.kind != "ignored":
+            _apply_event(session, provider, event, ctx)
     return order
 
 

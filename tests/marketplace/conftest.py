@@ -19,6 +19,7 @@ from ipx.db import transaction
 from ipx.marketplace import ledger
 from tests.conftest import ApiUser
 from tests.marketplace.builders import offer
+from tests.marketplace.servers import localstripe_server
 
 _seeds = itertools.count(1)
 
@@ -105,3 +106,10 @@ def assert_ledger_balanced(client: TestClient, staff: dict[str, str]) -> dict[st
     body = summary.json()
     assert_balanced_summary(body)
     return body
+
+
+@pytest.fixture(scope="session")
+def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One localstripe per test process: each test makes its own customers and payments, so none share state."""
+    with localstripe_server(tmp_path_factory.mktemp("localstripe")) as url:
+        yield url

@@ -12,7 +12,6 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,11 @@ from ipx.marketplace.models import LedgerTransaction, Order, PaymentEvent
 from tests.conftest import ApiUser
 from tests.marketplace.builders import exclusive_offer, offer
 from tests.marketplace.conftest import assert_ledger_balanced, noise_png
-from tests.marketplace.servers import ipx_server, localstripe_server
+from tests.marketplace.servers import ipx_server
 
 API_KEY = "sk_test_ipx_marketplace"
 WEBHOOK_SECRET = "whsec_ipx_test_secret"
 WEBHOOK = "/api/v1/payments/stripe/webhook"
-
-
-@pytest.fixture(scope="session")
-def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with localstripe_server(tmp_path_factory.mktemp("localstripe")) as url:
-        yield url
 
 
 @pytest.fixture
