@@ -55,6 +55,17 @@ def _live_server(tmp_path: Path, *, with_staff: bool = False) -> Iterator[Server
 
 @pytest.fixture
 def browser_page() -> Iterator[object]:
+    """A page with JavaScript off: IPX's pages must work without it."""
+    yield from _browser_page(javascript=False)
+
+
+@pytest.fixture
+def scripted_browser_page() -> Iterator[object]:
+    """A page with JavaScript on, for the one flow that needs it (Stripe's card form on the order page)."""
+    yield from _browser_page(javascript=True)
+
+
+def _browser_page(*, javascript: bool) -> Iterator[object]:
     if not CHROMIUM.exists():
         message = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
         if IN_CI:
@@ -64,7 +75,7 @@ def browser_page() -> Iterator[object]:
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 860}, java_script_enabled=False,
+        context = browser.new_context(viewport={"width": 1280, "height": 860}, java_script_enabled=javascript,
                                       accept_downloads=True)
         yield context.new_page()
         context.close()

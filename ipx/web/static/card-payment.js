@@ -8,9 +8,10 @@
 (function () {
   "use strict";
 
-  function say(form, message) {
+  function say(form, message, {problem = false} = {}) {
     const status = form.querySelector("[data-card-status]");
     status.textContent = message;
+    status.className = problem ? "field-error" : "hint";  // progress reads as a hint, a refusal as an error
     status.hidden = false;
   }
 
@@ -45,7 +46,7 @@
         say(payForm, "Charging your card…");
         payForm.submit();
       } catch (error) {
-        say(payForm, error.message || String(error));
+        say(payForm, error.message || String(error), {problem: true});
         button.disabled = false;
       }
     });
