@@ -16,6 +16,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipx.accounts import api as accounts_api
+from ipx.accounts import pages as accounts_pages
 from ipx.accounts.throttle import LoginThrottle
 from ipx.blobs import open_blob_store
 from ipx.complaints import api as complaints_api
@@ -215,6 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router, prefix=prefix, responses=PROBLEM_RESPONSES)
     app.openapi = with_component_schemas(app, [Problem, *complaints_api.REQUEST_BODY_MODELS])  # type: ignore[method-assign]
+    app.include_router(accounts_pages.router)
     app.include_router(complaints_pages.router)
     app.include_router(stats_pages.router)
     app.include_router(marketplace_pages.router)

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # failed log-ins allowed per address within the window, per worker (ipx/accounts/throttle.py)
     login_attempts: int = Field(default=10, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    # a mailed password-reset link works once, for this long; an address is sent at most so many links a day
+    password_reset_ttl_seconds: int = Field(default=3600, ge=60)
+    password_resets_per_day: int = Field(default=5, ge=1)
     orphan_blob_grace_seconds: int = 3600
     cookie_secure: bool = False
     # complaints and notifications

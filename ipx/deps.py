@@ -23,6 +23,7 @@ from ipx.accounts.throttle import LoginThrottle
 from ipx.config import Settings
 from ipx.db import transaction
 from ipx.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthorized, over_upload_limit
+from ipx.notifications.service import relay_after_commit, relay_for
 from ipx.registry.service import RegistryContext, Upload
 
 SESSION_COOKIE = "ipx_session"
@@ -43,6 +44,14 @@ def get_session(request: Request) -> Iterator[Session]:
 
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def outbox_relay(settings: AppSettings, session: DbSession) -> None:
+    """Send what the request queued in the outbox once its transaction commits."""
+    relay_after_commit(session, relay_for(settings))
+
+
+SendsMail = Depends(outbox_relay)
 
 
 def get_login_throttle(request: Request) -> LoginThrottle:

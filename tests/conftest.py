@@ -145,7 +145,7 @@ def bearer_headers(client: httpx.Client, email: str, password: str) -> dict[str,
 
 class ApiUser:
     def __init__(self, client: TestClient, email: str, display_name: str, password: str = "correct horse 42") -> None:
-        self.client, self.email, self.display_name = client, email, display_name
+        self.client, self.email, self.display_name, self.password = client, email, display_name, password
         created = client.post(
             "/api/v1/auth/register", json={"email": email, "password": password, "display_name": display_name}
         )

@@ -1,4 +1,4 @@
-"""Account routes: sign up and exchange a password for a bearer token."""
+"""Account routes: sign up, exchange a password for a bearer token, reset a forgotten password by email."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
 
 from ipx.accounts import service
-from ipx.accounts.schemas import AccountCreate, AccountRead, TokenRead
-from ipx.deps import AppSettings, Caller, DbSession, LoginLimits
+from ipx.accounts.schemas import (
+    AccountCreate,
+    AccountRead,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    PasswordResetSent,
+    TokenRead,
+)
+from ipx.deps import AppSettings, Caller, DbSession, LoginLimits, SendsMail
 from ipx.routing import IPXRoute
 
 router = APIRouter(prefix="/auth", tags=["accounts"], route_class=IPXRoute)
@@ -39,3 +46,26 @@ def create_token(
 def get_me(caller: Caller, session: DbSession) -> AccountRead:
     """The calling account (any logged-in account)."""
     return AccountRead.model_validate(service.get_user(session, caller.id))
+
+
+@router.post("/password-reset", status_code=202, response_model=PasswordResetSent, dependencies=[SendsMail])
+def request_password_reset(body: PasswordResetRequest, session: DbSession, settings: AppSettings) -> PasswordResetSent:
+    """Mail the account at this address a single-use link to choose a new password (anyone).
+
+    The answer is the same whether or not the address has an account; at most a few links a day go to one account.
+    """
+    service.request_password_reset(session, email=body.email, ttl_seconds=settings.password_reset_ttl_seconds,
+                                   per_day=settings.password_resets_per_day)
+    minutes = settings.password_reset_ttl_seconds // 60
+    return PasswordResetSent(detail=f"If an account uses this address, a link to choose a new password is on its "
+                                    f"way there. It works once, within {minutes} minutes.")
+
+
+@router.post("/password-reset/confirm", response_model=AccountRead)
+def confirm_password_reset(body: PasswordResetConfirm, session: DbSession, throttle: LoginLimits) -> AccountRead:
+    """Set a new password with the mailed link's token (anyone holding it); every token of the account ends.
+
+    410 when the link was used or has expired.
+    """
+    user = service.reset_password(session, token=body.token, new_password=body.password, throttle=throttle)
+    return AccountRead.model_validate(user)

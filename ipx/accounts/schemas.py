@@ -28,3 +28,16 @@ class TokenRead(BaseModel):
     access_token: str
     token_type: str = "bearer"
     expires_at: datetime
+
+
+class PasswordResetRequest(BaseModel):
+    email: str = Field(max_length=320, description="The account's address; the answer is the same if it has none.")
+
+
+class PasswordResetSent(BaseModel):
+    detail: str
+
+
+class PasswordResetConfirm(BaseModel):
+    token: str = Field(min_length=1, max_length=100, description="The secret at the end of the mailed link.")
+    password: str = Field(description="The new password: 10 to 200 characters.")

@@ -1,4 +1,4 @@
-"""Account creation, Argon2id password checks and opaque bearer tokens (no HTTP here)."""
+"""Account creation, Argon2id password checks, opaque bearer tokens and mailed password resets (no HTTP here)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from ipx.accounts.models import AccessToken, Role, User
+from ipx.accounts.models import AccessToken, PasswordReset, Role, User
 from ipx.accounts.throttle import LoginThrottle
 from ipx.audit import service as audit_service
 from ipx.db import utcnow
-from ipx.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from ipx.errors import Conflict, InvalidInput, IPXError, NotFound, Unauthorized
+from ipx.notifications import service as notifications
 
+MIN_PASSWORD_CHARACTERS, MAX_PASSWORD_CHARACTERS = 10, 200
 _hasher = PasswordHasher()  # argon2-cffi defaults are Argon2id with RFC 9106 parameters
 # Verified against when the email is unknown, so a wrong email costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash("not a real password")
@@ -85,13 +87,12 @@ def create_user(
     session: Session, *, email: str, password: str, display_name: str, role: Role = Role.creator
 ) -> User:
     email = canonical_email(email)
-    if len(password) < 10:
-        raise InvalidInput("The password must be at least 10 characters long.")
+    password_hash = _new_password_hash(password)
     if not display_name.strip():
         raise InvalidInput("The display name cannot be blank: it is signed into every registration as the creator.")
     if _account_at(session, email) is not None:
         raise Conflict(f"An account with the email {email} already exists.")
-    user = User(email=email, display_name=display_name.strip(), password_hash=_hasher.hash(password), role=role)
+    user = User(email=email, display_name=display_name.strip(), password_hash=password_hash, role=role)
     session.add(user)
     session.flush()
     audit_service.record(
@@ -99,6 +100,14 @@ def create_user(
         details={"role": role.value},
     )
     return user
+
+
+def _new_password_hash(password: str) -> str:
+    if len(password) < MIN_PASSWORD_CHARACTERS:
+        raise InvalidInput(f"The password must be at least {MIN_PASSWORD_CHARACTERS} characters long.")
+    if len(password) > MAX_PASSWORD_CHARACTERS:
+        raise InvalidInput(f"The password must be at most {MAX_PASSWORD_CHARACTERS} characters long.")
+    return _hasher.hash(password)
 
 
 def set_role(session: Session, *, email: str, role: Role) -> User:
@@ -165,4 +174,96 @@ def get_user(session: Session, user_id: str) -> User:
     user = session.get(User, user_id)
     if user is None:
         raise NotFound("No such account.")
+    return user
+
+
+# --- password resets --------------------------------------------------------------------------------------------
+
+
+class ResetLinkInvalid(IPXError):
+    status_code = 410
+    title = "Link no longer valid"
+
+
+RESET_MAIL = """Someone, we hope you, asked to choose a new password for the IPX account {email}.
+
+Choose it here. The link works once, within the next {minutes} minutes:
+
+{site}/reset-password/{token}
+
+If you did not ask for this, ignore this message: your password stays as it is.
+"""
+
+
+def request_password_reset(session: Session, *, email: str, ttl_seconds: int, per_day: int) -> None:
+    """Mail the account at this address a single-use link to choose a new password.
+
+    Returns the same whether or not the address has an account, so the form tells nobody who is registered; and
+    sends one account at most `per_day` links a day, so it cannot be used to flood someone's mailbox.
+    Raises InvalidInput only for text that is not an email address.
+    """
+    canonical_email(email)
+    user = _account_at(session, email)
+    if user is None:
+        return
+    sent_today = session.scalar(select(func.count()).where(
+        PasswordReset.user_id == user.id, PasswordReset.created_at > utcnow() - timedelta(days=1)
+    ))
+    if (sent_today or 0) >= per_day:
+        return
+    token = secrets.token_urlsafe(32)
+    session.add(PasswordReset(
+        token_hash=_token_digest(token), user_id=user.id, expires_at=utcnow() + timedelta(seconds=ttl_seconds)
+    ))
+    notifications.enqueue(
+        session, kind="password_reset", to_email=user.email, subject="Choose a new password for IPX",
+        body=RESET_MAIL.format(email=user.email, minutes=ttl_seconds // 60, site=notifications.SITE, token=token),
+        subject_type="account", subject_id=user.id,
+    )
+    audit_service.record(session, action="account.password_reset_requested", subject_type="account",
+                         subject_id=user.id)
+
+
+def _live_reset(session: Session, token: str) -> PasswordReset:
+    reset = session.get(PasswordReset, _token_digest(token))
+    if reset is None or reset.used_at is not None or reset.expires_at <= utcnow():
+        raise ResetLinkInvalid(
+            "This password link no longer works: it was used already, or it is older than the time it was good "
+            "for. Ask for a new one."
+        )
+    return reset
+
+
+def account_of_reset_link(session: Session, token: str) -> User:
+    """The account a reset link is for, while the link still works (ResetLinkInvalid once it does not)."""
+    return get_user(session, _live_reset(session, token).user_id)
+
+
+def reset_password(
+    session: Session, *, token: str, new_password: str, throttle: LoginThrottle | None = None
+) -> User:
+    """Set a new password through a mailed link, which is then spent.
+
+    Every session and every other reset link of the account ends with it: whoever knew the old password is
+    logged out. The log-in throttle's count for the address is cleared, as a successful log-in clears it.
+    """
+    user = account_of_reset_link(session, token)
+    password_hash = _new_password_hash(new_password)
+    now = utcnow()
+    spent = session.execute(  # one statement, so two submissions of one link cannot both set a password
+        update(PasswordReset)
+        .where(PasswordReset.token_hash == _token_digest(token), PasswordReset.used_at.is_(None),
+               PasswordReset.expires_at > now)
+        .values(used_at=now)
+    )
+    if spent.rowcount != 1:  # type: ignore[attr-defined]
+        raise ResetLinkInvalid("This password link was used a moment ago. Ask for a new one if you need it.")
+    user.password_hash = password_hash
+    session.execute(update(PasswordReset).where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
+                    .values(used_at=now))
+    session.execute(delete(AccessToken).where(AccessToken.user_id == user.id))
+    if throttle is not None:
+        throttle.succeeded(_spellings(user.email)[0])
+    audit_service.record(session, action="account.password_reset", subject_type="account", subject_id=user.id,
+                         actor_id=user.id)
     return user

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from ipx.complaints import audit_search, review, service
-from ipx.complaints.deps import CaseAgeDays, CaseContext, SendsMail, parse_notice, spooled_copies
+from ipx.complaints.deps import CaseAgeDays, CaseContext, parse_notice, spooled_copies
 from ipx.complaints.models import Complaint
 from ipx.complaints.schemas import (
     AuditPage,
@@ -28,7 +28,7 @@ from ipx.complaints.schemas import (
     StaffActionIn,
 )
 from ipx.config import Settings
-from ipx.deps import Anyone, AppSettings, Caller, DbSession, Page, Staff, StoredInteger
+from ipx.deps import Anyone, AppSettings, Caller, DbSession, Page, SendsMail, Staff, StoredInteger
 from ipx.errors import InvalidInput
 from ipx.openapi import schema_ref
 from ipx.routing import IPXRoute

@@ -1,4 +1,4 @@
-"""Request-scoped pieces the complaint routes and pages share: the case context and the outbox relay."""
+"""Request-scoped pieces the complaint routes and pages share: the case context and notice parsing."""
 
 from __future__ import annotations
 
@@ -15,18 +15,10 @@ from ipx.complaints.schemas import NoticeIn
 from ipx.complaints.service import MAX_CASE_AGE_DAYS, ComplaintsContext
 from ipx.config import Settings
 from ipx.db import utcnow
-from ipx.deps import AppSettings, DbSession, Registry, receive_upload
+from ipx.deps import AppSettings, Registry, SendsMail, receive_upload
 from ipx.errors import InvalidInput
-from ipx.notifications.service import relay_after_commit, relay_for
 from ipx.registry.service import Upload
 
-
-def outbox_relay(settings: AppSettings, session: DbSession) -> None:
-    """Send what the request queued in the outbox once its transaction commits."""
-    relay_after_commit(session, relay_for(settings))
-
-
-SendsMail = Depends(outbox_relay)
 CaseAgeDays = Annotated[int | None, Query(ge=0, le=MAX_CASE_AGE_DAYS, description="days since the notice arrived")]
 
 

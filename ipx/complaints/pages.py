@@ -17,10 +17,10 @@ from starlette.datastructures import FormData
 
 from ipx.accounts.service import Principal
 from ipx.complaints import api, audit_search, review, service
-from ipx.complaints.deps import CaseAgeDays, CaseContext, SendsMail, field_errors, parse_notice, spooled_copies
+from ipx.complaints.deps import CaseAgeDays, CaseContext, field_errors, parse_notice, spooled_copies
 from ipx.complaints.models import Complaint
 from ipx.complaints.schemas import CounterNoticeIn, LegalActionIn, ReviewDecision, StaffAction, StaffActionIn
-from ipx.deps import AppSettings, DbSession, PageOfResults, StoredInteger
+from ipx.deps import AppSettings, DbSession, PageOfResults, SendsMail, StoredInteger
 from ipx.errors import Forbidden, InvalidInput, IPXError, Unauthorized
 from ipx.web.pages import PageRoute, Visitor, page_caller, reject_cross_site_posts, track_session
 from ipx.web.templating import templates

@@ -270,7 +270,8 @@ def home_page(request: Request, session: DbSession, settings: AppSettings, calle
 # --- accounts ----------------------------------------------------------------------------------------------------
 
 
-def _log_in(response: Response, session: Session, user: User, settings: AppSettings) -> Response:
+def start_session(response: Response, session: Session, user: User, settings: AppSettings) -> Response:
+    """Log the account in on this browser: a bearer token in an HTTP-only cookie."""
     token, _ = accounts_service.issue_token(session, user, settings.token_ttl_seconds)
     response.set_cookie(
         SESSION_COOKIE, token, max_age=settings.token_ttl_seconds, path="/", httponly=True, samesite="lax",
@@ -309,7 +310,7 @@ def signup(
     except Conflict as exc:
         errors = {"email": [exc.detail]}
     else:
-        return _log_in(RedirectResponse(safe_next(next), status_code=303), session, user, settings)
+        return start_session(RedirectResponse(safe_next(next), status_code=303), session, user, settings)
     session.rollback()
     context = {"values": values, "errors": errors, "next": safe_next(next)}
     return render(request, "accounts/signup.html", context, None, status_code=422)
@@ -339,7 +340,7 @@ def login(
     except (Unauthorized, TooManyAttempts) as exc:
         context = {"values": {"email": email}, "error": exc.detail, "next": safe_next(next)}
         return render(request, "accounts/login.html", context, None, exc.status_code, exc.headers)
-    return _log_in(RedirectResponse(safe_next(next), status_code=303), session, user, settings)
+    return start_session(RedirectResponse(safe_next(next), status_code=303), session, user, settings)
 
 
 @router.post("/logout")
@@ -434,6 +435,7 @@ def my_works_page(
     context = {
         "works": [work_view(session, w, settings.public_url) for w in works], "total": total, "page": page,
         "has_next": page * MY_WORKS_PAGE_SIZE < total,
+        "password_changed": request.query_params.get("password") == "changed",
     }
     return render(request, "registry/my_works.html", context, caller)
 

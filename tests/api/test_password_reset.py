@@ -1,0 +1,146 @@
+"""A forgotten password, through the pages and the API (both databases): the link arrives by email (the .eml files
+the default sender writes), works once and for a limited time, ends every session of the account, and the forms
+tell nobody which addresses have accounts."""
+
+from __future__ import annotations
+
+import email
+import re
+from datetime import timedelta
+from email import policy
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from ipx.accounts.models import PasswordReset
+from ipx.db import transaction, utcnow
+
+NEW_PASSWORD = "a brand new passphrase"
+LINK = re.compile(r"http://testserver/reset-password/([A-Za-z0-9_-]+)")
+
+
+def mails_to(settings, address: str) -> list[email.message.EmailMessage]:
+    folder = Path(settings.data_dir) / "outbox"
+    messages = [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in sorted(folder.glob("*.eml"))]
+    return [m for m in messages if m["To"] == address]  # type: ignore[misc]
+
+
+def reset_links(settings, address: str) -> list[str]:
+    return [LINK.search(m.get_content()).group(0) for m in mails_to(settings, address)]  # type: ignore[union-attr]
+
+
+def without(page: str, address: str) -> str:
+    """The page with the address it repeats (as typed, and inside a link) taken out."""
+    return page.replace(quote(address, safe=""), "").replace(address, "")
+
+
+def log_in_status(client: TestClient, address: str, password: str) -> int:
+    return client.post("/api/v1/auth/token", data={"username": address, "password": password}).status_code
+
+
+def ask_for_link(client: TestClient, address: str) -> str:
+    sent = client.post("/forgot-password", data={"email": address})
+    assert sent.status_code == 200, sent.text
+    return sent.text
+
+
+def test_a_mailed_link_sets_a_new_password_once_and_logs_out_everywhere(client, make_user, settings) -> None:
+    user = make_user()
+    old_token = user.headers
+    login_page = client.get("/login")
+    assert 'href="/forgot-password"' in login_page.text
+
+    answer = ask_for_link(client, user.email.upper())  # however the address is typed
+    assert "a link to choose a new password is on its way" in answer
+    [mail] = mails_to(settings, user.email)
+    assert mail["Subject"] == "Choose a new password for IPX"
+    [link] = reset_links(settings, user.email)
+    path = link.removeprefix("http://testserver")
+
+    form = client.get(path)
+    assert form.status_code == 200 and user.email in form.text
+    assert form.headers["referrer-policy"] == "no-referrer" and form.headers["cache-control"] == "no-store"
+    too_short = client.post(path, data={"password": "short"})
+    assert too_short.status_code == 422 and "at least 10 characters" in too_short.text
+
+    done = client.post(path, data={"password": NEW_PASSWORD}, follow_redirects=False)
+    assert (done.status_code, done.headers["location"]) == (303, "/me/works?password=changed")
+    assert "ipx_session=" in done.headers["set-cookie"]
+    assert "Password changed." in client.get("/me/works?password=changed").text  # the new session's cookie
+    assert client.get("/api/v1/auth/me", headers=old_token).status_code == 401  # the old session ended
+    assert log_in_status(client, user.email, NEW_PASSWORD) == 200
+    assert log_in_status(client, user.email, user.password) == 401
+
+    spent = client.get(path)
+    assert spent.status_code == 410 and "no longer works" in spent.text and 'href="/forgot-password"' in spent.text
+    assert client.post(path, data={"password": "another new passphrase"}).status_code == 410
+
+
+def test_the_answer_is_the_same_for_addresses_without_an_account(client, make_user, settings) -> None:
+    user = make_user()
+    unknown = ask_for_link(client, "nobody@example.org")
+    known = ask_for_link(client, user.email)
+    assert without(unknown, "nobody@example.org") == without(known, user.email)
+    assert mails_to(settings, "nobody@example.org") == []
+    not_an_address = client.post("/forgot-password", data={"email": "not an address"})
+    assert not_an_address.status_code == 422 and "is not an email address" in not_an_address.text
+
+    api_unknown = client.post("/api/v1/auth/password-reset", json={"email": "nobody@example.org"})
+    api_known = client.post("/api/v1/auth/password-reset", json={"email": user.email})
+    assert (api_unknown.status_code, api_unknown.json()) == (api_known.status_code, api_known.json())
+    assert api_known.status_code == 202
+
+
+def test_links_expire_and_a_new_password_ends_the_other_links(client, make_user, settings) -> None:
+    user = make_user()
+    ask_for_link(client, user.email)
+    ask_for_link(client, user.email)
+    first, second = (link.removeprefix("http://testserver") for link in reset_links(settings, user.email))
+    assert first != second
+    with transaction(client.app.state.session_factory) as session:
+        session.execute(update(PasswordReset).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert client.get(first).status_code == 410
+    assert client.post(first, data={"password": NEW_PASSWORD}).status_code == 410
+
+    ask_for_link(client, user.email)
+    third = reset_links(settings, user.email)[-1].removeprefix("http://testserver")
+    ask_for_link(client, user.email)
+    fourth = reset_links(settings, user.email)[-1].removeprefix("http://testserver")
+    assert client.post(third, data={"password": NEW_PASSWORD}, follow_redirects=False).status_code == 303
+    assert client.get(fourth).status_code == 410  # a password set through one link spends the others
+    assert client.get("/reset-password/made-up-token").status_code == 410
+
+
+def test_an_address_gets_a_few_links_a_day_at_most(client, make_user, settings) -> None:
+    user = make_user()
+    for _ in range(settings.password_resets_per_day + 3):
+        ask_for_link(client, user.email)
+    assert len(mails_to(settings, user.email)) == settings.password_resets_per_day
+
+
+def test_the_api_resets_with_the_mailed_token_and_clears_the_log_in_throttle(client, make_user, settings) -> None:
+    user = make_user()
+    for _ in range(settings.login_attempts):
+        log_in_status(client, user.email, "wrong guess 123")
+    assert log_in_status(client, user.email, user.password) == 429
+    assert client.post("/api/v1/auth/password-reset", json={"email": user.email}).status_code == 202
+    token = reset_links(settings, user.email)[0].rsplit("/", 1)[1]
+
+    weak = client.post("/api/v1/auth/password-reset/confirm", json={"token": token, "password": "short"})
+    assert weak.status_code == 422 and weak.headers["content-type"].startswith("application/problem+json")
+    reset = client.post("/api/v1/auth/password-reset/confirm", json={"token": token, "password": NEW_PASSWORD})
+    assert reset.status_code == 200 and reset.json()["email"] == user.email
+    assert log_in_status(client, user.email, NEW_PASSWORD) == 200
+    again = client.post("/api/v1/auth/password-reset/confirm", json={"token": token, "password": NEW_PASSWORD})
+    assert again.status_code == 410 and "no longer works" in again.json()["detail"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_reset_forms_refuse_posts_from_other_sites(client, make_user) -> None:
+    user = make_user()
+    forged = client.post("/forgot-password", data={"email": user.email}, headers={"Origin": "https://evil.example"})
+    assert forged.status_code == 403
+
