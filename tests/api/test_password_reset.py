@@ -62,7 +62,7 @@ def test_a_mailed_link_sets_a_new_password_once_and_logs_out_everywhere(client, 
 
     form = client.get(path)
     assert form.status_code == 200 and user.email in form.text
-    assert form.headers["referrer-policy"] == "no-referrer" and form.headers["cache-control"] == "no-store"
+    assert form.headers["referrer-policy"] == "same-origin" and form.headers["cache-control"] == "no-store"
     too_short = client.post(path, data={"password": "short"})
     assert too_short.status_code == 422 and "at least 10 characters" in too_short.text
 
