@@ -288,7 +288,11 @@ def _order_page(
         "authenticate": request.query_params.get("authenticate") == "1" and is_buyer,
         "client_secret": order.client_secret if is_buyer else None,
         "unpaid": request.query_params.get("unpaid") == "1",
+        "processing": request.query_params.get("processing") == "1" and order.status == service.OPEN_ORDER,
         "card_problem": card_problem,
+        # a sale that failed after the money was taken (an exclusive sold meanwhile) was refunded: say so
+        "refunded_in_full": bool(order.refund_ref) and order.status == "failed",
+        "refund_ref": order.refund_ref,
     }
     return render(request, "market/order.html", context, caller, status_code=status_code)
 
@@ -338,18 +342,27 @@ def pay_with_card(
         order = service.get_order(session, str(order_id), caller)
         return _order_page(request, session, order, settings, market, caller, card_problem=exc.detail,
                            status_code=exc.status_code)
-    if paid.status == "requires_action":
-        return _redirect(f"/market/orders/{order_id}?authenticate=1")
-    return _redirect(f"/market/orders/{order_id}")
+    return _redirect(_after_card_payment(paid))
 
 
 @router.post("/market/orders/{order_id}/settle")
 def settle_order(order_id: uuid.UUID, session: DbSession, market: Market, caller: Member) -> RedirectResponse:
     """After the buyer confirmed (or refused) the charge with their bank: apply what Stripe says of the payment
     now, rather than wait for its webhook, and show the order."""
-    order = service.settle_order(session, order_id=str(order_id), buyer=caller, ctx=market)
-    unpaid = "?unpaid=1" if order.status == service.OPEN_ORDER else ""
-    return _redirect(f"/market/orders/{order_id}{unpaid}")
+    settled = service.settle_order(session, order_id=str(order_id), buyer=caller, ctx=market)
+    return _redirect(_after_card_payment(settled, unpaid_if_pending=True))
+
+
+def _after_card_payment(payment: service.CardPayment, *, unpaid_if_pending: bool = False) -> str:
+    """Where the buyer goes next: the order page, saying what the payment still waits for, if anything."""
+    page = f"/market/orders/{payment.order.id}"
+    if payment.order.status != service.OPEN_ORDER:
+        return page
+    if payment.status == "requires_action":
+        return f"{page}?authenticate=1"
+    if payment.status == "processing":
+        return f"{page}?processing=1"
+    return f"{page}?unpaid=1" if unpaid_if_pending else page
 
 
 @router.post("/market/orders/{order_id}/pay")

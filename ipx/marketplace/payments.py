@@ -13,6 +13,8 @@ Stripe Connect would add `transfer_data.destination` (the seller's connected acc
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -42,6 +44,20 @@ class PaymentKeyReused(IPXError):
 
     status_code = 409
     title = "Idempotency-Key reused"
+
+
+class PaymentRefused(IPXError):
+    """Stripe refused a request about a payment for a reason a retry will not change (its state moved on)."""
+
+    status_code = 409
+    title = "Payment refused"
+
+
+class UnknownCustomer(IPXError):
+    """Stripe no longer knows a customer IPX kept (deleted in its dashboard, or the server moved to other keys)."""
+
+    status_code = 409
+    title = "Unknown payment customer"
 
 
 class WebhookRejected(IPXError):
@@ -88,14 +104,23 @@ class PaymentProvider(Protocol):
     def start(self, request: PaymentRequest) -> PaymentStart:
         """Open a payment for an order (and, with a payment method, try to complete it now)."""
 
-    def cancel(self, ref: str) -> None:
-        """Release a payment that has not taken money, so it never will."""
+    def cancel(self, ref: str) -> bool:
+        """Release a payment that has not taken money, so it never will. False when it cannot be released any more
+        because money was taken or is being taken: the caller must then sell or refund, not just close the order."""
 
     def refund(self, ref: str, *, amount: int, idempotency_key: str) -> str:
         """Return money taken; returns the provider's refund id."""
 
     def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         """Verify and decode a webhook; raise WebhookRejected unless it provably came from the provider."""
+
+
+@dataclass(frozen=True)
+class PaymentLookup:
+    """A payment as the provider sees it now: its status, and the event its webhook would send about it."""
+
+    status: PaymentStatus
+    event: ProviderEvent
 
 
 @dataclass(frozen=True)
@@ -117,8 +142,9 @@ class CardEntry(PaymentProvider, Protocol):
 
     card_form: CardForm | None  # None: the provider has no browser key configured, so pages cannot take cards
 
-    def customer_for(self, *, account_id: str, email: str) -> str:
-        """Make the buyer's customer record at the provider; returns its reference."""
+    def customer_for(self, *, account_id: str, email: str, fresh: bool = False) -> str:
+        """Make the buyer's customer record at the provider; returns its reference. `fresh`: a new one even if the
+        provider made one for this account moments ago (that one is gone)."""
 
     def open_card_setup(self, *, customer_ref: str, order_id: str) -> str:
         """Open a card setup for this order; returns the client secret the card form confirms."""
@@ -126,8 +152,12 @@ class CardEntry(PaymentProvider, Protocol):
     def pay_with_card(self, ref: str, *, setup_ref: str, customer_ref: str, order_id: str) -> PaymentStart:
         """Charge the card a confirmed setup saved, on the payment `ref`; raises PaymentDeclined when refused."""
 
-    def current_state(self, ref: str) -> ProviderEvent:
-        """The payment as the provider sees it now, shaped as its webhook would report it."""
+    def current_state(self, ref: str) -> PaymentLookup:
+        """The payment as the provider sees it now."""
+
+    def forget_card(self, ref: str) -> None:
+        """Remove the card a payment used from the buyer's customer record: IPX offers no saved cards, so it keeps
+        none (refunds do not need it)."""
 
 
 class OfflineProvider:
@@ -139,8 +169,8 @@ class OfflineProvider:
     def start(self, request: PaymentRequest) -> PaymentStart:
         return PaymentStart(ref=f"offline_{request.order_id}", status="requires_confirmation")
 
-    def cancel(self, ref: str) -> None:
-        return None
+    def cancel(self, ref: str) -> bool:
+        return True
 
     def refund(self, ref: str, *, amount: int, idempotency_key: str) -> str:
         return f"{ref}_refund"
@@ -149,6 +179,8 @@ class OfflineProvider:
         raise NotFound("The offline payment provider has no webhooks.")
 
 
+# PaymentIntent statuses past the point of cancelling: the money is taken, or being taken
+MONEY_MOVED = frozenset({"succeeded", "processing", "requires_capture"})
 STRIPE_EVENT_KINDS: dict[str, EventKind] = {
     "payment_intent.succeeded": "succeeded",
     "payment_intent.payment_failed": "failed",
@@ -204,12 +236,14 @@ class StripeProvider:
             raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
         return PaymentStart(ref=intent.id, status=_payment_status(intent.status), client_secret=intent.client_secret)
 
-    def customer_for(self, *, account_id: str, email: str) -> str:
+    def customer_for(self, *, account_id: str, email: str, fresh: bool = False) -> str:
+        # Two first payments at once (two tabs) make one Customer, not two. The key names the address too: Stripe
+        # refuses a key sent again with other parameters (an address changed within its 24 hours).
+        key = f"customer:{account_id}:{hashlib.sha256(email.encode()).hexdigest()[:16]}"
         try:
             customer = self.client.v1.customers.create(
                 params={"email": email, "metadata": {"account_id": account_id}},
-                # two first payments at once (two tabs) make one Customer, not two
-                options={"idempotency_key": f"customer:{account_id}"},
+                options={"idempotency_key": f"{key}:{uuid.uuid4()}" if fresh else key},
             )
         except stripe.StripeError as exc:
             raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
@@ -221,6 +255,10 @@ class StripeProvider:
                 "customer": customer_ref, "usage": "on_session", "payment_method_types": ["card"],
                 "metadata": {"order_id": order_id},
             })
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "resource_missing" and exc.param == "customer":
+                raise UnknownCustomer(f"Stripe knows no customer {customer_ref}.") from exc
+            raise PaymentRefused(_refusal(exc)) from exc
         except stripe.StripeError as exc:
             raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
         if not setup.client_secret:
@@ -252,29 +290,43 @@ class StripeProvider:
             )
         except stripe.CardError as exc:
             raise PaymentDeclined(f"The card was declined: {exc.user_message or 'no reason given'}.") from exc
+        except stripe.InvalidRequestError as exc:  # e.g. the payment went through meanwhile: retrying cannot help
+            raise PaymentRefused(_refusal(exc)) from exc
         except stripe.StripeError as exc:
             raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
         return PaymentStart(ref=intent.id, status=_payment_status(intent.status), client_secret=intent.client_secret)
 
-    def current_state(self, ref: str) -> ProviderEvent:
+    def current_state(self, ref: str) -> PaymentLookup:
         try:
             intent = self.client.v1.payment_intents.retrieve(ref)
         except stripe.StripeError as exc:
             raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
         kind: EventKind = {"succeeded": "succeeded", "canceled": "canceled"}.get(intent.status, "ignored")  # type: ignore[assignment]
-        return ProviderEvent(
+        return PaymentLookup(status=_payment_status(intent.status), event=ProviderEvent(
             event_id=f"lookup:{intent.id}", event_type=f"payment_intent.{intent.status}", kind=kind,
             payment_ref=intent.id, amount=intent.amount, currency=intent.currency.upper(),
             order_id=_metadata_order_id(intent),
-        )
+        ))
 
-    def cancel(self, ref: str) -> None:
+    def forget_card(self, ref: str) -> None:
         try:
             intent = self.client.v1.payment_intents.retrieve(ref)
-            if intent.status not in ("canceled", "succeeded", "processing"):
+            if intent.payment_method:
+                method = intent.payment_method if isinstance(intent.payment_method, str) else intent.payment_method.id
+                self.client.v1.payment_methods.detach(method)
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
+
+    def cancel(self, ref: str) -> bool:
+        try:
+            intent = self.client.v1.payment_intents.retrieve(ref)
+            if intent.status in MONEY_MOVED:
+                return False
+            if intent.status != "canceled":
                 self.client.v1.payment_intents.cancel(ref)
         except stripe.StripeError as exc:
             raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
+        return True
 
     def refund(self, ref: str, *, amount: int, idempotency_key: str) -> str:
         try:
@@ -338,6 +390,11 @@ def _typed(value: Any, kind: type, *, optional: bool = False) -> Any:
     if (value is None and optional) or isinstance(value, kind):
         return value
     raise TypeError(f"{value!r} is not {'null or ' if optional else ''}a {kind.__name__}")
+
+
+def _refusal(exc: stripe.StripeError) -> str:
+    reason = exc.user_message or "no reason given"
+    return f"Stripe refused this ({reason}). Reload the order page to see where the payment stands."
 
 
 def _stripe_problem(exc: stripe.StripeError) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, exists, func, select, text
+from sqlalchemy import and_, delete, exists, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -40,6 +40,7 @@ from ipx.marketplace.payments import (
     PaymentRequest,
     PaymentStatus,
     ProviderEvent,
+    UnknownCustomer,
 )
 from ipx.registry import service as registry_service
 from ipx.registry.models import PriorMatch, Work
@@ -568,8 +569,10 @@ def cancel_order(session: Session, *, order_id: str, buyer: Principal, ctx: Mark
     if order.status != OPEN_ORDER:
         raise Conflict(f"This order is {order.status}; only pending orders can be cancelled.",
                        order_status=order.status)
-    if order.payment_ref:
-        ctx.providers.get(order.provider).cancel(order.payment_ref)
+    if order.payment_ref and not ctx.providers.get(order.provider).cancel(order.payment_ref):
+        raise Conflict(f"This order was already paid at {order.provider.capitalize()}, so it can no longer be "
+                       "cancelled: its license follows as soon as the payment is confirmed, and the seller can "
+                       "refund it.", order_status=order.status)
     _close(session, order, "cancelled", "cancelled by the buyer", actor_id=buyer.id)
     return order
 
@@ -611,11 +614,23 @@ def _customer_ref(session: Session, provider: CardEntry, buyer: Principal) -> st
 
 
 def open_card_payment(session: Session, *, order_id: str, buyer: Principal, ctx: MarketContext) -> str:
-    """Open a card setup for a pending order; returns the client secret the buyer's card form confirms."""
+    """Open a card setup for a pending order; returns the client secret the buyer's card form confirms.
+
+    A customer record the provider no longer knows (deleted in its dashboard; the server moved from test to live
+    keys) is replaced, rather than blocking the buyer's card payments for good.
+    """
     order, provider = _card_order(session, order_id, buyer, ctx)
     if order.status != OPEN_ORDER:
         raise Conflict(f"This order is {order.status}: there is nothing to pay.", order_status=order.status)
-    return provider.open_card_setup(customer_ref=_customer_ref(session, provider, buyer), order_id=order.id)
+    try:
+        return provider.open_card_setup(customer_ref=_customer_ref(session, provider, buyer), order_id=order.id)
+    except UnknownCustomer:
+        session.execute(delete(PaymentCustomer).where(
+            PaymentCustomer.account_id == buyer.id, PaymentCustomer.provider == provider.name
+        ))
+        customer_ref = provider.customer_for(account_id=buyer.id, email=buyer.email, fresh=True)
+        session.add(PaymentCustomer(account_id=buyer.id, provider=provider.name, customer_ref=customer_ref))
+        return provider.open_card_setup(customer_ref=customer_ref, order_id=order.id)
 
 
 def pay_order_with_card(
@@ -624,8 +639,10 @@ def pay_order_with_card(
     """Charge the card the buyer's form saved (`setup_ref`) and, when the charge goes through, sell at once.
 
     Runs under the work's offer locks like a webhook's success: an exclusive offer sold meanwhile fails the order
-    before any money moves, and two tabs paying one order charge once (the second finds it fulfilled).
-    A declined card raises PaymentDeclined and leaves the order pending for another card.
+    before any money moves, and two tabs paying one order charge once (the second finds it fulfilled). The
+    payment is looked up first: when it was taken already (another tab's bank challenge, or a charge whose sale
+    failed afterwards) it is settled instead of charged again. A declined card raises PaymentDeclined and leaves
+    the order pending for another card.
     """
     order, provider = _card_order(session, order_id, buyer, ctx)
     order, reason = _lock_for_payment(session, order.id)
@@ -633,6 +650,13 @@ def pay_order_with_card(
         return CardPayment(order, "succeeded")
     if order.status != OPEN_ORDER or not order.payment_ref:
         raise Conflict(f"This order is {order.status}: there is nothing to pay.", order_status=order.status)
+    known = provider.current_state(order.payment_ref)
+    if known.event.kind == "succeeded":
+        _apply_event(session, provider, known.event, ctx)  # sells, or fails and refunds
+        _forget_card_after_commit(session, provider, order)
+        return CardPayment(order, "succeeded" if order.status == "fulfilled" else "canceled")
+    if known.status == "processing":
+        return CardPayment(order, "processing")
     if reason:
         _fail(session, order, provider, reason, money_taken=False, actor_id=buyer.id)
         return CardPayment(order, "canceled")
@@ -644,21 +668,34 @@ def pay_order_with_card(
     )
     if started.status == "succeeded":
         _sell(session, order, provider, ctx, actor_id=buyer.id)
+        _forget_card_after_commit(session, provider, order)
     return CardPayment(order, started.status)
 
 
-def settle_order(session: Session, *, order_id: str, buyer: Principal, ctx: MarketContext) -> Order:
-    """Ask the provider how a pending order's payment stands and apply it as its webhook would.
+def settle_order(session: Session, *, order_id: str, buyer: Principal, ctx: MarketContext) -> CardPayment:
+    """Ask the provider how an order's payment stands and apply it as its webhook would.
 
     For a buyer back from authenticating with their bank: the page shows the license without waiting for the
-    webhook, and a late or lost webhook changes nothing (a success is applied once, by order status).
+    webhook. Whatever the order's state: a payment that went through after the order was cancelled or failed is
+    refunded here too. A late or lost webhook changes nothing afterwards (a success is applied once, by status).
     """
     order, provider = _card_order(session, order_id, buyer, ctx)
-    if order.status == OPEN_ORDER and order.payment_ref:
-        event = provider.current_state(order.payment_ref)
-        if event.kind != "ignored":
-            _apply_event(session, provider, event, ctx)
-    return order
+    if not order.payment_ref:
+        return CardPayment(order, "canceled")
+    known = provider.current_state(order.payment_ref)
+    if known.event.kind != "ignored":
+        _apply_event(session, provider, known.event, ctx)
+        if known.event.kind == "succeeded":
+            _forget_card_after_commit(session, provider, order)
+    return CardPayment(order, known.status)
+
+
+def _forget_card_after_commit(session: Session, provider: CardEntry, order: Order) -> None:
+    """Once the order is settled and committed, the card leaves the buyer's customer record (IPX keeps no cards);
+    a failure there is logged by the after-commit runner and changes nothing about the order."""
+    payment_ref = order.payment_ref
+    if payment_ref:
+        session.info.setdefault("after_commit", []).append(lambda: provider.forget_card(payment_ref))
 
 
 def _close(session: Session, order: Order, status: str, reason: str, *, actor_id: str | None) -> None:
@@ -692,11 +729,10 @@ def _fail(
     session: Session, order: Order, provider: PaymentProvider, reason: str, *, money_taken: bool,
     actor_id: str | None,
 ) -> None:
-    """A sale that cannot happen takes no money: refund what was taken, cancel what was not."""
-    if order.payment_ref and money_taken:
+    """A sale that cannot happen takes no money: refund what was taken, cancel what was not — and refund what the
+    provider took meanwhile (a bank challenge passed in another tab) when it can no longer be cancelled."""
+    if order.payment_ref and (money_taken or not provider.cancel(order.payment_ref)):
         order.refund_ref = provider.refund(order.payment_ref, amount=order.amount, idempotency_key=f"refund:{order.id}")
-    elif order.payment_ref:
-        provider.cancel(order.payment_ref)
     _close(session, order, "failed", reason, actor_id=actor_id)
 
 

@@ -6,6 +6,7 @@ Screenshots go to test-artifacts/screens/card-*.png.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,12 +58,14 @@ def listed_offers(base: str, count: int) -> list[str]:
         return offer_ids
 
 
-def test_a_buyer_pays_by_card_on_the_order_page(stripe_server: ServerProcess, scripted_browser_page: object) -> None:
+def test_a_buyer_pays_by_card_on_the_order_page(
+    stripe_server: ServerProcess, scripted_browser_page: object, localstripe_url: str
+) -> None:
     from playwright.sync_api import Page, expect
 
     page: Page = scripted_browser_page  # type: ignore[assignment]
     base = stripe_server.url
-    plain_offer, challenged_offer = listed_offers(base, 2)
+    plain_offer, challenged_offer, blocked_offer = listed_offers(base, 3)
     page.goto(base + "/login")
     page.get_by_label("Email").fill(BUYER_EMAIL)
     page.get_by_label("Password").fill(PASSWORD)
@@ -112,3 +115,12 @@ def test_a_buyer_pays_by_card_on_the_order_page(stripe_server: ServerProcess, sc
 
     page.get_by_role("link", name="Purchases", exact=True).click()
     expect(page.locator(".mk-status")).to_have_text(["Licensed", "Licensed"])
+
+    # a content blocker stops Stripe.js: the form says so instead of sending an empty payment
+    page.route(f"{localstripe_url}/js.stripe.com/v3/", lambda route: route.abort())
+    order(blocked_offer)
+    expect(page.locator("[data-card-status]")).to_contain_text("Stripe's card form could not be loaded")
+    page.get_by_role("button", name="Pay EUR 25.00").click()
+    expect(page.locator(".mk-status").first).to_have_text("Waiting for payment")
+    expect(page).not_to_have_url(re.compile(r".*/card$"))
+    shot(page, "card-06-stripe-blocked")

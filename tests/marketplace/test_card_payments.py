@@ -279,3 +279,146 @@ def test_offline_orders_and_servers_without_a_publishable_key_offer_no_card_form
             assert refused.status_code == 409
             assert refused.headers["content-type"].startswith("application/problem+json")
             assert "cannot take cards" in refused.json()["detail"]
+
+
+# --- money taken out of the usual order: each settled, never kept without a license, never taken twice -------------
+
+
+def bank_challenge_passed(client, buyer: ApiUser, order_path: str, localstripe_url: str) -> None:
+    """The buyer pays with a 3-D Secure card and passes the bank's challenge, but /settle has not run yet (another
+    tab, a closed window, a slow webhook): Stripe has the money, IPX does not know it."""
+    asked = pay(client, buyer, order_path, card_saved(client, buyer, order_path, localstripe_url, ASKS_FOR_3DS))
+    assert asked.headers["location"].endswith("?authenticate=1")
+    secret = order_status(client, buyer, order_path)["payment"]["client_secret"]
+    passed = httpx.post(f"{localstripe_url}/v1/payment_intents/{secret.split('_secret_')[0]}/_authenticate",
+                        params={"success": "true"}, json={"key": PUBLISHABLE_KEY, "client_secret": secret})
+    assert passed.status_code == 200 and passed.json()["status"] == "succeeded", passed.text
+
+
+def refunds_of(stripe_api: stripe.StripeClient, payment_intent: str) -> list[int]:
+    return [r.amount for r in stripe_api.v1.refunds.list(params={"payment_intent": payment_intent}).data]
+
+
+def test_a_charge_whose_sale_failed_is_settled_by_the_retry_not_charged_again(
+    client, make_user, list_work, stripe_api, localstripe_url, monkeypatch
+):
+    from ipx.errors import InternalError
+    from ipx.marketplace import service
+
+    listed = list_work(offer())
+    buyer = make_user()
+    path = order_page(client, buyer, listed.offer_ids[0])
+    issue_license, failures = service._issue_license, iter([InternalError("the log was unavailable")])
+
+    def fails_once(*args: Any, **kwargs: Any) -> Any:
+        for failure in failures:
+            raise failure
+        return issue_license(*args, **kwargs)
+
+    monkeypatch.setattr(service, "_issue_license", fails_once)
+    setup = card_saved(client, buyer, path, localstripe_url)
+    assert pay(client, buyer, path, setup).status_code == 500  # Stripe took the money, then the sale failed
+    order = order_status(client, buyer, path)
+    assert order["status"] == "pending"
+    intent = stripe_api.v1.payment_intents.retrieve(order["payment"]["reference"])
+    assert intent.status == "succeeded"
+
+    retried = pay(client, buyer, path, setup)  # the browser sends the form again
+    assert (retried.status_code, retried.headers["location"]) == (303, path)
+    assert order_status(client, buyer, path)["status"] == "fulfilled"
+    assert len(stripe_api.v1.charges.list(params={"customer": intent.customer}).data) == 1  # the buyer's only charge
+
+
+def test_an_order_paid_at_the_bank_cannot_be_cancelled_and_settles(
+    client, make_user, list_work, stripe_api, localstripe_url
+):
+    listed = list_work(offer())
+    buyer = make_user()
+    path = order_page(client, buyer, listed.offer_ids[0])
+    bank_challenge_passed(client, buyer, path, localstripe_url)
+    cancel = client.post(f"{path}/cancel", headers=buyer.headers)
+    assert cancel.status_code == 409 and "already paid at Stripe" in cancel.text
+    assert order_status(client, buyer, path)["status"] == "pending"
+    settled = client.post(f"{path}/settle", headers=buyer.headers, follow_redirects=False)
+    assert settled.headers["location"] == path
+    order = order_status(client, buyer, path)
+    assert order["status"] == "fulfilled" and refunds_of(stripe_api, order["payment"]["reference"]) == []
+
+
+@pytest.mark.parametrize("late_step", ["card", "settle"])
+def test_money_taken_for_an_exclusive_sold_meanwhile_is_refunded_and_said(
+    client, make_user, list_work, stripe_api, localstripe_url, late_step
+):
+    listed = list_work(exclusive_offer())  # EUR 500.00
+    buyer, rival = make_user(), make_user()
+    path = order_page(client, buyer, listed.offer_ids[0])
+    other_tab_setup = card_saved(client, buyer, path, localstripe_url)
+    bank_challenge_passed(client, buyer, path, localstripe_url)
+    rival_path = order_page(client, rival, listed.offer_ids[0])
+    assert pay(client, rival, rival_path, card_saved(client, rival, rival_path, localstripe_url)).status_code == 303
+
+    if late_step == "card":  # the buyer's other tab pays with another card
+        pay(client, buyer, path, other_tab_setup)
+    else:
+        client.post(f"{path}/settle", headers=buyer.headers)
+    order = order_status(client, buyer, path)
+    assert order["status"] == "failed"
+    assert refunds_of(stripe_api, order["payment"]["reference"]) == [50000]
+    shown = client.get(path, headers=buyer.headers).text
+    assert "refunded in full" in shown and "No money was taken" not in shown
+
+
+def test_a_payment_still_processing_is_said_without_a_pay_form(client, make_user, list_work, localstripe_url,
+                                                               monkeypatch):
+    listed = list_work(offer())
+    buyer = make_user()
+    path = order_page(client, buyer, listed.offer_ids[0])
+    pay(client, buyer, path, card_saved(client, buyer, path, localstripe_url, ASKS_FOR_3DS))
+    intents = client.app.state.marketplace.providers.get("stripe").client.v1.payment_intents
+    retrieve = intents.retrieve
+
+    def processing(ref: str, *args: Any, **kwargs: Any) -> Any:  # localstripe has no card that stays processing
+        intent = retrieve(ref, *args, **kwargs)
+        intent["status"] = "processing"
+        return intent
+
+    monkeypatch.setattr(intents, "retrieve", processing)
+    shown = client.post(f"{path}/settle", headers=buyer.headers)
+    assert shown.url.query == b"processing=1"
+    assert "Stripe is processing your payment." in shown.text and 'id="ipx-card-form"' not in shown.text
+    assert "did not go through" not in shown.text
+
+
+def test_a_customer_stripe_no_longer_knows_is_replaced(client, make_user, list_work, localstripe_url, monkeypatch):
+    listed = list_work(offer(), offer(price={"amount": 700, "currency": "EUR"}))
+    buyer = make_user()
+    first = order_page(client, buyer, listed.offer_ids[0])
+    assert pay(client, buyer, first, card_saved(client, buyer, first, localstripe_url)).status_code == 303
+    with transaction(client.app.state.session_factory) as session:
+        [old_customer] = session.scalars(select(PaymentCustomer.customer_ref))
+    setups = client.app.state.marketplace.providers.get("stripe").client.v1.setup_intents
+    create = setups.create
+
+    def forgets(params: Any, *args: Any, **kwargs: Any) -> Any:  # localstripe does not check customers
+        if params["customer"] == old_customer:
+            raise stripe.InvalidRequestError(f"No such customer: '{old_customer}'", param="customer",
+                                             code="resource_missing", http_status=400)
+        return create(params, *args, **kwargs)
+
+    monkeypatch.setattr(setups, "create", forgets)
+    second = order_page(client, buyer, listed.offer_ids[1])
+    assert pay(client, buyer, second, card_saved(client, buyer, second, localstripe_url)).status_code == 303
+    assert order_status(client, buyer, second)["status"] == "fulfilled"
+    with transaction(client.app.state.session_factory) as session:
+        assert list(session.scalars(select(PaymentCustomer.customer_ref))) not in ([], [old_customer])
+
+
+def test_the_card_leaves_the_customer_record_once_paid(client, make_user, list_work, stripe_api, localstripe_url):
+    listed = list_work(offer())
+    buyer = make_user()
+    path = order_page(client, buyer, listed.offer_ids[0])
+    setup = stripe_js_saves(localstripe_url, card_setup(client, buyer, path))
+    # Stripe attaches a card saved through a SetupIntent to its customer; localstripe does not, so it is done here
+    stripe_api.v1.payment_methods.attach(setup["payment_method"], params={"customer": setup["customer"]})
+    assert pay(client, buyer, path, setup["id"]).status_code == 303
+    assert stripe_api.v1.payment_methods.retrieve(setup["payment_method"]).customer is None

@@ -15,10 +15,16 @@
     status.hidden = false;
   }
 
+  const STRIPE_MISSING = "Stripe's card form could not be loaded (a content blocker, or no connection to Stripe). " +
+    "Reload the page to try again.";
+
   async function cardSetupSecret(url) {
     const response = await fetch(url, {
       method: "POST", credentials: "same-origin", headers: {Accept: "application/json"},
     });
+    if (response.redirected) {  // the session ended: the request was sent on to the log-in page
+      throw new Error("You are no longer logged in. Reload the page and log in again to pay.");
+    }
     const body = await response.json().catch(() => ({}));
     if (!response.ok || !body.client_secret) {
       throw new Error(body.detail || `The payment could not be started (HTTP ${response.status}); please try again.`);
@@ -27,7 +33,10 @@
   }
 
   const payForm = document.getElementById("ipx-card-form");
-  if (payForm && window.Stripe) {
+  if (payForm && !window.Stripe) {
+    say(payForm, STRIPE_MISSING, {problem: true});
+    payForm.addEventListener("submit", (event) => event.preventDefault());
+  } else if (payForm) {
     const stripe = window.Stripe(payForm.dataset.stripeKey);
     const card = stripe.elements().create("card");
     card.mount("#ipx-card-element");
@@ -53,7 +62,9 @@
   }
 
   const confirmForm = document.getElementById("ipx-card-authenticate");
-  if (confirmForm && window.Stripe) {
+  if (confirmForm && !window.Stripe) {
+    say(confirmForm, STRIPE_MISSING, {problem: true});
+  } else if (confirmForm) {
     const stripe = window.Stripe(confirmForm.dataset.stripeKey);
     // Whatever the bank answers, IPX asks Stripe how the payment stands and shows the order accordingly.
     stripe.confirmCardPayment(confirmForm.dataset.clientSecret)
