@@ -2,7 +2,7 @@
 
 Thin like the other page routers (ipx/web/pages.py's PageRoute, cross-site check and session tracking): the
 accounts service decides; these pages only say it. The reset page's address holds the link's secret, so it is
-never cached and never sent to another site as a Referer.
+never cached and never sent on in a Referer.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from ipx.deps import AppSettings, DbSession, LoginLimits, SendsMail
 from ipx.errors import InvalidInput
 from ipx.web.pages import PageRoute, Visitor, page_caller, reject_cross_site_posts, render, start_session, track_session
 
-# "same-origin", not "no-referrer": under no-referrer browsers send the form's POST with "Origin: null", which the
-# cross-site check must refuse; same-origin still keeps the address from every other site.
-SECRET_PAGE_HEADERS = {"Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
+# "strict-origin", not "no-referrer": under no-referrer browsers send the form's POST with "Origin: null", which the
+# cross-site check must refuse; strict-origin sends the origin alone, so the link leaves the page in no Referer.
+SECRET_PAGE_HEADERS = {"Referrer-Policy": "strict-origin", "Cache-Control": "no-store"}
 
 router = APIRouter(
     include_in_schema=False,

@@ -78,9 +78,14 @@ def _account_at(session: Session, address: str) -> User | None:
     return _account_under(session, _spellings(address)[1])
 
 
-def _account_under(session: Session, spellings: set[str]) -> User | None:
-    """The account stored under any of these spellings (the oldest, should two spellings have made two)."""
-    return session.scalars(select(User).where(User.email.in_(spellings)).order_by(User.created_at)).first()
+def _account_under(session: Session, spellings: set[str], *, lock: bool = False) -> User | None:
+    """The account stored under any of these spellings (the oldest, should two spellings have made two).
+
+    `lock`: the row stays locked to the end of the transaction, so a log-in, a reset request and a password reset
+    of one account take turns (PostgreSQL; SQLite's transactions take turns anyway).
+    """
+    query = select(User).where(User.email.in_(spellings)).order_by(User.created_at)
+    return session.scalars(query.with_for_update() if lock else query).first()
 
 
 def create_user(
@@ -127,7 +132,8 @@ def authenticate(session: Session, *, email: str, password: str, throttle: Login
     address, spellings = _spellings(email)  # respelling an address gains no attempts
     if throttle is not None:
         throttle.attempt(address)
-    user = _account_under(session, spellings)
+    # locked: a password reset committing between this check and the new token's insert would miss that token
+    user = _account_under(session, spellings, lock=True)
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerifyMismatchError, InvalidHashError):
@@ -200,11 +206,12 @@ def request_password_reset(session: Session, *, email: str, ttl_seconds: int, pe
 
     Returns the same whether or not the address has an account, so the form tells nobody who is registered; and
     sends one account at most `per_day` links a day, so it cannot be used to flood someone's mailbox.
-    Raises InvalidInput only for text that is not an email address.
+    Raises InvalidInput only for text that is neither an email address nor an account's stored spelling (accounts
+    the CLI made under special-use domains, like admin@ipx.local, can reset too).
     """
-    canonical_email(email)
-    user = _account_at(session, email)
+    user = _account_under(session, _spellings(email)[1], lock=True)  # locked: parallel requests count in turn
     if user is None:
+        canonical_email(email)
         return
     sent_today = session.scalar(select(func.count()).where(
         PasswordReset.user_id == user.id, PasswordReset.created_at > utcnow() - timedelta(days=1)
@@ -217,8 +224,9 @@ def request_password_reset(session: Session, *, email: str, ttl_seconds: int, pe
     ))
     notifications.enqueue(
         session, kind="password_reset", to_email=user.email, subject="Choose a new password for IPX",
-        body=RESET_MAIL.format(email=user.email, minutes=ttl_seconds // 60, site=notifications.SITE, token=token),
-        subject_type="account", subject_id=user.id,
+        body=RESET_MAIL.format(email=user.email, minutes=ttl_seconds // 60, site=notifications.SITE,
+                               token=notifications.SECRET),
+        subject_type="account", subject_id=user.id, secret=token,
     )
     audit_service.record(session, action="account.password_reset_requested", subject_type="account",
                          subject_id=user.id)
@@ -248,6 +256,7 @@ def reset_password(
     logged out. The log-in throttle's count for the address is cleared, as a successful log-in clears it.
     """
     user = account_of_reset_link(session, token)
+    session.refresh(user, with_for_update=True)  # first the account, as log-in and reset requests lock it
     password_hash = _new_password_hash(new_password)
     now = utcnow()
     spent = session.execute(  # one statement, so two submissions of one link cannot both set a password

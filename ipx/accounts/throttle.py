@@ -47,7 +47,7 @@ class LoginThrottle:
                 return
         raise TooManyAttempts(
             f"Too many failed log-ins for this address: try again in {_in_words(wait)}. If you forgot the password, "
-            "ask an IPX administrator to set a new one.", retry_after_seconds=wait,
+            "choose a new one through “Forgot your password?” (/forgot-password).", retry_after_seconds=wait,
         )
 
     def succeeded(self, address: str) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, delete, exists, func, select, text
+from sqlalchemy import and_, exists, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -622,15 +622,27 @@ def open_card_payment(session: Session, *, order_id: str, buyer: Principal, ctx:
     order, provider = _card_order(session, order_id, buyer, ctx)
     if order.status != OPEN_ORDER:
         raise Conflict(f"This order is {order.status}: there is nothing to pay.", order_status=order.status)
+    customer_ref = _customer_ref(session, provider, buyer)
     try:
-        return provider.open_card_setup(customer_ref=_customer_ref(session, provider, buyer), order_id=order.id)
-    except UnknownCustomer:
-        session.execute(delete(PaymentCustomer).where(
-            PaymentCustomer.account_id == buyer.id, PaymentCustomer.provider == provider.name
-        ))
-        customer_ref = provider.customer_for(account_id=buyer.id, email=buyer.email, fresh=True)
-        session.add(PaymentCustomer(account_id=buyer.id, provider=provider.name, customer_ref=customer_ref))
         return provider.open_card_setup(customer_ref=customer_ref, order_id=order.id)
+    except UnknownCustomer:
+        return provider.open_card_setup(
+            customer_ref=_replace_customer(session, provider, buyer, forgotten=customer_ref), order_id=order.id
+        )
+
+
+def _replace_customer(session: Session, provider: CardEntry, buyer: Principal, *, forgotten: str) -> str:
+    """A new customer record in place of one the provider forgot; under the row's lock, so two tabs replacing it at
+    once end with one record (the second finds the first's)."""
+    row = session.get(PaymentCustomer, (buyer.id, provider.name), with_for_update=True, populate_existing=True)
+    if row is not None and row.customer_ref != forgotten:
+        return row.customer_ref
+    customer_ref = provider.customer_for(account_id=buyer.id, email=buyer.email, fresh=True)
+    if row is None:
+        session.add(PaymentCustomer(account_id=buyer.id, provider=provider.name, customer_ref=customer_ref))
+    else:
+        row.customer_ref = customer_ref
+    return customer_ref
 
 
 def pay_order_with_card(
@@ -691,8 +703,9 @@ def settle_order(session: Session, *, order_id: str, buyer: Principal, ctx: Mark
 
 
 def _forget_card_after_commit(session: Session, provider: CardEntry, order: Order) -> None:
-    """Once the order is settled and committed, the card leaves the buyer's customer record (IPX keeps no cards);
-    a failure there is logged by the after-commit runner and changes nothing about the order."""
+    """Once the order is settled and committed, the card leaves the buyer's customer record: IPX offers no saved
+    cards. (A payment settled by the webhook alone, or a card declined, keeps it; see forget_card's callers.)
+    A failure here is logged by the after-commit runner and changes nothing about the order."""
     payment_ref = order.payment_ref
     if payment_ref:
         session.info.setdefault("after_commit", []).append(lambda: provider.forget_card(payment_ref))

@@ -19,6 +19,9 @@ class OutboxMessage(Base):
     to_email: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
+    # A secret the body shows as {secret} (a password link's token): kept only until the message is sent, so the
+    # outbox does not hold live credentials afterwards.
+    secret: Mapped[str | None] = mapped_column(String(200))
     subject_type: Mapped[str | None] = mapped_column(String(32))
     subject_id: Mapped[str | None] = mapped_column(String(64), index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

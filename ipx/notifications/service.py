@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 SITE = "{site}"  # written into bodies instead of the public URL, which only the relay's deployment knows
+SECRET = "{secret}"  # written into bodies instead of a message's secret, which is forgotten once it is sent
 _RELAY_SCHEDULED = "notifications.relay_scheduled"
 
 
@@ -35,10 +36,12 @@ class Relay:
 
 def enqueue(
     session: Session, *, kind: str, to_email: str, subject: str, body: str,
-    subject_type: str | None = None, subject_id: str | None = None,
+    subject_type: str | None = None, subject_id: str | None = None, secret: str | None = None,
 ) -> OutboxMessage:
+    """Queue a message; `secret` fills the body's {secret} when it is sent and is then erased from the outbox."""
     message = OutboxMessage(
         kind=kind, to_email=to_email, subject=subject, body=body, subject_type=subject_type, subject_id=subject_id,
+        secret=secret,
     )
     session.add(message)
     return message
@@ -53,7 +56,8 @@ def as_email(message: OutboxMessage, public_url: str) -> EmailMessage:
     email["Subject"] = " ".join(message.subject.split())  # titles people typed may hold line breaks
     email["Date"] = format_datetime(message.created_at)
     email["Message-ID"] = f"<ipx-outbox-{message.id}@ipx.invalid>"
-    email.set_content(message.body.replace(SITE, public_url.rstrip("/")))
+    body = message.body.replace(SITE, public_url.rstrip("/"))
+    email.set_content(body.replace(SECRET, message.secret) if message.secret is not None else body)
     return email
 
 
@@ -84,7 +88,7 @@ def deliver_pending(session: Session, relay: Relay, *, limit: int = 100) -> int:
             logger.warning("outbox message %s not sent: %s", message.id, exc)
             message.last_error = f"{type(exc).__name__}: {exc}"
             continue
-        message.sent_at = utcnow()
+        message.sent_at, message.secret = utcnow(), None
         sent += 1
     return sent
 

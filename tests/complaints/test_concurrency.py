@@ -2,58 +2,23 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from ipx.accounts.service import principal_for_token
 from ipx.complaints.schemas import NoticeIn, StaffActionIn
 from ipx.complaints.service import ComplaintsContext, apply_staff_action, file_notice
 from ipx.marketplace.service import sales_suspended
 from tests.complaints.conftest import CopyCase, notice
+from tests.races import interleave
 
 
 @pytest.fixture(autouse=True)
 def postgres_only(database_url: str) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite serializes writers at BEGIN, so two transactions cannot interleave there")
-
-
-def interleave(
-    factory: sessionmaker[Session], first: Callable[[Session], None], second: Callable[[Session], None]
-) -> None:
-    """Run `first` without committing, start `second` in another transaction, wait until it is blocked on a lock
-    `first` holds, then commit `first` and let `second` finish and commit: the closest two requests can come."""
-    holder, racer = factory(), factory()
-    failures: list[BaseException] = []
-    try:
-        first(holder)
-        backend = racer.scalar(text("SELECT pg_backend_pid()"))
-
-        def race() -> None:
-            try:
-                second(racer)
-                racer.commit()
-            except BaseException as exc:  # re-raised below: a thread's exception would only be a warning
-                failures.append(exc)
-
-        thread = threading.Thread(target=race)
-        thread.start()
-        with factory() as observer:
-            while thread.is_alive() and not observer.scalar(text(
-                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid"), {"pid": backend}
-            ):
-                observer.rollback()
-        holder.commit()
-        thread.join()
-    finally:
-        holder.close()
-        racer.close()
-    if failures:
-        raise failures[0]
 
 
 def test_concurrent_notices_get_consecutive_case_numbers(client, copy_case: CopyCase) -> None:

@@ -422,3 +422,46 @@ def test_the_card_leaves_the_customer_record_once_paid(client, make_user, list_w
     stripe_api.v1.payment_methods.attach(setup["payment_method"], params={"customer": setup["customer"]})
     assert pay(client, buyer, path, setup["id"]).status_code == 303
     assert stripe_api.v1.payment_methods.retrieve(setup["payment_method"]).customer is None
+
+
+def test_two_tabs_replacing_a_forgotten_customer_end_with_one(
+    client, make_user, list_work, localstripe_url, monkeypatch, database_url
+):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serializes writers at BEGIN, so two transactions cannot interleave there")
+    from ipx.accounts.service import principal_for_token
+    from ipx.marketplace import service
+    from tests.races import interleave
+
+    listed = list_work(offer(), offer(price={"amount": 700, "currency": "EUR"}))
+    buyer = make_user()
+    first = order_page(client, buyer, listed.offer_ids[0])
+    assert pay(client, buyer, first, card_saved(client, buyer, first, localstripe_url)).status_code == 303
+    factory = client.app.state.session_factory
+    with transaction(factory) as session:
+        [forgotten] = session.scalars(select(PaymentCustomer.customer_ref))
+        buyer_principal = principal_for_token(session, buyer.headers["Authorization"].split()[1])
+    setups = client.app.state.marketplace.providers.get("stripe").client.v1.setup_intents
+    create = setups.create
+
+    def forgets(params: Any, *args: Any, **kwargs: Any) -> Any:
+        if params["customer"] == forgotten:
+            raise stripe.InvalidRequestError(f"No such customer: '{forgotten}'", param="customer",
+                                             code="resource_missing", http_status=400)
+        return create(params, *args, **kwargs)
+
+    monkeypatch.setattr(setups, "create", forgets)
+    order_id = order_page(client, buyer, listed.offer_ids[1]).rsplit("/", 1)[1]
+    secrets: list[str] = []
+
+    def open_setup(session: Any) -> None:  # a tab pressing Pay
+        secrets.append(service.open_card_payment(session, order_id=order_id, buyer=buyer_principal,
+                                                 ctx=client.app.state.marketplace))
+
+    interleave(factory, open_setup, open_setup)
+    with transaction(factory) as session:
+        [replacement] = session.scalars(select(PaymentCustomer.customer_ref))
+    assert replacement != forgotten and len(secrets) == 2
+    for secret in secrets:  # both tabs' setups belong to the one new customer
+        assert httpx.get(f"{localstripe_url}/v1/setup_intents/{secret.split('_secret_')[0]}",
+                         auth=(API_KEY, "")).json()["customer"] == replacement

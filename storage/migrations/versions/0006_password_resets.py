@@ -1,4 +1,5 @@
-"""password resets: single-use links to choose a new password, sent to the account's address
+"""password resets: single-use links to choose a new password, sent to the account's address; an outbox
+message's secret, kept only until it is sent
 
 Revision ID: 0006
 Revises: 0005
@@ -31,8 +32,14 @@ def upgrade() -> None:
     with op.batch_alter_table('password_resets', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_password_resets_user_id'), ['user_id'], unique=False)
 
+    with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('secret', sa.String(length=200), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
+        batch_op.drop_column('secret')
+
     with op.batch_alter_table('password_resets', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_password_resets_user_id'))
 
