@@ -88,6 +88,14 @@ def _token_from(request: Request, bearer: str | None) -> str | None:
     return bearer or request.cookies.get(SESSION_COOKIE)
 
 
+def caller_token(request: Request, bearer: Annotated[str | None, Depends(oauth2_scheme)]) -> str | None:
+    """The bearer token or session cookie the request came with: the session a password change keeps."""
+    return _token_from(request, bearer)
+
+
+CallerToken = Annotated[str | None, Depends(caller_token)]
+
+
 def optional_caller(request: Request, bearer: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal | None:
     """The caller if a token or session cookie is present; checked in its own short transaction."""
     token = _token_from(request, bearer)

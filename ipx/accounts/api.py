@@ -11,12 +11,13 @@ from ipx.accounts import service
 from ipx.accounts.schemas import (
     AccountCreate,
     AccountRead,
+    PasswordChange,
     PasswordResetConfirm,
     PasswordResetRequest,
     PasswordResetSent,
     TokenRead,
 )
-from ipx.deps import AppSettings, Caller, DbSession, LoginLimits, SendsMail
+from ipx.deps import AppSettings, Caller, CallerToken, DbSession, LoginLimits, SendsMail
 from ipx.routing import IPXRoute
 
 router = APIRouter(prefix="/auth", tags=["accounts"], route_class=IPXRoute)
@@ -61,11 +62,22 @@ def request_password_reset(body: PasswordResetRequest, session: DbSession, setti
                                     f"way there. It works once, within {minutes} minutes.")
 
 
-@router.post("/password-reset/confirm", response_model=AccountRead)
+@router.post("/password-reset/confirm", response_model=AccountRead, dependencies=[SendsMail])
 def confirm_password_reset(body: PasswordResetConfirm, session: DbSession, throttle: LoginLimits) -> AccountRead:
     """Set a new password with the mailed link's token (anyone holding it); every token of the account ends.
 
     410 when the link was used or has expired.
     """
     user = service.reset_password(session, token=body.token, new_password=body.password, throttle=throttle)
+    return AccountRead.model_validate(user)
+
+
+@router.post("/password", response_model=AccountRead, dependencies=[SendsMail])
+def change_password(
+    body: PasswordChange, caller: Caller, token: CallerToken, session: DbSession, throttle: LoginLimits
+) -> AccountRead:
+    """A new password, given the current one (any logged-in account). Every other token of the account ends; the
+    one making the call stays. 422 for a wrong current password, 429 after too many."""
+    user = service.change_password(session, account_id=caller.id, current_password=body.current_password,
+                                   new_password=body.new_password, keep_token=token, throttle=throttle)
     return AccountRead.model_validate(user)

@@ -1,4 +1,5 @@
-"""The pages for a forgotten password: ask for a link by email, then choose a new password through it.
+"""The account pages: the account's facts and a new password (logged in); a forgotten password (ask for a link by
+email, then choose a new password through it).
 
 Thin like the other page routers (ipx/web/pages.py's PageRoute, cross-site check and session tracking): the
 accounts service decides; these pages only say it. The reset page's address holds the link's secret, so it is
@@ -13,9 +14,18 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ipx.accounts import service
-from ipx.deps import AppSettings, DbSession, LoginLimits, SendsMail
-from ipx.errors import InvalidInput
-from ipx.web.pages import PageRoute, Visitor, page_caller, reject_cross_site_posts, render, start_session, track_session
+from ipx.deps import AppSettings, CallerToken, DbSession, LoginLimits, SendsMail
+from ipx.errors import InvalidInput, TooManyAttempts
+from ipx.web.pages import (
+    Member,
+    PageRoute,
+    Visitor,
+    page_caller,
+    reject_cross_site_posts,
+    render,
+    start_session,
+    track_session,
+)
 
 # "strict-origin", not "no-referrer": under no-referrer browsers send the form's POST with "Origin: null", which the
 # cross-site check must refuse; strict-origin sends the origin alone, so the link leaves the page in no Referer.
@@ -69,7 +79,7 @@ def reset_password_page(request: Request, token: str, session: DbSession, caller
     return _reset_page(request, caller, token=token, email=email)
 
 
-@router.post("/reset-password/{token}", response_class=HTMLResponse)
+@router.post("/reset-password/{token}", response_class=HTMLResponse, dependencies=[SendsMail])
 def reset_password(
     request: Request, token: str, session: DbSession, settings: AppSettings, throttle: LoginLimits, caller: Visitor,
     password: Annotated[str, Form()] = "",
@@ -85,3 +95,42 @@ def reset_password(
         email = service.account_of_reset_link(session, token).email
         return _reset_page(request, caller, token=token, email=email, error=exc.detail, status_code=422)
     return start_session(RedirectResponse("/me/works?password=changed", status_code=303), session, user, settings)
+
+
+# --- the account page -------------------------------------------------------------------------------------------
+
+
+def _account_page(
+    request: Request, session: DbSession, caller: Member, *, errors: dict[str, list[str]] | None = None,
+    status_code: int = 200, headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    context = {
+        "account": service.get_user(session, caller.id), "errors": errors or {},
+        "password_changed": request.query_params.get("password") == "changed",
+    }
+    return render(request, "accounts/account.html", context, caller, status_code, headers)
+
+
+@router.get("/me/account", response_class=HTMLResponse)
+def account_page(request: Request, session: DbSession, caller: Member) -> HTMLResponse:
+    """The account's facts, and the form for a new password (logged in)."""
+    return _account_page(request, session, caller)
+
+
+@router.post("/me/account/password", response_class=HTMLResponse, dependencies=[SendsMail])
+def change_password(
+    request: Request, session: DbSession, caller: Member, token: CallerToken, throttle: LoginLimits,
+    current_password: Annotated[str, Form()] = "", new_password: Annotated[str, Form()] = "",
+) -> Response:
+    """Set a new password after the current one; every other session ends, this one stays (logged in)."""
+    try:
+        service.change_password(session, account_id=caller.id, current_password=current_password,
+                                new_password=new_password, keep_token=token, throttle=throttle)
+    except (service.WrongPassword, TooManyAttempts) as exc:
+        session.rollback()
+        return _account_page(request, session, caller, errors={"current_password": [exc.detail]},
+                             status_code=exc.status_code, headers=exc.headers)
+    except InvalidInput as exc:
+        session.rollback()
+        return _account_page(request, session, caller, errors={"new_password": [exc.detail]}, status_code=422)
+    return RedirectResponse("/me/account?password=changed", status_code=303)

@@ -107,11 +107,15 @@ def create_user(
     return user
 
 
-def _new_password_hash(password: str) -> str:
+def _check_new_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_CHARACTERS:
         raise InvalidInput(f"The password must be at least {MIN_PASSWORD_CHARACTERS} characters long.")
     if len(password) > MAX_PASSWORD_CHARACTERS:
         raise InvalidInput(f"The password must be at most {MAX_PASSWORD_CHARACTERS} characters long.")
+
+
+def _new_password_hash(password: str) -> str:
+    _check_new_password(password)
     return _hasher.hash(password)
 
 
@@ -186,6 +190,11 @@ def get_user(session: Session, user_id: str) -> User:
 # --- password resets --------------------------------------------------------------------------------------------
 
 
+class WrongPassword(IPXError):
+    status_code = 422
+    title = "Wrong password"
+
+
 class ResetLinkInvalid(IPXError):
     status_code = 410
     title = "Link no longer valid"
@@ -247,6 +256,57 @@ def account_of_reset_link(session: Session, token: str) -> User:
     return get_user(session, _live_reset(session, token).user_id)
 
 
+PASSWORD_CHANGED_MAIL = """The password of your IPX account {email} was changed just now, and every browser and app
+logged in to it with the old one was logged out.
+
+If that was you, there is nothing to do. If it was not, choose a new password at once:
+
+{site}/forgot-password
+"""
+
+
+def _set_password(session: Session, user: User, new_password: str, *, keep_token: str | None = None) -> None:
+    """The new password, and its consequences: every other session and every pending reset link of the account end,
+    and the account's address hears of it (someone else may have done it)."""
+    user.password_hash = _new_password_hash(new_password)
+    now = utcnow()
+    session.execute(update(PasswordReset).where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
+                    .values(used_at=now))
+    others = delete(AccessToken).where(AccessToken.user_id == user.id)
+    if keep_token is not None:
+        others = others.where(AccessToken.token_hash != _token_digest(keep_token))
+    session.execute(others)
+    notifications.enqueue(
+        session, kind="password_changed", to_email=user.email, subject="Your IPX password was changed",
+        body=PASSWORD_CHANGED_MAIL.format(email=user.email, site=notifications.SITE),
+        subject_type="account", subject_id=user.id,
+    )
+
+
+def change_password(
+    session: Session, *, account_id: str, current_password: str, new_password: str, keep_token: str | None,
+    throttle: LoginThrottle | None = None,
+) -> User:
+    """A logged-in account's new password. It must give its current one, so a session left open on a shared
+    computer cannot lock its owner out; guesses count against the log-in throttle. The session making the change
+    (`keep_token`) stays logged in."""
+    user = get_user(session, account_id)
+    session.refresh(user, with_for_update=True)  # the account first, as log-ins and resets lock it
+    address = _spellings(user.email)[0]
+    if throttle is not None:
+        throttle.attempt(address)
+    try:
+        _hasher.verify(user.password_hash, current_password)
+    except (VerifyMismatchError, InvalidHashError) as exc:
+        raise WrongPassword("The current password is not correct.") from exc
+    if throttle is not None:
+        throttle.succeeded(address)
+    _set_password(session, user, new_password, keep_token=keep_token)
+    audit_service.record(session, action="account.password_changed", subject_type="account", subject_id=user.id,
+                         actor_id=user.id)
+    return user
+
+
 def reset_password(
     session: Session, *, token: str, new_password: str, throttle: LoginThrottle | None = None
 ) -> User:
@@ -257,7 +317,7 @@ def reset_password(
     """
     user = account_of_reset_link(session, token)
     session.refresh(user, with_for_update=True)  # first the account, as log-in and reset requests lock it
-    password_hash = _new_password_hash(new_password)
+    _check_new_password(new_password)  # refused before the link is spent, so the form can be sent again
     now = utcnow()
     spent = session.execute(  # one statement, so two submissions of one link cannot both set a password
         update(PasswordReset)
@@ -267,10 +327,7 @@ def reset_password(
     )
     if spent.rowcount != 1:  # type: ignore[attr-defined]
         raise ResetLinkInvalid("This password link was used a moment ago. Ask for a new one if you need it.")
-    user.password_hash = password_hash
-    session.execute(update(PasswordReset).where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
-                    .values(used_at=now))
-    session.execute(delete(AccessToken).where(AccessToken.user_id == user.id))
+    _set_password(session, user, new_password)
     if throttle is not None:
         throttle.succeeded(_spellings(user.email)[0])
     audit_service.record(session, action="account.password_reset", subject_type="account", subject_id=user.id,

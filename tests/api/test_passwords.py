@@ -1,6 +1,8 @@
-"""A forgotten password, through the pages and the API (both databases): the link arrives by email (the .eml files
-the default sender writes), works once and for a limited time, ends every session of the account, and the forms
-tell nobody which addresses have accounts."""
+"""Passwords through the pages and the API (both databases). A forgotten one: the link arrives by email (the .eml
+files the default sender writes), works once and for a limited time, ends every session of the account, and the
+forms tell nobody which addresses have accounts. A changed one: only with the current one, keeping the session that
+changed it. Either way the address hears of it.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ def mails_to(settings, address: str) -> list[email.message.EmailMessage]:
 
 
 def reset_links(settings, address: str) -> list[str]:
-    return [LINK.search(m.get_content()).group(0) for m in mails_to(settings, address)]  # type: ignore[union-attr]
+    return [LINK.search(m.get_content()).group(0)  # type: ignore[union-attr]
+            for m in mails_to(settings, address) if m["Subject"] == "Choose a new password for IPX"]
 
 
 def without(page: str, address: str) -> str:
@@ -165,3 +168,65 @@ def test_accounts_stored_under_a_special_use_domain_can_reset(client, settings) 
     assert client.post(link.removeprefix("http://testserver"), data={"password": NEW_PASSWORD},
                        follow_redirects=False).status_code == 303
     assert log_in_status(client, "admin@ipx.local", NEW_PASSWORD) == 200
+
+
+def test_a_logged_in_account_changes_its_password_on_the_account_page(client, make_user, settings) -> None:
+    from tests.conftest import bearer_headers
+
+    user = make_user()
+    other_session = bearer_headers(client, user.email, user.password)
+    page = client.get("/me/account", headers=user.headers)
+    assert page.status_code == 200 and user.email in page.text and "Change password" in page.text
+    assert 'href="/me/account"' in page.text  # the name in the navigation leads here
+
+    wrong = client.post("/me/account/password", headers=user.headers,
+                        data={"current_password": "not it at all", "new_password": NEW_PASSWORD})
+    assert wrong.status_code == 422 and "The current password is not correct." in wrong.text
+    short = client.post("/me/account/password", headers=user.headers,
+                        data={"current_password": user.password, "new_password": "short"})
+    assert short.status_code == 422 and "at least 10 characters" in short.text
+    assert log_in_status(client, user.email, user.password) == 200  # neither changed anything
+
+    changed = client.post("/me/account/password", headers=user.headers, follow_redirects=False,
+                          data={"current_password": user.password, "new_password": NEW_PASSWORD})
+    assert (changed.status_code, changed.headers["location"]) == (303, "/me/account?password=changed")
+    assert "Password changed." in client.get("/me/account?password=changed", headers=user.headers).text
+    assert client.get("/api/v1/auth/me", headers=other_session).status_code == 401
+    assert log_in_status(client, user.email, NEW_PASSWORD) == 200
+    assert log_in_status(client, user.email, user.password) == 401
+    [notice] = mails_to(settings, user.email)
+    assert notice["Subject"] == "Your IPX password was changed"
+    assert "http://testserver/forgot-password" in notice.get_content()  # type: ignore[union-attr]
+
+
+def test_the_api_changes_a_password_given_the_current_one(client, make_user, settings) -> None:
+    from tests.conftest import bearer_headers
+
+    user = make_user()
+    other_session = bearer_headers(client, user.email, user.password)
+    wrong = client.post("/api/v1/auth/password", headers=user.headers,
+                        json={"current_password": "not it at all", "new_password": NEW_PASSWORD})
+    assert wrong.status_code == 422 and wrong.json()["detail"] == "The current password is not correct."
+    assert client.post("/api/v1/auth/password", json={"current_password": user.password,
+                                                      "new_password": NEW_PASSWORD}).status_code == 401
+    changed = client.post("/api/v1/auth/password", headers=user.headers,
+                          json={"current_password": user.password, "new_password": NEW_PASSWORD})
+    assert changed.status_code == 200 and changed.json()["email"] == user.email
+    assert client.get("/api/v1/auth/me", headers=user.headers).status_code == 200  # the caller's token stays
+    assert client.get("/api/v1/auth/me", headers=other_session).status_code == 401
+    for _ in range(settings.login_attempts):  # guesses at the current password count like log-in guesses
+        client.post("/api/v1/auth/password", headers=user.headers,
+                    json={"current_password": "guess guess 1", "new_password": "whatever 12345"})
+    throttled = client.post("/api/v1/auth/password", headers=user.headers,
+                            json={"current_password": NEW_PASSWORD, "new_password": "whatever 12345"})
+    assert throttled.status_code == 429 and "Retry-After" in throttled.headers
+
+
+def test_a_reset_tells_the_address_too(client, make_user, settings) -> None:
+    user = make_user()
+    ask_for_link(client, user.email)
+    [link] = reset_links(settings, user.email)
+    client.post(link.removeprefix("http://testserver"), data={"password": NEW_PASSWORD})
+    assert [m["Subject"] for m in mails_to(settings, user.email)] == [
+        "Choose a new password for IPX", "Your IPX password was changed",
+    ]

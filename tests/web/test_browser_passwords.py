@@ -1,6 +1,6 @@
-"""A forgotten password in real headless Chromium, JavaScript off, against a real uvicorn server: ask for a link,
-open it from the .eml file the server wrote, choose a new password and land logged in; the spent link then says
-so. Screenshots: test-artifacts/screens/reset-*.png.
+"""Passwords in real headless Chromium, JavaScript off, against a real uvicorn server: a forgotten one (ask for a
+link, open it from the .eml file the server wrote, choose a new password and land logged in; the spent link then
+says so), then a change on the account page. Screenshots: test-artifacts/screens/reset-*.png, account-*.png.
 """
 
 from __future__ import annotations
@@ -67,3 +67,17 @@ def test_a_forgotten_password_is_replaced_through_the_mailed_link(
     page.get_by_label("Password").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(base + "/me/works")
+
+    page.get_by_role("link", name="Ada Lovelace").click()  # the name in the navigation
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your account")
+    page.get_by_label("Current password").fill("not my password")
+    page.get_by_label("New password").fill("yet another passphrase")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator(".field-error")).to_have_text("The current password is not correct.")
+    shot(page, "account-01-wrong-current")
+    page.get_by_label("Current password").fill(NEW_PASSWORD)
+    page.get_by_label("New password").fill("yet another passphrase")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator(".alert-success")).to_contain_text("Password changed.")
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()  # this session stays
+    shot(page, "account-02-changed")
