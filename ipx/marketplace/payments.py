@@ -14,6 +14,7 @@ Stripe Connect would add `transfer_data.destination` (the seller's connected acc
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ import stripe
 
 from ipx.config import Settings
 from ipx.errors import Conflict, IPXError, NotFound
+
+logger = logging.getLogger(__name__)
 
 PaymentStatus = Literal["requires_payment_method", "requires_confirmation", "requires_action", "processing",
                         "succeeded", "failed", "canceled"]
@@ -289,6 +292,7 @@ class StripeProvider:
                 ref, options={"idempotency_key": f"order:{order_id}:confirm:{setup_ref}"}
             )
         except stripe.CardError as exc:
+            self._detach_quietly(payment_method)  # a declined card is not kept either; the buyer enters another
             raise PaymentDeclined(f"The card was declined: {exc.user_message or 'no reason given'}.") from exc
         except stripe.InvalidRequestError as exc:  # e.g. the payment went through meanwhile: retrying cannot help
             raise PaymentRefused(_refusal(exc)) from exc
@@ -311,11 +315,22 @@ class StripeProvider:
     def forget_card(self, ref: str) -> None:
         try:
             intent = self.client.v1.payment_intents.retrieve(ref)
-            if intent.payment_method:
-                method = intent.payment_method if isinstance(intent.payment_method, str) else intent.payment_method.id
-                self.client.v1.payment_methods.detach(method)
+            if intent.customer and intent.payment_method:  # only the order page's cards sit on IPX's customers
+                self._detach(intent.payment_method)
         except stripe.StripeError as exc:
             raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
+
+    def _detach(self, payment_method: Any) -> None:
+        self.client.v1.payment_methods.detach(
+            payment_method if isinstance(payment_method, str) else payment_method.id
+        )
+
+    def _detach_quietly(self, payment_method: Any) -> None:
+        """Detach, logging a failure: the buyer's own error (a declined card) is what they must hear about."""
+        try:
+            self._detach(payment_method)
+        except stripe.StripeError as exc:
+            logger.warning("could not remove card %s from its customer: %s", payment_method, exc)
 
     def cancel(self, ref: str) -> bool:
         try:

@@ -665,7 +665,7 @@ def pay_order_with_card(
     known = provider.current_state(order.payment_ref)
     if known.event.kind == "succeeded":
         _apply_event(session, provider, known.event, ctx)  # sells, or fails and refunds
-        _forget_card_after_commit(session, provider, order)
+        _forget_card_after_commit(session, provider, order.payment_ref)
         return CardPayment(order, "succeeded" if order.status == "fulfilled" else "canceled")
     if known.status == "processing":
         return CardPayment(order, "processing")
@@ -680,7 +680,7 @@ def pay_order_with_card(
     )
     if started.status == "succeeded":
         _sell(session, order, provider, ctx, actor_id=buyer.id)
-        _forget_card_after_commit(session, provider, order)
+        _forget_card_after_commit(session, provider, order.payment_ref)
     return CardPayment(order, started.status)
 
 
@@ -698,15 +698,14 @@ def settle_order(session: Session, *, order_id: str, buyer: Principal, ctx: Mark
     if known.event.kind != "ignored":
         _apply_event(session, provider, known.event, ctx)
         if known.event.kind == "succeeded":
-            _forget_card_after_commit(session, provider, order)
+            _forget_card_after_commit(session, provider, order.payment_ref)
     return CardPayment(order, known.status)
 
 
-def _forget_card_after_commit(session: Session, provider: CardEntry, order: Order) -> None:
-    """Once the order is settled and committed, the card leaves the buyer's customer record: IPX offers no saved
-    cards. (A payment settled by the webhook alone, or a card declined, keeps it; see forget_card's callers.)
-    A failure here is logged by the after-commit runner and changes nothing about the order."""
-    payment_ref = order.payment_ref
+def _forget_card_after_commit(session: Session, provider: CardEntry, payment_ref: str | None) -> None:
+    """Once the payment is settled and committed, its card leaves the buyer's customer record: IPX offers no saved
+    cards (a declined card is removed at once, by the provider). A failure here is logged by the after-commit
+    runner and changes nothing about the order."""
     if payment_ref:
         session.info.setdefault("after_commit", []).append(lambda: provider.forget_card(payment_ref))
 
@@ -800,6 +799,8 @@ def handle_payment_event(
     if event_row_id is None:
         return "duplicate event ignored"
     outcome = _apply_event(session, provider, event, ctx)
+    if event.kind == "succeeded" and isinstance(provider, CardEntry) and event.payment_ref:
+        _forget_card_after_commit(session, provider, event.payment_ref)  # a bank challenge settled by the webhook
     event_row = session.get(PaymentEvent, event_row_id)
     if event_row is not None:
         event_row.outcome = outcome
