@@ -12,7 +12,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipx.accounts import api as accounts_api
@@ -31,6 +30,7 @@ from ipx.openapi import PROBLEM_RESPONSES, Problem, with_component_schemas
 from ipx.registry import api as registry_api
 from ipx.registry import keys, log
 from ipx.registry.service import RegistryContext
+from ipx.routing import methods_served_at
 from ipx.stats import api as stats_api
 from ipx.stats import pages as stats_pages
 from ipx.storage import sweep_orphan_blobs
@@ -38,7 +38,6 @@ from ipx.web import pages as web_pages
 from ipx.web.templating import STATIC_DIR
 
 API_PREFIX = "/api/v1"
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MULTIPART_OVERHEAD = 64 * 1024
 HTTP_TITLES = {
     400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Payload too large", 422: "Invalid input",
@@ -71,25 +70,26 @@ def _unexpected_problem(request: Request, exc: Exception) -> Response:
 
 
 def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:
-    problem = IPXError(str(exc.detail))
+    """Starlette's own refusals (no such path, a method the path does not take): a problem on the API, the error
+    page for a person everywhere else."""
+    problem = IPXError(_http_detail(request, exc))
     problem.status_code = exc.status_code
     problem.title = HTTP_TITLES.get(exc.status_code, "HTTP error")
-    response = problem_response(problem, request)
-    for name, value in (exc.headers or {}).items():
-        response.headers[name] = value
+    response = _refusal(request, problem, exc.headers)
     if exc.status_code == 405:
-        response.headers["Allow"] = ", ".join(_methods_served_at(request))
+        response.headers["Allow"] = ", ".join(methods_served_at(request))
     return response
 
 
-def _methods_served_at(request: Request) -> list[str]:
-    """Every method some route serves at this path. Starlette's 405 names only the first matching route's, and
-    IPX declares each method of a path as its own route (GET and POST /api/v1/works), so a client was told
-    `Allow: POST` where GET works too. Asked through each route's own matching, as the router does."""
-    return [
-        method for method in HTTP_METHODS
-        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.routes)
-    ]
+def _http_detail(request: Request, exc: StarletteHTTPException) -> str:
+    """Starlette's "Not Found" as a sentence, on pages; the API keeps its terse detail, which clients may match."""
+    if request.url.path.startswith((API_PREFIX, "/.well-known/")):
+        return str(exc.detail)
+    if exc.status_code == 404:
+        return f"There is nothing at {request.url.path}. Check the address, or start again from the home page."
+    if exc.status_code == 405:
+        return f"{request.url.path} cannot be opened this way ({request.method}). Go back and use the page's links."
+    return str(exc.detail)
 
 
 class BodySizeLimit:

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     password_reset_ttl_seconds: int = Field(default=3600, ge=60)
     password_resets_per_day: int = Field(default=5, ge=1)
     orphan_blob_grace_seconds: int = 3600
-    cookie_secure: bool = False
+    cookie_secure: bool | None = None  # default: Secure cookies when public_url is https
     # complaints and notifications
     complaint_restore_business_days: int = Field(default=10, ge=10, le=14)  # DMCA 512(g): 10-14 business days
     email_sender: str = "file"  # "file" writes .eml files under data_dir/outbox; "console" prints them
@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     stripe_js_url: str = "https://js.stripe.com/v3/"  # localstripe serves its stand-in at <its URL>/js.stripe.com/v3/
     platform_fee_bps: int = 1000  # basis points of each sale kept by the platform (1000 = 10 %)
     supported_currencies: list[str] = ["EUR", "USD", "GBP", "CHF", "CAD", "AUD", "JPY", "SEK", "NOK", "DKK"]
+
+    @cached_property
+    def secure_cookies(self) -> bool:
+        """Session cookies marked Secure (sent over HTTPS only): as set, or whenever IPX is served over HTTPS."""
+        return self.cookie_secure if self.cookie_secure is not None else self.public_url.lower().startswith("https://")
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Query, Request, UploadFile
 from fastapi import Path as PathParameter
@@ -84,6 +85,37 @@ def page_of_results(page: str = "1") -> int:
 PageOfResults = Annotated[int, Depends(page_of_results)]
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def web_origin(url: str) -> str:
+    """scheme://host[:port] as a browser's Origin header spells it: lower case, without the scheme's default port.
+    So IPX_PUBLIC_URL may be written "https://IPX.example:443/" and still match what browsers send."""
+    parts = urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:  # not a port: matches nothing
+        return f"{scheme}://{parts.netloc}"
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" if port in (None, DEFAULT_PORTS.get(scheme)) else f"{scheme}://{host}:{port}"
+
+
+def own_origins(request: Request) -> set[str]:
+    """IPX's public origin, and the one this request reached (a deployment reached under a second name)."""
+    settings: Settings = request.app.state.settings
+    return {web_origin(settings.public_url), web_origin(f"{request.url.scheme}://{request.headers.get('host', '')}")}
+
+
+def sent_from_another_site(request: Request) -> bool:
+    """An unsafe request a browser made from another website's page (its Origin is not IPX's). SameSite=Lax keeps
+    the session cookie off most of these; this also covers older browsers and sibling subdomains, which count as
+    the same site. Requests without an Origin (not from a browser page) are not judged."""
+    origin = request.headers.get("origin")
+    return request.method not in SAFE_METHODS and origin is not None and web_origin(origin) not in own_origins(request)
+
+
 def _token_from(request: Request, bearer: str | None) -> str | None:
     return bearer or request.cookies.get(SESSION_COOKIE)
 
@@ -97,12 +129,23 @@ CallerToken = Annotated[str | None, Depends(caller_token)]
 
 
 def optional_caller(request: Request, bearer: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal | None:
-    """The caller if a token or session cookie is present; checked in its own short transaction."""
-    token = _token_from(request, bearer)
-    if token is None:
-        return None
+    """The caller if a bearer token or session cookie is present; checked in its own short transaction.
+
+    A bearer token must be valid (401). The session cookie is what a browser sends by itself, so it only counts
+    when the request comes from IPX's own pages: on a request another website's page made, it is ignored (no
+    ambient authority for forged requests, on the API as on pages); and a stale cookie means a visitor.
+    """
+    if bearer is None:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie is None or sent_from_another_site(request):
+            return None
+        with transaction(request.app.state.session_factory) as session:
+            try:
+                return accounts_service.principal_for_token(session, cookie)
+            except Unauthorized:
+                return None
     with transaction(request.app.state.session_factory) as session:
-        return accounts_service.principal_for_token(session, token)
+        return accounts_service.principal_for_token(session, bearer)
 
 
 def require_caller(caller: Annotated[Principal | None, Depends(optional_caller)]) -> Principal:

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
 from starlette.datastructures import FormData, UploadFile
+from starlette.routing import Match
 
 NUL = "\x00"
 
@@ -82,3 +83,16 @@ class IPXRoute(APIRoute):
             return await handler(TextCheckingRequest(request.scope, request.receive))
 
         return text_checking_handler
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def methods_served_at(request: Request) -> list[str]:
+    """Every method some route serves at this path. Starlette's 405 names only the first matching route's, and
+    IPX declares each method of a path as its own route (GET and POST /api/v1/works), so a client was told
+    `Allow: POST` where GET works too. Asked through each route's own matching, as the router does."""
+    return [
+        method for method in HTTP_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.routes)
+    ]

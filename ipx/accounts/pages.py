@@ -17,6 +17,7 @@ from ipx.accounts import service
 from ipx.deps import AppSettings, CallerToken, DbSession, LoginLimits, SendsMail
 from ipx.errors import InvalidInput, TooManyAttempts
 from ipx.web.pages import (
+    SECRET_PAGE_HEADERS,
     Member,
     PageRoute,
     Visitor,
@@ -26,10 +27,6 @@ from ipx.web.pages import (
     start_session,
     track_session,
 )
-
-# "strict-origin", not "no-referrer": under no-referrer browsers send the form's POST with "Origin: null", which the
-# cross-site check must refuse; strict-origin sends the origin alone, so the link leaves the page in no Referer.
-SECRET_PAGE_HEADERS = {"Referrer-Policy": "strict-origin", "Cache-Control": "no-store"}
 
 router = APIRouter(
     include_in_schema=False,
@@ -94,7 +91,8 @@ def reset_password(
         session.rollback()
         email = service.account_of_reset_link(session, token).email
         return _reset_page(request, caller, token=token, email=email, error=exc.detail, status_code=422)
-    return start_session(RedirectResponse("/me/works?password=changed", status_code=303), session, user, settings)
+    changed = RedirectResponse("/me/works?password=changed", status_code=303)
+    return start_session(request, changed, session, user, settings)
 
 
 # --- the account page -------------------------------------------------------------------------------------------

@@ -40,9 +40,9 @@ class PasswordResetSent(BaseModel):
 
 class PasswordResetConfirm(BaseModel):
     token: str = Field(min_length=1, max_length=100, description="The secret at the end of the mailed link.")
-    password: str = Field(description="The new password: 10 to 200 characters.")
+    password: str = Field(max_length=200, description="The new password: 10 to 200 characters.")
 
 
 class PasswordChange(BaseModel):
     current_password: str = Field(max_length=1000)
-    new_password: str = Field(description="10 to 200 characters.")
+    new_password: str = Field(max_length=200, description="10 to 200 characters.")

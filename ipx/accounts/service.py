@@ -73,6 +73,11 @@ def _spellings(address: str) -> tuple[str, set[str]]:
     return canonical, {raw, canonical} | ({checked.ascii_email.lower()} if checked.ascii_email else set())
 
 
+def _shaped_like_an_address(text: str) -> bool:
+    local, at, domain = text.strip().rpartition("@")
+    return bool(local and at and domain) and not any(character.isspace() for character in text.strip())
+
+
 def _account_at(session: Session, address: str) -> User | None:
     """The account of an address however it is spelled."""
     return _account_under(session, _spellings(address)[1])
@@ -220,7 +225,10 @@ def request_password_reset(session: Session, *, email: str, ttl_seconds: int, pe
     """
     user = _account_under(session, _spellings(email)[1], lock=True)  # locked: parallel requests count in turn
     if user is None:
-        canonical_email(email)
+        if not _shaped_like_an_address(email):
+            canonical_email(email)  # says what is wrong with it
+        # anything shaped like an address gets the same answer as an account's, special-use domains included: an
+        # "is not an email address" for admin@ipx.local alone would tell that an account exists there
         return
     sent_today = session.scalar(select(func.count()).where(
         PasswordReset.user_id == user.id, PasswordReset.created_at > utcnow() - timedelta(days=1)

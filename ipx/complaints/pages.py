@@ -22,7 +22,15 @@ from ipx.complaints.models import Complaint
 from ipx.complaints.schemas import CounterNoticeIn, LegalActionIn, ReviewDecision, StaffAction, StaffActionIn
 from ipx.deps import AppSettings, DbSession, PageOfResults, SendsMail, StoredInteger
 from ipx.errors import Forbidden, InvalidInput, IPXError, Unauthorized
-from ipx.web.pages import PageRoute, Visitor, page_caller, reject_cross_site_posts, track_session
+from ipx.web.pages import (
+    SECRET_PAGE_HEADERS,
+    PageRoute,
+    Visitor,
+    page_caller,
+    private_headers,
+    reject_cross_site_posts,
+    track_session,
+)
 from ipx.web.templating import templates
 
 # Handlers render their own problem pages; PageRoute renders what escapes them (a form sent from another website,
@@ -38,8 +46,12 @@ NOTICE_FIELDS = (
 )
 
 
-def render(request: Request, name: str, caller: Principal | None, status_code: int = 200, **context: Any) -> Response:
-    return templates.TemplateResponse(request, name, {"caller": caller, **context}, status_code=status_code)
+def render(
+    request: Request, name: str, caller: Principal | None, status_code: int = 200,
+    headers: dict[str, str] | None = None, **context: Any,
+) -> Response:
+    return templates.TemplateResponse(request, name, {"caller": caller, **context}, status_code=status_code,
+                                      headers=private_headers(caller, headers))
 
 
 def problem_page(request: Request, caller: Principal | None, error: IPXError) -> Response:
@@ -120,6 +132,7 @@ def case_status(
     return render(
         request, "complaints/status.html", caller, case=service.view(session, complaint, role), role=role,
         token=token if role == "complainant" else None, filed=filed,
+        headers=SECRET_PAGE_HEADERS if token else None,  # the complainant's link is their key to the case
     )
 
 

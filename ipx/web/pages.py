@@ -34,6 +34,9 @@ from ipx.deps import (
     Registry,
     oauth2_scheme,
     optional_caller,
+    own_origins,
+    sent_from_another_site,
+    web_origin,
 )
 from ipx.errors import (
     Conflict,
@@ -49,7 +52,7 @@ from ipx.registry import log, media, previews
 from ipx.registry import service as registry_service
 from ipx.registry.models import Work
 from ipx.registry.schemas import RegistrationForm
-from ipx.routing import IPXRoute
+from ipx.routing import IPXRoute, methods_served_at
 from ipx.web import certificates
 from ipx.web.templating import templates
 
@@ -92,19 +95,22 @@ Visitor = Annotated[Principal | None, Depends(page_caller)]
 Member = Annotated[Principal, Depends(require_page_caller)]
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def reject_cross_site_posts(request: Request, settings: AppSettings) -> None:
-    """SameSite=Lax keeps the session cookie off cross-site POSTs; the Origin check also covers older browsers."""
-    origin = request.headers.get("origin")
-    if request.method in ("GET", "HEAD", "OPTIONS") or origin is None:
-        return
-    own = {_origin(settings.public_url), f"{request.url.scheme}://{request.headers.get('host', '')}"}
-    if origin not in own:
+def reject_cross_site_posts(request: Request) -> None:
+    """A form another website's page sent is refused in words (deps.sent_from_another_site says why it is checked),
+    even when it needs no account."""
+    if sent_from_another_site(request):
         raise Forbidden("This form was sent from another website, so IPX refused it. Open the page on IPX and retry.")
+
+
+# A page holding a secret in its address (a password link, a complainant's case link): never stored by caches, and
+# its address never sent on in a Referer ("strict-origin" still lets its forms send the Origin the check needs).
+SECRET_PAGE_HEADERS = {"Referrer-Policy": "strict-origin", "Cache-Control": "no-store"}
+
+
+def private_headers(caller: Principal | None, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """A page drawn for a logged-in account is theirs: not kept by shared caches, nor shown again from the
+    browser's history after logging out."""
+    return {**({"Cache-Control": "no-store"} if caller is not None else {}), **(headers or {})}
 
 
 def render(
@@ -112,7 +118,8 @@ def render(
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     return templates.TemplateResponse(
-        request, template, {**context, "caller": caller}, status_code=status_code, headers=headers
+        request, template, {**context, "caller": caller}, status_code=status_code,
+        headers=private_headers(caller, headers),
     )
 
 
@@ -136,8 +143,15 @@ def safe_next(target: str | None, default: str = "/me/works") -> str:
 
 
 def login_redirect(request: Request) -> RedirectResponse:
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?next={quote(here, safe='/')}", status_code=303)
+    """To the log-in form, then back. A form sent after the session ended to an address that only takes POSTs goes
+    back to the page that had the form (its Referer, when that is IPX's): returning to the address would be a 405."""
+    if request.method in ("GET", "HEAD") or "GET" in methods_served_at(request):
+        here: str | None = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    else:
+        referer = urlsplit(request.headers.get("referer", ""))
+        same_site = web_origin(f"{referer.scheme}://{referer.netloc}") in own_origins(request)
+        here = (referer.path or "/") + (f"?{referer.query}" if referer.query else "") if same_site else None
+    return RedirectResponse(f"/login?next={quote(here, safe='/')}" if here else "/login", status_code=303)
 
 
 def _error_response(request: Request, error: Exception) -> Response:
@@ -270,12 +284,18 @@ def home_page(request: Request, session: DbSession, settings: AppSettings, calle
 # --- accounts ----------------------------------------------------------------------------------------------------
 
 
-def start_session(response: Response, session: Session, user: User, settings: AppSettings) -> Response:
-    """Log the account in on this browser: a bearer token in an HTTP-only cookie."""
+def start_session(
+    request: Request, response: Response, session: Session, user: User, settings: AppSettings
+) -> Response:
+    """Log the account in on this browser: a bearer token in an HTTP-only cookie. The browser's previous session
+    (another account logged in before, on a shared computer) ends rather than lingering valid behind it."""
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous:
+        accounts_service.revoke_token(session, previous)
     token, _ = accounts_service.issue_token(session, user, settings.token_ttl_seconds)
     response.set_cookie(
         SESSION_COOKIE, token, max_age=settings.token_ttl_seconds, path="/", httponly=True, samesite="lax",
-        secure=settings.cookie_secure,
+        secure=settings.secure_cookies,
     )
     return response
 
@@ -310,7 +330,7 @@ def signup(
     except Conflict as exc:
         errors = {"email": [exc.detail]}
     else:
-        return start_session(RedirectResponse(safe_next(next), status_code=303), session, user, settings)
+        return start_session(request, RedirectResponse(safe_next(next), status_code=303), session, user, settings)
     session.rollback()
     context = {"values": values, "errors": errors, "next": safe_next(next)}
     return render(request, "accounts/signup.html", context, None, status_code=422)
@@ -340,7 +360,7 @@ def login(
     except (Unauthorized, TooManyAttempts) as exc:
         context = {"values": {"email": email}, "error": exc.detail, "next": safe_next(next)}
         return render(request, "accounts/login.html", context, None, exc.status_code, exc.headers)
-    return start_session(RedirectResponse(safe_next(next), status_code=303), session, user, settings)
+    return start_session(request, RedirectResponse(safe_next(next), status_code=303), session, user, settings)
 
 
 @router.post("/logout")

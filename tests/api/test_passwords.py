@@ -7,6 +7,7 @@ changed it. Either way the address hears of it.
 from __future__ import annotations
 
 import email
+import json
 import re
 from datetime import timedelta
 from email import policy
@@ -230,3 +231,33 @@ def test_a_reset_tells_the_address_too(client, make_user, settings) -> None:
     assert [m["Subject"] for m in mails_to(settings, user.email)] == [
         "Choose a new password for IPX", "Your IPX password was changed",
     ]
+
+
+def test_passwords_that_are_not_text_are_refused_in_words(client, make_user, settings) -> None:
+    user = make_user()
+    lone_surrogate = "new passw\ud800rd and more"  # JSON can spell it (as an escape); UTF-8 cannot carry it
+
+    def send(path: str, body: dict[str, str], headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+        return client.post(path, content=json.dumps(body), headers={"Content-Type": "application/json",
+                                                                    **(headers or {})})
+
+    changed = send("/api/v1/auth/password", {"current_password": user.password, "new_password": lone_surrogate},
+                   user.headers)
+    assert changed.status_code == 422 and changed.headers["content-type"] == "application/problem+json"
+    ask_for_link(client, user.email)
+    token = reset_links(settings, user.email)[0].rsplit("/", 1)[1]
+    reset = send("/api/v1/auth/password-reset/confirm", {"token": token, "password": lone_surrogate})
+    assert reset.status_code == 422 and reset.headers["content-type"] == "application/problem+json"
+
+
+def test_special_use_addresses_without_an_account_get_the_same_answer(client) -> None:
+    from ipx.accounts.service import create_user
+
+    with transaction(client.app.state.session_factory) as session:
+        create_user(session, email="placeholder@example.org", password="long enough 1", display_name="Op").email = (
+            "admin@ipx.local"
+        )
+    known, unknown = ask_for_link(client, "admin@ipx.local"), ask_for_link(client, "nobody@ipx.local")
+    assert without(known, "admin@ipx.local") == without(unknown, "nobody@ipx.local")
+    for address in ("admin@ipx.local", "nobody@ipx.local"):
+        assert client.post("/api/v1/auth/password-reset", json={"email": address}).status_code == 202
