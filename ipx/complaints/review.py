@@ -73,6 +73,7 @@ def decide_review(
     session: Session, review_id: int, decision: ReviewDecision, *, staff: Principal, reason: str
 ) -> PriorMatch:
     flag = get_review(session, review_id)
+    session.refresh(flag, with_for_update=True)  # two staff deciding at once: the second finds it decided
     if flag.review_status != "open":
         raise Conflict(f"This flag was already {flag.review_status}; decisions are final and kept in the audit log.")
     flag.review_status = DECIDED_STATUS[decision]

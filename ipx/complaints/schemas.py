@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, UrlConstraints, model_validator
 
 
 class Strict(BaseModel):
@@ -18,7 +18,7 @@ class Infringing(Strict):
 
     work_id: str | None = Field(None, max_length=36)
     listing_id: str | None = Field(None, max_length=64)
-    url: HttpUrl | None = None
+    url: Annotated[HttpUrl, UrlConstraints(max_length=2000)] | None = None  # complaints.target_url holds 2,000
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Infringing:

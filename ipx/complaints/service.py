@@ -87,6 +87,8 @@ def file_notice(
     if target_work is not None and target_work.id == claimed.id:
         raise _field_error(["infringing", "work_id"], "A work cannot infringe itself: name the copy, not your work.")
     target_url = str(notice.infringing.url) if notice.infringing.url else None
+    # the claimed work's row first: the same notice sent twice at once is then checked in turn, not both at once
+    session.refresh(claimed, with_for_update=True)
     _refuse_duplicate(session, claimed.id, kind, target_work, listing_id, target_url)
     now = ctx.now()
     token = secrets.token_urlsafe(24)
@@ -365,6 +367,10 @@ def report_legal_action(
         raise Forbidden("Only the complainant may report legal action.")
     if complaint.status != "counter_noticed":
         raise Conflict(f"Case {complaint.case_number} has no counter-notice waiting for its restoration date.")
+    if complaint.restore_due_at is not None and ctx.now() >= complaint.restore_due_at:
+        # the report had to come first (DMCA 512(g)(2)(C)); the restoration is due, whether or not it ran yet
+        raise Conflict(f"The period for reporting legal action on case {complaint.case_number} ended on "
+                       f"{complaint.restore_due_at:%Y-%m-%d %H:%M} UTC; the content is being restored.")
     complaint.status, complaint.legal_action_at, complaint.legal_action_note = "legal_action", ctx.now(), report.note
     complaint.restore_due_at = None
     audit_service.record(

@@ -21,6 +21,7 @@ from ipx.notifications.senders import FROM_ADDRESS, EmailSender, sender_named
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+MAX_SUBJECT = 300  # outbox_messages.subject
 SITE = "{site}"  # written into bodies instead of the public URL, which only the relay's deployment knows
 SECRET = "{secret}"  # written into bodies instead of a message's secret, which is forgotten once it is sent
 _RELAY_SCHEDULED = "notifications.relay_scheduled"
@@ -40,11 +41,17 @@ def enqueue(
 ) -> OutboxMessage:
     """Queue a message; `secret` fills the body's {secret} when it is sent and is then erased from the outbox."""
     message = OutboxMessage(
-        kind=kind, to_email=to_email, subject=subject, body=body, subject_type=subject_type, subject_id=subject_id,
-        secret=secret,
+        kind=kind, to_email=to_email, subject=_fitted_subject(subject), body=body, subject_type=subject_type,
+        subject_id=subject_id, secret=secret,
     )
     session.add(message)
     return message
+
+
+def _fitted_subject(subject: str) -> str:
+    """One line, within the column (a subject quoting a 500-character title was a 500 on PostgreSQL)."""
+    folded = " ".join(subject.split())
+    return folded if len(folded) <= MAX_SUBJECT else folded[: MAX_SUBJECT - 1].rstrip() + "…"
 
 
 def as_email(message: OutboxMessage, public_url: str) -> EmailMessage:
@@ -78,6 +85,7 @@ def deliver_pending(session: Session, relay: Relay, *, limit: int = 100) -> int:
         .where(OutboxMessage.sent_at.is_(None), OutboxMessage.attempts < MAX_ATTEMPTS)
         .order_by(OutboxMessage.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)  # two relays at once (two requests, a tick) never send one message twice
     )
     sent = 0
     for message in pending:
