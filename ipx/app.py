@@ -92,6 +92,26 @@ def _http_detail(request: Request, exc: StarletteHTTPException) -> str:
     return str(exc.detail)
 
 
+class HeadAsGet:
+    """HEAD answered as the GET it stands for, without the body (RFC 9110 §9.3.2): FastAPI's routes declare GET
+    alone, so monitors and link checkers asking HEAD were told 405."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
+
+
 class BodySizeLimit:
     """Abort a request whose body exceeds the limit while it streams in, before it is all received."""
 
@@ -203,6 +223,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_problem)
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(HeadAsGet)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # API routers, one line per domain; page routers come after them.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     stripe_js_url: str = "https://js.stripe.com/v3/"  # localstripe serves its stand-in at <its URL>/js.stripe.com/v3/
     platform_fee_bps: int = 1000  # basis points of each sale kept by the platform (1000 = 10 %)
     supported_currencies: list[str] = ["EUR", "USD", "GBP", "CHF", "CAD", "AUD", "JPY", "SEK", "NOK", "DKK"]
+
+    @field_validator("public_url")
+    @classmethod
+    def _without_trailing_slash(cls, url: str) -> str:
+        """Links are built as public_url + "/works/…": a trailing slash made "//works/…", a 404, printed in QR codes."""
+        return url.strip().rstrip("/")
 
     @cached_property
     def secure_cookies(self) -> bool:

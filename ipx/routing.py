@@ -92,7 +92,10 @@ def methods_served_at(request: Request) -> list[str]:
     """Every method some route serves at this path. Starlette's 405 names only the first matching route's, and
     IPX declares each method of a path as its own route (GET and POST /api/v1/works), so a client was told
     `Allow: POST` where GET works too. Asked through each route's own matching, as the router does."""
-    return [
+    served = {
         method for method in HTTP_METHODS
         if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.routes)
-    ]
+    }
+    if "GET" in served:
+        served.add("HEAD")  # answered as GET without the body (app.HeadAsGet)
+    return [method for method in HTTP_METHODS if method in served]

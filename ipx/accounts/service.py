@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -100,6 +101,10 @@ def create_user(
     password_hash = _new_password_hash(password)
     if not display_name.strip():
         raise InvalidInput("The display name cannot be blank: it is signed into every registration as the creator.")
+    if any(unicodedata.category(character) == "Cc" for character in display_name):
+        message = ("The display name cannot hold line breaks, tabs or other control characters: it is printed on "
+                   "one line in every certificate.")
+        raise InvalidInput(message, errors=[{"loc": ["body", "display_name"], "msg": message}])
     if _account_at(session, email) is not None:
         raise Conflict(f"An account with the email {email} already exists.")
     user = User(email=email, display_name=display_name.strip(), password_hash=password_hash, role=role)

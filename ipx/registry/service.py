@@ -342,8 +342,11 @@ def statement_of(work: Work) -> dict[str, Any]:
 
 
 def search_works(
-    session: Session, *, sha256: str | None, q: str | None, owner_id: str | None, page: int, page_size: int
+    session: Session, *, sha256: str | None, q: str | None, owner_id: str | None, page: int, page_size: int,
+    oldest_first: bool = False,
 ) -> tuple[list[Work], int]:
+    """Works by exact hash, title or creator text, or owner; newest first, or oldest first (who registered a file
+    first is what a look-up by hash is for)."""
     query = select(Work)
     if sha256:
         query = query.where(Work.sha256 == sha256.lower())
@@ -356,7 +359,8 @@ def search_works(
         )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
-        query.order_by(Work.registered_at.desc()).offset((page - 1) * page_size).limit(page_size)
+        query.order_by(Work.registered_at.asc() if oldest_first else Work.registered_at.desc())
+        .offset((page - 1) * page_size).limit(page_size)
     )
     return list(rows), total
 

@@ -41,6 +41,7 @@ from ipx.deps import (
 from ipx.errors import (
     Conflict,
     Forbidden,
+    InvalidInput,
     IPXError,
     NotFound,
     TooManyAttempts,
@@ -329,6 +330,8 @@ def signup(
         errors = field_errors(registry_api.form_errors(exc))
     except Conflict as exc:
         errors = {"email": [exc.detail]}
+    except InvalidInput as exc:  # a rule the service checks, said beside the field it names
+        errors = {str(e["loc"][-1]): [e["msg"]] for e in exc.extra.get("errors", [])} or {"email": [exc.detail]}
     else:
         return start_session(request, RedirectResponse(safe_next(next), status_code=303), session, user, settings)
     session.rollback()
@@ -536,18 +539,19 @@ def certificate_pdf(work_id: uuid.UUID, session: DbSession, settings: AppSetting
 # --- public verification -----------------------------------------------------------------------------------------
 
 
-def _lookup(session: Session, query: str) -> tuple[list[Work], str | None]:
-    """Works matching a SHA-256 or a work id (also inside a pasted certificate URL), or why the query is unusable."""
+def _lookup(session: Session, query: str) -> tuple[list[Work], int, str | None]:
+    """Works matching a SHA-256 (the earliest registrations first, and how many there are in all) or a work id (also
+    inside a pasted certificate URL), or why the query is unusable."""
     if SHA256_PATTERN.match(query):
-        works, _ = registry_service.search_works(
-            session, sha256=query, q=None, owner_id=None, page=1, page_size=VERIFY_MAX_RESULTS
+        works, total = registry_service.search_works(
+            session, sha256=query, q=None, owner_id=None, page=1, page_size=VERIFY_MAX_RESULTS, oldest_first=True
         )
-        return works, None
+        return works, total, None
     found = UUID_PATTERN.search(query)
     if found is None:
-        return [], "Enter a work id (like 3f2a…-…) or a SHA-256 (64 hexadecimal characters)."
+        return [], 0, "Enter a work id (like 3f2a…-…) or a SHA-256 (64 hexadecimal characters)."
     work = session.get(Work, found.group(0).lower())
-    return ([work] if work is not None else []), None
+    return ([work] if work is not None else []), int(work is not None), None
 
 
 @router.get("/verify", response_class=HTMLResponse)
@@ -556,12 +560,15 @@ def verify_page(
 ) -> HTMLResponse:
     """Look a registration up by work id or SHA-256 and re-verify it (anyone)."""
     query = q.strip()[:200]
-    works, problem = _lookup(session, query) if query else ([], None)
+    works, total, problem = _lookup(session, query) if query else ([], 0, None)
     results = [
         {"work": work_view(session, w, settings.public_url), "verification": verification_view(session, w, registry)}
         for w in works
     ]
-    context = {"q": query, "results": results, "problem": problem, "searched": bool(query) and problem is None}
+    context = {
+        "q": query, "results": results, "problem": problem, "searched": bool(query) and problem is None,
+        "total": total,
+    }
     return render(request, "registry/verify.html", context, caller)
 
 

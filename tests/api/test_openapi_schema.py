@@ -69,6 +69,6 @@ def test_the_schema_lists_the_values_the_api_accepts(client):
 def test_a_wrong_method_is_told_every_method_the_path_serves(client):
     refused = client.request("OPTIONS", "/api/v1/works")
     assert refused.status_code == 405
-    assert refused.headers["allow"] == "GET, POST"  # Starlette said only "POST": the first route's methods
+    assert refused.headers["allow"] == "GET, HEAD, POST"  # Starlette said only "POST": the first route's methods
     assert refused.headers["content-type"] == PROBLEM_JSON
     assert client.put("/api/v1/verify").headers["allow"] == "POST"

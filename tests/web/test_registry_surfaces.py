@@ -1,0 +1,72 @@
+"""What a second bug hunt found on the public registry surfaces, each kept fixed: certificate text that cost seconds
+to lay out, the earliest registrant hidden from a look-up by hash, links broken by a trailing slash, control
+characters in display names, and HEAD answered 405."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from pypdf import PdfReader
+
+from ipx.config import Settings
+from ipx.web import certificates, pages
+from tests.conftest import ApiUser, png_bytes
+
+
+@pytest.mark.parametrize(("typed", "printed"), [
+    ("Ada\nLovelace\t(1815)", "Ada Lovelace (1815)"),  # line breaks and tabs print as spaces
+    ("Zero\u200bwidth\u202eoverride", "Zerowidthoverride"),  # format characters take no place
+    ("e" + "\u0301" * 50, "e" + "\u0301" * certificates.MAX_MARKS_ON_A_LETTER),
+    ("x" * 5000, "x" * certificates.MAX_PRINTED_CHARACTERS),
+    ("Café Müller 東京", "Café Müller 東京"),
+])
+def test_certificates_print_text_within_bounds(typed: str, printed: str) -> None:
+    assert certificates.printable(typed) == printed
+
+
+def test_a_certificate_of_50_invisible_creators_still_holds_every_fact(client: TestClient) -> None:
+    owner = ApiUser(client, "ada@example.org", "Ada")
+    creators = [{"name": "\u200b" * 150 + f"C{n}", "share": 2} for n in range(50)]
+    work = owner.register(png_bytes(21), title="Invisible crowd", creators=json.dumps(creators)).json()
+    pdf = client.get(f"/works/{work['work_id']}/certificate.pdf")
+    assert pdf.status_code == 200
+    reader = PdfReader(io.BytesIO(pdf.content))
+    text = reader.pages[0].extract_text()
+    assert len(reader.pages) == 1 and work["sha256"] in text.replace("\n", "")
+
+
+def test_a_look_up_by_hash_shows_the_earliest_registrations_first(client: TestClient, monkeypatch) -> None:
+    monkeypatch.setattr(pages, "VERIFY_MAX_RESULTS", 2)
+    picture = png_bytes(22)
+    registered = [ApiUser(client, f"u{n}@example.org", f"Registrant {n}").register(picture, title=f"Copy {n}").json()
+                  for n in range(3)]
+    page = client.get("/verify", params={"q": registered[0]["sha256"]}).text
+    assert "Copy 0" in page and "Copy 1" in page and "Copy 2" not in page
+    assert "registered 3 times: the 2 earliest registrations are shown" in page
+
+
+def test_a_public_url_with_a_trailing_slash_makes_the_same_links(make_settings) -> None:
+    assert make_settings(public_url="https://ipx.example/").public_url == "https://ipx.example"
+    assert Settings(public_url=" https://ipx.example// ").public_url == "https://ipx.example"
+
+
+def test_display_names_with_control_characters_are_refused_beside_the_field(client: TestClient) -> None:
+    page = client.post("/signup", data={"display_name": "Ada\nLovelace", "email": "ada@example.org",
+                                        "password": "correct horse 42"})
+    assert page.status_code == 422 and "cannot hold line breaks" in page.text
+    api = client.post("/api/v1/auth/register", json={"display_name": "Ada\tLovelace", "email": "ada@example.org",
+                                                     "password": "correct horse 42"})
+    assert api.status_code == 422 and "control characters" in api.json()["detail"]
+
+
+def test_head_is_answered_like_get_without_a_body(client: TestClient) -> None:
+    owner = ApiUser(client, "ada@example.org", "Ada")
+    work = owner.register(png_bytes(23), title="Headed").json()
+    for path in ("/api/v1/log/checkpoint", f"/works/{work['work_id']}", "/verify", "/.well-known/ipx/keys"):
+        got, head = client.get(path), client.head(path)
+        assert (head.status_code, head.content) == (200, b""), path
+        assert head.headers["content-type"] == got.headers["content-type"]
+    assert client.delete("/api/v1/log/checkpoint").headers["allow"] == "GET, HEAD"
