@@ -191,6 +191,7 @@ def register(
         work_id=work_id, upload=upload, media_type=media_type, work_type=work_type, form=form, owner=owner,
         fingerprints=computed.public, registered_at=registered_at, key_id=key_id,
     ))
+    prior = _with_copies_registered_meanwhile(session, owner, upload.sha256, prior)
     statement = entry.statement
     work = Work(
         id=work_id, owner_id=owner.id, sha256=upload.sha256, size=upload.size, media_type=media_type,
@@ -226,6 +227,24 @@ def register(
 
         alert_prior_owners(session, work_id)
     return Registration(work, owner, prior, computed)
+
+
+def _with_copies_registered_meanwhile(
+    session: Session, owner: Principal, sha256: str, prior: list[SimilarWork]
+) -> list[SimilarWork]:
+    """`prior`, plus other accounts' registrations of the same file that committed while this one waited for the
+    log's lock. PostgreSQL runs two registrations side by side up to the append, so each looked before the other
+    existed and neither was flagged; under the lock (held to commit) the earlier one is visible. Exact copies only:
+    a perceptual search under the lock would make every registration wait for it."""
+    flagged = {match.work.id for match in prior}
+    meanwhile = [
+        SimilarWork(work, "sha256", 0.0, 1.0)
+        for work in session.scalars(
+            select(Work).where(Work.sha256 == sha256, Work.owner_id != owner.id).order_by(Work.registered_at)
+        )
+        if work.id not in flagged
+    ]
+    return meanwhile + prior
 
 
 def _prior_similar(
