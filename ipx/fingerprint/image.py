@@ -288,13 +288,14 @@ def fingerprint_picture(picture: np.ndarray, original_size: tuple[int, int]) -> 
 
 
 def decode_image(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, work_side: int = WORK_SIDE
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, work_side: int = WORK_SIDE, to_fingerprint: bool = True
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Return (RGB uint8 array with longer side <= work_side, oriented (width, height) of the original).
 
-    The pixel limit is checked on the header dimensions, before any pixel data is decoded.
+    The pixel limit is checked on the header dimensions, before any pixel data is decoded. `to_fingerprint=False`
+    (a preview) also takes pictures too small or too thin to fingerprint: an 8x8 icon still has a thumbnail.
     """
-    image = _open_checked(data, max_pixels)
+    image = _open_checked(data, max_pixels, to_fingerprint=to_fingerprint)
     with _decoder_failures("The image data is truncated or corrupt and could not be decoded"):
         oriented_size = _oriented_size(image)
         image = _load_reduced(image, data, max_pixels, work_side)
@@ -372,7 +373,7 @@ def jpeg2000_decomposition_levels(data: bytes) -> int:
     return 0
 
 
-def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+def _open_checked(data: bytes, max_pixels: int, *, to_fingerprint: bool = True) -> Image.Image:
     """Open (header only) and enforce our own size limits, with human-readable reasons."""
     with _PIL_LIMIT_LOCK:
         saved_limit = Image.MAX_IMAGE_PIXELS
@@ -388,7 +389,7 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
             f"The image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); "
             f"the limit is {max_pixels / 1e6:g} megapixels."
         )
-    if min(width, height) < MIN_SIDE or max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+    if to_fingerprint and (min(width, height) < MIN_SIDE or max(width, height) > MAX_ASPECT_RATIO * min(width, height)):
         raise UnsuitableImage(
             f"The image is {width}x{height} pixels; to be fingerprinted its shorter side must be at least "
             f"{MIN_SIDE} pixels and its aspect ratio at most {MAX_ASPECT_RATIO}:1."

@@ -36,7 +36,7 @@ def preview_jpeg(picture: np.ndarray, *, side: int = THUMBNAIL_SIDE) -> bytes:
 
 def preview_of_file(data: bytes, *, max_pixels: int) -> bytes:
     """The preview registration would have made of this file: same bounded, EXIF-aware decoder, same working copy."""
-    picture, _ = decode_image(data, max_pixels=max_pixels)
+    picture, _ = decode_image(data, max_pixels=max_pixels, to_fingerprint=False)
     return preview_jpeg(picture)
 
 

@@ -70,3 +70,24 @@ def test_head_is_answered_like_get_without_a_body(client: TestClient) -> None:
         assert (head.status_code, head.content) == (200, b""), path
         assert head.headers["content-type"] == got.headers["content-type"]
     assert client.delete("/api/v1/log/checkpoint").headers["allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("size", [(8, 8), (2000, 40)])
+def test_pictures_too_small_or_thin_to_fingerprint_still_have_a_thumbnail(client: TestClient, size) -> None:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(out, "PNG")
+    owner = ApiUser(client, "ada@example.org", "Ada")
+    work = owner.register(out.getvalue(), title="Icon").json()
+    assert work["detection"]["methods"] == ["sha256"]  # exact only, as before
+    assert f'/works/{work["work_id"]}/thumbnail' in client.get(f"/works/{work['work_id']}").text
+    thumbnail = client.get(f"/works/{work['work_id']}/thumbnail")
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+
+
+def test_a_page_of_my_works_past_the_last_says_so(client: TestClient) -> None:
+    owner = ApiUser(client, "ada@example.org", "Ada")
+    owner.register(png_bytes(24), title="Only one")
+    past = client.get("/me/works?page=2", headers=owner.headers).text
+    assert "There is no page 2." in past and "not registered any works yet" not in past
