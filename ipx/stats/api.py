@@ -17,7 +17,8 @@ router = APIRouter(tags=["stats"], route_class=IPXRoute)
 
 
 def quarter_or_current(text: str | None) -> Quarter:
-    return Quarter.parse(text) if text else Quarter.containing(utcnow())
+    """The quarter asked for, or the current one when none was (an empty `quarter=` is asked, and refused)."""
+    return Quarter.parse(text) if text is not None else Quarter.containing(utcnow())
 
 
 CSV_RESPONSE = {

@@ -31,6 +31,7 @@ def stats_page(request: Request, session: DbSession, caller: Visitor, quarter: s
     context = {
         "caller": caller, "figures": figures, "quarter": str(period), "previous_quarter": str(period.previous()),
         "next_quarter": str(period.next()), "charts": _charts(figures),
+        "previous_quarter_link": period.has_previous, "next_quarter_link": period.has_next,
     }
     return templates.TemplateResponse(request, "stats/quarterly.html", context)
 

@@ -130,7 +130,11 @@ def test_csv_export(client, seeded: Seeded) -> None:
     assert values[("complaints", "median_resolution_hours")] == "7.0"
 
 
-@pytest.mark.parametrize("bad", ["2026Q5", "2026Q0", "26Q1", "2026-Q3", "Q3 2026", "abcd"])
+ARABIC_INDIC_2026 = "\u0662\u0660\u0662\u0666"  # digits to \\d, not to a year
+
+
+@pytest.mark.parametrize("bad", ["2026Q5", "2026Q0", "26Q1", "2026-Q3", "Q3 2026", "abcd", f"{ARABIC_INDIC_2026}Q3",
+                                 "9" * 5000])
 def test_invalid_quarters_are_422_with_a_clear_message(client, bad: str) -> None:
     response = client.get("/api/v1/stats/quarterly", params={"quarter": bad})
     assert response.status_code == 422
@@ -169,3 +173,15 @@ def test_quarter_arithmetic() -> None:
     assert (str(q1.previous()), str(q1.next())) == ("2026Q4", "2027Q2")
     assert q1.start == at("2027-01-01T00:00") and q1.end == at("2027-04-01T00:00")
     assert Quarter.containing(at("2026-12-31T23:59")) == Quarter(2026, 4)
+
+
+def test_an_empty_quarter_is_refused_and_the_message_stays_short(client) -> None:
+    assert client.get("/api/v1/stats/quarterly", params={"quarter": ""}).status_code == 422
+    long = client.get("/api/v1/stats/quarterly", params={"quarter": "9" * 5000}).json()["detail"]
+    assert len(long) < 200
+
+
+@pytest.mark.parametrize(("quarter", "beyond"), [("1970Q1", "1969Q4"), ("9998Q4", "9999Q1")])
+def test_the_first_and_last_quarters_link_to_no_quarter_beyond(client, quarter: str, beyond: str) -> None:
+    page = client.get("/stats", params={"quarter": quarter}).text
+    assert page.count('href="/stats?quarter=') == 1 and f'href="/stats?quarter={beyond}"' not in page
