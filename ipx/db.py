@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -84,7 +85,9 @@ def _unicode_lower(value: object) -> object:
 
 def contains_pattern(text: str) -> str:
     """A LIKE pattern (escape character backslash) matching values that contain `text` literally: the % and _
-    a person types are characters to find, not wildcards."""
+    a person types are characters to find, not wildcards. The text is taken in NFC, the form keyboards and forms
+    send, so "Café" typed with a combining accent (as macOS files name it) finds the "Café" a title holds."""
+    text = unicodedata.normalize("NFC", text)
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import unicodedata
 
 import pytest
 from fastapi.testclient import TestClient
@@ -243,6 +244,7 @@ def test_search_by_hash_title_and_creator(client, make_user):
     assert titles("élan vital") == titles("ÉLAN") == titles("ångström") == ["Élan Vital at 100%"]
     assert titles("100%") == ["Élan Vital at 100%"] and titles("file_name") == ["1000 cottons, file_name"]
     assert titles("%") == titles("100%") and titles("n_v") == []  # "_" once matched the space of "élan vital"
+    assert titles(unicodedata.normalize("NFD", "Élan")) == ["Élan Vital at 100%"]  # an accent typed as a mark
 
 
 def test_server_side_verification_reports_each_check(client, make_user):
