@@ -163,8 +163,10 @@ def entries(session: Session, start: int, end: int) -> list[LogLeaf]:
     current = size(session)
     if not 0 <= start < end:
         raise ProofRequestError("start must be at least 0 and smaller than end.")
-    if start >= current:
+    if start > current:
         raise ProofRequestError(f"start={start} is out of range: the log has {current} entries.")
+    if start == current:  # a mirror that has caught up polls here: nothing new yet, not an error
+        return []
     end = min(end, current, start + MAX_ENTRIES_PER_PAGE)
     query = select(LogLeaf).where(LogLeaf.index >= start, LogLeaf.index < end).order_by(LogLeaf.index)
     return list(session.scalars(query))

@@ -82,6 +82,8 @@ def test_proofs_and_entries_let_anyone_audit_the_log(client, make_user):
         roots[size] = open_checkpoint(client.get(f"/api/v1/log/checkpoints/{size}").text, verifiers).root_hash
     entries = client.get("/api/v1/log/entries", params={"start": 0, "end": 10}).json()
     assert entries["tree_size"] == 5 and [e["index"] for e in entries["entries"]] == list(range(5))
+    caught_up = client.get("/api/v1/log/entries", params={"start": 5})  # a mirror with every entry polls again
+    assert caught_up.status_code == 200 and caught_up.json() == {"tree_size": 5, "entries": []}
     leaves = [merkle.leaf_hash(base64.b64decode(e["leaf"])) for e in entries["entries"]]
     assert merkle.root_of_leaves(leaves) == roots[5]
     for work in works:
