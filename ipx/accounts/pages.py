@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ipx.accounts import service
@@ -19,20 +19,13 @@ from ipx.errors import InvalidInput, TooManyAttempts
 from ipx.web.pages import (
     SECRET_PAGE_HEADERS,
     Member,
-    PageRoute,
     Visitor,
-    page_caller,
-    reject_cross_site_posts,
+    page_router,
     render,
     start_session,
-    track_session,
 )
 
-router = APIRouter(
-    include_in_schema=False,
-    route_class=PageRoute,
-    dependencies=[Depends(page_caller), Depends(track_session), Depends(reject_cross_site_posts)],
-)
+router = page_router()
 
 
 @router.get("/forgot-password", response_class=HTMLResponse)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -24,22 +24,15 @@ from ipx.deps import AppSettings, DbSession, PageOfResults, SendsMail, StoredInt
 from ipx.errors import Forbidden, InvalidInput, IPXError, Unauthorized
 from ipx.web.pages import (
     SECRET_PAGE_HEADERS,
-    PageRoute,
     Visitor,
-    page_caller,
+    page_router,
     private_headers,
-    reject_cross_site_posts,
-    track_session,
 )
 from ipx.web.templating import templates
 
 # Handlers render their own problem pages; PageRoute renders what escapes them (a form sent from another website,
 # refused like every other page form; a malformed id) as a page too. A stale session cookie reads as logged out.
-router = APIRouter(
-    include_in_schema=False,
-    route_class=PageRoute,
-    dependencies=[Depends(page_caller), Depends(track_session), Depends(reject_cross_site_posts)],
-)
+router = page_router()
 NOTICE_FIELDS = (
     "work_id", "infringing_work_id", "infringing_listing_id", "infringing_url", "name", "email", "address", "phone",
     "description", "signature",

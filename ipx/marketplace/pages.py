@@ -13,7 +13,7 @@ import uuid
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -28,7 +28,12 @@ from ipx.marketplace.payments import CardEntry
 from ipx.marketplace.schemas import ListingCreate
 from ipx.registry import service as registry_service
 from ipx.web import certificates
-from ipx.web.pages import Member, PageRoute, Visitor, page_caller, reject_cross_site_posts, render, track_session
+from ipx.web.pages import (
+    Member,
+    Visitor,
+    page_router,
+    render,
+)
 
 SELLABLE_WORKS_SHOWN = 200
 ORDER_STATUS_TEXT = {
@@ -36,11 +41,7 @@ ORDER_STATUS_TEXT = {
     "cancelled": "Cancelled", "refunded": "Refunded",
 }
 
-router = APIRouter(
-    include_in_schema=False,
-    route_class=PageRoute,
-    dependencies=[Depends(page_caller), Depends(track_session), Depends(reject_cross_site_posts)],
-)
+router = page_router()
 
 
 def _redirect(url: str) -> RedirectResponse:

@@ -190,11 +190,17 @@ class PageRoute(IPXRoute):
         return page_handler
 
 
-router = APIRouter(
-    include_in_schema=False,
-    route_class=PageRoute,
-    dependencies=[Depends(page_caller), Depends(track_session), Depends(reject_cross_site_posts)],
-)
+def page_router() -> APIRouter:
+    """A router of server-rendered pages, as every domain's are: errors drawn as pages (PageRoute), the caller
+    known to the error page, the request's transaction tracked, forms sent from other websites refused."""
+    return APIRouter(
+        include_in_schema=False,
+        route_class=PageRoute,
+        dependencies=[Depends(page_caller), Depends(track_session), Depends(reject_cross_site_posts)],
+    )
+
+
+router = page_router()
 
 
 # --- context builders: plain dicts, so templates stay logic-free ------------------------------------------------
