@@ -6,7 +6,12 @@ render the same in tests as in production.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import threading
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +79,7 @@ def human_size(size: int) -> str:
     return f"{value:.1f} {unit} ({size:,} bytes)"
 
 
+CERTIFICATES_KEPT = 256  # about 40 kB each
 TITLE_SIZES = (24, 18, 14)  # points, tried in turn until the title fits TITLE_LINES
 TITLE_LINES = 3
 FACT_LINES = 4
@@ -236,6 +242,34 @@ def certificate_pdf(
     pdf.use(9.5, rgb=(71, 85, 105))
     pdf.multi_cell(width, 5, align="L", text=pdf.text_of(VERIFY_NOTE))
     return bytes(pdf.output())
+
+
+class CertificateCache:
+    """The last certificate PDFs built, by their facts: building one costs about 0.1 s of CPU, and anyone may ask
+    for any work's as often as they like. A status change (a dispute) changes the facts, so a new PDF is built."""
+
+    def __init__(self, entries: int = CERTIFICATES_KEPT) -> None:
+        self.entries = entries
+        self._kept: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def pdf(self, facts: CertificateFacts) -> tuple[str, bytes]:
+        """(a digest naming these facts, usable as an ETag; the PDF)."""
+        digest = facts_digest(facts)
+        with self._lock:
+            if digest in self._kept:
+                self._kept.move_to_end(digest)
+                return digest, self._kept[digest]
+        pdf = certificate_pdf(facts)  # outside the lock: two first requests may both build it, none waits on another
+        with self._lock:
+            self._kept[digest] = pdf
+            while len(self._kept) > self.entries:
+                self._kept.popitem(last=False)
+        return digest, pdf
+
+
+def facts_digest(facts: CertificateFacts) -> str:
+    return hashlib.sha256(json.dumps(dataclasses.asdict(facts), sort_keys=True).encode()).hexdigest()
 
 
 def _previewable_media_types() -> frozenset[str]:

@@ -533,13 +533,20 @@ def certificate_page(
     return render(request, "registry/certificate.html", context, caller)
 
 
+CERTIFICATES = certificates.CertificateCache()
+
+
 @router.get("/works/{work_id}/certificate.pdf")
-def certificate_pdf(work_id: uuid.UUID, session: DbSession, settings: AppSettings) -> Response:
-    """The printable certificate as a PDF, QR code included (anyone)."""
+def certificate_pdf(request: Request, work_id: uuid.UUID, session: DbSession, settings: AppSettings) -> Response:
+    """The printable certificate as a PDF, QR code included (anyone). Built once per state of its facts and kept;
+    a browser asking again with the ETag gets a 304 (revalidated each time: a dispute changes the status)."""
     view = work_view(session, _work_or_404(session, work_id), settings.public_url)
-    pdf = certificates.certificate_pdf(certificate_facts(view))
-    disposition = f'inline; filename="ipx-certificate-{work_id}.pdf"'
-    return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": disposition})
+    digest, pdf = CERTIFICATES.pdf(certificate_facts(view))
+    headers = {"ETag": f'"{digest[:32]}"', "Cache-Control": "no-cache",
+               "Content-Disposition": f'inline; filename="ipx-certificate-{work_id}.pdf"'}
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    return Response(pdf, media_type="application/pdf", headers=headers)
 
 
 # --- public verification -----------------------------------------------------------------------------------------

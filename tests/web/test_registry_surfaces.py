@@ -91,3 +91,44 @@ def test_a_page_of_my_works_past_the_last_says_so(client: TestClient) -> None:
     owner.register(png_bytes(24), title="Only one")
     past = client.get("/me/works?page=2", headers=owner.headers).text
     assert "There is no page 2." in past and "not registered any works yet" not in past
+
+
+def test_certificate_pdfs_are_built_once_per_state_and_revalidated(client: TestClient, monkeypatch) -> None:
+    built: list[str] = []
+    build = certificates.certificate_pdf
+
+    def counting(facts):  # type: ignore[no-untyped-def]
+        built.append(facts.status)
+        return build(facts)
+
+    monkeypatch.setattr(certificates, "certificate_pdf", counting)
+    monkeypatch.setattr(pages, "CERTIFICATES", certificates.CertificateCache(entries=2))
+    owner = ApiUser(client, "ada@example.org", "Ada")
+    work = owner.register(png_bytes(25), title="Kept").json()
+    path = f"/works/{work['work_id']}/certificate.pdf"
+    first, second = client.get(path), client.get(path)
+    assert first.content == second.content and built == ["registered"]
+    etag = first.headers["etag"]
+    assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+    assert first.headers["cache-control"] == "no-cache"  # asked again each time: the status may change
+
+    others = [owner.register(png_bytes(26 + n), title=f"Other {n}").json() for n in range(2)]
+    for other in others:  # two other certificates push the first out of a cache of two
+        client.get(f"/works/{other['work_id']}/certificate.pdf")
+    again = client.get(path)
+    assert again.headers["etag"] == etag and len(built) == 4
+
+
+def test_a_certificate_states_a_changed_status(client: TestClient) -> None:
+    from ipx.db import transaction
+    from ipx.registry.models import Work
+
+    owner = ApiUser(client, "ada@example.org", "Ada")
+    work = owner.register(png_bytes(29), title="Disputed later").json()
+    path = f"/works/{work['work_id']}/certificate.pdf"
+    before = client.get(path)
+    with transaction(client.app.state.session_factory) as session:
+        session.get(Work, work["work_id"]).status = "disputed"  # type: ignore[union-attr]
+    after = client.get(path, headers={"If-None-Match": before.headers["etag"]})
+    assert after.status_code == 200 and after.headers["etag"] != before.headers["etag"]
+    assert "disputed" in PdfReader(io.BytesIO(after.content)).pages[0].extract_text()
