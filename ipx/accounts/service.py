@@ -141,21 +141,33 @@ def set_role(session: Session, *, email: str, role: Role) -> User:
     return user
 
 
+def _password_correct(
+    stored_hash: str | None, password: str, address: str, throttle: LoginThrottle | None
+) -> bool:
+    """Argon2's verdict, counted against the log-in throttle: the attempt counted before the check (429 when there
+    were too many), the count cleared by a success. No account (`stored_hash` None) costs as long and is never
+    correct."""
+    if throttle is not None:
+        throttle.attempt(address)
+    try:
+        _hasher.verify(stored_hash or _DUMMY_HASH, password)
+    except (VerifyMismatchError, InvalidHashError):
+        return False
+    if stored_hash is None:
+        return False
+    if throttle is not None:
+        throttle.succeeded(address)
+    return True
+
+
 def authenticate(session: Session, *, email: str, password: str, throttle: LoginThrottle | None = None) -> User:
     """The account these credentials open; with `throttle`, refused (429) after too many failures for the address."""
     address, spellings = _spellings(email)  # respelling an address gains no attempts
-    if throttle is not None:
-        throttle.attempt(address)
     # locked: a password reset committing between this check and the new token's insert would miss that token
     user = _account_under(session, spellings, lock=True)
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerifyMismatchError, InvalidHashError):
-        user = None
-    if user is None:
+    correct = _password_correct(user.password_hash if user else None, password, address, throttle)
+    if user is None or not correct:
         raise Unauthorized("The email or password is not correct.")
-    if throttle is not None:
-        throttle.succeeded(address)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     return user
@@ -305,15 +317,8 @@ def change_password(
     (`keep_token`) stays logged in."""
     user = get_user(session, account_id)
     session.refresh(user, with_for_update=True)  # the account first, as log-ins and resets lock it
-    address = _spellings(user.email)[0]
-    if throttle is not None:
-        throttle.attempt(address)
-    try:
-        _hasher.verify(user.password_hash, current_password)
-    except (VerifyMismatchError, InvalidHashError) as exc:
-        raise WrongPassword("The current password is not correct.") from exc
-    if throttle is not None:
-        throttle.succeeded(address)
+    if not _password_correct(user.password_hash, current_password, _spellings(user.email)[0], throttle):
+        raise WrongPassword("The current password is not correct.")
     _set_password(session, user, new_password, keep_token=keep_token)
     audit_service.record(session, action="account.password_changed", subject_type="account", subject_id=user.id,
                          actor_id=user.id)
