@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,7 +22,7 @@ from ipx.complaints import api as complaints_api
 from ipx.complaints import pages as complaints_pages
 from ipx.config import Settings, get_settings
 from ipx.db import make_engine, make_session_factory, transaction
-from ipx.errors import PROBLEM_JSON, InternalError, IPXError, PayloadTooLarge, described_request_error
+from ipx.errors import InternalError, IPXError, PayloadTooLarge, described_request_error
 from ipx.fingerprint.engine import FingerprintEngine
 from ipx.marketplace import api as marketplace_api
 from ipx.marketplace import pages as marketplace_pages
@@ -30,7 +30,7 @@ from ipx.openapi import PROBLEM_RESPONSES, Problem, with_component_schemas
 from ipx.registry import api as registry_api
 from ipx.registry import keys, log
 from ipx.registry.service import RegistryContext
-from ipx.routing import methods_served_at
+from ipx.routing import methods_served_at, problem_response
 from ipx.stats import api as stats_api
 from ipx.stats import pages as stats_pages
 from ipx.storage import sweep_orphan_blobs
@@ -42,13 +42,6 @@ MULTIPART_OVERHEAD = 64 * 1024
 HTTP_TITLES = {
     400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Payload too large", 422: "Invalid input",
 }
-
-
-def problem_response(error: IPXError, request: Request) -> Response:
-    return JSONResponse(
-        error.problem(str(request.url.path)), status_code=error.status_code, media_type=PROBLEM_JSON,
-        headers=error.headers,
-    )
 
 
 def _validation_problem(request: Request, exc: RequestValidationError) -> Response:
@@ -83,7 +76,7 @@ def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:
 
 def _http_detail(request: Request, exc: StarletteHTTPException) -> str:
     """Starlette's "Not Found" as a sentence, on pages; the API keeps its terse detail, which clients may match."""
-    if request.url.path.startswith((API_PREFIX, "/.well-known/")):
+    if _is_api(request):
         return str(exc.detail)
     if exc.status_code == 404:
         return f"There is nothing at {request.url.path}. Check the address, or start again from the home page."
@@ -152,12 +145,17 @@ class BodySizeLimit:
 
 def _refusal(request: Request, error: IPXError, headers: dict[str, str] | None = None) -> Response:
     """An error answered outside the routers: problem+json on API paths, the error page everywhere else."""
-    if request.url.path.startswith((API_PREFIX, "/.well-known/")):
+    if _is_api(request):
         response = problem_response(error, request)
     else:
         response = web_pages.error_page(request, error.status_code, error.title, error.detail, error.headers)
     response.headers.update(headers or {})
     return response
+
+
+def _is_api(request: Request) -> bool:
+    """A path programs call (answered in problem+json), not one people open (answered with pages)."""
+    return request.url.path.startswith((API_PREFIX, "/.well-known/"))
 
 
 async def _drain() -> Message:

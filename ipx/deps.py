@@ -116,13 +116,9 @@ def sent_from_another_site(request: Request) -> bool:
     return request.method not in SAFE_METHODS and origin is not None and web_origin(origin) not in own_origins(request)
 
 
-def _token_from(request: Request, bearer: str | None) -> str | None:
-    return bearer or request.cookies.get(SESSION_COOKIE)
-
-
 def caller_token(request: Request, bearer: Annotated[str | None, Depends(oauth2_scheme)]) -> str | None:
     """The bearer token or session cookie the request came with: the session a password change keeps."""
-    return _token_from(request, bearer)
+    return bearer or request.cookies.get(SESSION_COOKIE)
 
 
 CallerToken = Annotated[str | None, Depends(caller_token)]

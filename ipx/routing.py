@@ -13,9 +13,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.datastructures import FormData, UploadFile
 from starlette.routing import Match
+
+from ipx.errors import PROBLEM_JSON, IPXError
 
 NUL = "\x00"
 
@@ -99,3 +102,11 @@ def methods_served_at(request: Request) -> list[str]:
     if "GET" in served:
         served.add("HEAD")  # answered as GET without the body (app.HeadAsGet)
     return [method for method in HTTP_METHODS if method in served]
+
+
+def problem_response(error: IPXError, request: Request) -> Response:
+    """An IPX error as RFC 9457 problem+json, its headers (Retry-After) included."""
+    return JSONResponse(
+        error.problem(str(request.url.path)), status_code=error.status_code, media_type=PROBLEM_JSON,
+        headers=error.headers,
+    )

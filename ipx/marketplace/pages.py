@@ -20,20 +20,16 @@ from sqlalchemy.orm import Session
 
 from ipx.accounts.service import Principal
 from ipx.deps import AppSettings, DbSession, PageOfResults
-from ipx.errors import PROBLEM_JSON, IPXError, NotFound
+from ipx.errors import IPXError, NotFound
 from ipx.marketplace import service, terms, views
 from ipx.marketplace.api import Market, license_read, listing_read, order_read
 from ipx.marketplace.models import License, Order
 from ipx.marketplace.payments import CardEntry
 from ipx.marketplace.schemas import ListingCreate
 from ipx.registry import service as registry_service
+from ipx.routing import problem_response
 from ipx.web import certificates
-from ipx.web.pages import (
-    Member,
-    Visitor,
-    page_router,
-    render,
-)
+from ipx.web.pages import Member, Visitor, page_router, render
 
 SELLABLE_WORKS_SHOWN = 200
 ORDER_STATUS_TEXT = {
@@ -309,14 +305,14 @@ def order_page(
 
 @router.post("/market/orders/{order_id}/card-setup")
 def open_card_setup(request: Request, order_id: uuid.UUID, session: DbSession, market: Market,
-                    caller: Member) -> JSONResponse:
+                    caller: Member) -> Response:
     """Asked by the order page's card form (JavaScript) when the buyer presses Pay: a card setup's client secret
     for Stripe.js, or the refusal as problem+json for the form to show."""
     try:
         secret = service.open_card_payment(session, order_id=str(order_id), buyer=caller, ctx=market)
     except IPXError as exc:
         session.rollback()
-        return JSONResponse(exc.problem(request.url.path), status_code=exc.status_code, media_type=PROBLEM_JSON)
+        return problem_response(exc, request)
     return JSONResponse({"client_secret": secret}, headers={"Cache-Control": "no-store"})
 
 

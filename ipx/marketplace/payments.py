@@ -193,8 +193,9 @@ STRIPE_EVENT_KINDS: dict[str, EventKind] = {
 
 
 class StripeProvider:
-    """Stripe PaymentIntents: card payments confirmed server-side with a PaymentMethod id, or by the
-    buyer's browser with the client secret; outcomes arrive as signed webhooks."""
+    """Stripe PaymentIntents: card payments confirmed server-side with a PaymentMethod id, by the buyer's browser
+    with the client secret, or (CardEntry) with a card the order page's Stripe.js form saved; outcomes arrive as
+    signed webhooks."""
 
     name = "stripe"
     buyer_confirms = False
@@ -229,7 +230,7 @@ class StripeProvider:
                     intent.id, options={"idempotency_key": f"{request.idempotency_key}:confirm"}
                 )
         except stripe.CardError as exc:
-            raise PaymentDeclined(f"The card was declined: {exc.user_message or 'no reason given'}.") from exc
+            raise _declined(exc) from exc
         except stripe.IdempotencyError as exc:
             raise PaymentKeyReused(
                 "This Idempotency-Key already started a payment with other details (another card?). To pay with "
@@ -281,7 +282,7 @@ class StripeProvider:
         if setup.status != "succeeded" or not setup.payment_method:
             raise Conflict(f"The card is not ready to be charged (Stripe says the setup is {setup.status}); "
                            "enter the card again.")
-        payment_method = setup.payment_method if isinstance(setup.payment_method, str) else setup.payment_method.id
+        payment_method = _id_of(setup.payment_method)
         try:
             # set the card, then confirm without arguments: localstripe implements confirm(payment_method=) as a 500
             self.client.v1.payment_intents.update(
@@ -293,7 +294,7 @@ class StripeProvider:
             )
         except stripe.CardError as exc:
             self._detach_quietly(payment_method)  # a declined card is not kept either; the buyer enters another
-            raise PaymentDeclined(f"The card was declined: {exc.user_message or 'no reason given'}.") from exc
+            raise _declined(exc) from exc
         except stripe.InvalidRequestError as exc:  # e.g. the payment went through meanwhile: retrying cannot help
             raise PaymentRefused(_refusal(exc)) from exc
         except stripe.StripeError as exc:
@@ -321,9 +322,7 @@ class StripeProvider:
             raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
 
     def _detach(self, payment_method: Any) -> None:
-        self.client.v1.payment_methods.detach(
-            payment_method if isinstance(payment_method, str) else payment_method.id
-        )
+        self.client.v1.payment_methods.detach(_id_of(payment_method))
 
     def _detach_quietly(self, payment_method: Any) -> None:
         """Detach, logging a failure: the buyer's own error (a declined card) is what they must hear about."""
@@ -405,6 +404,15 @@ def _typed(value: Any, kind: type, *, optional: bool = False) -> Any:
     if (value is None and optional) or isinstance(value, kind):
         return value
     raise TypeError(f"{value!r} is not {'null or ' if optional else ''}a {kind.__name__}")
+
+
+def _id_of(expandable: Any) -> str:
+    """A field Stripe sends as an id, or as the object when expanded."""
+    return expandable if isinstance(expandable, str) else expandable.id
+
+
+def _declined(exc: stripe.CardError) -> PaymentDeclined:
+    return PaymentDeclined(f"The card was declined: {exc.user_message or 'no reason given'}.")
 
 
 def _refusal(exc: stripe.StripeError) -> str:

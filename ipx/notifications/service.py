@@ -60,7 +60,7 @@ def as_email(message: OutboxMessage, public_url: str) -> EmailMessage:
     email = EmailMessage(policy=email_policy.default if address.isascii() else email_policy.SMTPUTF8)
     email["From"] = FROM_ADDRESS
     email["To"] = address
-    email["Subject"] = " ".join(message.subject.split())  # titles people typed may hold line breaks
+    email["Subject"] = _fitted_subject(message.subject)  # also for messages queued before subjects were fitted
     email["Date"] = format_datetime(message.created_at)
     email["Message-ID"] = f"<ipx-outbox-{message.id}@ipx.invalid>"
     body = message.body.replace(SITE, public_url.rstrip("/"))
