@@ -88,6 +88,27 @@ def users_create(
     typer.echo(f"created {role} account {user.email} ({user.id})")
 
 
+@users_app.command("two-factor-off")
+def users_two_factor_off(email: str) -> None:
+    """Turn an account's two-step verification off, for a holder who lost the phone and the recovery codes and has
+    proved who they are some other way; the account's address is told."""
+    from ipx.accounts.two_factor import remove_for_support
+    from ipx.db import transaction
+    from ipx.errors import IPXError
+    from ipx.notifications.service import deliver_pending, relay_for
+
+    factory = _session_factory()
+    try:
+        with transaction(factory) as session:
+            user = remove_for_support(session, email=email)
+    except IPXError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    with transaction(factory) as session:
+        deliver_pending(session, relay_for(get_settings()))
+    typer.echo(f"two-step verification is off for {user.email}; they log in with the password alone")
+
+
 @keys_app.command("init")
 def keys_init() -> None:
     """Create the signing key if none is active."""

@@ -1,5 +1,5 @@
-"""The account pages: the account's facts and a new password (logged in); a forgotten password (ask for a link by
-email, then choose a new password through it).
+"""The account pages: the account's facts, a new password and two-step verification (logged in); a forgotten
+password (ask for a link by email, then choose a new password through it).
 
 Thin like the other page routers (ipx/web/pages.py's PageRoute, cross-site check and session tracking): the
 accounts service decides; these pages only say it. The reset page's address holds the link's secret, so it is
@@ -13,16 +13,17 @@ from typing import Annotated
 from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ipx.accounts import service
+from ipx.accounts import service, two_factor
 from ipx.deps import AppSettings, CallerToken, DbSession, LoginLimits, SendsMail
-from ipx.errors import InvalidInput, TooManyAttempts
+from ipx.errors import Conflict, InvalidInput, TooManyAttempts
+from ipx.web.certificates import qr_svg
 from ipx.web.pages import (
     SECRET_PAGE_HEADERS,
     Member,
     Visitor,
     page_router,
     render,
-    start_session,
+    session_or_second_step,
 )
 
 router = page_router()
@@ -84,8 +85,8 @@ def reset_password(
         session.rollback()
         email = service.account_of_reset_link(session, token).email
         return _reset_page(request, caller, token=token, email=email, error=exc.detail, status_code=422)
-    changed = RedirectResponse("/me/works?password=changed", status_code=303)
-    return start_session(request, changed, session, user, settings)
+    return session_or_second_step(request, session, user, settings, next="/me/works?password=changed",
+                                  notice="Your password is changed. Two-step verification stays on.")
 
 
 # --- the account page -------------------------------------------------------------------------------------------
@@ -97,7 +98,9 @@ def _account_page(
 ) -> HTMLResponse:
     context = {
         "account": service.get_user(session, caller.id), "errors": errors or {},
+        "two_factor": two_factor.status(session, caller.id),
         "password_changed": request.query_params.get("password") == "changed",
+        "two_factor_off": request.query_params.get("two_factor") == "off",
     }
     return render(request, "accounts/account.html", context, caller, status_code, headers)
 
@@ -125,3 +128,97 @@ def change_password(
         session.rollback()
         return _account_page(request, session, caller, errors={"new_password": [exc.detail]}, status_code=422)
     return RedirectResponse("/me/account?password=changed", status_code=303)
+
+
+# --- two-step verification ----------------------------------------------------------------------------------------
+
+
+@router.post("/me/account/two-factor", response_class=HTMLResponse)
+def begin_two_factor(
+    request: Request, session: DbSession, caller: Member, throttle: LoginLimits,
+    password: Annotated[str, Form()] = "",
+) -> Response:
+    """Start setting up an authenticator app, given the password; then its key is shown (logged in)."""
+    try:
+        two_factor.begin_setup(session, account_id=caller.id, password=password, throttle=throttle)
+    except (service.WrongPassword, TooManyAttempts, Conflict) as exc:
+        session.rollback()
+        return _account_page(request, session, caller, errors={"two_factor_password": [exc.detail]},
+                             status_code=exc.status_code, headers=exc.headers)
+    return RedirectResponse("/me/account/two-factor", status_code=303)
+
+
+def _setup_page(
+    request: Request, caller: Member, setup: two_factor.Setup, *, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    qr = qr_svg(setup.uri, title="IPX's key for your authenticator app")
+    context = {"setup": setup, "qr_svg": qr, "error": error}
+    return render(request, "accounts/two_factor_setup.html", context, caller, status_code, SECRET_PAGE_HEADERS)
+
+
+@router.get("/me/account/two-factor", response_class=HTMLResponse)
+def two_factor_setup_page(request: Request, session: DbSession, caller: Member) -> Response:
+    """The key of a set-up waiting for its first code, as a QR code and as text (logged in)."""
+    setup = two_factor.pending_setup(session, caller.id)
+    if setup is None:
+        return RedirectResponse("/me/account", status_code=303)
+    return _setup_page(request, caller, setup)
+
+
+def _recovery_codes_page(request: Request, caller: Member, codes: list[str], *, first: bool) -> HTMLResponse:
+    context = {"codes": codes, "first": first, "as_text": "\n".join(codes) + "\n"}
+    return render(request, "accounts/recovery_codes.html", context, caller, headers=SECRET_PAGE_HEADERS)
+
+
+@router.post("/me/account/two-factor/confirm", response_class=HTMLResponse, dependencies=[SendsMail])
+def confirm_two_factor(
+    request: Request, session: DbSession, caller: Member, token: CallerToken,
+    code: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Turn two-step verification on with the app's first code, and show the recovery codes once (logged in)."""
+    try:
+        codes = two_factor.confirm_setup(session, account_id=caller.id, code=code, keep_token=token)
+    except two_factor.WrongCode as exc:
+        session.rollback()
+        setup = two_factor.pending_setup(session, caller.id)
+        if setup is None:
+            return RedirectResponse("/me/account", status_code=303)
+        return _setup_page(request, caller, setup, error=exc.detail, status_code=exc.status_code)
+    except Conflict:  # finished in another tab, or never begun
+        session.rollback()
+        return RedirectResponse("/me/account", status_code=303)
+    return _recovery_codes_page(request, caller, codes, first=True)
+
+
+@router.post("/me/account/two-factor/recovery-codes", response_class=HTMLResponse)
+def replace_recovery_codes(
+    request: Request, session: DbSession, caller: Member, throttle: LoginLimits,
+    password: Annotated[str, Form()] = "",
+) -> Response:
+    """New recovery codes, given the password; the earlier ones stop working (logged in)."""
+    try:
+        codes = two_factor.new_recovery_codes(session, account_id=caller.id, password=password, throttle=throttle)
+    except (service.WrongPassword, TooManyAttempts, Conflict) as exc:
+        session.rollback()
+        return _account_page(request, session, caller, errors={"codes_password": [exc.detail]},
+                             status_code=exc.status_code, headers=exc.headers)
+    return _recovery_codes_page(request, caller, codes, first=False)
+
+
+@router.post("/me/account/two-factor/disable", response_class=HTMLResponse, dependencies=[SendsMail])
+def disable_two_factor(
+    request: Request, session: DbSession, caller: Member, throttle: LoginLimits,
+    password: Annotated[str, Form()] = "", code: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Turn two-step verification off, given the password and a code (logged in)."""
+    try:
+        two_factor.disable(session, account_id=caller.id, password=password, code=code, throttle=throttle)
+    except (service.WrongPassword, TooManyAttempts, Conflict) as exc:
+        session.rollback()
+        return _account_page(request, session, caller, errors={"disable_password": [exc.detail]},
+                             status_code=exc.status_code, headers=exc.headers)
+    except two_factor.WrongCode as exc:
+        session.rollback()
+        return _account_page(request, session, caller, errors={"disable_code": [exc.detail]},
+                             status_code=exc.status_code)
+    return RedirectResponse("/me/account?two_factor=off", status_code=303)

@@ -22,6 +22,9 @@ class AccountRead(BaseModel):
     display_name: str
     role: str
     created_at: datetime
+    two_factor: bool = Field(
+        validation_alias="two_factor_enabled", description="Whether logging in also takes an authenticator's code."
+    )
 
 
 class TokenRead(BaseModel):
@@ -46,3 +49,35 @@ class PasswordResetConfirm(BaseModel):
 class PasswordChange(BaseModel):
     current_password: str = Field(max_length=1000)
     new_password: str = Field(max_length=200, description="10 to 200 characters.")
+
+
+class PasswordConfirmation(BaseModel):
+    password: str = Field(max_length=1000, description="The account's current password.")
+
+
+class TwoFactorSetupRead(BaseModel):
+    secret: str = Field(description="The key, base32 in groups of four, for typing into an authenticator app.")
+    otpauth_uri: str = Field(description="The same key as an otpauth:// URI, which apps read from a QR code.")
+    detail: str
+
+
+class TwoFactorCode(BaseModel):
+    code: str = Field(max_length=100, description="The 6 digits the authenticator app shows now.")
+
+
+class TwoFactorDisable(BaseModel):
+    password: str = Field(max_length=1000)
+    code: str = Field(max_length=100, description="The authenticator's current code, or an unused recovery code.")
+
+
+class RecoveryCodesRead(BaseModel):
+    recovery_codes: list[str] = Field(
+        description="Single-use codes that stand in for the authenticator; shown this once, only hashes are kept."
+    )
+
+
+class TwoFactorStatusRead(BaseModel):
+    enabled: bool
+    enabled_at: datetime | None
+    setting_up: bool = Field(description="A set-up was begun and waits for the app's first code.")
+    recovery_codes_left: int

@@ -129,10 +129,16 @@ def _new_password_hash(password: str) -> str:
     return _hasher.hash(password)
 
 
-def set_role(session: Session, *, email: str, role: Role) -> User:
+def find_account(session: Session, email: str) -> User:
+    """The account of an address however it is spelled (for staff's tools), or NotFound."""
     user = _account_at(session, email)
     if user is None:
         raise NotFound(f"No account with the email {email}.")
+    return user
+
+
+def set_role(session: Session, *, email: str, role: Role) -> User:
+    user = find_account(session, email)
     user.role = role.value
     audit_service.record(
         session, action="account.role_changed", subject_type="account", subject_id=user.id,
@@ -141,7 +147,7 @@ def set_role(session: Session, *, email: str, role: Role) -> User:
     return user
 
 
-def _password_correct(
+def password_correct(
     stored_hash: str | None, password: str, address: str, throttle: LoginThrottle | None
 ) -> bool:
     """Argon2's verdict, counted against the log-in throttle: the attempt counted before the check (429 when there
@@ -165,7 +171,7 @@ def authenticate(session: Session, *, email: str, password: str, throttle: Login
     address, spellings = _spellings(email)  # respelling an address gains no attempts
     # locked: a password reset committing between this check and the new token's insert would miss that token
     user = _account_under(session, spellings, lock=True)
-    correct = _password_correct(user.password_hash if user else None, password, address, throttle)
+    correct = password_correct(user.password_hash if user else None, password, address, throttle)
     if user is None or not correct:
         raise Unauthorized("The email or password is not correct.")
     if _hasher.check_needs_rehash(user.password_hash):
@@ -173,21 +179,21 @@ def authenticate(session: Session, *, email: str, password: str, throttle: Login
     return user
 
 
-def _token_digest(token: str) -> bytes:
+def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
 def issue_token(session: Session, user: User, ttl_seconds: int) -> tuple[str, AccessToken]:
     token = secrets.token_urlsafe(32)
     row = AccessToken(
-        token_hash=_token_digest(token), user_id=user.id, expires_at=utcnow() + timedelta(seconds=ttl_seconds)
+        token_hash=token_digest(token), user_id=user.id, expires_at=utcnow() + timedelta(seconds=ttl_seconds)
     )
     session.add(row)
     return token, row
 
 
 def principal_for_token(session: Session, token: str) -> Principal:
-    row = session.get(AccessToken, _token_digest(token))
+    row = session.get(AccessToken, token_digest(token))
     if row is None:
         raise Unauthorized("The access token is not valid. Log in again to get a new one.")
     if row.expires_at <= utcnow():
@@ -198,8 +204,21 @@ def principal_for_token(session: Session, token: str) -> Principal:
     return _principal(user)
 
 
+def end_sessions(session: Session, user_id: str, *, keep_token: str | None = None) -> None:
+    """Every bearer token and session cookie of the account stops working, except `keep_token` (the caller's)."""
+    tokens = delete(AccessToken).where(AccessToken.user_id == user_id)
+    if keep_token is not None:
+        tokens = tokens.where(AccessToken.token_hash != token_digest(keep_token))
+    session.execute(tokens)
+
+
+def throttle_address(email: str) -> str:
+    """The spelling of an address the log-in throttle counts it under."""
+    return _spellings(email)[0]
+
+
 def revoke_token(session: Session, token: str) -> None:
-    session.execute(delete(AccessToken).where(AccessToken.token_hash == _token_digest(token)))
+    session.execute(delete(AccessToken).where(AccessToken.token_hash == token_digest(token)))
 
 
 def get_user(session: Session, user_id: str) -> User:
@@ -254,7 +273,7 @@ def request_password_reset(session: Session, *, email: str, ttl_seconds: int, pe
         return
     token = secrets.token_urlsafe(32)
     session.add(PasswordReset(
-        token_hash=_token_digest(token), user_id=user.id, expires_at=utcnow() + timedelta(seconds=ttl_seconds)
+        token_hash=token_digest(token), user_id=user.id, expires_at=utcnow() + timedelta(seconds=ttl_seconds)
     ))
     notifications.enqueue(
         session, kind="password_reset", to_email=user.email, subject="Choose a new password for IPX",
@@ -267,7 +286,7 @@ def request_password_reset(session: Session, *, email: str, ttl_seconds: int, pe
 
 
 def _live_reset(session: Session, token: str) -> PasswordReset:
-    reset = session.get(PasswordReset, _token_digest(token))
+    reset = session.get(PasswordReset, token_digest(token))
     if reset is None or reset.used_at is not None or reset.expires_at <= utcnow():
         raise ResetLinkInvalid(
             "This password link no longer works: it was used already, or it is older than the time it was good "
@@ -297,10 +316,7 @@ def _set_password(session: Session, user: User, new_password: str, *, keep_token
     now = utcnow()
     session.execute(update(PasswordReset).where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
                     .values(used_at=now))
-    others = delete(AccessToken).where(AccessToken.user_id == user.id)
-    if keep_token is not None:
-        others = others.where(AccessToken.token_hash != _token_digest(keep_token))
-    session.execute(others)
+    end_sessions(session, user.id, keep_token=keep_token)
     notifications.enqueue(
         session, kind="password_changed", to_email=user.email, subject="Your IPX password was changed",
         body=PASSWORD_CHANGED_MAIL.format(email=user.email, site=notifications.SITE),
@@ -317,7 +333,7 @@ def change_password(
     (`keep_token`) stays logged in."""
     user = get_user(session, account_id)
     session.refresh(user, with_for_update=True)  # the account first, as log-ins and resets lock it
-    if not _password_correct(user.password_hash, current_password, _spellings(user.email)[0], throttle):
+    if not password_correct(user.password_hash, current_password, throttle_address(user.email), throttle):
         raise WrongPassword("The current password is not correct.")
     _set_password(session, user, new_password, keep_token=keep_token)
     audit_service.record(session, action="account.password_changed", subject_type="account", subject_id=user.id,
@@ -339,7 +355,7 @@ def reset_password(
     now = utcnow()
     spent = session.execute(  # one statement, so two submissions of one link cannot both set a password
         update(PasswordReset)
-        .where(PasswordReset.token_hash == _token_digest(token), PasswordReset.used_at.is_(None),
+        .where(PasswordReset.token_hash == token_digest(token), PasswordReset.used_at.is_(None),
                PasswordReset.expires_at > now)
         .values(used_at=now)
     )
@@ -347,7 +363,7 @@ def reset_password(
         raise ResetLinkInvalid("This password link was used a moment ago. Ask for a new one if you need it.")
     _set_password(session, user, new_password)
     if throttle is not None:
-        throttle.succeeded(_spellings(user.email)[0])
+        throttle.succeeded(throttle_address(user.email))
     audit_service.record(session, action="account.password_reset", subject_type="account", subject_id=user.id,
                          actor_id=user.id)
     return user

@@ -56,9 +56,10 @@ def qr_code(url: str) -> segno.QRCode:
     return segno.make(url, error="m")
 
 
-def qr_svg(url: str, scale: int = 4) -> str:
-    """Inline SVG markup of the QR code, so the printable page needs no image request."""
-    return str(qr_code(url).svg_inline(scale=scale, border=QR_BORDER_MODULES, dark="#0f172a", title=url))
+def qr_svg(url: str, scale: int = 4, title: str | None = None) -> str:
+    """Inline SVG markup of the QR code, so the printable page needs no image request; its title (the tooltip) is
+    the URL unless given."""
+    return str(qr_code(url).svg_inline(scale=scale, border=QR_BORDER_MODULES, dark="#0f172a", title=title or url))
 
 
 def kind_phrase(work_type: str) -> str:

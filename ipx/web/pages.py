@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ipx.accounts import service as accounts_service
+from ipx.accounts import two_factor
 from ipx.accounts.models import User
 from ipx.accounts.schemas import AccountCreate
 from ipx.accounts.service import Principal
@@ -369,6 +370,49 @@ def login(
     except (Unauthorized, TooManyAttempts) as exc:
         context = {"values": {"email": email}, "error": exc.detail, "next": safe_next(next)}
         return render(request, "accounts/login.html", context, None, exc.status_code, exc.headers)
+    return session_or_second_step(request, session, user, settings, next=safe_next(next))
+
+
+def session_or_second_step(
+    request: Request, session: Session, user: User, settings: AppSettings, *, next: str, notice: str | None = None
+) -> Response:
+    """After a right password: logged in and on to `next`, or, with two-step verification on, the form asking for
+    the authenticator's code (`notice` says what just happened, a password reset say)."""
+    if not two_factor.is_required(session, user):
+        return start_session(request, RedirectResponse(next, status_code=303), session, user, settings)
+    challenge = two_factor.open_challenge(session, user)
+    return _code_page(request, challenge=challenge, next=next, notice=notice)
+
+
+def _code_page(
+    request: Request, *, challenge: str, next: str, notice: str | None = None, error: str | None = None,
+    status_code: int = 200, headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    context = {"challenge": challenge, "next": next, "notice": notice, "error": error}
+    return render(request, "accounts/login_code.html", context, None, status_code,
+                  {**SECRET_PAGE_HEADERS, **(headers or {})})
+
+
+@router.post("/login/code", response_class=HTMLResponse)
+def login_code(
+    request: Request,
+    session: DbSession,
+    settings: AppSettings,
+    throttle: LoginLimits,
+    challenge: Annotated[str, Form(max_length=100)] = "",
+    code: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    """The log-in's second step: the authenticator's code (or a recovery code), then logged in (anyone whose
+    password was right a moment ago)."""
+    try:
+        user = two_factor.pass_challenge(session, token=challenge, code=code, throttle=throttle)
+    except (two_factor.WrongCode, TooManyAttempts) as exc:  # the failure is counted: this transaction commits
+        return _code_page(request, challenge=challenge, next=safe_next(next), error=exc.detail,
+                          status_code=exc.status_code, headers=exc.headers)
+    except two_factor.ChallengeExpired as exc:
+        context = {"values": {}, "error": exc.detail, "next": safe_next(next)}
+        return render(request, "accounts/login.html", context, None, exc.status_code)
     return start_session(request, RedirectResponse(safe_next(next), status_code=303), session, user, settings)
 
 
