@@ -162,6 +162,10 @@ class CardEntry(PaymentProvider, Protocol):
         """Remove the card a payment used from the buyer's customer record: IPX offers no saved cards, so it keeps
         none (refunds do not need it)."""
 
+    def forget_setup_card(self, setup_ref: str, *, customer_ref: str, order_id: str) -> None:
+        """Remove the card a setup of this order and customer saved, when it was not charged after all (the order
+        was sold out, cancelled or paid in another tab meanwhile); never raises, a failure is logged."""
+
 
 class OfflineProvider:
     """Money moves outside IPX; the order's buyer declares it paid. No webhooks, nothing to cancel."""
@@ -320,6 +324,16 @@ class StripeProvider:
                 self._detach(intent.payment_method)
         except stripe.StripeError as exc:
             raise PaymentProviderUnavailable(_stripe_problem(exc)) from exc
+
+    def forget_setup_card(self, setup_ref: str, *, customer_ref: str, order_id: str) -> None:
+        try:
+            setup = self.client.v1.setup_intents.retrieve(setup_ref)
+        except stripe.StripeError as exc:  # a reference the browser made up, or Stripe unreachable
+            logger.warning("could not look up card setup %s to remove its card: %s", setup_ref, exc)
+            return
+        # the reference comes from the browser: only a card saved for this order, by this buyer, is IPX's to remove
+        if _metadata_order_id(setup) == order_id and setup.customer == customer_ref and setup.payment_method:
+            self._detach_quietly(setup.payment_method)
 
     def _detach(self, payment_method: Any) -> None:
         self.client.v1.payment_methods.detach(_id_of(payment_method))

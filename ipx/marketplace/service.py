@@ -35,6 +35,7 @@ from ipx.marketplace import ledger, terms
 from ipx.marketplace.models import License, Listing, Offer, Order, PaymentCustomer, PaymentEvent, SalesSuspension
 from ipx.marketplace.payments import (
     CardEntry,
+    PaymentDeclined,
     PaymentProvider,
     PaymentProviders,
     PaymentRequest,
@@ -574,6 +575,9 @@ def cancel_order(session: Session, *, order_id: str, buyer: Principal, ctx: Mark
                        "cancelled: its license follows as soon as the payment is confirmed, and the seller can "
                        "refund it.", order_status=order.status)
     _close(session, order, "cancelled", "cancelled by the buyer", actor_id=buyer.id)
+    provider = ctx.providers.get(order.provider)
+    if isinstance(provider, CardEntry):  # a card saved for a bank challenge the buyer gave up on
+        _forget_card_after_commit(session, provider, order.payment_ref)
     return order
 
 
@@ -654,25 +658,44 @@ def pay_order_with_card(
     before any money moves, and two tabs paying one order charge once (the second finds it fulfilled). The
     payment is looked up first: when it was taken already (another tab's bank challenge, or a charge whose sale
     failed afterwards) it is settled instead of charged again. A declined card raises PaymentDeclined and leaves
-    the order pending for another card.
+    the order pending for another card. Whenever the saved card is not charged, it is removed again: IPX keeps
+    no cards.
     """
     order, provider = _card_order(session, order_id, buyer, ctx)
+    customer = session.get(PaymentCustomer, (buyer.id, provider.name))
+    charged = False
+    try:
+        payment, charged = _charge_saved_card(session, order, provider, customer, setup_ref, buyer, ctx)
+        return payment
+    except PaymentDeclined:
+        charged = True  # the provider removed the declined card with its refusal
+        raise
+    finally:
+        if not charged and customer is not None:
+            provider.forget_setup_card(setup_ref, customer_ref=customer.customer_ref, order_id=order.id)
+
+
+def _charge_saved_card(
+    session: Session, order: Order, provider: CardEntry, customer: PaymentCustomer | None, setup_ref: str,
+    buyer: Principal, ctx: MarketContext,
+) -> tuple[CardPayment, bool]:
+    """pay_order_with_card's decision, and whether the setup's card was charged (it then stays on the payment until
+    the payment settles)."""
     order, reason = _lock_for_payment(session, order.id)
     if order.status == "fulfilled":
-        return CardPayment(order, "succeeded")
+        return CardPayment(order, "succeeded"), False
     if order.status != OPEN_ORDER or not order.payment_ref:
         raise Conflict(f"This order is {order.status}: there is nothing to pay.", order_status=order.status)
     known = provider.current_state(order.payment_ref)
     if known.event.kind == "succeeded":
         _apply_event(session, provider, known.event, ctx)  # sells, or fails and refunds
         _forget_card_after_commit(session, provider, order.payment_ref)
-        return CardPayment(order, "succeeded" if order.status == "fulfilled" else "canceled")
+        return CardPayment(order, "succeeded" if order.status == "fulfilled" else "canceled"), False
     if known.status == "processing":
-        return CardPayment(order, "processing")
+        return CardPayment(order, "processing"), False
     if reason:
         _fail(session, order, provider, reason, money_taken=False, actor_id=buyer.id)
-        return CardPayment(order, "canceled")
-    customer = session.get(PaymentCustomer, (buyer.id, provider.name))
+        return CardPayment(order, "canceled"), False
     if customer is None:
         raise Conflict("No card was entered for this order yet; enter the card in the payment form.")
     started = provider.pay_with_card(
@@ -681,7 +704,7 @@ def pay_order_with_card(
     if started.status == "succeeded":
         _sell(session, order, provider, ctx, actor_id=buyer.id)
         _forget_card_after_commit(session, provider, order.payment_ref)
-    return CardPayment(order, started.status)
+    return CardPayment(order, started.status), True
 
 
 def settle_order(session: Session, *, order_id: str, buyer: Principal, ctx: MarketContext) -> CardPayment:
@@ -799,8 +822,8 @@ def handle_payment_event(
     if event_row_id is None:
         return "duplicate event ignored"
     outcome = _apply_event(session, provider, event, ctx)
-    if event.kind == "succeeded" and isinstance(provider, CardEntry) and event.payment_ref:
-        _forget_card_after_commit(session, provider, event.payment_ref)  # a bank challenge settled by the webhook
+    if event.kind in ("succeeded", "canceled") and isinstance(provider, CardEntry):
+        _forget_card_after_commit(session, provider, event.payment_ref)  # settled or given up by the webhook
     event_row = session.get(PaymentEvent, event_row_id)
     if event_row is not None:
         event_row.outcome = outcome

@@ -108,10 +108,10 @@ def relay_after_commit(session: Session, relay: Relay) -> None:
     session.info[_RELAY_SCHEDULED] = True
     factory = sessionmaker(bind=session.get_bind(), expire_on_commit=False)
     effects: list[Callable[[], None]] = session.info.setdefault("after_commit", [])
-    effects.append(lambda: _deliver_in(factory, relay))
+    effects.append(lambda: deliver_in_own_transaction(factory, relay))
 
 
-def _deliver_in(factory: sessionmaker[Session], relay: Relay) -> None:
+def deliver_in_own_transaction(factory: sessionmaker[Session], relay: Relay) -> None:
     with transaction(factory) as session:
         deliver_pending(session, relay)
 

@@ -9,18 +9,25 @@ from __future__ import annotations
 import email
 import json
 import re
+import threading
+import time
 from datetime import timedelta
 from email import policy
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from ipx import deps
 from ipx.accounts.models import PasswordReset
+from ipx.app import create_app
 from ipx.db import transaction, utcnow
 from ipx.notifications.models import OutboxMessage
+from ipx.notifications.service import Relay
 
 NEW_PASSWORD = "a brand new passphrase"
 LINK = re.compile(r"http://testserver/reset-password/([A-Za-z0-9_-]+)")
@@ -261,3 +268,41 @@ def test_special_use_addresses_without_an_account_get_the_same_answer(client) ->
     assert without(known, "admin@ipx.local") == without(unknown, "nobody@ipx.local")
     for address in ("admin@ipx.local", "nobody@ipx.local"):
         assert client.post("/api/v1/auth/password-reset", json={"email": address}).status_code == 202
+
+
+class HeldSender:
+    """A mail server that answers only when the test lets it: shows whether a request waits for its mail."""
+
+    def __init__(self) -> None:
+        self.release, self.sent = threading.Event(), []  # type: ignore[var-annotated]
+
+    def send(self, message: email.message.EmailMessage) -> None:
+        self.release.wait(30)
+        self.sent.append(message["To"])
+
+
+def test_a_reset_request_answers_before_its_mail_is_sent(settings, monkeypatch) -> None:
+    """Otherwise a slow mail server tells who has an account: only their requests would wait for one."""
+    held = HeldSender()
+    monkeypatch.setattr(deps, "relay_for", lambda settings: Relay(held, settings.public_url))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        account = {"email": "held@example.org", "password": "correct horse 42", "display_name": "Held"}
+        assert httpx.post(f"{base}/api/v1/auth/register", json=account).status_code == 201
+        asked = httpx.post(f"{base}/api/v1/auth/password-reset", json={"email": account["email"]}, timeout=10)
+        assert asked.status_code == 202 and held.sent == []  # answered while the mail server still held the mail
+        held.release.set()
+        for _ in range(500):
+            if held.sent:
+                break
+            time.sleep(0.01)
+        assert held.sent == [account["email"]]
+    finally:
+        held.release.set()
+        server.should_exit = True
+        thread.join(10)

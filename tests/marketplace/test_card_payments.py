@@ -446,6 +446,36 @@ def test_no_card_stays_on_the_customer_record(client, make_user, list_work, stri
     assert stripe_api.v1.payment_methods.retrieve(setup["payment_method"]).customer is None
 
 
+@pytest.mark.parametrize("meanwhile", ["the exclusive was sold", "the order was cancelled",
+                                       "the order was paid in another tab", "a bank challenge was given up"])
+def test_a_card_saved_but_never_charged_is_not_kept(
+    client, make_user, list_work, stripe_api, localstripe_url, meanwhile
+):
+    listed = list_work(exclusive_offer() if meanwhile == "the exclusive was sold" else offer())
+    buyer, rival = make_user(), make_user()
+    path = order_page(client, buyer, listed.offer_ids[0])
+    number = ASKS_FOR_3DS if meanwhile == "a bank challenge was given up" else VISA
+    setup = saved_as_stripe_saves_it(stripe_api, localstripe_url, client, buyer, path, number)
+    if meanwhile == "the exclusive was sold":
+        rival_path = order_page(client, rival, listed.offer_ids[0])
+        assert pay(client, rival, rival_path, card_saved(client, rival, rival_path, localstripe_url)).status_code == 303
+        assert pay(client, buyer, path, setup["id"]).status_code == 303  # the order fails before any charge
+        assert order_status(client, buyer, path)["status"] == "failed"
+    elif meanwhile == "the order was cancelled":
+        assert client.post(f"/api/v1/orders/{path.rsplit('/', 1)[1]}/cancel", headers=buyer.headers).status_code == 200
+        assert pay(client, buyer, path, setup["id"]).status_code == 409
+    elif meanwhile == "the order was paid in another tab":
+        assert pay(client, buyer, path, card_saved(client, buyer, path, localstripe_url)).status_code == 303
+        assert pay(client, buyer, path, setup["id"]).status_code == 303  # finds it licensed
+    else:
+        assert pay(client, buyer, path, setup["id"]).status_code == 303  # on to the bank's challenge
+        assert stripe_api.v1.payment_methods.retrieve(setup["payment_method"]).customer is not None  # in use
+        cancelled = client.post(f"{path}/cancel", follow_redirects=False, headers=buyer.headers)
+        assert cancelled.status_code == 303
+        assert order_status(client, buyer, path)["status"] == "cancelled"
+    assert stripe_api.v1.payment_methods.retrieve(setup["payment_method"]).customer is None
+
+
 def test_two_tabs_replacing_a_forgotten_customer_end_with_one(
     client, make_user, list_work, localstripe_url, monkeypatch, database_url
 ):

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import email
 import re
+import time
 from email import policy
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,15 @@ pytestmark = pytest.mark.browser
 __all__ = ["browser_page", "live_server"]  # the shared fixtures
 
 NEW_PASSWORD = "a brand new passphrase"
+
+
+def sent_mails(outbox: Path) -> list[Path]:
+    """The mails written so far, once there is one: the server sends them just after its answer."""
+    for _ in range(300):
+        if mails := sorted(outbox.glob("*.eml")):
+            return mails
+        time.sleep(0.05)
+    return []
 
 
 def test_a_forgotten_password_is_replaced_through_the_mailed_link(
@@ -45,7 +56,7 @@ def test_a_forgotten_password_is_replaced_through_the_mailed_link(
     expect(page.locator(".alert-success")).to_contain_text("a link to choose a new password is on its way")
     shot(page, "reset-02-sent")
 
-    [mail_file] = (live_server.log_path.parent / "outbox").glob("*.eml")
+    [mail_file] = sent_mails(live_server.log_path.parent / "outbox")
     mail = email.message_from_bytes(mail_file.read_bytes(), policy=policy.default)
     link = re.search(rf"{re.escape(base)}/reset-password/\S+", mail.get_content())  # type: ignore[union-attr]
     assert link is not None
