@@ -118,3 +118,22 @@ def described_request_error(error: dict[str, Any]) -> str:
     if "Expected UploadFile" in message:
         return f"{field}: attach a file here (a file part of a multipart/form-data body), not text"
     return f"{field}: {message}"
+
+
+def plain_message(error: dict[str, Any]) -> str:
+    """One field's validation error as a sentence for the person filling in the form, not Pydantic's wording
+    ("String should have at least 10 characters", "Input should be a valid URL, relative URL without a base")."""
+    kind, limits = error["type"], error.get("ctx") or {}
+    if kind == "missing" or (kind == "string_too_short" and limits.get("min_length") == 1):
+        return "This is required."
+    if kind == "string_too_short":
+        return f"Write at least {limits['min_length']} characters."
+    if kind == "string_too_long":
+        return f"Write at most {limits['max_length']} characters."
+    if kind == "url_too_long":
+        return f"The web address is too long: IPX keeps addresses of at most {limits['max_length']} characters."
+    if kind.startswith("url_"):
+        return "Give a full web address, starting with https://."
+    message = str(error["msg"]).removeprefix("Value error, ").replace(
+        "value is not a valid email address: ", "That is not an email address: ")
+    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")

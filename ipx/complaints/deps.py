@@ -16,7 +16,7 @@ from ipx.complaints.service import MAX_CASE_AGE_DAYS, ComplaintsContext
 from ipx.config import Settings
 from ipx.db import utcnow
 from ipx.deps import AppSettings, Registry, SendsMail, receive_upload
-from ipx.errors import InvalidInput
+from ipx.errors import InvalidInput, plain_message
 from ipx.registry.service import Upload
 
 CaseAgeDays = Annotated[int | None, Query(ge=0, le=MAX_CASE_AGE_DAYS, description="days since the notice arrived")]
@@ -46,7 +46,8 @@ AFFIRMATIONS = {
 
 def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return [
-        {"loc": ["body", *map(str, e["loc"])], "msg": AFFIRMATIONS.get(str(e["loc"][-1]) if e["loc"] else "", e["msg"])}
+        {"loc": ["body", *map(str, e["loc"])],
+         "msg": AFFIRMATIONS.get(str(e["loc"][-1]) if e["loc"] else "", plain_message(e))}
         for e in exc.errors()
     ]
 

@@ -22,6 +22,7 @@ from ipx.complaints.models import Complaint
 from ipx.complaints.schemas import CounterNoticeIn, LegalActionIn, ReviewDecision, StaffAction, StaffActionIn
 from ipx.deps import AppSettings, DbSession, PageOfResults, SendsMail, StoredInteger
 from ipx.errors import Forbidden, InvalidInput, IPXError, Unauthorized
+from ipx.registry.models import PriorMatch
 from ipx.web.pages import (
     SECRET_PAGE_HEADERS,
     Visitor,
@@ -212,15 +213,32 @@ def staff_queue(
                   min_age_days=min_age_days, statuses=service.STATUSES, kinds=service.TARGET_KINDS)
 
 
+ACTION_LABELS = {
+    StaffAction.dismiss: "Dismiss the complaint", StaffAction.request_info: "Ask the complainant for more information",
+    StaffAction.hide_listing: "Hide the listing or work", StaffAction.suspend_sales: "Suspend its sales",
+    StaffAction.mark_disputed: "Mark the work as disputed", StaffAction.restore: "Restore the content",
+    StaffAction.clear_flag: "Clear the prior-match flag",
+}
+
+
+def _staff_case_page(
+    request: Request, session: Session, caller: Principal, complaint_id: str, *, notice: str | None = None,
+    error: IPXError | None = None, chosen: str = "", reason: str = "",
+) -> Response:
+    case = service.view(session, service.get_complaint(session, complaint_id), "staff")
+    return render(request, "staff/case.html", caller, status_code=error.status_code if error else 200, case=case,
+                  actions=ACTION_LABELS, notice=notice, error=error, chosen=chosen, reason=reason)
+
+
 @router.get("/staff/complaints/{complaint_id}", response_class=HTMLResponse)
-def staff_case(request: Request, complaint_id: str, session: DbSession, caller: Visitor) -> Response:
+def staff_case(request: Request, complaint_id: str, session: DbSession, caller: Visitor, done: str = "") -> Response:
+    """A case for staff, with the form to act on it; `done` names the action just applied (said, not repeated)."""
     try:
-        _require_staff(caller)
-        case = service.view(session, service.get_complaint(session, complaint_id), "staff")
+        staff = _require_staff(caller)
+        notice = f"Done: {ACTION_LABELS[StaffAction(done)].lower()}." if done in StaffAction.__members__ else None
+        return _staff_case_page(request, session, staff, complaint_id, notice=notice)
     except IPXError as error:
         return problem_page(request, caller, error)
-    return render(request, "staff/case.html", caller, case=case, actions=list(StaffAction),
-                  notice=request.query_params.get("notice"))
 
 
 @router.post("/staff/complaints/{complaint_id}/actions", response_class=HTMLResponse)
@@ -228,14 +246,22 @@ def staff_case_action(
     request: Request, complaint_id: str, session: DbSession, caller: Visitor, ctx: CaseContext,
     action: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
 ) -> Response:
+    """Apply an action; a refused one is said on the case page, with the action and reason kept for another try."""
     try:
         staff = _require_staff(caller)
+    except IPXError as error:
+        return problem_page(request, caller, error)
+    try:
         action_in = StaffActionIn.model_validate({"action": action, "reason": reason})
-        complaint = service.apply_staff_action(session, complaint_id, action_in, staff=staff, ctx=ctx)
+        service.apply_staff_action(session, complaint_id, action_in, staff=staff, ctx=ctx)
     except (IPXError, ValueError) as error:
-        return problem_page(request, caller, _as_problem(error))
-    notice = f"Done: {action.replace('_', ' ')}. Case status is now {complaint.status.replace('_', ' ')}."
-    return RedirectResponse(f"/staff/complaints/{complaint_id}?{urlencode({'notice': notice})}", status_code=303)
+        session.rollback()
+        try:
+            return _staff_case_page(request, session, staff, complaint_id, error=_as_problem(error), chosen=action,
+                                    reason=reason)
+        except IPXError as missing:  # no such case
+            return problem_page(request, caller, missing)
+    return RedirectResponse(f"/staff/complaints/{complaint_id}?{urlencode({'done': action})}", status_code=303)
 
 
 @router.get("/staff/reviews", response_class=HTMLResponse)
@@ -246,7 +272,16 @@ def staff_reviews(request: Request, session: DbSession, caller: Visitor, status:
         return problem_page(request, caller, error)
     flags = review.list_reviews(session, status if status in review.REVIEW_STATUSES else "open")
     return render(request, "staff/reviews.html", caller, items=[review.review_view(session, f) for f in flags],
-                  status=status, statuses=review.REVIEW_STATUSES, notice=request.query_params.get("notice"))
+                  status=status, statuses=review.REVIEW_STATUSES,
+                  notice=_decision_notice(session, request.query_params.get("decided", "")))
+
+
+def _decision_notice(session: Session, decided: str) -> str | None:
+    """What the decision just made on a flag was, from the flag itself (the address names only which flag)."""
+    if not decided.isdecimal() or len(decided) > 18:
+        return None
+    flag = session.get(PriorMatch, int(decided))
+    return f"Flag {flag.id} is now {flag.review_status}." if flag is not None else None
 
 
 @router.post("/staff/reviews/{review_id}", response_class=HTMLResponse, dependencies=[SendsMail])
@@ -261,7 +296,7 @@ def staff_review_decision(
         review.decide_review(session, review_id, ReviewDecision(decision), staff=staff, reason=reason.strip())
     except (IPXError, ValueError) as error:
         return problem_page(request, caller, _as_problem(error))
-    return RedirectResponse(f"/staff/reviews?{urlencode({'notice': f'Flag {review_id}: {decision}'})}", status_code=303)
+    return RedirectResponse(f"/staff/reviews?{urlencode({'decided': review_id})}", status_code=303)
 
 
 @router.get("/staff/audit", response_class=HTMLResponse)

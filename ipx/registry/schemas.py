@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
 from ipx.registry.media import WORK_TYPES
 
@@ -55,15 +55,32 @@ class RegistrationForm(BaseModel):
                 raise ValueError("creators must be a JSON list like [{\"name\": \"Ada\", \"share\": 50}]") from exc
         return value
 
-    @model_validator(mode="after")
-    def _shares_add_up(self) -> RegistrationForm:
-        if self.creators and sum(c.share for c in self.creators) != 100:
-            raise ValueError("the creators' shares must add up to 100")
-        if self.year_created is not None and self.year_created > datetime.now(UTC).year:
-            raise ValueError("year_created cannot be in the future")
-        if self.published_where and not self.published:
-            raise ValueError("published_where is given but published is false")
-        return self
+    # Each rule is checked on the field it is about, so a form can mark that field and its error says it in words.
+    @field_validator("creators")
+    @classmethod
+    def _shares_add_up(cls, creators: list[CreatorShare]) -> list[CreatorShare]:
+        total = sum(c.share for c in creators)
+        if creators and total != 100:
+            raise ValueError(f"the creators' shares must add up to 100% (they add up to {total:g}%)")
+        return creators
+
+    @field_validator("year_created")
+    @classmethod
+    def _not_in_the_future(cls, year: int | None) -> int | None:
+        this_year = datetime.now(UTC).year
+        if year is not None and year > this_year:
+            raise ValueError(f"the year of creation cannot be later than this year ({this_year})")
+        return year
+
+    @field_validator("published_where")
+    @classmethod
+    def _only_when_published(cls, where: str | None, info: ValidationInfo) -> str | None:
+        if where and not info.data.get("published"):
+            raise ValueError(
+                "say where the work was published only if it was published (tick “This work has already been "
+                "published”)"
+            )
+        return where
 
 
 class Match(BaseModel):

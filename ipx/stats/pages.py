@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from ipx.deps import DbSession
 from ipx.errors import IPXError
+from ipx.marketplace.terms import format_money
 from ipx.routing import IPXRoute
 from ipx.stats import charts, service
 from ipx.stats.api import quarter_or_current
@@ -32,6 +33,13 @@ def stats_page(request: Request, session: DbSession, caller: Visitor, quarter: s
         "caller": caller, "figures": figures, "quarter": str(period), "previous_quarter": str(period.previous()),
         "next_quarter": str(period.next()), "charts": _charts(figures),
         "previous_quarter_link": period.has_previous, "next_quarter_link": period.has_next,
+        "sales_by_currency": [format_money(amount, currency)
+                              for currency, amount in sorted(figures["sales"]["by_currency"].items())],
+        "sales_by_license": [
+            (template, entry["count"], ", ".join(format_money(amount, currency)
+                                                 for currency, amount in sorted(entry["by_currency"].items())))
+            for template, entry in sorted(figures["sales"]["by_license_type"].items())
+        ],
     }
     return templates.TemplateResponse(request, "stats/quarterly.html", context)
 

@@ -56,7 +56,7 @@ from ipx.registry.models import Work
 from ipx.registry.schemas import RegistrationForm
 from ipx.routing import IPXRoute, methods_served_at
 from ipx.web import certificates
-from ipx.web.templating import templates
+from ipx.web.templating import method_name, templates
 
 CREATOR_ROWS = 3
 RECENT_WORKS = 6
@@ -637,19 +637,11 @@ def verify_page(
 def _match_view(session: Session, match: registry_service.SimilarWork, public_url: str) -> dict[str, Any]:
     return {
         "work": work_view(session, match.work, public_url),
-        "method": METHOD_NAMES.get(match.method, match.method),
+        "method": method_name(match.method),
         "distance": f"{match.distance:g}",
         "similarity": f"{match.similarity:.0%}",
         "passages": match.passages or [],
     }
-
-
-METHOD_NAMES = {
-    "sha256": "Identical file (SHA-256)", "pdq": "PDQ perceptual hash", "phash": "pHash perceptual hash",
-    "orb": "Local features (ORB, geometrically verified)", "pixels": "Aligned pixels (thumbnail correlation)",
-    "text-containment": "Shared passages",
-    "chromaprint": "Audio fingerprint (Chromaprint)",
-}
 
 
 @router.post("/verify", response_class=HTMLResponse)

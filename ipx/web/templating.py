@@ -10,3 +10,31 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+
+# How each matching method is named to people (the API keeps the short names).
+METHOD_NAMES = {
+    "sha256": "Identical file (SHA-256)", "pdq": "PDQ perceptual hash", "phash": "pHash perceptual hash",
+    "orb": "Local features (ORB, geometrically verified)", "pixels": "Aligned pixels (thumbnail correlation)",
+    "text-containment": "Shared passages",
+    "chromaprint": "Audio fingerprint (Chromaprint)",
+}
+
+
+def method_name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
+
+def distance_text(distance: float | str) -> str:
+    """A match's distance to three significant digits: 0.29600000000000004 is 0.296, 12 stays 12."""
+    return f"{float(distance):.3g}"
+
+
+def identified_by_text(identified_by: str) -> str:
+    """How a complaint's registered work was found: from its id in the notice, or by matching an uploaded file."""
+    if identified_by == "work_id":
+        return "its registration id, given in the notice"
+    return f"matching the uploaded file ({method_name(identified_by.removeprefix('upload:'))})"
+
+
+templates.env.filters.update(method_name=method_name, distance=distance_text, identified_by=identified_by_text)

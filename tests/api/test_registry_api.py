@@ -152,7 +152,10 @@ def test_bad_metadata_gets_clear_errors(client, make_user):
     assert_problem(user.register(png_bytes(1), creators='[{"name": "A", "share": 70}]'), 422, "add up to 100")
     assert_problem(user.register(png_bytes(1), creators="not json"), 422, "JSON list")
     assert_problem(user.register(png_bytes(1), work_type="sculpture"), 422, "work_type")
-    assert_problem(user.register(png_bytes(1), year_created="2999"), 422, "future")
+    assert_problem(user.register(png_bytes(1), year_created="2999"), 422,
+                   "year_created: the year of creation cannot be later than this year")
+    assert_problem(user.register(png_bytes(1), published_where="a zine"), 422, "published_where: say where the work "
+                   "was published only if it was published")
     assert_problem(user.register(png_bytes(1), creators="[" * 100_000), 422, "JSON list")  # was a RecursionError 500
     assert_problem(user.register(png_bytes(1), creators='[{"name": " \u3000 ", "share": 100}]'), 422, "name")
 

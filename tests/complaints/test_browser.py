@@ -47,7 +47,7 @@ def test_public_notice_staff_marks_disputed_certificate_shows_it(
     page.get_by_label("The information in this notice is accurate", exact=False).check()
     page.get_by_role("button", name="Submit notice").click()
     expect(page.locator(".cx-alert-ok")).to_contain_text("Your notice was received as case IPX-")
-    expect(page.locator(".cx-match")).to_contain_text("sha256")
+    expect(page.locator(".cx-match")).to_contain_text("Identical file (SHA-256)")
     status_url = page.url.replace("&filed=1", "")
     shot(page, "cx-02-complaint-status")
 
@@ -65,7 +65,8 @@ def test_public_notice_staff_marks_disputed_certificate_shows_it(
     page.get_by_label("Action").select_option("mark_disputed")
     page.get_by_label("Reason", exact=False).fill("Identical file, registered 1 entry later by another account.")
     page.get_by_role("button", name="Apply").click()
-    expect(page.locator(".cx-alert-ok")).to_contain_text("Case status is now action taken")
+    expect(page.locator(".cx-alert-ok")).to_contain_text("Done: mark the work as disputed.")
+    expect(page.locator(".cx-head .cx-status")).to_have_text("Action taken")
     shot(page, "cx-05-staff-case-decided")
 
     # the copy's certificate page shows the dispute; the registration itself is unchanged

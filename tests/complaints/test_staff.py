@@ -72,15 +72,19 @@ def test_staff_pages_render_for_staff(client, copy_case, open_case, staff) -> No
     acted = client.post(f"/staff/complaints/{open_case['complaint_id']}/actions",
                         data={"action": "mark_disputed", "reason": "identical bytes"}, follow_redirects=False)
     assert acted.status_code == 303
-    assert "Done: mark disputed" in client.get(acted.headers["location"]).text
-    bad = client.post(f"/staff/complaints/{open_case['complaint_id']}/actions", data={"action": "mark_disputed"})
-    assert bad.status_code == 422 and "reason" in bad.text
+    assert "Done: mark the work as disputed." in client.get(acted.headers["location"]).text
+    crafted = client.get(f"/staff/complaints/{open_case['complaint_id']}", params={"done": "Call +1 555 0100 now"})
+    assert crafted.status_code == 200 and "555" not in crafted.text  # the address names an action, never a text
+    bad = client.post(f"/staff/complaints/{open_case['complaint_id']}/actions",
+                      data={"action": "mark_disputed", "reason": "x"})
+    assert bad.status_code == 422 and "reason" in bad.text and "Decide" in bad.text  # on the case page, kept
+    assert '<option value="mark_disputed" selected>' in bad.text and ">x</textarea>" in bad.text
     assert client.get("/staff/reviews").status_code == 200
     review_url = f"/staff/reviews/{open_case['review_id']}"
     assert client.post(review_url, data={"decision": "ignore", "reason": "whatever"}).status_code == 422
     decided = client.post(review_url, data={"decision": "clear", "reason": "licensed stock"}, follow_redirects=False)
     assert decided.status_code == 303
-    assert "Flag" in client.get(decided.headers["location"]).text
+    assert f"Flag {open_case['review_id']} is now cleared." in client.get(decided.headers["location"]).text
     cleared = client.get("/staff/reviews", params={"status": "cleared"})
     assert "licensed stock" in cleared.text
     audit = client.get("/staff/audit", params={"action": "complaint"})

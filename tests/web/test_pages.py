@@ -219,6 +219,10 @@ def test_without_creators_the_account_holder_is_the_sole_creator(client: TestCli
         (("notes.png", b"plain text, not a picture\n" * 4, "image/png"), {}, "file", "claims to be image/png"),
         (None, {"title": "   "}, "title", "A title is required"),
         (None, {"year_created": "next year"}, "year_created", "valid integer"),
+        (None, {"year_created": "2999"}, "year_created", "The year of creation cannot be later than this year"),
+        (None, {"published_where": "a zine"}, "published_where", "Say where the work was published only if"),
+        (None, {"creator_name": ["Ada", "Bob"], "creator_share": ["50", "30"]}, "creators",
+         "shares must add up to 100% (they add up to 80%)"),
         (None, {"creator_name": ["Ada", ""], "creator_share": ["", ""]}, "creators", "Row 1, share"),
     ],
 )
