@@ -23,6 +23,13 @@ def test_notice_form_shows_field_errors_and_keeps_input(client, copy_case: CopyC
     assert response.status_code == 422
     assert response.text.count('class="cx-field-error"') == 3  # email, good faith, infringing
     assert 'value="Alice Original"' in response.text
+    assert "That is not an email address" in response.text and 'name="email" aria-invalid="true"' in response.text
+
+    worded = client.post("/complaints/new", files={"work_file": ("", b"")}, data={
+        **FORM, "work_id": copy_case.original["work_id"], "infringing_url": "not a web address", "description": "x"})
+    assert worded.status_code == 422
+    assert "Give a full web address, starting with https://." in worded.text
+    assert "Write at least" in worded.text and "String should" not in worded.text and "Input should" not in worded.text
 
 
 def test_notice_through_the_form_then_counter_notice_and_legal_action(client, copy_case: CopyCase, staff) -> None:

@@ -156,6 +156,12 @@ def test_stats_page_draws_svg_charts_without_scripts(client, seeded: Seeded) -> 
     assert "Registrations by work type" in page.text and str(seeded.previous) in page.text
 
 
+def test_stats_page_shows_money_as_money(client, seeded: Seeded) -> None:
+    page = client.get("/stats", params={"quarter": str(seeded.quarter)}).text
+    assert "EUR 25.00" in page and "USD 10.00" in page and "minor units" not in page
+    assert "<td>standard</td><td class=\"num\">2</td><td class=\"num\">EUR 25.00, USD 10.00</td>" in page
+
+
 def test_cli_prints_the_same_figures(client, seeded: Seeded, settings, monkeypatch) -> None:
     monkeypatch.setenv("IPX_DATABASE_URL", settings.resolved_database_url)
     monkeypatch.setenv("IPX_DATA_DIR", str(settings.data_dir))
