@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ipx.accounts import service as accounts_service
 from ipx.accounts import two_factor
-from ipx.accounts.models import User
+from ipx.accounts.models import Role, User
 from ipx.accounts.schemas import AccountCreate
 from ipx.accounts.service import Principal
 from ipx.deps import (
@@ -350,8 +350,14 @@ def signup(
 def login_page(request: Request, caller: Visitor, next: str | None = None) -> Response:
     """The login form (anyone)."""
     if caller is not None:
-        return RedirectResponse(safe_next(next), status_code=303)
-    return render(request, "accounts/login.html", {"values": {}, "error": None, "next": safe_next(next)}, caller)
+        return RedirectResponse(safe_next(next, landing_page(caller.is_staff)), status_code=303)
+    context = {"values": {}, "error": None, "next": safe_next(next, "")}  # none given: where the account lands
+    return render(request, "accounts/login.html", context, caller)
+
+
+def landing_page(is_staff: bool) -> str:
+    """Where a log-in goes when no page asked for it: staff to the complaint queue, everyone else to their works."""
+    return "/staff/complaints" if is_staff else "/me/works"
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -368,9 +374,10 @@ def login(
     try:
         user = accounts_service.authenticate(session, email=email, password=password, throttle=throttle)
     except (Unauthorized, TooManyAttempts) as exc:
-        context = {"values": {"email": email}, "error": exc.detail, "next": safe_next(next)}
+        context = {"values": {"email": email}, "error": exc.detail, "next": safe_next(next, "")}
         return render(request, "accounts/login.html", context, None, exc.status_code, exc.headers)
-    return session_or_second_step(request, session, user, settings, next=safe_next(next))
+    landing = landing_page(user.role in (Role.staff, Role.admin))
+    return session_or_second_step(request, session, user, settings, next=safe_next(next, landing))
 
 
 def session_or_second_step(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -37,4 +39,15 @@ def identified_by_text(identified_by: str) -> str:
     return f"matching the uploaded file ({method_name(identified_by.removeprefix('upload:'))})"
 
 
-templates.env.filters.update(method_name=method_name, distance=distance_text, identified_by=identified_by_text)
+def when(moment: datetime | str) -> Markup:
+    """A moment in a sentence, one way on every page: "6 Dec 2026, 01:26 UTC", the exact RFC 3339 value kept in the
+    element (machines, and a hover, read it); fact tables and certificates print the exact value itself."""
+    exact = moment if isinstance(moment, str) else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    parsed = datetime.fromisoformat(exact.replace("Z", "+00:00")).astimezone(UTC)
+    shown = f"{parsed.day} {parsed:%b %Y, %H:%M} UTC"
+    return Markup(f'<time datetime="{escape(exact)}" title="{escape(exact)}">{shown}</time>')
+
+
+templates.env.filters.update(
+    method_name=method_name, distance=distance_text, identified_by=identified_by_text, when=when
+)

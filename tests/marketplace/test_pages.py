@@ -91,7 +91,7 @@ def test_market_search_filters_and_cards(client: TestClient, list_work: Callable
     def titles(**params: str) -> list[str]:
         page = client.get("/market", params=params)
         assert page.status_code == 200, page.text
-        return re.findall(r"<h3>([^<]*)</h3>", page.text)
+        return re.findall(r"<h3 dir=\"auto\">([^<]*)</h3>", page.text)
 
     assert titles(q="harbour sea") == ["Harbour at dawn"]
     assert titles(q="trees") == ["Forest path"]
@@ -110,12 +110,12 @@ def test_market_search_filters_and_cards(client: TestClient, list_work: Callable
     bad = client.get("/market", params={"min_price": "ten", "q": "forest", "currency": "EUR"})
     assert bad.status_code == 200
     assert "Lowest price: enter an amount like 25 or 25.50" in bad.text
-    assert re.findall(r"<h3>([^<]*)</h3>", bad.text) == ["Forest path"]
+    assert re.findall(r"<h3 dir=\"auto\">([^<]*)</h3>", bad.text) == ["Forest path"]
     assert 'value="forest"' in bad.text  # the search is kept in the form
     # 20 means EUR 20.00 or JPY 20: a price range needs its currency
     no_currency = client.get("/market", params={"min_price": "20"})
     assert "Lowest price: choose a currency too" in no_currency.text
-    assert re.findall(r"<h3>([^<]*)</h3>", no_currency.text) == ["Forest path", "Harbour at dawn"]
+    assert re.findall(r"<h3 dir=\"auto\">([^<]*)</h3>", no_currency.text) == ["Forest path", "Harbour at dawn"]
 
     empty = client.get("/market", params={"q": "nothing like this"})
     assert "No listing matches these filters." in empty.text
@@ -129,10 +129,10 @@ def test_market_pagination(
     list_work(title="Older work", tags=["sea"])
     list_work(title="Newer work", tags=["sea"])
     first = client.get("/market", params={"q": "sea"})
-    assert re.findall(r"<h3>([^<]*)</h3>", first.text) == ["Newer work"]
+    assert re.findall(r"<h3 dir=\"auto\">([^<]*)</h3>", first.text) == ["Newer work"]
     assert 'href="/market?q=sea&amp;page=2"' in first.text
     second = client.get("/market", params={"q": "sea", "page": "2"})
-    assert re.findall(r"<h3>([^<]*)</h3>", second.text) == ["Older work"]
+    assert re.findall(r"<h3 dir=\"auto\">([^<]*)</h3>", second.text) == ["Older work"]
     assert 'href="/market?q=sea&amp;page=1"' in second.text
     assert "page=3" not in second.text
 
@@ -143,7 +143,7 @@ def test_listing_page_shows_work_terms_and_buy_buttons(
     listing_id, work_id, offer_id = listed.listing["listing_id"], listed.work["work_id"], listed.offer_ids[0]
     page = client.get(f"/market/listings/{listing_id}")
     assert page.status_code == 200
-    assert "<h1>Harbour at dawn</h1>" in page.text
+    assert "<h1 dir=\"auto\">Harbour at dawn</h1>" in page.text
     assert f'href="/works/{work_id}"' in page.text and f'href="/works/{work_id}/evidence.json"' in page.text
     assert "EUR 25.00" in page.text
     assert "Standard license: print and web use worldwide, perpetually." in page.text  # terms.summary

@@ -310,7 +310,8 @@ def test_certificate_page_shows_the_record_and_verifies_it(
     text = page.text
     for fact in (registered["title"], registered["sha256"], registered["key_id"], "image/png", "Ada Lovelace"):
         assert fact in text
-    assert f"{registered['registered_at'][:19]}" in text and "Z</span>" in text
+    assert f'<dd class="mono">{registered["registered_at"]}</dd>' in text  # the exact moment in the facts
+    assert f'on <time datetime="{registered["registered_at"]}"' in text and " UTC</time>" in text  # in words above
     assert f"{registered['size']:,} bytes" in text
     assert f"log index #{registered['log_index']}" in text
     assert text.count('class="ok"') >= 8 and 'class="bad"' not in text and "✔" in text
