@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import BackgroundTasks, Depends, Query, Request, UploadFile
+from fastapi import BackgroundTasks, Depends, Query, Request, Response, UploadFile
 from fastapi import Path as PathParameter
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
@@ -56,6 +56,14 @@ def outbox_relay(request: Request, settings: AppSettings, after_response: Backgr
 
 
 SendsMail = Depends(outbox_relay)
+
+
+def no_store(response: Response) -> None:
+    """An answer holding a secret (a token, an authenticator key, recovery codes) is kept by no cache (RFC 6749 5.1)."""
+    response.headers["Cache-Control"] = "no-store"
+
+
+NoStore = Depends(no_store)
 
 
 def get_login_throttle(request: Request) -> LoginThrottle:

@@ -12,6 +12,7 @@ from ipx.accounts import service, two_factor
 from ipx.accounts.schemas import (
     AccountCreate,
     AccountRead,
+    BothSteps,
     PasswordChange,
     PasswordConfirmation,
     PasswordResetConfirm,
@@ -20,11 +21,10 @@ from ipx.accounts.schemas import (
     RecoveryCodesRead,
     TokenRead,
     TwoFactorCode,
-    TwoFactorDisable,
     TwoFactorSetupRead,
     TwoFactorStatusRead,
 )
-from ipx.deps import AppSettings, Caller, CallerToken, DbSession, LoginLimits, SendsMail
+from ipx.deps import AppSettings, Caller, CallerToken, DbSession, LoginLimits, NoStore, SendsMail
 from ipx.routing import IPXRoute
 
 router = APIRouter(prefix="/auth", tags=["accounts"], route_class=IPXRoute)
@@ -39,7 +39,7 @@ def register_account(account_in: AccountCreate, session: DbSession) -> AccountRe
     return AccountRead.model_validate(user)
 
 
-@router.post("/token", response_model=TokenRead, dependencies=[SendsMail])
+@router.post("/token", response_model=TokenRead, dependencies=[SendsMail, NoStore])
 def create_token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], session: DbSession, settings: AppSettings,
     throttle: LoginLimits,
@@ -109,12 +109,13 @@ def get_two_factor(caller: Caller, session: DbSession) -> TwoFactorStatusRead:
     return _status_read(session, caller.id)
 
 
-@router.post("/two-factor", status_code=201, response_model=TwoFactorSetupRead)
+@router.post("/two-factor", status_code=201, response_model=TwoFactorSetupRead, dependencies=[NoStore])
 def begin_two_factor(
     body: PasswordConfirmation, caller: Caller, session: DbSession, throttle: LoginLimits
 ) -> TwoFactorSetupRead:
-    """Begin setting up an authenticator app, given the password: its key, to type in or show as a QR code. Log-ins
-    ask nothing more until `/two-factor/confirm` receives the app's first code. 409 when it is already on."""
+    """Begin setting up an authenticator app, given the password: its key, to type in or show as a QR code, answered
+    this once. Log-ins ask nothing more until `/two-factor/confirm` receives the app's first code, within 15 minutes.
+    409 when it is already on."""
     setup = two_factor.begin_setup(session, account_id=caller.id, password=body.password, throttle=throttle)
     return TwoFactorSetupRead(
         secret=setup.secret, otpauth_uri=setup.uri,
@@ -122,7 +123,7 @@ def begin_two_factor(
     )
 
 
-@router.post("/two-factor/confirm", response_model=RecoveryCodesRead, dependencies=[SendsMail])
+@router.post("/two-factor/confirm", response_model=RecoveryCodesRead, dependencies=[SendsMail, NoStore])
 def confirm_two_factor(
     body: TwoFactorCode, caller: Caller, token: CallerToken, session: DbSession
 ) -> RecoveryCodesRead:
@@ -132,18 +133,19 @@ def confirm_two_factor(
     return RecoveryCodesRead(recovery_codes=codes)
 
 
-@router.post("/two-factor/recovery-codes", response_model=RecoveryCodesRead)
+@router.post("/two-factor/recovery-codes", response_model=RecoveryCodesRead, dependencies=[SendsMail, NoStore])
 def replace_recovery_codes(
-    body: PasswordConfirmation, caller: Caller, session: DbSession, throttle: LoginLimits
+    body: BothSteps, caller: Caller, session: DbSession, throttle: LoginLimits
 ) -> RecoveryCodesRead:
-    """New recovery codes, given the password; the earlier ones stop working."""
-    codes = two_factor.new_recovery_codes(session, account_id=caller.id, password=body.password, throttle=throttle)
+    """New recovery codes, given the password and a code; the earlier ones stop working."""
+    codes = two_factor.new_recovery_codes(session, account_id=caller.id, password=body.password, code=body.code,
+                                          throttle=throttle)
     return RecoveryCodesRead(recovery_codes=codes)
 
 
 @router.post("/two-factor/disable", response_model=TwoFactorStatusRead, dependencies=[SendsMail])
 def disable_two_factor(
-    body: TwoFactorDisable, caller: Caller, session: DbSession, throttle: LoginLimits
+    body: BothSteps, caller: Caller, session: DbSession, throttle: LoginLimits
 ) -> TwoFactorStatusRead:
     """Turn two-step verification off, given the password and a code (or a recovery code)."""
     two_factor.disable(session, account_id=caller.id, password=body.password, code=body.code, throttle=throttle)

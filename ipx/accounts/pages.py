@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ipx.accounts import service, two_factor
 from ipx.deps import AppSettings, CallerToken, DbSession, LoginLimits, SendsMail
-from ipx.errors import Conflict, InvalidInput, TooManyAttempts
+from ipx.errors import Conflict, InvalidInput, IPXError, TooManyAttempts
 from ipx.web.certificates import qr_svg
 from ipx.web.pages import (
     SECRET_PAGE_HEADERS,
@@ -121,12 +121,9 @@ def change_password(
         service.change_password(session, account_id=caller.id, current_password=current_password,
                                 new_password=new_password, keep_token=token, throttle=throttle)
     except (service.WrongPassword, TooManyAttempts) as exc:
-        session.rollback()
-        return _account_page(request, session, caller, errors={"current_password": [exc.detail]},
-                             status_code=exc.status_code, headers=exc.headers)
+        return _refused(request, session, caller, exc, field="current_password")
     except InvalidInput as exc:
-        session.rollback()
-        return _account_page(request, session, caller, errors={"new_password": [exc.detail]}, status_code=422)
+        return _refused(request, session, caller, exc, field="new_password")
     return RedirectResponse("/me/account?password=changed", status_code=303)
 
 
@@ -138,31 +135,28 @@ def begin_two_factor(
     request: Request, session: DbSession, caller: Member, throttle: LoginLimits,
     password: Annotated[str, Form()] = "",
 ) -> Response:
-    """Start setting up an authenticator app, given the password; then its key is shown (logged in)."""
+    """Start setting up an authenticator app, given the password: the answer shows its key, this once (logged in)."""
     try:
-        two_factor.begin_setup(session, account_id=caller.id, password=password, throttle=throttle)
+        setup = two_factor.begin_setup(session, account_id=caller.id, password=password, throttle=throttle)
     except (service.WrongPassword, TooManyAttempts, Conflict) as exc:
-        session.rollback()
-        return _account_page(request, session, caller, errors={"two_factor_password": [exc.detail]},
-                             status_code=exc.status_code, headers=exc.headers)
-    return RedirectResponse("/me/account/two-factor", status_code=303)
-
-
-def _setup_page(
-    request: Request, caller: Member, setup: two_factor.Setup, *, error: str | None = None, status_code: int = 200
-) -> HTMLResponse:
+        return _refused(request, session, caller, exc, field="two_factor_password")
     qr = qr_svg(setup.uri, title="IPX's key for your authenticator app")
-    context = {"setup": setup, "qr_svg": qr, "error": error}
-    return render(request, "accounts/two_factor_setup.html", context, caller, status_code, SECRET_PAGE_HEADERS)
+    context = {"setup": setup, "qr_svg": qr, "minutes": two_factor.SETUP_SECONDS // 60}
+    return render(request, "accounts/two_factor_setup.html", context, caller, headers=SECRET_PAGE_HEADERS)
 
 
-@router.get("/me/account/two-factor", response_class=HTMLResponse)
-def two_factor_setup_page(request: Request, session: DbSession, caller: Member) -> Response:
-    """The key of a set-up waiting for its first code, as a QR code and as text (logged in)."""
-    setup = two_factor.pending_setup(session, caller.id)
-    if setup is None:
-        return RedirectResponse("/me/account", status_code=303)
-    return _setup_page(request, caller, setup)
+@router.get("/me/account/two-factor")
+def two_factor_section(caller: Member) -> Response:
+    """The account page's two-step verification section (logged in; the key itself is shown only when set-up begins,
+    to whoever gave the password)."""
+    return RedirectResponse("/me/account#two-factor", status_code=303)
+
+
+def _refused(request: Request, session: DbSession, caller: Member, exc: IPXError, *, field: str) -> HTMLResponse:
+    """The account page again, this form's refusal said beside `field`; nothing the form did is kept."""
+    session.rollback()
+    return _account_page(request, session, caller, errors={field: [exc.detail]}, status_code=exc.status_code,
+                         headers=exc.headers)
 
 
 def _recovery_codes_page(request: Request, caller: Member, codes: list[str], *, first: bool) -> HTMLResponse:
@@ -178,30 +172,29 @@ def confirm_two_factor(
     """Turn two-step verification on with the app's first code, and show the recovery codes once (logged in)."""
     try:
         codes = two_factor.confirm_setup(session, account_id=caller.id, code=code, keep_token=token)
-    except two_factor.WrongCode as exc:
-        session.rollback()
-        setup = two_factor.pending_setup(session, caller.id)
-        if setup is None:
-            return RedirectResponse("/me/account", status_code=303)
-        return _setup_page(request, caller, setup, error=exc.detail, status_code=exc.status_code)
-    except Conflict:  # finished in another tab, or never begun
-        session.rollback()
-        return RedirectResponse("/me/account", status_code=303)
+    except (two_factor.WrongCode, Conflict) as exc:  # Conflict: finished in another tab, expired, or never begun
+        return _refused(request, session, caller, exc, field="confirm_code")
     return _recovery_codes_page(request, caller, codes, first=True)
 
 
-@router.post("/me/account/two-factor/recovery-codes", response_class=HTMLResponse)
+def _both_steps_refused(
+    request: Request, session: DbSession, caller: Member, exc: IPXError, *, form: str
+) -> HTMLResponse:
+    field = f"{form}_code" if isinstance(exc, two_factor.WrongCode) else f"{form}_password"
+    return _refused(request, session, caller, exc, field=field)
+
+
+@router.post("/me/account/two-factor/recovery-codes", response_class=HTMLResponse, dependencies=[SendsMail])
 def replace_recovery_codes(
     request: Request, session: DbSession, caller: Member, throttle: LoginLimits,
-    password: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "", code: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    """New recovery codes, given the password; the earlier ones stop working (logged in)."""
+    """New recovery codes, given the password and a code; the earlier ones stop working (logged in)."""
     try:
-        codes = two_factor.new_recovery_codes(session, account_id=caller.id, password=password, throttle=throttle)
-    except (service.WrongPassword, TooManyAttempts, Conflict) as exc:
-        session.rollback()
-        return _account_page(request, session, caller, errors={"codes_password": [exc.detail]},
-                             status_code=exc.status_code, headers=exc.headers)
+        codes = two_factor.new_recovery_codes(session, account_id=caller.id, password=password, code=code,
+                                              throttle=throttle)
+    except (service.WrongPassword, two_factor.WrongCode, TooManyAttempts, Conflict) as exc:
+        return _both_steps_refused(request, session, caller, exc, form="codes")
     return _recovery_codes_page(request, caller, codes, first=False)
 
 
@@ -213,12 +206,6 @@ def disable_two_factor(
     """Turn two-step verification off, given the password and a code (logged in)."""
     try:
         two_factor.disable(session, account_id=caller.id, password=password, code=code, throttle=throttle)
-    except (service.WrongPassword, TooManyAttempts, Conflict) as exc:
-        session.rollback()
-        return _account_page(request, session, caller, errors={"disable_password": [exc.detail]},
-                             status_code=exc.status_code, headers=exc.headers)
-    except two_factor.WrongCode as exc:
-        session.rollback()
-        return _account_page(request, session, caller, errors={"disable_code": [exc.detail]},
-                             status_code=exc.status_code)
+    except (service.WrongPassword, two_factor.WrongCode, TooManyAttempts, Conflict) as exc:
+        return _both_steps_refused(request, session, caller, exc, form="disable")
     return RedirectResponse("/me/account?two_factor=off", status_code=303)

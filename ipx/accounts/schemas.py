@@ -65,7 +65,9 @@ class TwoFactorCode(BaseModel):
     code: str = Field(max_length=100, description="The 6 digits the authenticator app shows now.")
 
 
-class TwoFactorDisable(BaseModel):
+class BothSteps(BaseModel):
+    """The password and a code: what turning two-step verification off, or making new recovery codes, asks."""
+
     password: str = Field(max_length=1000)
     code: str = Field(max_length=100, description="The authenticator's current code, or an unused recovery code.")
 

@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from ipx.accounts.models import AccessToken, PasswordReset, Role, User
+from ipx.accounts.models import AccessToken, LoginChallenge, PasswordReset, Role, User
 from ipx.accounts.throttle import LoginThrottle
 from ipx.audit import service as audit_service
 from ipx.db import utcnow
@@ -212,6 +212,11 @@ def end_sessions(session: Session, user_id: str, *, keep_token: str | None = Non
     session.execute(tokens)
 
 
+def end_log_ins_in_progress(session: Session, user_id: str) -> None:
+    """Log-ins waiting for their code end: the password they passed, or the second step they would pass, changed."""
+    session.execute(delete(LoginChallenge).where(LoginChallenge.user_id == user_id))
+
+
 def throttle_address(email: str) -> str:
     """The spelling of an address the log-in throttle counts it under."""
     return _spellings(email)[0]
@@ -317,6 +322,7 @@ def _set_password(session: Session, user: User, new_password: str, *, keep_token
     session.execute(update(PasswordReset).where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
                     .values(used_at=now))
     end_sessions(session, user.id, keep_token=keep_token)
+    end_log_ins_in_progress(session, user.id)
     notifications.enqueue(
         session, kind="password_changed", to_email=user.email, subject="Your IPX password was changed",
         body=PASSWORD_CHANGED_MAIL.format(email=user.email, site=notifications.SITE),

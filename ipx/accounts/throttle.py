@@ -21,6 +21,11 @@ MAX_ADDRESSES = 100_000  # addresses with recent attempts kept per worker; past 
 LONGEST_ADDRESS = 254  # RFC 5321; anything longer is counted under its hash, so a key costs at most this much
 
 
+FORGOTTEN_PASSWORD_ADVICE = (
+    "If you forgot the password, choose a new one through “Forgot your password?” (/forgot-password)."
+)
+
+
 class LoginThrottle:
     """At most `attempts` log-in attempts per address within `window_seconds` unless one succeeds."""
 
@@ -29,8 +34,11 @@ class LoginThrottle:
         self._attempts: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def attempt(self, address: str) -> None:
-        """Count an attempt before the password is checked, or raise TooManyAttempts.
+    def attempt(
+        self, address: str, *, what: str = "failed log-ins for this address", advice: str = FORGOTTEN_PASSWORD_ADVICE
+    ) -> None:
+        """Count an attempt before the secret is checked, or raise TooManyAttempts: too many `what`, when to try
+        again, then `advice`.
 
         Counted first and in one locked step: checking, then recording the failure after the slow password check,
         let a burst of parallel guesses all pass the check before any failure was recorded.
@@ -45,10 +53,7 @@ class LoginThrottle:
                     self._forget_oldest(now)
                 self._attempts.setdefault(key, recent).append(now)
                 return
-        raise TooManyAttempts(
-            f"Too many failed log-ins for this address: try again in {_in_words(wait)}. If you forgot the password, "
-            "choose a new one through “Forgot your password?” (/forgot-password).", retry_after_seconds=wait,
-        )
+        raise TooManyAttempts(f"Too many {what}: try again in {_in_words(wait)}. {advice}", retry_after_seconds=wait)
 
     def succeeded(self, address: str) -> None:
         with self._lock:

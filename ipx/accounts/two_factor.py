@@ -24,6 +24,7 @@ from ipx.accounts import totp
 from ipx.accounts.models import LoginChallenge, RecoveryCode, TwoFactor, User
 from ipx.accounts.service import (
     WrongPassword,
+    end_log_ins_in_progress,
     end_sessions,
     find_account,
     get_user,
@@ -39,7 +40,9 @@ from ipx.notifications import service as notifications
 
 ISSUER = "IPX"
 CHALLENGE_SECONDS = 300  # to fetch the phone and type the code
+CODE_THROTTLE_ADVICE = "Then type the code your authenticator app shows at that moment, or an unused recovery code."
 CHALLENGE_FAILURES = 5  # wrong codes before the password must be given again
+SETUP_SECONDS = 900  # a set-up not confirmed by then is void: its key was shown once, to whoever gave the password
 _clock = time.time  # the authenticator's clock; tests move it instead of waiting 30 seconds per code
 
 
@@ -99,7 +102,12 @@ def status(session: Session, account_id: str) -> Status:
     unused = select(func.count()).where(RecoveryCode.user_id == account_id, RecoveryCode.used_at.is_(None))
     left = session.scalar(unused)
     enabled_at = row.enabled_at if row is not None else None
-    return Status(enabled_at=enabled_at, recovery_codes_left=left or 0, setting_up=row is not None and not enabled_at)
+    setting_up = row is not None and not enabled_at and not _setup_expired(row)
+    return Status(enabled_at=enabled_at, recovery_codes_left=left or 0, setting_up=setting_up)
+
+
+def _setup_expired(row: TwoFactor) -> bool:
+    return row.created_at <= utcnow() - timedelta(seconds=SETUP_SECONDS)
 
 
 def _setup_of(user: User, secret: bytes) -> Setup:
@@ -108,8 +116,8 @@ def _setup_of(user: User, secret: bytes) -> Setup:
 
 def begin_setup(session: Session, *, account_id: str, password: str, throttle: LoginThrottle | None = None) -> Setup:
     """A new authenticator secret for the account, not yet asked at log-in: `confirm_setup` turns it on once the app
-    shows a right code. The password is asked so that a session left open on a shared computer cannot tie the account
-    to a stranger's phone."""
+    shows a right code, within SETUP_SECONDS. The key is returned here only, to the caller who gave the password: a
+    stolen session alone can neither read it nor tie the account to a stranger's phone."""
     user = _locked_account(session, account_id)
     if not password_correct(user.password_hash, password, throttle_address(user.email), throttle):
         raise WrongPassword("The password is not correct.")
@@ -123,14 +131,6 @@ def begin_setup(session: Session, *, account_id: str, password: str, throttle: L
     else:  # a set-up begun before and never finished: its secret is forgotten
         row.secret, row.created_at = secret, utcnow()
     return _setup_of(user, secret)
-
-
-def pending_setup(session: Session, account_id: str) -> Setup | None:
-    """The set-up waiting for its first code, to show again (a reload of the page)."""
-    row = session.get(TwoFactor, account_id)
-    if row is None or row.enabled_at is not None:
-        return None
-    return _setup_of(get_user(session, account_id), row.secret)
 
 
 ENABLED_MAIL = """Two-step verification is now on for your IPX account {email}: logging in takes the password and then
@@ -147,8 +147,9 @@ def confirm_setup(session: Session, *, account_id: str, code: str, keep_token: s
     passed the second step."""
     user = _locked_account(session, account_id)
     row = session.get(TwoFactor, user.id)
-    if row is None or row.enabled_at is not None:
-        raise Conflict("No set-up of two-step verification is waiting for a code: start it again from your account.")
+    if row is None or row.enabled_at is not None or _setup_expired(row):
+        raise Conflict(f"No set-up of two-step verification is waiting for a code (one lasts {SETUP_SECONDS // 60} "
+                       "minutes): start it again from your account, with your password.")
     step = totp.matching_step(row.secret, code, _clock())
     if step is None:
         raise WrongCode("That is not the code the app shows for this key. Type the 6 digits it shows now; if it "
@@ -156,6 +157,7 @@ def confirm_setup(session: Session, *, account_id: str, code: str, keep_token: s
     row.enabled_at, row.last_step = utcnow(), step
     codes = _replace_recovery_codes(session, user.id)
     end_sessions(session, user.id, keep_token=keep_token)
+    end_log_ins_in_progress(session, user.id)
     _tell(session, user, "two_factor_enabled", "Two-step verification is on for your IPX account", ENABLED_MAIL)
     audit_service.record(session, action="account.two_factor_enabled", subject_type="account", subject_id=user.id,
                          actor_id=user.id)
@@ -169,19 +171,34 @@ def _replace_recovery_codes(session: Session, user_id: str) -> list[str]:
     return codes
 
 
+NEW_CODES_MAIL = """New recovery codes were made for your IPX account {email}; the earlier ones no longer work.
+
+If you did not do this, choose a new password at once ({site}/forgot-password) and make new recovery codes again.
+"""
+
+
 def new_recovery_codes(
-    session: Session, *, account_id: str, password: str, throttle: LoginThrottle | None = None
+    session: Session, *, account_id: str, password: str, code: str, throttle: LoginThrottle | None = None
 ) -> list[str]:
-    """A new set of recovery codes; the earlier ones stop working (they may have been seen or lost)."""
+    """A new set of recovery codes, given the password and a code (the app's, or an unused recovery code): both
+    steps, as for turning it off, since a recovery code turns it off. The earlier codes stop working."""
     user = _locked_account(session, account_id)
     if _enabled(session, user.id) is None:
         raise Conflict("Two-step verification is off for this account, so it has no recovery codes.")
-    if not password_correct(user.password_hash, password, throttle_address(user.email), throttle):
-        raise WrongPassword("The password is not correct.")
+    _check_both_steps(session, user, password, code, throttle)
     codes = _replace_recovery_codes(session, user.id)
+    _tell(session, user, "recovery_codes_replaced", "New recovery codes for your IPX account", NEW_CODES_MAIL)
     audit_service.record(session, action="account.recovery_codes_replaced", subject_type="account",
                          subject_id=user.id, actor_id=user.id)
     return codes
+
+
+def _check_both_steps(session: Session, user: User, password: str, code: str, throttle: LoginThrottle | None) -> None:
+    if not password_correct(user.password_hash, password, throttle_address(user.email), throttle):
+        raise WrongPassword("The password is not correct.")
+    if not second_step_passed(session, user, code, throttle, tell=False):
+        raise WrongCode("The code is not correct: type the 6 digits your authenticator app shows now, or one of "
+                        "your unused recovery codes.")
 
 
 DISABLED_MAIL = """Two-step verification was turned off for your IPX account {email}: logging in now takes the password
@@ -199,11 +216,7 @@ def disable(
     user = _locked_account(session, account_id)
     if _enabled(session, user.id) is None:
         raise Conflict("Two-step verification is already off for this account.")
-    if not password_correct(user.password_hash, password, throttle_address(user.email), throttle):
-        raise WrongPassword("The password is not correct.")
-    if not second_step_passed(session, user, code, throttle):
-        raise WrongCode("The code is not correct: type the 6 digits your authenticator app shows now, or one of "
-                        "your unused recovery codes.")
+    _check_both_steps(session, user, password, code, throttle)
     _remove(session, user)
     audit_service.record(session, action="account.two_factor_disabled", subject_type="account", subject_id=user.id,
                          actor_id=user.id)
@@ -212,15 +225,17 @@ def disable(
 def _remove(session: Session, user: User) -> None:
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     session.execute(delete(TwoFactor).where(TwoFactor.user_id == user.id))
+    end_log_ins_in_progress(session, user.id)
     _tell(session, user, "two_factor_disabled", "Two-step verification is off for your IPX account", DISABLED_MAIL)
 
 
 def remove_for_support(session: Session, *, email: str) -> User:
     """Staff's last resort (`ipx users two-factor-off`) for a holder who lost both the phone and the recovery codes,
-    once they have proved who they are some other way; the address hears of it."""
+    once they have proved who they are some other way; the address hears of it. A set-up never finished asks nothing
+    at log-in: there is nothing to turn off."""
     user = _locked_account(session, find_account(session, email).id)
-    if session.get(TwoFactor, user.id) is None:
-        raise Conflict(f"Two-step verification is not set up for {user.email}.")
+    if _enabled(session, user.id) is None:
+        raise Conflict(f"Two-step verification is not on for {user.email}: logging in takes the password alone.")
     _remove(session, user)
     audit_service.record(session, action="account.two_factor_removed", subject_type="account", subject_id=user.id)
     return user
@@ -234,29 +249,33 @@ If that was not you, someone has your password and a recovery code: choose a new
 """
 
 
-def second_step_passed(session: Session, user: User, code: str, throttle: LoginThrottle | None) -> bool:
-    """Whether `code` is the authenticator's current code, not used before, or an unused recovery code (then spent).
+def second_step_passed(
+    session: Session, user: User, code: str, throttle: LoginThrottle | None, *, tell: bool = True
+) -> bool:
+    """Whether `code` is the authenticator's current code, not used before, or an unused recovery code (then spent,
+    and with `tell` the address hears of it).
 
-    The caller holds the account's row lock. Counted against the throttle under the address's second-step key,
-    which only a right code clears.
+    The caller holds the account's row lock. Counted against the throttle under the account's own second-step key,
+    which only a right code clears: no address typed at the log-in form can be spelled like it (addresses are
+    counted lower-cased), so nobody can use up an account's code attempts by failing to log in as something else.
     """
     row = _enabled(session, user.id)
     if row is None:
         return False
-    key = f"{throttle_address(user.email)} second step"
+    key = f"Second step of account {user.id}"
     if throttle is not None:
-        throttle.attempt(key)
+        throttle.attempt(key, what="wrong codes for this account", advice=CODE_THROTTLE_ADVICE)
     step = totp.matching_step(row.secret, code, _clock(), after_step=row.last_step)
     if step is not None:
         row.last_step = step
-    elif not _spend_recovery_code(session, user, code):
+    elif not _spend_recovery_code(session, user, code, tell=tell):
         return False
     if throttle is not None:
         throttle.succeeded(key)
     return True
 
 
-def _spend_recovery_code(session: Session, user: User, code: str) -> bool:
+def _spend_recovery_code(session: Session, user: User, code: str, *, tell: bool) -> bool:
     spent = session.execute(
         update(RecoveryCode)
         .where(RecoveryCode.user_id == user.id, RecoveryCode.code_hash == totp.recovery_code_digest(code),
@@ -266,10 +285,11 @@ def _spend_recovery_code(session: Session, user: User, code: str) -> bool:
     if spent.rowcount != 1:  # type: ignore[attr-defined]
         return False
     left = status(session, user.id).recovery_codes_left
-    left_text = (f"{left} unused recovery codes are left." if left else
-                 "No unused recovery code is left: make new ones on your account page before you need one.")
-    _tell(session, user, "recovery_code_used", "A recovery code was used for your IPX account", RECOVERY_USED_MAIL,
-          left=left_text)
+    if tell:
+        left_text = {0: "No unused recovery code is left: make new ones on your account page before you need one.",
+                     1: "1 unused recovery code is left."}.get(left, f"{left} unused recovery codes are left.")
+        _tell(session, user, "recovery_code_used", "A recovery code was used for your IPX account",
+              RECOVERY_USED_MAIL, left=left_text)
     audit_service.record(session, action="account.recovery_code_used", subject_type="account", subject_id=user.id,
                          actor_id=user.id, details={"left": left})
     return True

@@ -33,6 +33,7 @@ from ipx.deps import (
     LoginLimits,
     PageOfResults,
     Registry,
+    SendsMail,
     oauth2_scheme,
     optional_caller,
     own_origins,
@@ -400,7 +401,7 @@ def _code_page(
                   {**SECRET_PAGE_HEADERS, **(headers or {})})
 
 
-@router.post("/login/code", response_class=HTMLResponse)
+@router.post("/login/code", response_class=HTMLResponse, dependencies=[SendsMail])
 def login_code(
     request: Request,
     session: DbSession,

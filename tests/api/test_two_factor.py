@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 from ipx.accounts import totp, two_factor
@@ -24,6 +24,7 @@ from tests.api.test_passwords import mails_to, reset_links
 
 START = 1_800_000_000.0
 CHALLENGE = re.compile(r'name="challenge" value="([^"]+)"')
+SECRET_KEY = re.compile(r'id="secret-key">([A-Z2-7 ]+)<')
 
 
 def key_bytes(base32_text: str) -> bytes:
@@ -118,11 +119,20 @@ def test_recovery_codes_work_once_each_and_new_ones_replace_them(client, make_us
     assert len(used) == 1 and "9 unused recovery codes are left." in used[0].get_content()
     assert client.get("/api/v1/auth/two-factor", headers=user.headers).json()["recovery_codes_left"] == 9
 
-    fresh = client.post("/api/v1/auth/two-factor/recovery-codes", headers=user.headers,
-                        json={"password": user.password})
+    replace = "/api/v1/auth/two-factor/recovery-codes"
+    password_only = client.post(replace, headers=user.headers, json={"password": user.password, "code": ""})
+    assert password_only.status_code == 422  # a recovery code turns it off: making them takes both steps
+    fresh = client.post(replace, headers=user.headers, json={"password": user.password, "code": phone.next_code()})
     assert fresh.status_code == 200 and not set(fresh.json()["recovery_codes"]) & set(codes)
+    assert fresh.headers["cache-control"] == "no-store"
+    assert "New recovery codes for your IPX account" in [m["Subject"] for m in mails_to(settings, user.email)]
     assert token_answer(client, user.email, user.password, codes[1]).status_code == 401  # the old set is gone
     assert token_answer(client, user.email, user.password, fresh.json()["recovery_codes"][5]).status_code == 200
+    new_codes = fresh.json()["recovery_codes"]
+    for code in new_codes[:5] + new_codes[6:9]:  # all but one spent
+        assert token_answer(client, user.email, user.password, code).status_code == 200
+    told = [m.get_content() for m in mails_to(settings, user.email) if m["Subject"] == subject]
+    assert any("\n1 unused recovery code is left.\n" in text for text in told)
 
 
 def test_wrong_codes_are_throttled_and_a_right_password_does_not_clear_their_count(client, make_user, settings,
@@ -219,22 +229,23 @@ def test_the_account_page_sets_it_up_shows_the_codes_once_and_turns_it_off(clien
     assert "Set up two-step verification" in account.text
     wrong = client.post("/me/account/two-factor", data={"password": "not the password"})
     assert wrong.status_code == 422 and "password is not correct" in wrong.text
-    begun = client.post("/me/account/two-factor", data={"password": user.password}, follow_redirects=False)
-    assert (begun.status_code, begun.headers["location"]) == (303, "/me/account/two-factor")
-    setup = client.get("/me/account/two-factor")
-    assert setup.headers["cache-control"] == "no-store" and "<svg" in setup.text
-    phone.read_key(re.search(r'id="secret-key">([A-Z2-7 ]+)<', setup.text).group(1))  # type: ignore[union-attr]
-    assert "continue it" in client.get("/me/account").text
+    setup = client.post("/me/account/two-factor", data={"password": user.password})
+    assert setup.status_code == 200 and setup.headers["cache-control"] == "no-store" and "<svg" in setup.text
+    phone.read_key(SECRET_KEY.search(setup.text).group(1))  # type: ignore[union-attr]
+    waiting = client.get("/me/account")
+    assert "Finish the set-up you began" in waiting.text and not SECRET_KEY.search(waiting.text)  # shown once
+    assert client.get("/me/account/two-factor", follow_redirects=False).headers["location"] == "/me/account#two-factor"
 
     bad = client.post("/me/account/two-factor/confirm", data={"code": "000000"})
-    assert bad.status_code == 422 and "not the code the app shows" in bad.text and "<svg" in bad.text
+    assert bad.status_code == 422 and "not the code the app shows" in bad.text and "<svg" not in bad.text
     codes_page = client.post("/me/account/two-factor/confirm", data={"code": phone.code()})
     assert codes_page.status_code == 200 and codes_page.headers["cache-control"] == "no-store"
     codes = re.findall(r"<li>([a-z2-7]{4}(?:-[a-z2-7]{4}){3})</li>", codes_page.text)
     assert len(codes) == 10
-    assert client.get("/me/account/two-factor", follow_redirects=False).headers["location"] == "/me/account"
     assert "10 of 10 recovery codes unused" in client.get("/me/account").text  # still logged in here
 
+    no_code = client.post("/me/account/two-factor/recovery-codes", data={"password": user.password, "code": "1"})
+    assert no_code.status_code == 422 and 'id="codes_code-error"' in no_code.text
     wrong_code = client.post("/me/account/two-factor/disable", data={"password": user.password, "code": "000000"})
     assert wrong_code.status_code == 422 and "The code is not correct" in wrong_code.text
     off = client.post("/me/account/two-factor/disable", data={"password": user.password, "code": phone.next_code()},
@@ -242,6 +253,61 @@ def test_the_account_page_sets_it_up_shows_the_codes_once_and_turns_it_off(clien
     assert off.headers["location"] == "/me/account?two_factor=off"
     assert "Two-step verification is off." in client.get("/me/account?two_factor=off").text
     assert log_in_page(client, user.email, user.password).status_code == 303
+
+
+def test_a_stolen_session_cannot_read_or_finish_a_set_up(client, make_user, phone) -> None:
+    """The key is shown only to whoever gave the password, and a set-up left unfinished lapses."""
+    owner = make_user()
+    stolen = owner.headers
+    mine = {"Authorization": f"Bearer {token_answer(client, owner.email, owner.password).json()['access_token']}"}
+    begun = client.post("/api/v1/auth/two-factor", headers=mine, json={"password": owner.password})
+    assert begun.status_code == 201 and begun.headers["cache-control"] == "no-store"
+    assert "secret" not in client.get("/api/v1/auth/two-factor", headers=stolen).json()
+    client.cookies.set("ipx_session", stolen["Authorization"].removeprefix("Bearer "))
+    assert not SECRET_KEY.search(client.get("/me/account/two-factor").text)
+    with transaction(client.app.state.session_factory) as session:
+        session.execute(update(TwoFactor).values(created_at=utcnow() - timedelta(seconds=two_factor.SETUP_SECONDS)))
+    phone.read_key(begun.json()["secret"])
+    lapsed = client.post("/api/v1/auth/two-factor/confirm", headers=mine, json={"code": phone.code()})
+    assert lapsed.status_code == 409 and "start it again" in lapsed.json()["detail"]
+    assert client.get("/api/v1/auth/two-factor", headers=mine).json()["setting_up"] is False
+
+
+def test_mail_and_log_ins_in_progress_follow_every_change(client, make_user, settings, phone) -> None:
+    user = make_user()
+    codes = turn_on(client, user, phone)
+    subject = "A recovery code was used for your IPX account"
+    challenge = CHALLENGE.search(log_in_page(client, user.email, user.password).text).group(1)  # type: ignore[union-attr]
+    done = client.post("/login/code", data={"challenge": challenge, "code": codes[0]}, follow_redirects=False)
+    assert done.status_code == 303
+    assert len([m for m in mails_to(settings, user.email) if m["Subject"] == subject]) == 1  # sent by the page too
+
+    started = CHALLENGE.search(log_in_page(client, user.email, user.password).text).group(1)  # type: ignore[union-attr]
+    client.post("/forgot-password", data={"email": user.email})
+    path = reset_links(settings, user.email)[0].removeprefix("http://testserver")
+    client.post(path, data={"password": "a brand new passphrase"}, follow_redirects=False)
+    client.cookies.clear()
+    late = client.post("/login/code", data={"challenge": started, "code": phone.next_code()})
+    assert late.status_code == 410  # a log-in begun with the old password ended with it
+
+    headers = {"Authorization": "Bearer " + token_answer(
+        client, user.email, "a brand new passphrase", phone.next_code()).json()["access_token"]}
+    off = client.post("/api/v1/auth/two-factor/disable", headers=headers,
+                      json={"password": "a brand new passphrase", "code": codes[1]})
+    assert off.status_code == 200
+    assert len([m for m in mails_to(settings, user.email) if m["Subject"] == subject]) == 1  # the off mail says it
+    assert token_answer(client, user.email, "a brand new passphrase").headers["cache-control"] == "no-store"
+
+
+def test_failing_to_log_in_as_anything_else_leaves_an_accounts_codes_alone(client, make_user, settings,
+                                                                          phone) -> None:
+    user = make_user()
+    turn_on(client, user, phone)
+    for suffix in (" second step", f" Second step of account {user.account_id}"):
+        for _ in range(settings.login_attempts):
+            assert token_answer(client, f"{user.email}{suffix}", "anything at all").status_code == 401
+            assert token_answer(client, f"Second step of account {user.account_id}", "x").status_code in (401, 429)
+    assert token_answer(client, user.email, user.password, phone.next_code()).status_code == 200
 
 
 def test_staff_turn_it_off_from_the_command_line_for_a_lost_phone(client, make_user, settings, phone,
@@ -255,7 +321,10 @@ def test_staff_turn_it_off_from_the_command_line_for_a_lost_phone(client, make_u
     assert f"two-step verification is off for {user.email}" in done.output
     assert token_answer(client, user.email, user.password).status_code == 200
     again = CliRunner().invoke(cli_app, ["users", "two-factor-off", user.email])
-    assert again.exit_code == 1 and "not set up" in again.output
-    with transaction(client.app.state.session_factory) as session:
-        assert session.scalars(select(TwoFactor)).all() == []
-    assert "Two-step verification is off for your IPX account" in [m["Subject"] for m in mails_to(settings, user.email)]
+    assert again.exit_code == 1 and "not on" in again.output
+    begun = client.post("/api/v1/auth/two-factor", headers=user.headers, json={"password": user.password})
+    assert begun.status_code == 201
+    pending = CliRunner().invoke(cli_app, ["users", "two-factor-off", user.email])  # a set-up never finished
+    assert pending.exit_code == 1 and "logging in takes the password alone" in pending.output
+    subjects = [m["Subject"] for m in mails_to(settings, user.email)]
+    assert subjects.count("Two-step verification is off for your IPX account") == 1

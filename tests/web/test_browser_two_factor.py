@@ -45,9 +45,11 @@ def test_set_up_from_the_account_page_then_log_in_with_a_code(live_server: Serve
     shot(page, "two-factor-01-setup")
     page.get_by_label("6-digit code").fill("000000")
     page.get_by_role("button", name="Turn on").click()
-    expect(page.locator(".alert-error")).to_contain_text("not the code the app shows")
+    expect(page.locator("#confirm_code-error")).to_contain_text("not the code the app shows")  # the key not shown again
+    expect(page.locator("#secret-key")).to_have_count(0)
+    shot(page, "two-factor-01b-code-refused")
     setup_step = totp.step_at(time.time())
-    page.get_by_label("6-digit code").fill(totp.code_at(secret, setup_step))
+    page.locator("#confirm_code").fill(totp.code_at(secret, setup_step))
     page.get_by_role("button", name="Turn on").click()
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Two-step verification is on")
