@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     password_resets_per_day: int = Field(default=5, ge=1)
     orphan_blob_grace_seconds: int = 3600
     cookie_secure: bool | None = None  # default: Secure cookies when public_url is https
+    staff_two_factor_required: bool = False  # staff act as staff only with two-step verification on (production: on)
     # complaints and notifications
     complaint_restore_business_days: int = Field(default=10, ge=10, le=14)  # DMCA 512(g): 10-14 business days
     email_sender: str = "file"  # "file" writes .eml files under data_dir/outbox; "console" prints them

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -142,17 +143,19 @@ def optional_caller(request: Request, bearer: Annotated[str | None, Depends(oaut
     when the request comes from IPX's own pages: on a request another website's page made, it is ignored (no
     ambient authority for forged requests, on the API as on pages); and a stale cookie means a visitor.
     """
+    principal_for = partial(accounts_service.principal_for_token,
+                            staff_need_two_factor=request.app.state.settings.staff_two_factor_required)
     if bearer is None:
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie is None or sent_from_another_site(request):
             return None
         with transaction(request.app.state.session_factory) as session:
             try:
-                return accounts_service.principal_for_token(session, cookie)
+                return principal_for(session, cookie)
             except Unauthorized:
                 return None
     with transaction(request.app.state.session_factory) as session:
-        return accounts_service.principal_for_token(session, bearer)
+        return principal_for(session, bearer)
 
 
 def require_caller(caller: Annotated[Principal | None, Depends(optional_caller)]) -> Principal:
@@ -162,6 +165,8 @@ def require_caller(caller: Annotated[Principal | None, Depends(optional_caller)]
 
 
 def require_staff(caller: Annotated[Principal, Depends(require_caller)]) -> Principal:
+    if caller.staff_without_two_factor:
+        raise Forbidden(accounts_service.STAFF_NEED_TWO_FACTOR)
     if not caller.is_staff:
         raise Forbidden("Only IPX staff may do this.")
     return caller

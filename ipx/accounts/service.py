@@ -35,14 +35,23 @@ class Principal:
     email: str
     display_name: str
     role: Role
+    staff_without_two_factor: bool = False  # a staff account that must, and does not yet, use two-step verification
 
     @property
     def is_staff(self) -> bool:
-        return self.role in (Role.staff, Role.admin)
+        """Whether the caller may act as staff: a staff role, with two-step verification on where that is required
+        (IPX_STAFF_TWO_FACTOR_REQUIRED), since staff hide works, refund sales and decide disputes."""
+        return self.role in (Role.staff, Role.admin) and not self.staff_without_two_factor
 
 
-def _principal(user: User) -> Principal:
-    return Principal(user.id, user.email, user.display_name, Role(user.role))
+STAFF_NEED_TWO_FACTOR = ("Staff accounts here must use two-step verification: turn it on from your account page "
+                         "(/me/account), then come back.")
+
+
+def _principal(user: User, *, staff_need_two_factor: bool = False) -> Principal:
+    role = Role(user.role)
+    unverified_staff = staff_need_two_factor and role in (Role.staff, Role.admin) and not user.two_factor_enabled
+    return Principal(user.id, user.email, user.display_name, role, staff_without_two_factor=unverified_staff)
 
 
 def canonical_email(address: str) -> str:
@@ -192,7 +201,7 @@ def issue_token(session: Session, user: User, ttl_seconds: int) -> tuple[str, Ac
     return token, row
 
 
-def principal_for_token(session: Session, token: str) -> Principal:
+def principal_for_token(session: Session, token: str, *, staff_need_two_factor: bool = False) -> Principal:
     row = session.get(AccessToken, token_digest(token))
     if row is None:
         raise Unauthorized("The access token is not valid. Log in again to get a new one.")
@@ -201,7 +210,7 @@ def principal_for_token(session: Session, token: str) -> Principal:
     user = session.get(User, row.user_id)
     if user is None:
         raise Unauthorized("The account for this token no longer exists.")
-    return _principal(user)
+    return _principal(user, staff_need_two_factor=staff_need_two_factor)
 
 
 def end_sessions(session: Session, user_id: str, *, keep_token: str | None = None) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from ipx.accounts.service import Principal
+from ipx.accounts.service import STAFF_NEED_TWO_FACTOR, Principal
 from ipx.complaints import api, audit_search, review, service
 from ipx.complaints.deps import CaseAgeDays, CaseContext, field_errors, parse_notice, spooled_copies
 from ipx.complaints.models import Complaint
@@ -57,6 +57,8 @@ def problem_page(request: Request, caller: Principal | None, error: IPXError) ->
 def _require_staff(caller: Principal | None) -> Principal:
     if caller is None:
         raise Unauthorized("Log in with a staff account to use the console.")
+    if caller.staff_without_two_factor:
+        raise Forbidden(STAFF_NEED_TWO_FACTOR)
     if not caller.is_staff:
         raise Forbidden("The console is for IPX staff only.")
     return caller

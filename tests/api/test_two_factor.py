@@ -17,10 +17,13 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from ipx.accounts import totp, two_factor
-from ipx.accounts.models import LoginChallenge, TwoFactor
+from ipx.accounts.models import LoginChallenge, Role, TwoFactor
+from ipx.accounts.service import create_user
+from ipx.app import create_app
 from ipx.cli import app as cli_app
 from ipx.db import transaction, utcnow
 from tests.api.test_passwords import mails_to, reset_links
+from tests.conftest import bearer_headers
 
 START = 1_800_000_000.0
 CHALLENGE = re.compile(r'name="challenge" value="([^"]+)"')
@@ -328,3 +331,23 @@ def test_staff_turn_it_off_from_the_command_line_for_a_lost_phone(client, make_u
     assert pending.exit_code == 1 and "logging in takes the password alone" in pending.output
     subjects = [m["Subject"] for m in mails_to(settings, user.email)]
     assert subjects.count("Two-step verification is off for your IPX account") == 1
+
+
+def test_where_required_staff_act_as_staff_only_with_it_on(make_settings, phone) -> None:
+    with TestClient(create_app(make_settings(staff_two_factor_required=True))) as client:
+        email, password = "sam@ipx.example", "staff password 1"
+        with transaction(client.app.state.session_factory) as session:
+            create_user(session, email=email, password=password, display_name="Sam Staff", role=Role.staff)
+        staff = bearer_headers(client, email, password)
+        refused = client.get("/api/v1/staff/complaints", headers=staff)
+        assert refused.status_code == 403 and "must use two-step verification" in refused.json()["detail"]
+        client.cookies.set("ipx_session", staff["Authorization"].removeprefix("Bearer "))
+        page = client.get("/staff/complaints")
+        assert page.status_code == 403 and "/me/account" in page.text
+        client.cookies.clear()
+
+        begun = client.post("/api/v1/auth/two-factor", headers=staff, json={"password": password})
+        phone.read_key(begun.json()["secret"])
+        confirmed = client.post("/api/v1/auth/two-factor/confirm", headers=staff, json={"code": phone.code()})
+        assert confirmed.status_code == 200
+        assert client.get("/api/v1/staff/complaints", headers=staff).status_code == 200  # this session goes on
