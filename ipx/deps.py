@@ -202,9 +202,12 @@ async def receive_upload(file: UploadFile, settings: Settings, spool_dir: Path) 
     return Upload(path, digest.hexdigest(), size, file.filename, file.content_type)
 
 
+NO_FILE = "Choose a file: none was attached (through the API, send it as the form field “file”, multipart/form-data)."
+
+
 def require_file(file: UploadFile | None) -> UploadFile:
     if file is None or (not file.filename and file.size in (None, 0)):
-        raise InvalidInput("Attach the file in the 'file' form field (multipart/form-data).", errors=[
+        raise InvalidInput(NO_FILE, errors=[
             {"loc": ["body", "file"], "msg": "Field required"}
         ])
     return file

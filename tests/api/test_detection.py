@@ -14,6 +14,7 @@ from skimage import data as skdata
 
 from ipx.app import bootstrap, create_app
 from ipx.db import transaction
+from ipx.deps import NO_FILE
 from ipx.fingerprint import engine as engine_module
 from ipx.fingerprint.image import MAX_JPEG_SCANS
 from ipx.registry.previews import THUMBNAIL_SIDE
@@ -140,7 +141,7 @@ def test_unsupported_kinds_are_honestly_exact_only(client, make_user):
 def test_verify_without_a_file_or_with_an_empty_one_says_what_to_attach(client):
     response = client.post("/api/v1/verify", data={"title": "no file"})
     assert response.status_code == 422 and response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["detail"] == "Attach the file in the 'file' form field (multipart/form-data)."
+    assert response.json()["detail"] == NO_FILE
     empty = client.post("/api/v1/verify", files={"file": ("empty.wav", b"", "audio/wav")})
     assert empty.status_code == 422 and empty.json()["detail"] == "The file is empty (0 bytes): attach the file itself."
 

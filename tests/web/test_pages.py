@@ -215,7 +215,7 @@ def test_without_creators_the_account_holder_is_the_sole_creator(client: TestCli
     ("upload", "fields", "field", "message"),
     [
         (("empty.png", b"", "image/png"), {}, "file", "The file is empty"),
-        (("", b"", "application/octet-stream"), {}, "file", "Attach the file"),
+        (("", b"", "application/octet-stream"), {}, "file", "Choose a file: none was attached"),
         (("notes.png", b"plain text, not a picture\n" * 4, "image/png"), {}, "file", "claims to be image/png"),
         (None, {"title": "   "}, "title", "A title is required"),
         (None, {"year_created": "next year"}, "year_created", "valid integer"),
