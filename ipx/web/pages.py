@@ -37,6 +37,7 @@ from ipx.deps import (
     oauth2_scheme,
     optional_caller,
     own_origins,
+    require_file,
     sent_from_another_site,
     web_origin,
 )
@@ -492,6 +493,10 @@ async def register_work(
     except ValidationError as exc:
         error: IPXError = registry_api.form_errors(exc)
         errors = field_errors(error)
+        try:  # said together with the form's errors, not after they are mended
+            require_file(file)
+        except InvalidInput as missing:
+            errors["file"] = [missing.detail]
     except IPXError as exc:
         error, errors = exc, {} if isinstance(exc, Conflict) else {"file": [exc.detail]}  # the rest is the file's
     else:

@@ -240,6 +240,14 @@ def test_form_errors_are_shown_in_the_form(
     assert client.get("/api/v1/works").json()["total"] == 0
 
 
+def test_a_form_without_file_or_title_says_both_at_once(client: TestClient) -> None:
+    sign_up(client)
+    response = register_form(client, b"", "", "application/octet-stream", title="   ")
+    assert response.status_code == 422
+    assert '<p class="field-error" id="title-error">' in response.text and "A title is required" in response.text
+    assert '<p class="field-error" id="file-error">' in response.text and "Choose a file" in response.text
+
+
 def test_shares_that_do_not_add_up_are_explained(client: TestClient) -> None:
     sign_up(client)
     response = register_form(client, png_bytes(6), creator_name=["Ada", "Bob"], creator_share=["50", "30"])
