@@ -164,12 +164,18 @@ def require_caller(caller: Annotated[Principal | None, Depends(optional_caller)]
     return caller
 
 
-def require_staff(caller: Annotated[Principal, Depends(require_caller)]) -> Principal:
+def staff_only(caller: Principal, refusal: str = "Only IPX staff may do this.") -> Principal:
+    """The caller, if they may act as staff; else why not: a staff account still owing two-step verification is told
+    so, anyone else gets `refusal`."""
     if caller.staff_without_two_factor:
         raise Forbidden(accounts_service.STAFF_NEED_TWO_FACTOR)
     if not caller.is_staff:
-        raise Forbidden("Only IPX staff may do this.")
+        raise Forbidden(refusal)
     return caller
+
+
+def require_staff(caller: Annotated[Principal, Depends(require_caller)]) -> Principal:
+    return staff_only(caller)
 
 
 Anyone = Annotated[Principal | None, Depends(optional_caller)]

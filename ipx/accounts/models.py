@@ -16,6 +16,9 @@ class Role(enum.StrEnum):
     admin = "admin"
 
 
+STAFF_ROLES = frozenset({Role.staff, Role.admin})
+
+
 class User(Base):
     __tablename__ = "users"
 

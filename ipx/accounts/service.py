@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from ipx.accounts.models import AccessToken, LoginChallenge, PasswordReset, Role, User
+from ipx.accounts.models import STAFF_ROLES, AccessToken, LoginChallenge, PasswordReset, Role, User
 from ipx.accounts.throttle import LoginThrottle
 from ipx.audit import service as audit_service
 from ipx.db import utcnow
@@ -41,7 +41,7 @@ class Principal:
     def is_staff(self) -> bool:
         """Whether the caller may act as staff: a staff role, with two-step verification on where that is required
         (IPX_STAFF_TWO_FACTOR_REQUIRED), since staff hide works, refund sales and decide disputes."""
-        return self.role in (Role.staff, Role.admin) and not self.staff_without_two_factor
+        return self.role in STAFF_ROLES and not self.staff_without_two_factor
 
 
 STAFF_NEED_TWO_FACTOR = ("Staff accounts here must use two-step verification: turn it on from your account page "
@@ -50,7 +50,7 @@ STAFF_NEED_TWO_FACTOR = ("Staff accounts here must use two-step verification: tu
 
 def _principal(user: User, *, staff_need_two_factor: bool = False) -> Principal:
     role = Role(user.role)
-    unverified_staff = staff_need_two_factor and role in (Role.staff, Role.admin) and not user.two_factor_enabled
+    unverified_staff = staff_need_two_factor and role in STAFF_ROLES and not user.two_factor_enabled
     return Principal(user.id, user.email, user.display_name, role, staff_without_two_factor=unverified_staff)
 
 

@@ -99,11 +99,15 @@ def is_required(session: Session, user: User) -> bool:
 
 def status(session: Session, account_id: str) -> Status:
     row = session.get(TwoFactor, account_id)
-    unused = select(func.count()).where(RecoveryCode.user_id == account_id, RecoveryCode.used_at.is_(None))
-    left = session.scalar(unused)
     enabled_at = row.enabled_at if row is not None else None
     setting_up = row is not None and not enabled_at and not _setup_expired(row)
-    return Status(enabled_at=enabled_at, recovery_codes_left=left or 0, setting_up=setting_up)
+    return Status(enabled_at=enabled_at, recovery_codes_left=_recovery_codes_left(session, account_id),
+                  setting_up=setting_up)
+
+
+def _recovery_codes_left(session: Session, user_id: str) -> int:
+    unused = select(func.count()).where(RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None))
+    return session.scalar(unused) or 0
 
 
 def _setup_expired(row: TwoFactor) -> bool:
@@ -284,7 +288,7 @@ def _spend_recovery_code(session: Session, user: User, code: str, *, tell: bool)
     )
     if spent.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    left = status(session, user.id).recovery_codes_left
+    left = _recovery_codes_left(session, user.id)
     if tell:
         left_text = {0: "No unused recovery code is left: make new ones on your account page before you need one.",
                      1: "1 unused recovery code is left."}.get(left, f"{left} unused recovery codes are left.")

@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from ipx.accounts.service import STAFF_NEED_TWO_FACTOR, Principal
+from ipx.accounts.service import Principal
 from ipx.complaints import api, audit_search, review, service
 from ipx.complaints.deps import CaseAgeDays, CaseContext, field_errors, parse_notice, spooled_copies
 from ipx.complaints.models import Complaint
 from ipx.complaints.schemas import CounterNoticeIn, LegalActionIn, ReviewDecision, StaffAction, StaffActionIn
-from ipx.deps import AppSettings, DbSession, PageOfResults, SendsMail, StoredInteger
+from ipx.deps import AppSettings, DbSession, PageOfResults, SendsMail, StoredInteger, staff_only
 from ipx.errors import Forbidden, InvalidInput, IPXError, Unauthorized
 from ipx.registry.models import PriorMatch
 from ipx.web.pages import (
@@ -57,11 +57,7 @@ def problem_page(request: Request, caller: Principal | None, error: IPXError) ->
 def _require_staff(caller: Principal | None) -> Principal:
     if caller is None:
         raise Unauthorized("Log in with a staff account to use the console.")
-    if caller.staff_without_two_factor:
-        raise Forbidden(STAFF_NEED_TWO_FACTOR)
-    if not caller.is_staff:
-        raise Forbidden("The console is for IPX staff only.")
-    return caller
+    return staff_only(caller, "The console is for IPX staff only.")
 
 
 # --- public: notice form and case status -------------------------------------------------------------------

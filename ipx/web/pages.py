@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ipx.accounts import service as accounts_service
 from ipx.accounts import two_factor
-from ipx.accounts.models import Role, User
+from ipx.accounts.models import STAFF_ROLES, User
 from ipx.accounts.schemas import AccountCreate
 from ipx.accounts.service import Principal
 from ipx.deps import (
@@ -378,7 +378,7 @@ def login(
     except (Unauthorized, TooManyAttempts) as exc:
         context = {"values": {"email": email}, "error": exc.detail, "next": safe_next(next, "")}
         return render(request, "accounts/login.html", context, None, exc.status_code, exc.headers)
-    landing = landing_page(user.role in (Role.staff, Role.admin))
+    landing = landing_page(user.role in STAFF_ROLES)
     return session_or_second_step(request, session, user, settings, next=safe_next(next, landing))
 
 

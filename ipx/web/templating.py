@@ -42,9 +42,12 @@ def identified_by_text(identified_by: str) -> str:
 def when(moment: datetime | str) -> Markup:
     """A moment in a sentence, one way on every page: "6 Dec 2026, 01:26 UTC", the exact RFC 3339 value kept in the
     element (machines, and a hover, read it); fact tables and certificates print the exact value itself."""
-    exact = moment if isinstance(moment, str) else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    parsed = datetime.fromisoformat(exact.replace("Z", "+00:00")).astimezone(UTC)
-    shown = f"{parsed.day} {parsed:%b %Y, %H:%M} UTC"
+    if isinstance(moment, str):
+        exact, moment = moment, datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    else:
+        exact = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    utc = moment.astimezone(UTC)
+    shown = f"{utc.day} {utc:%b %Y, %H:%M} UTC"
     return Markup(f'<time datetime="{escape(exact)}" title="{escape(exact)}">{shown}</time>')
 
 
