@@ -17,10 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlparse
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class BlobStore(Protocol):
         an orphan an interrupted registration left, which the sweep would otherwise delete under this one."""
 
     def read(self, sha256: str) -> bytes: ...
+    def chunks(self, sha256: str) -> Iterator[bytes]:
+        """The stored bytes in pieces, for sending a file of any size; FileNotFoundError, when the blob is missing,
+        comes from this call itself rather than from the first piece, so an answer can still be a refusal."""
     def digest(self, sha256: str) -> str:
         """The SHA-256 of the stored bytes, read as a stream (FileNotFoundError when missing)."""
     def exists(self, sha256: str) -> bool: ...
@@ -69,7 +73,7 @@ class LocalBlobStore:
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
         try:
             with os.fdopen(fd, "wb") as out, path.open("rb") as source:
-                while chunk := source.read(1 << 20):
+                while chunk := source.read(CHUNK_BYTES):
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
@@ -80,6 +84,9 @@ class LocalBlobStore:
 
     def read(self, sha256: str) -> bytes:
         return self._path(sha256).read_bytes()
+
+    def chunks(self, sha256: str) -> Iterator[bytes]:
+        return _pieces_of(self._path(sha256).open("rb"))
 
     def digest(self, sha256: str) -> str:
         with self._path(sha256).open("rb") as stored:
@@ -123,19 +130,21 @@ class S3BlobStore:
             return
         self.client.upload_file(str(path), self.bucket, self._key(sha256))
 
-    def read(self, sha256: str) -> bytes:
+    def _body(self, sha256: str) -> Any:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"].read()
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
         except self.client.exceptions.NoSuchKey as exc:  # same contract as the local store
             raise FileNotFoundError(f"blob {sha256} is not in s3://{self.bucket}/{self.prefix}") from exc
 
+    def read(self, sha256: str) -> bytes:
+        return self._body(sha256).read()
+
+    def chunks(self, sha256: str) -> Iterator[bytes]:
+        return _pieces_of(self._body(sha256))
+
     def digest(self, sha256: str) -> str:
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
-        except self.client.exceptions.NoSuchKey as exc:
-            raise FileNotFoundError(f"blob {sha256} is not in s3://{self.bucket}/{self.prefix}") from exc
         hasher = hashlib.sha256()
-        for chunk in body.iter_chunks(1 << 20):
+        for chunk in self.chunks(sha256):
             hasher.update(chunk)
         return hasher.hexdigest()
 
@@ -163,6 +172,13 @@ class S3BlobStore:
                 name = item["Key"][len(self.prefix) :]
                 if SHA256_HEX.match(name):
                     yield StoredBlob(name, item["LastModified"].astimezone(UTC))
+
+
+def _pieces_of(stream: BinaryIO) -> Iterator[bytes]:
+    """A readable stream's bytes, CHUNK_BYTES at a time, closing it after the last piece or when abandoned."""
+    with stream:
+        while piece := stream.read(CHUNK_BYTES):
+            yield piece
 
 
 class RecentDigests:

@@ -58,6 +58,20 @@ class Forbidden(IPXError):
     title = "Forbidden"
 
 
+class Gone(IPXError):
+    """What was there is no longer given out, for good: a revoked or ended license's file."""
+
+    status_code = 410
+    title = "Gone"
+
+
+class LegallyWithheld(IPXError):
+    """Withheld while a legal demand is handled (RFC 7725): content under an infringement complaint."""
+
+    status_code = 451
+    title = "Unavailable for legal reasons"
+
+
 class InvalidInput(IPXError):
     status_code = 422
     title = "Invalid input"

@@ -56,6 +56,15 @@ BUSY_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The registered file, byte for byte, as an attachment under its uploaded name; its SHA-256 is "
+        "in `ETag` and `Repr-Digest`. A file found damaged in storage is cut off, never delivered whole",
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
 def form_requires(*fields: str) -> dict[str, Any]:
     """openapi_extra marking form fields required that the endpoint takes as optional, to refuse their absence
     with its own message (all of a form's errors at once, or what to attach) rather than FastAPI's. OpenAPI 3.1

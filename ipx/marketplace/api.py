@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from ipx.config import Settings
 from ipx.db import utcnow
-from ipx.deps import Anyone, AppSettings, Caller, Creator, DbSession, Page, Staff
+from ipx.deps import Anyone, AppSettings, Caller, Creator, DbSession, Page, Registry, Staff
 from ipx.errors import PROBLEM_JSON
 from ipx.marketplace import service, terms
 from ipx.marketplace.models import License, Listing, Offer, Order
@@ -36,7 +36,9 @@ from ipx.marketplace.schemas import (
     Revocation,
     WebhookReceipt,
 )
+from ipx.openapi import FILE_RESPONSES
 from ipx.registry import service as registry_service
+from ipx.registry.downloads import file_download
 from ipx.routing import IPXRoute
 
 router = APIRouter(tags=["marketplace"], route_class=IPXRoute)
@@ -289,6 +291,15 @@ def get_license(license_id: uuid.UUID, session: DbSession, settings: AppSettings
 def get_license_evidence(license_id: uuid.UUID, session: DbSession) -> dict[str, Any]:
     """Offline evidence bundle for the signed license statement (`ipx verify` checks it)."""
     return service.license_evidence(session, service.get_license(session, str(license_id)))
+
+
+@router.get("/licenses/{license_id}/file", response_class=StreamingResponse, responses=FILE_RESPONSES)
+def download_licensed_file(
+    license_id: uuid.UUID, caller: Caller, session: DbSession, registry: Registry
+) -> StreamingResponse:
+    """The licensed work's file, for the license's holder while it stands and no complaint holds the work."""
+    licensed = service.licensed_file(session, str(license_id), caller, today=utcnow().date())
+    return file_download(registry.blobs, licensed)
 
 
 @router.get("/licenses/{license_id}/revocation/evidence")

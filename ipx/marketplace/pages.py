@@ -14,19 +14,21 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Form, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from ipx.accounts.service import Principal
-from ipx.deps import AppSettings, DbSession, PageOfResults
-from ipx.errors import IPXError, NotFound
+from ipx.db import utcnow
+from ipx.deps import AppSettings, DbSession, PageOfResults, Registry
+from ipx.errors import Gone, IPXError, LegallyWithheld, NotFound
 from ipx.marketplace import service, terms, views
 from ipx.marketplace.api import Market, license_read, listing_read, order_read
 from ipx.marketplace.models import License, Order
 from ipx.marketplace.payments import CardEntry
 from ipx.marketplace.schemas import ListingCreate
 from ipx.registry import service as registry_service
+from ipx.registry.downloads import file_download
 from ipx.routing import problem_response
 from ipx.web import certificates
 from ipx.web.pages import Member, Visitor, page_router, render
@@ -449,8 +451,30 @@ def _license_context(session: Session, license_id: uuid.UUID, public_url: str) -
 def license_page(
     request: Request, license_id: uuid.UUID, session: DbSession, settings: AppSettings, caller: Visitor
 ) -> HTMLResponse:
-    """Is this use licensed? Status (active or revoked, with the revocation's log entry), parties, terms (anyone)."""
-    return render(request, "market/license.html", _license_context(session, license_id, settings.public_url), caller)
+    """Is this use licensed? Status (active or revoked, with the revocation's log entry), parties, terms (anyone);
+    its holder also finds the work's file here."""
+    context = _license_context(session, license_id, settings.public_url)
+    if caller is not None and caller.id == context["license"]["licensee"]["account_id"]:
+        context["download"] = _download_for_holder(session, str(license_id), caller)
+    return render(request, "market/license.html", context, caller)
+
+
+def _download_for_holder(session: Session, license_id: str, holder: Principal) -> dict[str, Any]:
+    """The file the license delivers, or why it cannot be downloaded now."""
+    try:
+        licensed = service.licensed_file(session, license_id, holder, today=utcnow().date())
+    except (Gone, LegallyWithheld) as refusal:
+        return {"refusal": refusal.detail}
+    return {"url": f"/licenses/{license_id}/file", "file": licensed}
+
+
+@router.get("/licenses/{license_id}/file")
+def download_licensed_file(
+    license_id: uuid.UUID, session: DbSession, caller: Member, registry: Registry
+) -> StreamingResponse:
+    """The licensed work's file, for the license's holder while it stands (as GET /api/v1/licenses/{id}/file)."""
+    licensed = service.licensed_file(session, str(license_id), caller, today=utcnow().date())
+    return file_download(registry.blobs, licensed)
 
 
 @router.get("/licenses/{license_id}/evidence.json")

@@ -30,7 +30,7 @@ from ipx.accounts.models import User
 from ipx.accounts.service import Principal
 from ipx.audit import service as audit_service
 from ipx.db import contains_pattern, utcnow
-from ipx.errors import Conflict, Forbidden, InvalidInput, NotFound
+from ipx.errors import Conflict, Forbidden, Gone, InvalidInput, LegallyWithheld, NotFound
 from ipx.marketplace import ledger, terms
 from ipx.marketplace.models import License, Listing, Offer, Order, PaymentCustomer, PaymentEvent, SalesSuspension
 from ipx.marketplace.payments import (
@@ -984,6 +984,29 @@ def revocation_evidence(session: Session, row: License) -> dict[str, Any]:
         session, statement=row.revocation_statement, signature=row.revocation_signature,
         key_id=row.revocation_key_id or row.key_id, index=row.revocation_log_index,
     )
+
+
+def licensed_file(session: Session, license_id: str, caller: Principal, *, today: date) -> registry_service.StoredFile:
+    """The licensed work's file, for the license's holder while the license stands.
+
+    A revoked or ended license gives nothing more (410). While a complaint holds the work (disputed, or its sales
+    suspended), the file is withheld (451): IPX must stop handing out content it was told may infringe, even to
+    earlier buyers; the license itself is untouched and the download comes back when the complaint is resolved.
+    """
+    row = get_license(session, license_id)
+    if row.licensee_id != caller.id:
+        raise Forbidden("Only the holder of this license can download the work through it.")
+    if row.status != "active":
+        raise Gone("This license was revoked, so the work can no longer be downloaded through it.")
+    license_terms = terms.LicenseTerms.model_validate(row.terms)
+    if terms.expired_on(license_terms, today):
+        raise Gone(f"This license ended on {license_terms.duration.until}, so the work can no longer be downloaded "
+                   "through it.")
+    work = registry_service.get_work(session, row.work_id)
+    if work.status != "registered" or sales_suspended(session, work.id):
+        raise LegallyWithheld("Downloads of this work are paused while IPX handles an infringement complaint about "
+                              "it. Your license still stands; the download comes back when the complaint is resolved.")
+    return registry_service.stored_file(work)
 
 
 def license_of_order(session: Session, order_id: str) -> License | None:

@@ -6,19 +6,30 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from ipx.accounts.service import Principal
 from ipx.config import Settings
-from ipx.deps import AppSettings, Creator, DbSession, Page, Registry, StoredInteger, receive_upload, require_file
+from ipx.deps import (
+    AppSettings,
+    Caller,
+    Creator,
+    DbSession,
+    Page,
+    Registry,
+    StoredInteger,
+    receive_upload,
+    require_file,
+)
 from ipx.errors import InvalidInput
 from ipx.fingerprint.engine import ComputedFingerprints
 from ipx.notifications.service import relay_after_commit, relay_for
-from ipx.openapi import BUSY_RESPONSES, form_requires
+from ipx.openapi import BUSY_RESPONSES, FILE_RESPONSES, form_requires
 from ipx.registry import keys, log, service, signing
+from ipx.registry.downloads import file_download
 from ipx.registry.media import WORK_TYPES
 from ipx.registry.models import Work
 from ipx.registry.note import NoteVerifier
@@ -192,6 +203,12 @@ def get_work(work_id: uuid.UUID, session: DbSession, settings: AppSettings) -> W
 def get_work_evidence(work_id: uuid.UUID, session: DbSession) -> dict[str, Any]:
     """The offline evidence bundle: statement, signature, key, inclusion proof, checkpoint (anyone)."""
     return service.work_evidence(session, service.get_work(session, str(work_id)))
+
+
+@router.get("/works/{work_id}/file", response_class=StreamingResponse, responses=FILE_RESPONSES)
+def download_work_file(work_id: uuid.UUID, caller: Caller, session: DbSession, registry: Registry) -> StreamingResponse:
+    """The registered file itself (the account that registered it, and staff; buyers use their license's)."""
+    return file_download(registry.blobs, service.own_file(session, str(work_id), caller))
 
 
 @router.get("/verify/{work_id}")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import mimetypes
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -19,7 +20,7 @@ from ipx.accounts.service import Principal
 from ipx.audit import service as audit_service
 from ipx.blobs import BlobStore, RecentDigests
 from ipx.db import contains_pattern, utcnow
-from ipx.errors import Conflict, InvalidInput, IPXError, NotFound
+from ipx.errors import Conflict, Forbidden, InvalidInput, IPXError, NotFound
 from ipx.fingerprint.engine import ComputedFingerprints, FingerprintEngine
 from ipx.registry import evidence, keys, log, media, previews, signing
 from ipx.registry.models import PriorMatch, SigningKey, Work, WorkFingerprint
@@ -347,6 +348,37 @@ def get_work(session: Session, work_id: str, *, for_update: bool = False) -> Wor
     if work is None:
         raise NotFound(f"No registered work has the id {work_id}.")
     return work
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A registered file as it is handed out: the stored bytes' name, and what to call them on the way."""
+
+    sha256: str
+    size: int
+    media_type: str
+    filename: str
+
+
+def stored_file(work: Work) -> StoredFile:
+    """The work's file under the name it was uploaded with, made safe to save (no folders, no control characters);
+    a work uploaded without a name is called after its id, with its type's usual extension."""
+    name = PurePosixPath((work.original_filename or "").replace("\\", "/")).name
+    name = "".join(ch for ch in name if ch.isprintable()).strip().lstrip(".")
+    if not name:
+        name = f"ipx-work-{work.id}{mimetypes.guess_extension(work.media_type) or ''}"
+    return StoredFile(work.sha256, work.size, work.media_type, name)
+
+
+def own_file(session: Session, work_id: str, caller: Principal) -> StoredFile:
+    """The registered file, for the account that registered it (and staff, who judge complaints about it).
+
+    Buyers get the file through their license instead, which checks that the license still stands."""
+    work = get_work(session, work_id)
+    if caller.id != work.owner_id and not caller.is_staff:
+        raise Forbidden("Only the account that registered this work can download its file here; a buyer downloads "
+                        "it from the page of their license.")
+    return stored_file(work)
 
 
 def owner_of(session: Session, work: Work) -> User:

@@ -70,6 +70,11 @@ def kind_phrase(work_type: str) -> str:
 
 def human_size(size: int) -> str:
     """1536 -> "1.5 KiB (1,536 bytes)": readable, and still the exact figure the statement signs."""
+    return size_text(size) if size < 1024 else f"{size_text(size)} ({size:,} bytes)"
+
+
+def size_text(size: int) -> str:
+    """1536 -> "1.5 KiB": short enough for a button."""
     if size < 1024:
         return f"{size} bytes"
     value, unit = float(size), "bytes"
@@ -77,7 +82,7 @@ def human_size(size: int) -> str:
         value /= 1024
         if value < 1024:
             break
-    return f"{value:.1f} {unit} ({size:,} bytes)"
+    return f"{value:.1f} {unit}"
 
 
 CERTIFICATES_KEPT = 256  # about 40 kB each

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -54,6 +54,7 @@ from ipx.errors import (
 from ipx.registry import api as registry_api
 from ipx.registry import log, media, previews
 from ipx.registry import service as registry_service
+from ipx.registry.downloads import file_download
 from ipx.registry.models import Work
 from ipx.registry.schemas import RegistrationForm
 from ipx.routing import IPXRoute, methods_served_at
@@ -543,6 +544,7 @@ def work_page(
         "work": view,
         "verification": verification_view(session, work, registry),
         "just_registered": registered and is_owner,
+        "own_file": registry_service.stored_file(work) if is_owner else None,
         "prior": [
             {
                 "title": m.work.title, "url": f"/works/{m.work.id}", "method": m.method,
@@ -560,6 +562,14 @@ def download_evidence(work_id: uuid.UUID, session: DbSession) -> JSONResponse:
     bundle = registry_service.work_evidence(session, _work_or_404(session, work_id))
     disposition = f'attachment; filename="ipx-evidence-{work_id}.json"'
     return JSONResponse(bundle, headers={"Content-Disposition": disposition})
+
+
+@router.get("/works/{work_id}/file")
+def download_own_file(
+    work_id: uuid.UUID, caller: Member, session: DbSession, registry: Registry
+) -> StreamingResponse:
+    """The registered file itself, for the account that registered it (and staff)."""
+    return file_download(registry.blobs, registry_service.own_file(session, str(work_id), caller))
 
 
 @router.get("/works/{work_id}/thumbnail")

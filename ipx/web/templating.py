@@ -8,6 +8,8 @@ from pathlib import Path
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
+from ipx.web.certificates import size_text
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -52,5 +54,5 @@ def when(moment: datetime | str) -> Markup:
 
 
 templates.env.filters.update(
-    method_name=method_name, distance=distance_text, identified_by=identified_by_text, when=when
+    method_name=method_name, distance=distance_text, identified_by=identified_by_text, when=when, filesize=size_text
 )

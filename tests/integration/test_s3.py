@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ipx.app import create_app
-from ipx.blobs import RecentDigests, S3BlobStore, StoredBlob, open_blob_store
+from ipx.blobs import CHUNK_BYTES, RecentDigests, S3BlobStore, StoredBlob, open_blob_store
 from ipx.config import Settings
 from ipx.db import transaction
 from ipx.storage import sweep_orphan_blobs
@@ -116,6 +116,23 @@ def test_registration_stores_the_file_in_s3_and_verifies(s3_client: TestClient, 
     assert verdict["valid"] is True, verdict
     # "file hash" is only checked when the server could read the file back from S3
     assert "file hash" in {check["name"] for check in verdict["checks"] if check["ok"]}
+
+
+def test_a_file_larger_than_one_piece_streams_back_from_s3(s3_client: TestClient, s3_endpoint: str,
+                                                           prefix: str) -> None:
+    owner = ApiUser(s3_client, "s3-file@example.org", "S3 Owner")
+    data = os.urandom(CHUNK_BYTES * 2 + 12345)  # three pieces: the last one is held back until the digest matches
+    work = owner.register(data, title="Three pieces", filename="tape.bin").json()
+
+    delivered = s3_client.get(f"/api/v1/works/{work['work_id']}/file", headers=owner.headers)
+
+    assert delivered.status_code == 200, delivered.text
+    assert delivered.content == data
+    raw = boto3.client("s3", endpoint_url=s3_endpoint, region_name=REGION)
+    raw.delete_object(Bucket=BUCKET, Key=f"{prefix}/{work['sha256']}")
+    missing = s3_client.get(f"/api/v1/works/{work['work_id']}/file", headers=owner.headers)
+    assert missing.status_code == 500
+    assert "cannot find this work's stored file" in missing.json()["detail"]
 
 
 def test_orphan_sweep_removes_unreferenced_blobs_only(s3_client: TestClient, tmp_path: Path) -> None:

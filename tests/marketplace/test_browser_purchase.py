@@ -1,7 +1,8 @@
 """A whole purchase through the marketplace pages, in real headless Chromium against a real uvicorn server,
 JavaScript off: a seller registers and lists a work, a buyer finds it, checks out and pays offline, the
-license verifies offline with `ipx verify`, the seller sees the sale and refunds it, and the license
-page then says "revoked". Every step is screenshotted into test-artifacts/screens/mk-*.png.
+license verifies offline with `ipx verify`, the buyer downloads the very file registered, the seller sees the
+sale and refunds it, and the license page then says "revoked". Every step is screenshotted into
+test-artifacts/screens/mk-*.png.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def test_list_buy_verify_and_refund_through_the_pages(
     page.get_by_label("Type of work").select_option("image")
     page.get_by_role("button", name="Register and sign").click()
     expect(page.locator(".alert-success")).to_contain_text("Registered")
+    with page.expect_download() as own_copy:
+        page.get_by_role("link", name="Your file").click()
+    assert own_copy.value.suggested_filename == "harbour.png"
+    assert Path(own_copy.value.path()).read_bytes() == image.read_bytes()
 
     page.get_by_role("link", name="Sell", exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Sell a license")
@@ -117,6 +122,10 @@ def test_list_buy_verify_and_refund_through_the_pages(
         page.get_by_role("link", name="Download license evidence").click()
     download = download_info.value
     bundle = tmp_path / download.suggested_filename
+    with page.expect_download() as licensed_copy:
+        page.get_by_role("link", name="Download the work").click()
+    assert licensed_copy.value.suggested_filename == "harbour.png"
+    assert Path(licensed_copy.value.path()).read_bytes() == image.read_bytes()  # the very file registered
     download.save_as(bundle)
     verified = subprocess.run([str(IPX_CLI), "verify", str(bundle)], capture_output=True, text=True, timeout=120,
                               env={**os.environ, "NO_COLOR": "1"})
