@@ -163,7 +163,8 @@ async def _drain() -> Message:
 
 
 def bootstrap(app_state: Any, settings: Settings) -> None:
-    """First-start work, idempotent: signing key, log origin, first checkpoint, orphan sweep.
+    """First-start work, idempotent: signing key, log origin, first checkpoint, retired private keys destroyed,
+    orphan sweep.
 
     `ipx serve` runs it once before starting the workers, and each worker again (by then a no-op). The
     similarity indexes are not loaded here but in each worker's start-up: a worker has its own, and loading
@@ -175,6 +176,7 @@ def bootstrap(app_state: Any, settings: Settings) -> None:
         log.ensure_origin(session, settings.resolved_log_origin)
         log.publish_checkpoint(session, keys.active_signer(session, settings.resolved_key_dir))
     with transaction(app_state.session_factory) as session:
+        keys.destroy_retired_private_keys(session, settings.resolved_key_dir)  # left by rotations of older IPX
         sweep_orphan_blobs(session, app_state.registry.blobs, settings.orphan_blob_grace_seconds)
 
 

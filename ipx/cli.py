@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -122,13 +123,19 @@ def keys_init() -> None:
 
 @keys_app.command("rotate")
 def keys_rotate() -> None:
-    """Retire the active key (it stays published) and sign from now on with a new one."""
+    """Retire the active key (it stays published, its private half is destroyed) and sign from now on with a new
+    one."""
     from ipx.db import transaction
+    from ipx.registry import keys
     from ipx.registry.service import rotate_key
 
+    key_dir = get_settings().resolved_key_dir
     with transaction(_session_factory()) as session:
-        key = rotate_key(session, get_settings().resolved_key_dir)
-    typer.echo(f"now signing with {key.key_id}; the current checkpoint is signed by it too")
+        key = rotate_key(session, key_dir)
+    with transaction(_session_factory()) as session:
+        destroyed = keys.destroy_retired_private_keys(session, key_dir)
+    typer.echo(f"now signing with {key.key_id}; the current checkpoint is signed by it too; the retired key's "
+               f"private half is destroyed ({', '.join(k[:16] for k in destroyed) or 'none was left on disk'})")
 
 
 @keys_app.command("list")
@@ -260,73 +267,87 @@ def refingerprint() -> None:
         raise typer.Exit(1)
 
 
+class StatementKind(StrEnum):
+    registration = "registration"
+    license = "license"
+    revocation = "revocation"
+
+    @property
+    def statement_type(self) -> str:
+        from ipx.registry.evidence import LICENSE_TYPE, REGISTRATION_TYPE, REVOCATION_TYPE
+
+        return {"registration": REGISTRATION_TYPE, "license": LICENSE_TYPE, "revocation": REVOCATION_TYPE}[self.value]
+
+
 @app.command()
 def verify(
     bundle: Annotated[Path, typer.Argument(help="Evidence bundle (JSON) downloaded from IPX.")],
     file: Annotated[Path | None, typer.Argument(help="The work's file, to check its SHA-256.")] = None,
-    keys_file: Annotated[Path | None, typer.Option("--keys", help="Pinned copy of /.well-known/ipx/keys.")] = None,
+    keys_file: Annotated[Path | None, typer.Option(
+        "--keys", help="A saved copy of IPX's published keys, /.well-known/ipx/keys: what IPX's signature is checked "
+        "against.")] = None,
+    expect: Annotated[StatementKind | None, typer.Option(
+        help="Refuse any other kind of statement (a license bundle cannot pass for a registration).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Verify an evidence bundle offline: signature, log inclusion, checkpoint, and the file."""
+    """Verify an evidence bundle offline: IPX's signature with a key IPX published, log inclusion, checkpoint, and the
+    file."""
     from ipx.registry.evidence import PublishedKeysError, published_keys, verify_bundle, work_sha256
 
+    if keys_file is None:
+        typer.echo(
+            "error: give IPX's published keys with --keys FILE (save them once from /.well-known/ipx/keys on the IPX "
+            "site, e.g. https://ipx.example/.well-known/ipx/keys). A bundle carries its own key, so without IPX's "
+            "list anyone could make one that passes.", err=True)
+        raise typer.Exit(2)
+    document = _read_json(bundle, "a JSON evidence bundle")
     try:
-        document = json.loads(bundle.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        typer.echo(f"error: cannot read {bundle} as a JSON evidence bundle ({exc})", err=True)
+        trusted = published_keys(_read_json(keys_file, "IPX's published keys"))
+    except PublishedKeysError as exc:
+        typer.echo(f"error: cannot read {keys_file} as IPX's published keys ({exc})", err=True)
         raise typer.Exit(2) from exc
-    trusted = None
-    if keys_file is not None:
-        try:
-            trusted = published_keys(json.loads(keys_file.read_text()))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, PublishedKeysError) as exc:
-            typer.echo(f"error: cannot read {keys_file} as IPX's published keys ({exc})", err=True)
-            raise typer.Exit(2) from exc
     report = verify_bundle(document, file.read_bytes() if file else None, trusted)
+    if expect is not None and report.statement_type not in (None, expect.statement_type):
+        report.add("statement type", False, f"this is a {report.statement_type} statement, not the "
+                                            f"{expect.statement_type} asked for")
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        statement = document.get("statement", {}) if isinstance(document, dict) else {}
         for check in report.checks:
             typer.echo(f"  {'✔' if check.ok else '✘'} {check.name}: {check.detail}")
         if report.ok:
-            typer.echo(
-                f"VERIFIED: {_what_is_proven(statement)}, entry {document['log']['index']} of log "
-                f"{document['log']['origin']}."
-            )
-            if file is None and work_sha256(statement) is not None:
+            log = document["log"]
+            typer.echo(f"VERIFIED: {report.proves}, entry {log['index']} of log {log['origin']}.")
+            if report.revoked:
+                typer.echo(f"REVOKED: {report.revoked}. It no longer covers any use.")
+            elif report.statement_type == StatementKind.license.statement_type:
+                typer.echo("  (a license can be revoked later: a bundle downloaded after a revocation carries it, and "
+                           "/api/v1/licenses/{id} on the IPX site says the license's status now)")
+            if file is None and work_sha256(document["statement"]) is not None:
                 typer.echo("  (no file given: pass the file too to check that it is this exact work)")
-            if trusted is None:
-                typer.echo("  (checked against the key inside the bundle: pass --keys with a copy of IPX's "
-                           "/.well-known/ipx/keys to check that IPX itself signed it, and when)")
         else:
             typer.echo("NOT VERIFIED: " + "; ".join(f"{c.name}: {c.detail}" for c in report.checks if not c.ok))
     sys.exit(0 if report.ok else 1)
 
 
-def _what_is_proven(statement: dict[str, Any]) -> str:
-    """What a verified statement proves, in a sentence, for each kind IPX signs into its log."""
-    from ipx.marketplace.service import LICENSE_TYPE, REVOCATION_TYPE
+def _duplicate_members_refused(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON with a member twice reads differently in different parsers (Python keeps the last, others the first):
+    evidence must mean one thing to every reader."""
+    members: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in members:
+            raise ValueError(f"the member {name!r} appears twice in one object")
+        members[name] = value
+    return members
 
-    def party(role: str) -> str:
-        who = statement.get(role) or {}
-        return f"{who.get('display_name')} (account {who.get('account_id')})"
 
-    if statement.get("type") == LICENSE_TYPE:
-        return (
-            f"license {statement.get('license_id')} to the work {statement.get('work_id')} (sha256 "
-            f"{statement.get('work_sha256')}) was granted by {party('licensor')} to {party('licensee')} no later "
-            f"than {statement.get('issued_at')}"
-        )
-    if statement.get("type") == REVOCATION_TYPE:
-        return (
-            f"license {statement.get('license_id')} was revoked no later than {statement.get('revoked_at')} "
-            f"(“{statement.get('reason')}”)"
-        )
-    return (
-        f"“{statement.get('title')}” (sha256 {statement.get('sha256')}) was registered by {party('creator')} no "
-        f"later than {statement.get('registered_at')}"
-    )
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON file as UTF-8 whatever the machine's locale (bundles hold an em dash), duplicate members refused."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8-sig"), object_pairs_hook=_duplicate_members_refused)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        typer.echo(f"error: cannot read {path} as {what} ({exc})", err=True)
+        raise typer.Exit(2) from exc
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ CI=true a missing Chromium fails the run instead of skipping it.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -80,6 +82,16 @@ def _browser_page(*, javascript: bool) -> Iterator[object]:
         yield context.new_page()
         context.close()
         browser.close()
+
+
+def verify_offline(page: object, bundle: Path, *files: Path) -> subprocess.CompletedProcess[str]:
+    """`ipx verify` as a visitor runs it: with IPX's signing keys saved from the page's own link."""
+    with page.expect_download() as keys_download:  # type: ignore[attr-defined]
+        page.get_by_role("link", name="IPX's signing keys").click()  # type: ignore[attr-defined]
+    keys = bundle.parent / "ipx-keys.json"
+    keys_download.value.save_as(keys)
+    return subprocess.run([str(IPX_CLI), "verify", str(bundle), *map(str, files), "--keys", str(keys)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
 
 
 def shot(page: object, name: str) -> None:

@@ -27,6 +27,7 @@ from ipx.app import create_app
 from ipx.config import Settings
 from ipx.db import transaction
 from ipx.migrations import upgrade
+from ipx.registry.evidence import TrustedKey, published_keys
 
 PG_ADMIN_URL = os.environ.get("IPX_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -134,6 +135,11 @@ def png_bytes(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
+
+
+def ipx_keys(client: httpx.Client) -> dict[str, TrustedKey]:
+    """IPX's published keys, as a verifier saves them: what every evidence bundle is checked against."""
+    return published_keys(client.get("/.well-known/ipx/keys").json())
 
 
 def bearer_headers(client: httpx.Client, email: str, password: str) -> dict[str, str]:

@@ -44,12 +44,11 @@ from ipx.marketplace.payments import (
     UnknownCustomer,
 )
 from ipx.registry import service as registry_service
+from ipx.registry.evidence import LICENSE_TYPE, REVOCATION_TYPE
 from ipx.registry.models import PriorMatch, Work
 
 logger = logging.getLogger(__name__)
 
-LICENSE_TYPE = "ipx.license/v1"
-REVOCATION_TYPE = "ipx.license-revocation/v1"
 PAGE_SIZE = 20
 COUNT_CAP = 10_000
 OPEN_ORDER = "pending"
@@ -970,10 +969,14 @@ def get_license(session: Session, license_id: str) -> License:
 
 
 def license_evidence(session: Session, row: License) -> dict[str, Any]:
-    """The offline bundle for the license statement (`ipx verify` checks it like a registration's)."""
-    return registry_service.evidence_bundle(
+    """The offline bundle for the license statement (`ipx verify` checks it like a registration's); once the license
+    is revoked, it carries the revocation's bundle too, so a copy fetched after the refund cannot pass as current."""
+    bundle = registry_service.evidence_bundle(
         session, statement=row.statement, signature=row.signature, key_id=row.key_id, index=row.log_index
     )
+    if row.status == "revoked":
+        bundle["revocation"] = revocation_evidence(session, row)
+    return bundle
 
 
 def revocation_evidence(session: Session, row: License) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Evidence bundles and their offline verification.
 
-`verify_bundle` trusts nothing but the bundle, the optional file and optional pinned keys: it is what
-`ipx verify` runs on a laptop long after IPX is gone, and what `GET /verify/{id}` runs server-side.
+`verify_bundle` trusts nothing but the bundle, the optional file and IPX's published keys (a saved copy of
+/.well-known/ipx/keys): it is what `ipx verify` runs on a laptop long after IPX is gone, and what `GET /verify/{id}`
+runs server-side. The keys are not optional: a bundle carries its own public key, and anyone can make a bundle whose
+signature, leaf, checkpoint and proof all agree with a key of their own.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from ipx.registry.note import NoteError, NoteVerifier, open_checkpoint
 # Workers and the host that rotates keys keep their own clocks; a statement may carry a time this much past its
 # key's retirement without being refused (rotation holds appends, so any later time is a forgery's).
 CLOCK_SKEW = timedelta(seconds=60)
-# The field holding the time each kind of signed statement speaks for.
-SIGNED_AT_FIELDS = ("registered_at", "issued_at", "revoked_at")
+REGISTRATION_TYPE = "ipx.registration/v1"
+LICENSE_TYPE = "ipx.license/v1"
+REVOCATION_TYPE = "ipx.license-revocation/v1"
+# The one field holding the time each kind of signed statement speaks for.
+SIGNED_AT = {REGISTRATION_TYPE: "registered_at", LICENSE_TYPE: "issued_at", REVOCATION_TYPE: "revoked_at"}
 
 
 class PublishedKeysError(ValueError):
@@ -69,6 +74,9 @@ class Check:
 @dataclass
 class VerificationReport:
     checks: list[Check] = field(default_factory=list)
+    statement_type: str | None = None
+    proves: str | None = None  # what the statement, once verified, proves: a sentence
+    revoked: str | None = None  # for a license bundle carrying its verified revocation: when and why
 
     @property
     def ok(self) -> bool:
@@ -79,7 +87,35 @@ class VerificationReport:
         return ok
 
     def as_dict(self) -> dict[str, Any]:
-        return {"valid": self.ok, "checks": [check.__dict__ for check in self.checks]}
+        """`valid` alone cannot tell a registration from a license: `type` and `proves` say what was verified."""
+        return {
+            "valid": self.ok, "type": self.statement_type, "proves": self.proves if self.ok else None,
+            "revoked": self.revoked if self.ok else None, "checks": [check.__dict__ for check in self.checks],
+        }
+
+
+def what_it_proves(statement: dict[str, Any]) -> str:
+    """What a verified statement proves, in a sentence, for each kind IPX signs into its log."""
+
+    def party(role: str) -> str:
+        who = statement.get(role) or {}
+        return f"{who.get('display_name')} (account {who.get('account_id')})"
+
+    if statement.get("type") == LICENSE_TYPE:
+        return (
+            f"license {statement.get('license_id')} to the work {statement.get('work_id')} (sha256 "
+            f"{statement.get('work_sha256')}) was granted by {party('licensor')} to {party('licensee')} no later "
+            f"than {statement.get('issued_at')}"
+        )
+    if statement.get("type") == REVOCATION_TYPE:
+        return (
+            f"license {statement.get('license_id')} was revoked no later than {statement.get('revoked_at')} "
+            f"(“{statement.get('reason')}”)"
+        )
+    return (
+        f"“{statement.get('title')}” (sha256 {statement.get('sha256')}) was registered by {party('creator')} no "
+        f"later than {statement.get('registered_at')}"
+    )
 
 
 def build_bundle(
@@ -118,7 +154,7 @@ def _b64(value: Any) -> bytes:
     return base64.b64decode(value, validate=True)
 
 
-def _load_key(report: VerificationReport, name: str, key: Any, pinned: Mapping[str, TrustedKey] | None) -> Any:
+def _load_key(report: VerificationReport, name: str, key: Any, trusted: Mapping[str, TrustedKey]) -> Any:
     try:
         public_key = signing.load_public_key_pem(key["public_key_pem"])
     except (KeyError, TypeError, AttributeError, signing.SignatureError) as exc:
@@ -128,23 +164,29 @@ def _load_key(report: VerificationReport, name: str, key: Any, pinned: Mapping[s
     if actual_id != key.get("key_id"):
         report.add(name, False, f"key_id {key.get('key_id')} does not match the public key ({actual_id})")
         return None
-    if pinned is not None and actual_id not in pinned:
-        report.add(name, False, f"key {actual_id} is not among the trusted IPX keys you supplied")
+    if actual_id not in trusted:
+        report.add(name, False, f"key {actual_id} is not among IPX's published keys: IPX did not sign this")
         return None
-    report.add(name, True, f"Ed25519 key {actual_id[:16]}…" + (" (trusted)" if pinned else ""))
+    report.add(name, True, f"Ed25519 key {actual_id[:16]}…, published by IPX")
     return public_key
 
 
 def _check_signing_time(report: VerificationReport, statement: dict[str, Any], window: TrustedKey) -> None:
     """A statement dated outside its key's published window was not signed by IPX then: a retired key that leaked
-    could otherwise vouch for registrations "made" after its retirement."""
-    field_name = next((name for name in SIGNED_AT_FIELDS if name in statement), None)
+    could otherwise vouch for registrations "made" after its retirement. The time checked is the one field the
+    statement's type speaks for; a statement carrying another type's time field too is refused, or a forger could
+    add a harmless date inside the window beside the one that matters."""
+    field_name = SIGNED_AT[statement["type"]]
+    foreign = sorted((set(SIGNED_AT.values()) - {field_name}) & statement.keys())
     try:
-        at = _instant(statement[field_name]) if field_name else None
+        at = _instant(statement[field_name]) if field_name in statement else None
     except ValueError:
         at = None
-    if at is None:
-        report.add("signing time", False, "the statement carries no readable time to check against its key")
+    if foreign:
+        report.add("signing time", False, f"a {statement['type']} statement carries {foreign[0]}, which IPX writes "
+                                          "only into another kind of statement")
+    elif at is None:
+        report.add("signing time", False, f"the statement carries no readable {field_name} to check against its key")
     elif not window.covers(at):
         until = window.valid_until.isoformat() if window.valid_until else "now"
         report.add("signing time", False, f"{field_name} {at.isoformat()} lies outside the key's validity, "
@@ -153,24 +195,70 @@ def _check_signing_time(report: VerificationReport, statement: dict[str, Any], w
         report.add("signing time", True, f"{field_name} lies inside the key's validity window")
 
 
+def _is_count(value: Any) -> bool:
+    """A JSON whole number: not a bool, a float, a string or a negative number, which int() would wave through."""
+    return type(value) is int and value >= 0
+
+
 def verify_bundle(
-    bundle: dict[str, Any], file_bytes: bytes | None = None, trusted_keys: Mapping[str, TrustedKey] | None = None
+    bundle: Any, file_bytes: bytes | None, trusted_keys: Mapping[str, TrustedKey]
 ) -> VerificationReport:
-    """Check a bundle; with `trusted_keys` (IPX's published keys), also that IPX signed it, within the key's window."""
+    """Check that IPX signed the statement with a key it published, within that key's window, and logged it; given
+    the file, that it is the work. A license bundle that carries its revocation is checked whole, and said revoked."""
+    report = _verify_entry(bundle, trusted_keys)
+    if report.checks[0].ok and file_bytes is not None:
+        expected = work_sha256(bundle["statement"])
+        digest = hashlib.sha256(file_bytes).hexdigest()
+        same = digest == expected
+        report.add(
+            "file hash",
+            same,
+            "the file's SHA-256 matches the work the statement is about" if same
+            else "this statement names no work's file (a license revocation), so no file can match it"
+            if expected is None else f"the file's SHA-256 {digest} differs from the work's, {expected}",
+        )
+    if report.checks[0].ok and "revocation" in bundle:
+        _check_revocation(report, bundle["statement"], bundle["revocation"], trusted_keys)
+    return report
+
+
+def _check_revocation(
+    report: VerificationReport, statement: dict[str, Any], revocation: Any, trusted_keys: Mapping[str, TrustedKey]
+) -> None:
+    nested = _verify_entry(revocation, trusted_keys)
+    failed = "; ".join(f"{c.name}: {c.detail}" for c in nested.checks if not c.ok)
+    if failed:
+        report.add("revocation", False, f"the bundle's revocation does not verify ({failed})")
+    elif statement["type"] != LICENSE_TYPE or nested.statement_type != REVOCATION_TYPE:
+        report.add("revocation", False, "only a license bundle can carry a revocation, and only a revocation there")
+    elif revocation["statement"].get("license_id") != statement.get("license_id"):
+        report.add("revocation", False, "the revocation is of another license")
+    else:
+        report.add("revocation", True, "the license's revocation is signed and logged too")
+        report.revoked = nested.proves
+
+
+def _verify_entry(bundle: Any, trusted_keys: Mapping[str, TrustedKey]) -> VerificationReport:
+    """Everything but the file: format, keys, signature, signing time, leaf, checkpoint, inclusion."""
     report = VerificationReport()
     try:
         statement, log = bundle["statement"], bundle["log"]
         signature = _b64(bundle["signature"])
         leaf_hash = _b64(log["leaf_hash"])
         proof = [_b64(h) for h in log["inclusion_proof"]]
-        index, tree_size, checkpoint_text = int(log["index"]), int(log["tree_size"]), log["checkpoint"]
+        index, tree_size, checkpoint_text = log["index"], log["tree_size"], log["checkpoint"]
         if not isinstance(statement, dict) or not isinstance(checkpoint_text, str):
             raise TypeError("the statement must be a JSON object and the checkpoint a text")
+        if not (_is_count(index) and _is_count(tree_size) and index < tree_size):
+            raise ValueError(f"log index {index!r} must be a whole number below the tree size {tree_size!r}")
+        if statement.get("type") not in SIGNED_AT:
+            raise ValueError(f"statement type {statement.get('type')!r} is none IPX signs")
         body = signing.canonical_json(statement)  # refuses numbers RFC 8785 cannot write
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         report.add("bundle format", False, f"the bundle is missing or mangles a field: {exc}")
         return report
     report.add("bundle format", True, "all fields present")
+    report.statement_type, report.proves = statement["type"], what_it_proves(statement)
 
     statement_key = _load_key(report, "statement key", bundle.get("key", {}), trusted_keys)
     if statement_key is not None:
@@ -182,8 +270,7 @@ def verify_bundle(
                 report.add("statement signature", True, "Ed25519 signature over the RFC 8785 statement is valid")
             except signing.SignatureError as exc:
                 report.add("statement signature", False, f"{exc}: the statement or signature was altered")
-            if trusted_keys is not None:
-                _check_signing_time(report, statement, trusted_keys[bundle["key"]["key_id"]])
+            _check_signing_time(report, statement, trusted_keys[bundle["key"]["key_id"]])
 
     expected_leaf = merkle.leaf_hash(body)
     report.add(
@@ -211,18 +298,6 @@ def verify_bundle(
                     report.add("inclusion proof", True, f"entry {index} is in the log of {tree_size} entries")
                 except merkle.ProofError as exc:
                     report.add("inclusion proof", False, str(exc))
-
-    if file_bytes is not None:
-        expected = work_sha256(statement)
-        digest = hashlib.sha256(file_bytes).hexdigest()
-        same = digest == expected
-        report.add(
-            "file hash",
-            same,
-            "the file's SHA-256 matches the registered work" if same
-            else "this statement names no work's file (a license revocation), so no file can match it"
-            if expected is None else f"the file's SHA-256 {digest} differs from the registered {expected}",
-        )
     return report
 
 

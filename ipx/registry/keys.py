@@ -1,7 +1,9 @@
 """Signing keys: created on first start, rotated by `ipx keys rotate`, never forgotten.
 
 The private key sits in the key directory (mode 0600), the public key and its validity window in
-the database, so `/.well-known/ipx/keys` can publish every key that ever signed anything.
+the database, so `/.well-known/ipx/keys` can publish every key that ever signed anything. A retired key's
+private half is destroyed once its retirement is committed: whoever later got hold of it could sign a whole
+fake log, backdated into the key's window, that verifies offline.
 """
 
 from __future__ import annotations
@@ -71,6 +73,20 @@ def rotate(session: Session, key_dir: Path) -> SigningKey:
         old.valid_until = utcnow()
         audit_service.record(session, action="key.retired", subject_type="signing_key", subject_id=old.key_id)
     return _create_key(session, key_dir)
+
+
+def destroy_retired_private_keys(session: Session, key_dir: Path) -> list[str]:
+    """Delete the private key files of retired keys (call after the retirement commits); returns their ids."""
+    retired = session.scalars(select(SigningKey.key_id).where(SigningKey.valid_until.is_not(None)))
+    destroyed = []
+    for key_id in retired:
+        path = _key_path(key_dir, key_id)
+        if path.exists():
+            path.unlink()
+            destroyed.append(key_id)
+        with _loaded_lock:
+            _loaded.pop(key_id, None)
+    return destroyed
 
 
 def active_signer(session: Session, key_dir: Path) -> Signer:

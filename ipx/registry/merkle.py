@@ -122,8 +122,8 @@ def _check_hashes(proof: Sequence[bytes]) -> None:
 
 def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """RFC 9162 section 2.1.3.2: the root that `proof` implies for leaf hash `leaf` at `index`."""
-    if index >= size:
-        raise ProofError(f"leaf index {index} is not below the tree size {size}")
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} is not within the tree of size {size}")
     if len(leaf) != HASH_SIZE:
         raise ProofError(f"leaf hash is {len(leaf)} bytes, not {HASH_SIZE}")
     _check_hashes(proof)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -18,6 +19,7 @@ from ipx.registry.signing import raw_public_key
 
 SIGNATURE_PREFIX = "\u2014 "  # em dash and a space
 ED25519_TYPE = b"\x01"
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
 MAX_SIGNATURES = 100  # as Go's note package: bounds the work a hostile note can cause
 
 
@@ -161,7 +163,7 @@ class Checkpoint:
         origin, size_text, root_text, *extensions = lines[:-1]
         if not origin:
             raise NoteError("checkpoint origin is empty")
-        if not size_text.isdigit() or (size_text.startswith("0") and size_text != "0"):
+        if not _DECIMAL.fullmatch(size_text):  # ASCII digits only: str.isdigit takes "²" and Arabic-Indic digits
             raise NoteError(f"checkpoint size {size_text!r} is not a decimal number")
         try:
             root = base64.b64decode(root_text, validate=True)

@@ -26,8 +26,6 @@ from ipx.registry import evidence, keys, log, media, previews, signing
 from ipx.registry.models import PriorMatch, SigningKey, Work, WorkFingerprint
 from ipx.registry.schemas import RegistrationForm
 
-STATEMENT_TYPE = "ipx.registration/v1"
-
 
 @dataclass(frozen=True)
 class Upload:
@@ -79,7 +77,7 @@ def _statement(
 ) -> dict[str, Any]:
     creators = form.creators or []
     statement: dict[str, Any] = {
-        "type": STATEMENT_TYPE,
+        "type": evidence.REGISTRATION_TYPE,
         "work_id": work_id,
         "sha256": upload.sha256,
         "size": upload.size,
@@ -188,7 +186,7 @@ def register(
     ctx.blobs.put_file(upload.sha256, upload.path)
     work_id = str(uuid.uuid4())
     work_type = form.work_type or media.work_type_for(media_type)
-    entry = append_signed(session, ctx.key_dir, STATEMENT_TYPE, lambda key_id, registered_at: _statement(
+    entry = append_signed(session, ctx.key_dir, evidence.REGISTRATION_TYPE, lambda key_id, registered_at: _statement(
         work_id=work_id, upload=upload, media_type=media_type, work_type=work_type, form=form, owner=owner,
         fingerprints=computed.public, registered_at=registered_at, key_id=key_id,
     ))

@@ -28,9 +28,9 @@ UNICODE_FONT_MONO = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")
 QR_BORDER_MODULES = 4  # the quiet zone ISO/IEC 18004 asks for
 VERIFY_NOTE = (
     "This certificate summarises a signed registration statement appended to the IPX transparency log. "
-    "To check it without trusting IPX, download the evidence bundle from the public record and run "
-    "\"ipx verify BUNDLE FILE\": it checks the Ed25519 signature, the Merkle inclusion proof against the signed "
-    "checkpoint, and that the file's SHA-256 matches."
+    "To check it without trusting IPX, download the evidence bundle and IPX's signing keys from the public record "
+    "and run \"ipx verify BUNDLE FILE --keys KEYS\": it checks the Ed25519 signature against IPX's published key, the "
+    "Merkle inclusion proof against the signed checkpoint, and that the file's SHA-256 matches."
 )
 
 

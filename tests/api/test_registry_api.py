@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 
 from ipx.app import create_app
 from ipx.registry import merkle
-from ipx.registry.evidence import verify_bundle
+from ipx.registry.evidence import published_keys, verify_bundle
 from ipx.registry.note import NoteVerifier, open_checkpoint
 from ipx.registry.signing import load_public_key_pem
-from tests.conftest import png_bytes
+from tests.conftest import ipx_keys, png_bytes
 
 
 def log_size(client: TestClient) -> int:
@@ -53,7 +53,7 @@ def test_registration_returns_the_contract_fields_and_evidence_verifies_offline(
     bundle = client.get(f"/api/v1/works/{work['work_id']}/evidence").json()
     assert bundle["statement"]["type"] == "ipx.registration/v1"
     assert bundle["statement"]["publication"] == {"published": True, "where": "Gallery X"}
-    report = verify_bundle(bundle, data)
+    report = verify_bundle(bundle, data, ipx_keys(client))
     assert report.ok, report.as_dict()
 
     public = client.get(f"/api/v1/works/{work['work_id']}").json()
@@ -265,8 +265,10 @@ def test_tampered_bundles_say_exactly_what_failed(client, make_user):
     work = make_user().register(data).json()
     bundle = client.get(f"/api/v1/works/{work['work_id']}/evidence").json()
 
+    trusted = ipx_keys(client)
+
     def failures(mutated: dict, file_bytes: bytes | None = data) -> set[str]:
-        return {c.name for c in verify_bundle(mutated, file_bytes).checks if not c.ok}
+        return {c.name for c in verify_bundle(mutated, file_bytes, trusted).checks if not c.ok}
 
     retitled = copy.deepcopy(bundle)
     retitled["statement"]["title"] = "Stolen"
@@ -287,7 +289,6 @@ def test_tampered_bundles_say_exactly_what_failed(client, make_user):
 def test_key_rotation_keeps_old_evidence_valid(client, make_user, settings):
     from ipx.db import transaction
     from ipx.registry import keys, signing
-    from ipx.registry.evidence import published_keys
     from ipx.registry.service import rotate_key
 
     user = make_user()
@@ -317,13 +318,27 @@ def test_key_rotation_keeps_old_evidence_valid(client, make_user, settings):
     forged["signature"] = base64.b64encode(signing.sign_statement(retired.private_key, forged["statement"])[1]).decode()
     failed = {c.name: c.detail for c in verify_bundle(forged, old_data, trusted).checks if not c.ok}
     assert "outside the key's validity" in failed["signing time"]
-    assert "statement signature" not in failed and "signing time" not in {
-        c.name for c in verify_bundle(forged, old_data).checks if not c.ok}  # unpinned, only the log can tell
+    assert "statement signature" not in failed
+    # nor by adding a harmless date inside the window beside the one its kind of statement speaks for
+    license_statement = {**old_bundle["statement"], "type": "ipx.license/v1", "issued_at": "2099-01-01T00:00:00Z"}
+    forged["statement"] = license_statement
+    forged["signature"] = base64.b64encode(signing.sign_statement(retired.private_key, license_statement)[1]).decode()
+    failed = {c.name: c.detail for c in verify_bundle(forged, old_data, trusted).checks if not c.ok}
+    assert failed["signing time"] == ("a ipx.license/v1 statement carries registered_at, which IPX writes only into "
+                                      "another kind of statement")
     refreshed = client.get(f"/api/v1/works/{old_work['work_id']}/evidence").json()
     assert refreshed["log"]["checkpoint_key"]["key_id"] == new_work["key_id"]
-    assert verify_bundle(refreshed, old_data).ok
+    assert verify_bundle(refreshed, old_data, trusted).ok
     assert client.get(f"/api/v1/verify/{old_work['work_id']}").json()["valid"]
     assert load_public_key_pem(published["keys"][0]["public_key_pem"])
+
+    # the retired key's private half is destroyed once its retirement is committed (`ipx keys rotate` does it)
+    retired_file = settings.resolved_key_dir / f"{retired.key_id}.pem"
+    assert retired_file.exists()
+    with transaction(client.app.state.session_factory) as session:
+        assert keys.destroy_retired_private_keys(session, settings.resolved_key_dir) == [retired.key_id]
+    assert not retired_file.exists() and (settings.resolved_key_dir / f"{new_key.key_id}.pem").exists()
+    assert user.register(png_bytes(13), title="Still signing").status_code == 201
 
 
 def test_an_address_logs_in_however_it_was_spelled_and_makes_one_account(client):

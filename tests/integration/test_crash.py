@@ -14,12 +14,11 @@ from sqlalchemy import func, select
 from ipx.blobs import open_blob_store
 from ipx.db import make_engine, make_session_factory, transaction
 from ipx.registry import merkle
-from ipx.registry.evidence import verify_bundle
+from ipx.registry.evidence import REGISTRATION_TYPE, verify_bundle
 from ipx.registry.models import LogCheckpoint, LogLeaf, LogState, Work
 from ipx.registry.note import NoteVerifier, open_checkpoint
-from ipx.registry.service import STATEMENT_TYPE
 from ipx.storage import sweep_orphan_blobs
-from tests.conftest import png_bytes
+from tests.conftest import ipx_keys, png_bytes
 from tests.integration.independent import tlog
 from tests.integration.live import Outcome, ServerProcess, register_in_parallel, sign_up
 
@@ -90,7 +89,7 @@ def test_acknowledged_registrations_survive_kill_9(
         work_id = outcome.body["work_id"]
         bundle = http.get(f"/api/v1/works/{work_id}/evidence")
         assert bundle.status_code == 200, f"acknowledged work {work_id} is gone after the crash"
-        report = verify_bundle(bundle.json(), outcome.data)
+        report = verify_bundle(bundle.json(), outcome.data, ipx_keys(http))
         assert report.ok, report.as_dict()
         assert http.get(f"/api/v1/verify/{work_id}").json()["valid"] is True
 
@@ -101,7 +100,7 @@ def test_acknowledged_registrations_survive_kill_9(
             works = {work.log_index: work for work in session.scalars(select(Work))}
             state_size = session.get(LogState, 1).size  # type: ignore[union-attr]
             assert sorted(leaves) == list(range(state_size)), "the log has a gap or a leaf past its size"
-            registration_leaves = {i for i, leaf in leaves.items() if leaf.entry_type == STATEMENT_TYPE}
+            registration_leaves = {i for i, leaf in leaves.items() if leaf.entry_type == REGISTRATION_TYPE}
             assert registration_leaves == set(works), "a registration leaf without its work, or the reverse"
             assert all(works[i].statement == leaves[i].data for i in works)
             assert state_size == len(works) == session.scalar(select(func.count()).select_from(Work))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ipx.config import PROJECT_ROOT
 from ipx.registry.evidence import verify_bundle
+from tests.conftest import ipx_keys
 from tests.marketplace.builders import offer
 from tests.marketplace.conftest import assert_ledger_balanced, buy, noise_png
 
@@ -45,11 +46,11 @@ def test_list_buy_verify_refund(client, make_user, list_work, staff):
     assert bundle["statement"]["work_sha256"] == listed.work["sha256"]
     assert bundle["statement"]["registration_log_index"] == listed.work["log_index"]
     assert bundle["statement"]["price"] == {"amount": 1001, "currency": "EUR"}
-    report = verify_bundle(bundle)
+    report = verify_bundle(bundle, None, ipx_keys(client))
     assert report.ok, report.as_dict()
     tampered = json.loads(json.dumps(bundle))
     tampered["statement"]["price"]["amount"] = 1
-    assert not verify_bundle(tampered).ok
+    assert not verify_bundle(tampered, None, ipx_keys(client)).ok
 
     ledger = assert_ledger_balanced(client, staff)
     balances = {(a["account"], a["currency"]): a["balance"] for a in ledger["accounts"]}
@@ -66,9 +67,13 @@ def test_list_buy_verify_refund(client, make_user, list_work, staff):
     revocation_bundle = client.get(revoked["revocation"]["evidence_url"]).json()
     assert revocation_bundle["statement"]["type"] == "ipx.license-revocation/v1"
     assert revocation_bundle["log"]["index"] == revoked["revocation"]["log_index"] > revoked["log_index"]
-    assert verify_bundle(revocation_bundle).ok
-    # the license statement is still in the log, unchanged: revocation appends, never rewrites
-    assert verify_bundle(client.get(f"/api/v1/licenses/{revoked['license_id']}/evidence").json()).ok
+    assert verify_bundle(revocation_bundle, None, ipx_keys(client)).ok
+    # the license statement is still in the log, unchanged: revocation appends, never rewrites; its bundle now
+    # carries the revocation, so a copy fetched after the refund cannot pass for a license in force
+    after_refund = client.get(f"/api/v1/licenses/{revoked['license_id']}/evidence").json()
+    assert after_refund["revocation"] == revocation_bundle
+    report = verify_bundle(after_refund, None, ipx_keys(client))
+    assert report.ok and report.revoked is not None and "“wrong file delivered”" in report.revoked
     assert base64.b64decode(bundle["signature"])
 
     ledger = assert_ledger_balanced(client, staff)
@@ -91,8 +96,14 @@ def test_cli_says_what_license_and_revocation_bundles_prove(client, make_user, s
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
 
-    def verify(*names: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ipx.cli", "verify", *(str(tmp_path / n) for n in names)],
+    (tmp_path / "ipx-keys.json").write_bytes(client.get("/.well-known/ipx/keys").content)
+    files["license-now.json"] = client.get(f"/api/v1/licenses/{license_body['license_id']}/evidence").content
+    (tmp_path / "license-now.json").write_bytes(files["license-now.json"])
+
+    def verify(*names: str, expect: str | None = None) -> subprocess.CompletedProcess[str]:
+        arguments = [*(str(tmp_path / n) for n in names), "--keys", str(tmp_path / "ipx-keys.json")]
+        return subprocess.run([sys.executable, "-m", "ipx.cli", "verify", *arguments,
+                               *(["--expect", expect] if expect else [])],
                               capture_output=True, text=True, cwd=PROJECT_ROOT)
 
     granted = verify("license.json", "work.png")  # the licensed work's own file matches its license
@@ -101,10 +112,18 @@ def test_cli_says_what_license_and_revocation_bundles_prove(client, make_user, s
             "was granted by Seller") in granted.stdout
     assert "to Buyer" in granted.stdout and "None" not in granted.stdout
     other = verify("license.json", "other.png")
-    assert other.returncode == 1 and f"differs from the registered {work['sha256']}" in other.stdout
+    assert other.returncode == 1 and f"differs from the work's, {work['sha256']}" in other.stdout
     revoked = verify("revocation.json")
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
     assert f"VERIFIED: license {license_body['license_id']} was revoked" in revoked.stdout
     assert "“wrong file”" in revoked.stdout and "pass the file too" not in revoked.stdout
     with_file = verify("revocation.json", "work.png")
     assert with_file.returncode == 1 and "names no work's file" in with_file.stdout
+    # the bundle saved before the refund says the license may since have been revoked; the one fetched now says it was
+    assert "a license can be revoked later" in granted.stdout
+    now = verify("license-now.json", "work.png")
+    assert now.returncode == 0 and "REVOKED: license" in now.stdout and "It no longer covers any use." in now.stdout
+    # a license bundle cannot pass for a registration of the work, whose file it matches
+    posing = verify("license.json", "work.png", expect="registration")
+    assert posing.returncode == 1
+    assert "statement type: this is a ipx.license/v1 statement, not the ipx.registration/v1 asked for" in posing.stdout

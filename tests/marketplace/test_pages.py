@@ -20,7 +20,7 @@ from ipx.db import transaction
 from ipx.marketplace import service
 from ipx.marketplace.models import Order
 from ipx.registry.evidence import verify_bundle
-from tests.conftest import ApiUser
+from tests.conftest import ApiUser, ipx_keys
 from tests.marketplace.builders import exclusive_offer, offer
 from tests.marketplace.conftest import Listed, noise_png
 
@@ -376,7 +376,7 @@ def test_license_evidence_and_printable_certificate(
     assert download.headers["content-disposition"] == f'attachment; filename="ipx-license-{license_id}.json"'
     bundle = download.json()
     assert bundle["statement"]["license_id"] == license_id
-    assert verify_bundle(bundle).ok
+    assert verify_bundle(bundle, None, ipx_keys(client)).ok
 
     certificate = client.get(f"/licenses/{license_id}/certificate")
     assert certificate.status_code == 200

@@ -110,3 +110,16 @@ def test_proof_requests_out_of_range_are_refused() -> None:
         merkle.consistency_proof(0, 8, read)
     with pytest.raises(merkle.ProofError):
         merkle.consistency_proof(5, 4, read)
+
+
+
+def test_a_negative_index_is_no_leaf_of_any_tree() -> None:
+    """Python's `>>` on a negative number walked index - 2**len(proof) down the genuine index's path to its root."""
+    leaves, read = _reference_tree()
+    size, index = len(leaves), 4
+    proof = merkle.inclusion_proof(index, size, read)
+    root = merkle.root_hash(size, read)
+    merkle.verify_inclusion(index, size, leaves[index], proof, root)
+    for alias in (index - 2 ** len(proof), -1):
+        with pytest.raises(merkle.ProofError, match="not within the tree"):
+            merkle.verify_inclusion(alias, size, leaves[index], proof, root)

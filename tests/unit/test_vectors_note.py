@@ -109,3 +109,11 @@ def test_tampered_checkpoint_body_fails() -> None:
     note = sign_note(Checkpoint("log", 3, b"\x01" * 32).body(), "log", key)
     with pytest.raises(NoteError, match="does not verify"):
         open_checkpoint(note.replace("\n3\n", "\n4\n"), [NoteVerifier("log", key.public_key())])
+
+
+@pytest.mark.parametrize("size", ["\u0661", "\u00b2", "\uff11", "01", "+1", " 1"])
+def test_a_checkpoint_size_is_ascii_decimal_only(size: str) -> None:
+    """str.isdigit takes "²" (then int() raised) and Arabic-Indic or full-width digits (then int() read them)."""
+    root = base64.b64encode(bytes(32)).decode()
+    with pytest.raises(NoteError, match="is not a decimal number"):
+        Checkpoint.parse(f"example.org/log\n{size}\n{root}\n")

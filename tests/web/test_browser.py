@@ -8,14 +8,12 @@ screenshotted into test-artifacts/screens/ for a person to look at.
 from __future__ import annotations
 
 import io
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
 
-from tests.browser import IPX_CLI, PASSWORD, browser_page, live_server, read_qr, shot
+from tests.browser import PASSWORD, browser_page, live_server, read_qr, shot, verify_offline
 from tests.conftest import png_bytes
 from tests.integration.live import ServerProcess
 
@@ -75,10 +73,7 @@ def test_sign_up_register_download_and_verify_offline(
     assert download.suggested_filename.startswith("ipx-evidence-")
     bundle = tmp_path / download.suggested_filename
     download.save_as(bundle)
-    verified = subprocess.run(
-        [str(IPX_CLI), "verify", str(bundle), str(image)], capture_output=True, text=True, timeout=120,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
+    verified = verify_offline(page, bundle, image)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "VERIFIED" in verified.stdout
 
