@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ipx.accounts import api as accounts_api
 from ipx.accounts import pages as accounts_pages
 from ipx.accounts.throttle import LoginThrottle
+from ipx.archive import api as archive_api
+from ipx.archive import pages as archive_pages
 from ipx.blobs import open_blob_store
 from ipx.complaints import api as complaints_api
 from ipx.complaints import pages as complaints_pages
@@ -234,12 +236,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (marketplace_api.router, API_PREFIX),
         (complaints_api.router, API_PREFIX),
         (stats_api.router, API_PREFIX),
+        (archive_api.router, API_PREFIX),
     ):
         app.include_router(router, prefix=prefix, responses=PROBLEM_RESPONSES)
     app.openapi = with_component_schemas(app, [Problem, *complaints_api.REQUEST_BODY_MODELS])  # type: ignore[method-assign]
     app.include_router(accounts_pages.router)
     app.include_router(complaints_pages.router)
     app.include_router(stats_pages.router)
+    app.include_router(archive_pages.router)
     app.include_router(marketplace_pages.router)
     app.include_router(web_pages.router)
     return app

@@ -28,11 +28,10 @@ from ipx.errors import InvalidInput
 from ipx.fingerprint.engine import ComputedFingerprints
 from ipx.notifications.service import relay_after_commit, relay_for
 from ipx.openapi import BUSY_RESPONSES, FILE_RESPONSES, form_requires
-from ipx.registry import keys, log, service, signing
+from ipx.registry import log, service
 from ipx.registry.downloads import file_download
 from ipx.registry.media import WORK_TYPES
 from ipx.registry.models import Work
-from ipx.registry.note import NoteVerifier
 from ipx.registry.schemas import (
     CreatorRef,
     Detection,
@@ -270,19 +269,4 @@ def get_log_entries(
 @well_known.get("/.well-known/ipx/keys")
 def get_keys(session: DbSession) -> dict[str, Any]:
     """Every key IPX has signed with, current and retired, with its validity window (anyone)."""
-    origin = log.origin(session)
-    return {
-        "log_origin": origin,
-        "keys": [
-            {
-                "key_id": key.key_id,
-                "algorithm": key.algorithm,
-                "public_key_pem": key.public_key_pem,
-                "note_verifier_key": NoteVerifier(origin, signing.load_public_key_pem(key.public_key_pem)).vkey,
-                "valid_from": key.valid_from,
-                "valid_until": key.valid_until,
-                "status": "active" if key.valid_until is None else "retired",
-            }
-            for key in keys.all_keys(session)
-        ],
-    }
+    return service.published_keys_document(session)

@@ -38,7 +38,7 @@ def file_download(blobs: BlobStore, file: StoredFile) -> StreamingResponse:
             "are unaffected; IPX staff have been alerted."
         ) from exc
     return StreamingResponse(
-        _checked(pieces, file.sha256),
+        checked_pieces(pieces, file.sha256),
         media_type=file.media_type,
         headers={
             "Content-Length": str(file.size),
@@ -58,7 +58,8 @@ def attachment_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def _checked(pieces: Iterator[bytes], sha256: str) -> Iterator[bytes]:
+def checked_pieces(pieces: Iterator[bytes], sha256: str) -> Iterator[bytes]:
+    """The pieces as they come, but the last only once all of them hash to `sha256` (else DamagedFile)."""
     hasher = hashlib.sha256()
     held: bytes | None = None
     for piece in pieces:

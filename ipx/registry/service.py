@@ -24,6 +24,7 @@ from ipx.errors import Conflict, Forbidden, InvalidInput, IPXError, NotFound
 from ipx.fingerprint.engine import ComputedFingerprints, FingerprintEngine
 from ipx.registry import evidence, keys, log, media, previews, signing
 from ipx.registry.models import PriorMatch, SigningKey, Work, WorkFingerprint
+from ipx.registry.note import NoteVerifier
 from ipx.registry.schemas import RegistrationForm
 
 
@@ -151,6 +152,27 @@ def append_signed(
     signer = signed.pop("signer")
     log.publish_checkpoint(session, signer)
     return SignedEntry(key_id=signer.key_id, index=appended.index, **signed)
+
+
+def published_keys_document(session: Session) -> dict[str, Any]:
+    """/.well-known/ipx/keys: every key IPX has signed with, current and retired, with its validity window — what
+    every evidence bundle is checked against."""
+    origin = log.origin(session)
+    return {
+        "log_origin": origin,
+        "keys": [
+            {
+                "key_id": key.key_id,
+                "algorithm": key.algorithm,
+                "public_key_pem": key.public_key_pem,
+                "note_verifier_key": NoteVerifier(origin, signing.load_public_key_pem(key.public_key_pem)).vkey,
+                "valid_from": key.valid_from,
+                "valid_until": key.valid_until,
+                "status": "active" if key.valid_until is None else "retired",
+            }
+            for key in keys.all_keys(session)
+        ],
+    }
 
 
 def rotate_key(session: Session, key_dir: Path) -> SigningKey:
@@ -412,6 +434,11 @@ def search_works(
         .offset((page - 1) * page_size).limit(page_size)
     )
     return list(rows), total
+
+
+def works_of(session: Session, owner_id: str) -> list[Work]:
+    """Every work an account registered, oldest first."""
+    return list(session.scalars(select(Work).where(Work.owner_id == owner_id).order_by(Work.log_index)))
 
 
 def prior_matches_of(session: Session, work_id: str) -> list[SimilarWork]:
