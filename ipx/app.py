@@ -37,6 +37,7 @@ from ipx.stats import api as stats_api
 from ipx.stats import pages as stats_pages
 from ipx.storage import sweep_orphan_blobs
 from ipx.web import pages as web_pages
+from ipx.web.headers import SecurityHeaders, security_headers
 from ipx.web.templating import STATIC_DIR
 
 API_PREFIX = "/api/v1"
@@ -226,6 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected_problem)
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(SecurityHeaders, headers=security_headers(settings))
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # API routers, one line per domain; page routers come after them.
