@@ -131,6 +131,16 @@ def _sales_suspension(session: Session, work_id: str) -> SalesSuspension | None:
     return session.get(SalesSuspension, work_id)
 
 
+def _listing_taken_down(session: Session, work_id: str) -> bool:
+    """Whether staff hid a listing of this work, which holds the whole work until they restore it.
+
+    Only a complaint hides a listing and only its closing (staff restoring, dismissing, or the counter-notice
+    clock) brings it back, so a hidden listing is the takedown itself: a new listing or another listing's
+    offers would put the same work straight back on sale under the open case.
+    """
+    return session.scalar(select(exists().where(Listing.work_id == work_id, Listing.status == "hidden"))) or False
+
+
 def _active_licenses(session: Session, work_id: str) -> list[License]:
     return list(session.scalars(select(License).where(License.work_id == work_id, License.status == "active")))
 
@@ -172,6 +182,9 @@ def _check_listable(session: Session, work: Work, seller: Principal) -> None:
         )
     if _sales_suspension(session, work.id) is not None:
         raise Conflict("Sales of this work are suspended by IPX staff, so it cannot be listed.")
+    if _listing_taken_down(session, work.id):
+        raise Conflict("IPX staff took down a listing of this work under an infringement complaint, so it cannot be "
+                       "listed again until that case is resolved.")
 
 
 def create_listing(
@@ -181,7 +194,7 @@ def create_listing(
     """List a registered work with one or more offers.
 
     Refuses: someone else's work (403), a work not in status "registered", one with an open prior-match
-    flag or suspended sales (409), unsupported currencies or past end dates (422), and offers that
+    flag, suspended sales or a listing taken down (409), unsupported currencies or past end dates (422), and offers that
     conflict with an exclusive license already sold for an overlapping territory and period (409).
     """
     if not offers:
@@ -317,10 +330,12 @@ def search_listings(
 
 
 def hide_listing(session: Session, listing_id: str, *, actor_id: str | None, reason: str) -> Listing:
-    """Take a listing out of search and sale (complaints, staff); idempotent, audited on change."""
+    """Take a listing out of search and sale, and with it every sale of its work (complaints, staff); idempotent,
+    audited on change."""
     listing = session.get(Listing, listing_id)
     if listing is None:
         raise NotFound(f"No listing has the id {listing_id}.")
+    _lock_work_offers(session, listing.work_id)
     if listing.status != "hidden":
         listing.status, listing.hidden_reason = "hidden", reason
         audit_service.record(session, action="listing.hidden", subject_type="listing", subject_id=listing.id,
@@ -329,10 +344,11 @@ def hide_listing(session: Session, listing_id: str, *, actor_id: str | None, rea
 
 
 def restore_listing(session: Session, listing_id: str, *, actor_id: str | None, reason: str) -> Listing:
-    """Put a hidden listing back on sale; idempotent, audited on change."""
+    """Put a hidden listing back on sale, which frees its work's other sales; idempotent, audited on change."""
     listing = session.get(Listing, listing_id)
     if listing is None:
         raise NotFound(f"No listing has the id {listing_id}.")
+    _lock_work_offers(session, listing.work_id)
     if listing.status == "hidden":
         listing.status, listing.hidden_reason = "active", None
         audit_service.record(session, action="listing.restored", subject_type="listing", subject_id=listing.id,
@@ -387,6 +403,9 @@ def unavailable_reason(session: Session, offer: Offer, *, today: date) -> str | 
         return "This work is under dispute and cannot be licensed at the moment."
     if _sales_suspension(session, offer.work_id) is not None:
         return "Sales of this work are suspended by IPX staff."
+    if _listing_taken_down(session, offer.work_id):
+        return ("Another listing of this work was taken down under an infringement complaint; it cannot be licensed "
+                "until that case is resolved.")
     wanted = offer_terms(offer)
     if terms.expired_on(wanted, today):
         return "This offer's license period has already ended."
