@@ -7,6 +7,7 @@ database keep integer minor units; this module is where the two meet, so the con
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from ipx.web import certificates
 
 DEFAULT_EXPONENT = 2
 LARGEST_AMOUNT_DIGITS = 15  # a typed amount's decimal exponent: past it, no price in any currency can be meant
+GROUPED_THOUSANDS = re.compile(r"[-+]?\d{1,3}(,\d{3})+(\.\d*)?")  # 1,250 or 12,345.50
+DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d{1,2}")  # 9,99 or 9,9
 
 
 class MoneyInputError(ValueError):
@@ -39,10 +42,24 @@ def exponent_of(currency: str | None) -> int:
     return terms.CURRENCY_EXPONENTS.get((currency or "").upper(), DEFAULT_EXPONENT)
 
 
+def _without_commas(text: str) -> str:
+    """A typed amount with its commas read as people mean them, or MoneyInputError when that is unclear.
+
+    A comma between groups of three digits separates thousands; a lone comma before one or two digits is a decimal
+    comma ("9,99" is not 999). Any other comma could be either, and guessing wrong multiplies a price by 100.
+    """
+    if "," not in text or GROUPED_THOUSANDS.fullmatch(text):
+        return text.replace(",", "")
+    if DECIMAL_COMMA.fullmatch(text):
+        return text.replace(",", ".")
+    raise MoneyInputError(f"“{text}” is unclear: write decimals after a point, like 1250.50, and commas only "
+                          "between groups of three digits, like 1,250.50")
+
+
 def parse_major_units(text: str, currency: str | None) -> int:
-    """"25", "25.5" or "1,250.50" in `currency` -> minor units; refuses fractions the currency lacks."""
+    """"25", "25.5", "9,99" or "1,250.50" in `currency` -> minor units; refuses fractions the currency lacks."""
     exponent = exponent_of(currency)
-    cleaned = text.strip().replace(",", "").replace(" ", "")
+    cleaned = _without_commas(text.strip().replace(" ", ""))
     try:
         value = Decimal(cleaned)
     except InvalidOperation as exc:

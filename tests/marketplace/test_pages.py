@@ -101,6 +101,8 @@ def test_market_search_filters_and_cards(client: TestClient, list_work: Callable
     assert titles(min_price="100", currency="EUR") == ["Forest path"]  # EUR 500.00 exclusive
     assert titles(max_price="9", currency="usd") == ["Harbour at dawn"]
     assert titles(max_price="8.99", currency="USD") == []
+    assert titles(min_price="25,01", currency="EUR") == ["Forest path"]  # a decimal comma, not EUR 2,501.00
+    assert titles(max_price="25,00", currency="EUR") == ["Harbour at dawn"]
 
     assert titles(min_price="1e30", currency="EUR") == []  # beyond any price: nothing, and no overflow
     assert titles(min_price="1e999999", currency="EUR") == titles(min_price="1e400000", currency="JPY") == []
@@ -113,6 +115,8 @@ def test_market_search_filters_and_cards(client: TestClient, list_work: Callable
     assert re.findall(r"<h3 dir=\"auto\">([^<]*)</h3>", bad.text) == ["Forest path"]
     assert 'value="forest"' in bad.text  # the search is kept in the form
     # 20 means EUR 20.00 or JPY 20: a price range needs its currency
+    unclear = client.get("/market", params={"max_price": "1,2345", "currency": "EUR"})
+    assert "Highest price: “1,2345” is unclear: write decimals after a point" in unclear.text
     no_currency = client.get("/market", params={"min_price": "20"})
     assert "Lowest price: choose a currency too" in no_currency.text
     assert re.findall(r"<h3 dir=\"auto\">([^<]*)</h3>", no_currency.text) == ["Forest path", "Harbour at dawn"]
@@ -213,6 +217,19 @@ def test_sell_form_lists_a_work_and_keeps_input_on_errors(
     assert body["tags"] == ["dawn", "sea"] and body["description"] == "Golden light over the water"
     assert body["offers"][0]["price"] == {"amount": 2550, "currency": "EUR"}
     assert body["offers"][0]["uses"] == ["print", "web"]
+
+
+def test_sell_form_reads_a_decimal_comma(
+    client: TestClient, make_user: Callable[..., ApiUser], register_work: Callable[..., dict[str, Any]]
+) -> None:
+    seller = make_user("Seller")
+    work = register_work(seller)
+    created = client.post("/market/sell", headers=seller.headers, data={**OFFER_FORM, "work_id": work["work_id"],
+                                                                        "price": "9,99"}, follow_redirects=False)
+    assert created.status_code == 303, created.text
+    listing_id = created.headers["location"].split("/")[-1].split("?")[0]
+    listed = client.get(f"/api/v1/listings/{listing_id}").json()
+    assert listed["offers"][0]["price"] == {"amount": 999, "currency": "EUR"}
 
 
 def test_a_flagged_work_is_refused_with_the_reason(
