@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ipx.accounts.models import User
-from ipx.complaints.models import Complaint
+from ipx.complaints.models import CLOSED_STATUSES, Complaint
 from ipx.marketplace import service as marketplace_service
 from ipx.registry.models import PriorMatch, Work
 from ipx.stats.quarters import Quarter
@@ -88,18 +88,23 @@ def _new_creators(session: Session, start: datetime, end: datetime) -> int:
 
 
 def _complaints(session: Session, start: datetime, end: datetime) -> dict[str, Any]:
+    """Cases received, and cases resolved: closed (dismissed, restored, cleared) in the quarter, timed to closure.
+
+    A takedown decides nothing for good: the case stays open while the owner may still counter, so counting
+    decisions reported open cases as resolved and timed them to their first step.
+    """
     received = _count(
         session, select(func.count()).where(Complaint.received_at >= start, Complaint.received_at < end)
     )
-    decided = session.execute(
-        select(Complaint.received_at, Complaint.decided_at).where(
-            Complaint.decided_at >= start, Complaint.decided_at < end
+    closed = session.execute(
+        select(Complaint.received_at, Complaint.closed_at).where(
+            Complaint.status.in_(CLOSED_STATUSES), Complaint.closed_at >= start, Complaint.closed_at < end
         )
     ).all()
-    hours = [(decided_at - received_at).total_seconds() / 3600 for received_at, decided_at in decided]
+    hours = [(closed_at - received_at).total_seconds() / 3600 for received_at, closed_at in closed]
     return {
         "received": received,
-        "resolved": len(decided),
+        "resolved": len(closed),
         "median_resolution_hours": round(statistics.median(hours), 1) if hours else None,
     }
 

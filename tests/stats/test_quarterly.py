@@ -45,8 +45,8 @@ def seeded(client, make_user, make_staff) -> Seeded:
     registrations now: 2 images (Alice's harbour, Bob's copy of it) + 1 text (Carol); previous: 1 image (Alice's
     first work, moved back); new creators now: Bob, Carol (Alice's first work is earlier); accounts now: 6
     (3 creators, 2 buyers, 1 staff); listings now: 1; sales now: 2 (EUR 2500 and USD 1000, both "standard");
-    detection alerts now: 1 (sha256); complaints: received previous 1, now 2; resolved now 2, after 4 h and 10 h
-    (median 7.0 h).
+    detection alerts now: 1 (sha256); complaints: received previous 1, now 2; resolved (closed) now 2, 4 h and 10 h
+    after receipt (median 7.0 h); a takedown alone (its case still open) resolves nothing.
     """
     quarter = Quarter.containing(utcnow())
     start = quarter.start
@@ -77,10 +77,13 @@ def seeded(client, make_user, make_staff) -> Seeded:
     act(client, staff, late_q3["complaint_id"], "dismiss")
     client.app.state.clock = lambda: start + timedelta(days=4, hours=10)
     q4 = file(client, notice(harbour["work_id"], {"work_id": copy["work_id"]}))
-    client.app.state.clock = lambda: start + timedelta(days=4, hours=20)
+    client.app.state.clock = lambda: start + timedelta(days=4, hours=14)
     act(client, staff, q4["complaint_id"], "mark_disputed")
+    client.app.state.clock = lambda: start + timedelta(days=4, hours=20)
+    act(client, staff, q4["complaint_id"], "restore")
     client.app.state.clock = lambda: start + timedelta(days=5, hours=9)
-    file(client, notice(harbour["work_id"], {"url": "https://elsewhere.example/harbour.png"}))
+    still_open = file(client, notice(harbour["work_id"], {"work_id": copy["work_id"]}))
+    assert act(client, staff, still_open["complaint_id"], "mark_disputed").json()["status"] == "action_taken"
     return Seeded(quarter)
 
 
