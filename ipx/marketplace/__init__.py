@@ -6,7 +6,8 @@ call), `api` (thin routes), `models`, `schemas`.
 
 Model in brief:
 - A listing holds offers for one registered work of its owner. Offers are terms as data
-  (`terms.LicenseTerms`) with a price; "sold" (exclusive, once bought) and "withdrawn" are final.
+  (`terms.LicenseTerms`) with a price; "sold" (exclusive, once bought) or "withdrawn". A seller's withdrawal is
+  final; refunding an exclusive sale puts its offer back on sale with the offers that sale withdrew.
 - An order goes pending -> paid -> fulfilled, or ends failed / cancelled / refunded; every transition
   writes an audit event (`order.<status>`). Fulfilment issues a license: an `ipx.license/v1`
   statement signed and appended to the registry's transparency log; a refund appends an

@@ -63,6 +63,9 @@ class Offer(Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default="active")  # active / withdrawn / sold
     withdrawn_reason: Mapped[str | None] = mapped_column(Text)
+    # the exclusive offer whose sale withdrew this one: a refund of that sale puts it back, a seller's withdrawal never
+    # (no foreign key: adding one rebuilds the table on SQLite, which orders and licenses reference)
+    withdrawn_for_offer_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

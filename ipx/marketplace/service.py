@@ -796,8 +796,33 @@ def _sell_exclusively(session: Session, offer: Offer, actor_id: str | None) -> N
     )
     for other in others:
         other.status, other.withdrawn_reason = "withdrawn", f"exclusive offer {offer.id} was sold"
+        other.withdrawn_for_offer_id = offer.id
         audit_service.record(session, action="offer.withdrawn", subject_type="offer", subject_id=other.id,
                              actor_id=actor_id, details={"reason": other.withdrawn_reason})
+
+
+def _unsell_exclusively(session: Session, offer: Offer, actor_id: str | None, *, today: date) -> None:
+    """Undo _sell_exclusively once its license is revoked: the offer and those its sale withdrew go back on sale.
+
+    Offers the seller withdrew stay withdrawn. An offer that a license sold meanwhile now contradicts (the
+    exclusive license had ended, say, and the scope was sold again) stays off sale, saying which license holds it.
+    Call with the work's offers locked.
+    """
+    withdrawn = session.scalars(select(Offer).where(
+        Offer.work_id == offer.work_id, Offer.withdrawn_for_offer_id == offer.id, Offer.status == "withdrawn"
+    ))
+    reason = f"the sale of exclusive offer {offer.id} was refunded"
+    for candidate in [offer, *withdrawn]:
+        candidate.withdrawn_for_offer_id = None
+        held = _scope_conflict(session, candidate.work_id, offer_terms(candidate), exclusive=candidate.exclusive,
+                               today=today)
+        if held is not None:
+            candidate.status = "withdrawn"
+            candidate.withdrawn_reason = f"the exclusive sale was refunded, but license {held.id} now covers its scope"
+            continue
+        candidate.status, candidate.withdrawn_reason = "active", None
+        audit_service.record(session, action="offer.reinstated", subject_type="offer", subject_id=candidate.id,
+                             actor_id=actor_id, details={"reason": reason})
 
 
 def creator_shares(work: Work) -> list[ledger.CreatorShare]:
@@ -901,7 +926,8 @@ def _apply_event(session: Session, provider: PaymentProvider, event: ProviderEve
 
 def refund_order(session: Session, *, order_id: str, actor: Principal, reason: str, ctx: MarketContext) -> Order:
     """Give the buyer their money back (staff or the seller): the ledger is reversed and the license
-    revoked by appending a revocation to the log. Only fulfilled orders can be refunded (409)."""
+    revoked by appending a revocation to the log; an exclusive offer sold by the order is for sale again, with the
+    offers its sale withdrew. Only fulfilled orders can be refunded (409)."""
     order = get_order(session, order_id, actor)
     if not (actor.is_staff or actor.id == order.seller_id):
         raise Forbidden("Only the seller or IPX staff can refund an order.")
@@ -917,7 +943,8 @@ def _refund(
     session: Session, order: Order, *, reason: str, actor_id: str | None, provider: PaymentProvider | None,
     ctx: MarketContext,
 ) -> None:
-    """provider=None when the provider already refunded (its webhook told us)."""
+    """provider=None when the provider already refunded (its webhook told us). Call with the work's offers locked:
+    refunding an exclusive sale puts offers back on sale."""
     if provider is not None and order.payment_ref:
         order.refund_ref = provider.refund(order.payment_ref, amount=order.amount, idempotency_key=f"refund:{order.id}")
     sale = ledger.sale_of_order(session, order.id)
@@ -926,6 +953,9 @@ def _refund(
     license_row = session.scalar(select(License).where(License.order_id == order.id))
     if license_row is not None and license_row.status == "active":
         _revoke_license(session, license_row, reason=reason, actor_id=actor_id, ctx=ctx)
+        offer = get_offer(session, license_row.offer_id)
+        if offer.status == "sold":
+            _unsell_exclusively(session, offer, actor_id, today=utcnow().date())
     _close(session, order, "refunded", reason, actor_id=actor_id)
 
 

@@ -101,6 +101,29 @@ def test_exclusive_sale_withdraws_other_offers_and_blocks_overlaps(client, make_
     assert post_listing(client, listed.seller, work_id, offer(territory=["FR", "IT"])).status_code == 201
 
 
+def test_refunding_an_exclusive_sale_puts_back_the_offers_it_took_off_sale(client, make_user, list_work):
+    """Refunding the exclusive sale left its offer 'sold' and its siblings withdrawn: a dead listing."""
+    listed = list_work(exclusive_offer(territory=["DE", "AT"]), offer(), exclusive_offer(), offer())
+    exclusive_id, standard_id, worldwide_exclusive_id, sellers_own_id = listed.offer_ids
+    assert client.post(f"/api/v1/offers/{sellers_own_id}/withdraw", headers=listed.seller.headers).status_code == 200
+    sale = buy(client, make_user("Buyer"), exclusive_id)
+    meanwhile = post_listing(client, listed.seller, listed.work["work_id"], offer(territory=["FR"])).json()
+    buy(client, make_user("French buyer"), meanwhile["offers"][0]["offer_id"])  # now holds FR, outside DE and AT
+
+    refund = client.post(f"/api/v1/orders/{sale['order_id']}/refund", headers=listed.seller.headers,
+                         json={"reason": "The buyer changed their mind"})
+    assert refund.status_code == 200, refund.text
+    offers = {o["offer_id"]: o for o in client.get(f"/api/v1/listings/{listed.listing['listing_id']}").json()["offers"]}
+    assert {offer_id: o["status"] for offer_id, o in offers.items()} == {
+        exclusive_id: "active", standard_id: "active",
+        worldwide_exclusive_id: "withdrawn",  # the French license now stands in its way
+        sellers_own_id: "withdrawn",  # the seller's own decision is not undone
+    }
+    assert offers[exclusive_id]["unavailable_reason"] is None and offers[standard_id]["unavailable_reason"] is None
+    assert listed.listing["listing_id"] in [i["listing_id"] for i in client.get("/api/v1/listings").json()["items"]]
+    assert buy(client, make_user("Next buyer"), exclusive_id)["status"] == "fulfilled"
+
+
 def test_exclusive_offer_needs_its_scope_free_of_other_licenses(client, make_user, list_work):
     listed = list_work(offer(territory=["FR"]))
     buy(client, make_user(), listed.offer_ids[0])
