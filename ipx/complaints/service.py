@@ -264,10 +264,15 @@ def party_role(complaint: Complaint, *, caller: Principal | None, token: str | N
 
 
 def view(session: Session, complaint: Complaint, role: str) -> dict[str, Any]:
-    """The case as one party may see it: contact details beyond name and email are for staff and the complainant."""
-    complainant: dict[str, Any] = {"name": complaint.complainant_name, "email": complaint.complainant_email}
+    """The case as one party may see it: the complainant's contact details are for staff and the complainant.
+
+    The accused owner sees the name only; IPX forwards what the parties send each other (counter-notice, legal
+    action), so a notice never hands the complainant's email, address or phone to the party it accuses.
+    """
+    complainant: dict[str, Any] = {"name": complaint.complainant_name}
     if role in ("staff", "complainant"):
-        complainant |= {"address": complaint.complainant_address, "phone": complaint.complainant_phone}
+        complainant |= {"email": complaint.complainant_email, "address": complaint.complainant_address,
+                        "phone": complaint.complainant_phone}
     counter = None
     if complaint.counter_filed_at is not None:
         counter = {"statement": complaint.counter_statement, "signature": complaint.counter_signature,

@@ -49,10 +49,14 @@ def test_parties_see_the_case_and_nobody_else(client, copy_case: CopyCase, make_
     assert client.get(url, headers=make_user("Mallory").headers).status_code == 403
     by_header = client.get(url, headers={"X-Complaint-Token": filed["token"]})
     assert by_header.status_code == 200
+    assert by_header.json()["complainant"] == {
+        "name": "Alice Original", "email": "alice.claims@example.org", "address": "1 Quay St", "phone": None,
+    }
     owner_view = client.get(url, headers=copy_case.bob.headers)
     assert owner_view.status_code == 200
-    assert owner_view.json()["complainant"] == {"name": "Alice Original", "email": "alice.claims@example.org"}
+    assert owner_view.json()["complainant"] == {"name": "Alice Original"}  # the accused gets no contact details
     staff_view = client.get(url, headers=staff).json()
+    assert staff_view["complainant"]["email"] == "alice.claims@example.org"
     assert staff_view["repeat_infringer"] == {"account_id": copy_case.bob.account_id, "upheld_complaints": 0}
     assert client.get("/api/v1/complaints/00000000-0000-0000-0000-000000000000", headers=staff).status_code == 404
     assert client.get("/api/v1/complaints/not-a-uuid", headers=staff).status_code == 404
