@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from tests.complaints.conftest import CopyCase, act
+from tests.complaints.conftest import CopyCase, act, file, notice
+from tests.marketplace.builders import offer
 
 FORM = {
     "name": "Alice Original", "email": "alice.claims@example.org", "description": "A byte-for-byte copy of my photo.",
@@ -94,3 +95,22 @@ def test_stale_cookie_reads_as_logged_out_and_other_sites_cannot_post(client, co
                          data={"action": "dismiss", "reason": "forged by another site"}, follow_redirects=False)
     assert forged.status_code == 403 and forged.headers["content-type"].startswith("text/html")
     assert client.get(f"/api/v1/complaints/{complaint_id}", headers=staff).json()["status"] != "dismissed"
+
+
+def test_staff_case_page_names_the_target_listing_not_its_work(client, make_user, staff, fresh_png) -> None:
+    """A listing case fills both work_id and listing_id; the page labelled the work's id as the listing."""
+    alice, bob = make_user("Alice"), make_user("Bob")
+    original = alice.register(fresh_png(), title="Dunes").json()
+    theirs = bob.register(fresh_png(), title="Dunes, traced").json()
+    listing = client.post("/api/v1/listings", headers=bob.headers,
+                          json={"work_id": theirs["work_id"], "offers": [offer()]}).json()
+    listing_case = file(client, notice(original["work_id"], {"listing_id": listing["listing_id"]}))
+    work_case = file(client, notice(original["work_id"], {"work_id": theirs["work_id"]}))
+    _login(client, staff)
+    listing_page = client.get(f"/staff/complaints/{listing_case['complaint_id']}").text
+    assert (f'listing <a href="/market/listings/{listing["listing_id"]}"><code>{listing["listing_id"]}</code></a>'
+            in listing_page)
+    assert f'selling work <a href="/works/{theirs["work_id"]}">' in listing_page
+    work_page = client.get(f"/staff/complaints/{work_case['complaint_id']}").text
+    assert f'work <a href="/works/{theirs["work_id"]}"><code>{theirs["work_id"]}</code></a>' in work_page
+    assert "/market/listings/" not in work_page
