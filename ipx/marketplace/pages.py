@@ -116,6 +116,7 @@ def market_page(
         "previous_url": f"/market?{urlencode({**link_filters, 'page': page - 1})}" if page > 1 else None,
         "next_url": f"/market?{urlencode({**link_filters, 'page': page + 1})}"
         if page * service.PAGE_SIZE < total else None,
+        "first_url": f"/market?{urlencode(link_filters)}" if link_filters else "/market",
         "filtered": bool(link_filters),
     }
     return render(request, "market/index.html", context, caller)

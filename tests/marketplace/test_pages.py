@@ -139,6 +139,12 @@ def test_market_pagination(
     assert re.findall(r"<h3 dir=\"auto\">([^<]*)</h3>", second.text) == ["Older work"]
     assert 'href="/market?q=sea&amp;page=1"' in second.text
     assert "page=3" not in second.text
+    past_the_end = client.get("/market", params={"q": "sea", "page": "3"})
+    assert "No listings on page 3; there are 2 in all." in past_the_end.text
+    assert "Nothing is for sale yet" not in past_the_end.text
+    assert '<a class="button" href="/market?q=sea">Go to the first page</a>' in past_the_end.text
+    unfiltered = client.get("/market", params={"page": "3"})
+    assert '<a class="button" href="/market">Go to the first page</a>' in unfiltered.text
 
 
 def test_listing_page_shows_work_terms_and_buy_buttons(
