@@ -416,11 +416,14 @@ def purchases_page(request: Request, session: DbSession, settings: AppSettings, 
 def sales_page(
     request: Request, session: DbSession, settings: AppSettings, caller: Member, refunded: str = ""
 ) -> HTMLResponse:
-    """Your orders as a seller, your balance per currency from the ledger, and refunds (logged in)."""
+    """Your orders as a seller with each co-created sale's split, your balance per currency from the ledger, and
+    refunds (logged in)."""
     orders = service.orders_of(session, caller.id, as_seller=True)
     listings, _ = service.search_listings(session, seller_id=caller.id, page=1, page_size=service.PAGE_SIZE)
+    splits = views.sale_splits(session, caller.id)
     context = {
-        "orders": _orders_view(session, orders, caller, settings.public_url),
+        "orders": [{**order, "split": splits.get(order["order_id"], [])}
+                   for order in _orders_view(session, orders, caller, settings.public_url)],
         "balances": views.creator_balances(session, caller.id),
         "refunded": any(o.id == refunded for o in orders),
         "listings": views.listing_cards(session, listings),

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ipx.errors import IPXError
 from ipx.marketplace import ledger, terms
-from ipx.marketplace.models import LedgerEntry, Offer
+from ipx.marketplace.models import LedgerEntry, LedgerTransaction, Offer
 from ipx.marketplace.service import ListingRow
 from ipx.registry.models import Work
 from ipx.web import certificates
@@ -137,6 +137,31 @@ def creator_balances(session: Session, account_id: str) -> list[str]:
         .order_by(LedgerEntry.currency)
     )
     return [terms.format_money(int(total), currency) for currency, total in rows]
+
+
+def sale_splits(session: Session, account_id: str) -> dict[str, list[str]]:
+    """Each co-created sale's creator part per co-creator, by order id, as its ledger journal recorded it
+    ("Ana 70%: EUR 63.00").
+
+    Only the owner, who has an account, is paid; the journal names every co-creator's part so the owner knows what
+    they owe the others. Sales of a work by one creator have nothing to split and are left out.
+    """
+    rows = session.execute(
+        select(LedgerTransaction.order_id, LedgerEntry.beneficiary, LedgerEntry.share_bps, LedgerEntry.amount,
+               LedgerEntry.currency)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(LedgerTransaction.kind == "sale", LedgerEntry.account == ledger.creator_account(account_id))
+        .order_by(LedgerEntry.id)
+    )
+    parts: dict[str, list[tuple[str | None, int | None, int, str]]] = {}
+    for order_id, name, share_bps, amount, currency in rows:
+        parts.setdefault(order_id, []).append((name, share_bps, amount, currency))
+    return {
+        order_id: [f"{name} {Decimal(share_bps or 0) / 100:g}%: {terms.format_money(amount, currency)}"
+                   for name, share_bps, amount, currency in entries]
+        for order_id, entries in parts.items()
+        if [share_bps for _, share_bps, _, _ in entries] != [ledger.BPS]
+    }
 
 
 # --- the offer form ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from ipx.marketplace.models import Order
 from ipx.registry.evidence import verify_bundle
 from tests.conftest import ApiUser, ipx_keys
 from tests.marketplace.builders import exclusive_offer, offer
-from tests.marketplace.conftest import Listed, noise_png
+from tests.marketplace.conftest import Listed, buy, noise_png
 
 OFFER_FORM = {
     "description": "Golden light over the water", "tags": "sea, dawn", "template": "standard",
@@ -387,6 +387,25 @@ def test_sales_balance_refund_and_license_revocation(
     assert f'href="/api/v1/licenses/{license_id}/revocation/evidence"' in revoked.text
     twice = client.post(f"/market/orders/{order_id}/refund", headers=listed.seller.headers)
     assert twice.status_code == 409 and "only fulfilled orders can be refunded" in twice.text
+
+
+def test_sales_show_each_co_created_sale_split_as_the_ledger_recorded_it(
+    client: TestClient, list_work: Callable[..., Listed], make_user: Callable[..., ApiUser]
+) -> None:
+    co_created = list_work(offer(price={"amount": 10001, "currency": "EUR"}), title="Duet",
+                           creators='[{"name": "Ana Lead", "share": 70}, {"name": "Ben Second", "share": 30}]')
+    solo = list_work(seller=co_created.seller, title="Solo")
+    buyer = make_user("Buyer")
+    duet_order = buy(client, buyer, co_created.offer_ids[0])["order_id"]
+    solo_order = buy(client, buyer, solo.offer_ids[0])["order_id"]
+
+    sales = client.get("/me/sales", headers=co_created.seller.headers).text
+    rows = {order_id: row for row in sales.split("<tr>")[2:] for order_id in (duet_order, solo_order)
+            if order_id[:8] in row}
+    # EUR 100.01 less the 10 % fee (EUR 10.00) is EUR 90.01; the odd cent goes to the larger remainder
+    split = '<span dir="auto">Ana Lead 70%: EUR 63.01</span><br><span dir="auto">Ben Second 30%: EUR 27.00</span>'
+    assert split in rows[duet_order]
+    assert "%:" not in rows[solo_order]
 
 
 def test_license_evidence_and_printable_certificate(
