@@ -220,6 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_image_pixels=settings.max_image_pixels, concurrency=settings.fingerprint_concurrency,
             queue_seconds=settings.fingerprint_queue_seconds,
         ),
+        timestamp_authority=settings.timestamp_authority,
     )
     app.add_exception_handler(IPXError, lambda request, exc: problem_response(exc, request))  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]

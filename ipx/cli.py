@@ -19,10 +19,12 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 users_app = typer.Typer(help="Accounts and roles.", no_args_is_help=True)
 keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
 blobs_app = typer.Typer(help="Blob store housekeeping.", no_args_is_help=True)
+log_app = typer.Typer(help="The transparency log.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(blobs_app, name="blobs")
+app.add_typer(log_app, name="log")
 app.add_typer(complaints_cli.app, name="complaints")
 app.command("stats")(stats_cli.stats)
 
@@ -138,6 +140,27 @@ def keys_rotate() -> None:
                f"private half is destroyed ({', '.join(k[:16] for k in destroyed) or 'none was left on disk'})")
 
 
+@log_app.command("timestamp")
+def log_timestamp(
+    limit: Annotated[int, typer.Option(help="At most this many entries per run.", min=1)] = 500,
+) -> None:
+    """Get the configured time-stamping authority's RFC 3161 token for each log entry without one (run from cron);
+    bundles carry the tokens from then on."""
+    from ipx.db import transaction
+    from ipx.registry.service import stamp_log
+
+    authority = get_settings().timestamp_authority
+    if authority is None:
+        typer.echo("error: no time-stamping authority is configured (IPX_TSA_URL and IPX_TSA_ROOTS_FILE)", err=True)
+        raise typer.Exit(2)
+    with transaction(_session_factory()) as session:
+        report = stamp_log(session, authority, limit=limit)
+    typer.echo(f"{report.stamped} log entr{'y' if report.stamped == 1 else 'ies'} timestamped by {authority.url}")
+    if report.problem:
+        typer.echo(f"error: stopped early, the rest wait for the next run: {report.problem}", err=True)
+        raise typer.Exit(1)
+
+
 @keys_app.command("list")
 def keys_list() -> None:
     """Every key ever used, with its validity window."""
@@ -186,6 +209,7 @@ def _registry_context(fingerprint_concurrency: int = 1):  # type: ignore[no-unty
         fingerprints=FingerprintEngine(
             max_image_pixels=settings.max_image_pixels, concurrency=fingerprint_concurrency
         ),
+        timestamp_authority=settings.timestamp_authority,
     )
 
 
@@ -292,7 +316,13 @@ def verify(
 ) -> None:
     """Verify an evidence bundle offline: IPX's signature with a key IPX published, log inclusion, checkpoint, and the
     file."""
-    from ipx.registry.evidence import PublishedKeysError, published_keys, verify_bundle, work_sha256
+    from ipx.registry.evidence import (
+        PublishedKeysError,
+        published_keys,
+        published_timestamp_roots,
+        verify_bundle,
+        work_sha256,
+    )
 
     if keys_file is None:
         typer.echo(
@@ -301,12 +331,13 @@ def verify(
             "list anyone could make one that passes.", err=True)
         raise typer.Exit(2)
     document = _read_json(bundle, "a JSON evidence bundle")
+    published = _read_json(keys_file, "IPX's published keys")
     try:
-        trusted = published_keys(_read_json(keys_file, "IPX's published keys"))
+        trusted, timestamp_roots = published_keys(published), published_timestamp_roots(published)
     except PublishedKeysError as exc:
         typer.echo(f"error: cannot read {keys_file} as IPX's published keys ({exc})", err=True)
         raise typer.Exit(2) from exc
-    report = verify_bundle(document, file.read_bytes() if file else None, trusted)
+    report = verify_bundle(document, file.read_bytes() if file else None, trusted, timestamp_roots)
     if expect is not None and report.statement_type not in (None, expect.statement_type):
         report.add("statement type", False, f"this is a {report.statement_type} statement, not the "
                                             f"{expect.statement_type} asked for")
@@ -318,6 +349,11 @@ def verify(
         if report.ok:
             log = document["log"]
             typer.echo(f"VERIFIED: {report.proves}, entry {log['index']} of log {log['origin']}.")
+            if report.timestamped:
+                typer.echo(f"TIMESTAMPED: {report.timestamped}.")
+            elif "timestamp" in document:
+                typer.echo("  (the bundle's RFC 3161 timestamp was not checked: the keys file names no time-stamping "
+                           "authority)")
             if report.revoked:
                 typer.echo(f"REVOKED: {report.revoked}. It no longer covers any use.")
             elif report.statement_type == StatementKind.license.statement_type:

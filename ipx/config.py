@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from ipx.registry.timestamps import Authority
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "storage" / "data"
@@ -50,6 +54,10 @@ class Settings(BaseSettings):
     # the website's card form (Stripe.js): without a publishable key, pages cannot take card payments
     stripe_publishable_key: str = ""
     stripe_js_url: str = "https://js.stripe.com/v3/"  # localstripe serves its stand-in at <its URL>/js.stripe.com/v3/
+    # RFC 3161 timestamps over every log entry from an outside authority (`ipx log timestamp`, run from cron): its
+    # URL, and a PEM file of the root certificates its tokens chain to (both, or neither)
+    tsa_url: str = ""
+    tsa_roots_file: Path | None = None
     platform_fee_bps: int = 1000  # basis points of each sale kept by the platform (1000 = 10 %)
     supported_currencies: list[str] = ["EUR", "USD", "GBP", "CHF", "CAD", "AUD", "JPY", "SEK", "NOK", "DKK"]
 
@@ -63,6 +71,17 @@ class Settings(BaseSettings):
     def secure_cookies(self) -> bool:
         """Session cookies marked Secure (sent over HTTPS only): as set, or whenever IPX is served over HTTPS."""
         return self.cookie_secure if self.cookie_secure is not None else self.public_url.lower().startswith("https://")
+
+    @cached_property
+    def timestamp_authority(self) -> Authority | None:
+        from ipx.registry.timestamps import Authority
+
+        if not self.tsa_url and self.tsa_roots_file is None:
+            return None
+        if not self.tsa_url or self.tsa_roots_file is None:
+            raise ValueError("IPX_TSA_URL and IPX_TSA_ROOTS_FILE go together: set both to timestamp the log, or "
+                             "neither")
+        return Authority(self.tsa_url, self.tsa_roots_file.read_bytes())
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -27,7 +27,7 @@ ARCHIVE_RESPONSES = {
 
 
 def archive_response(session: Session, account: Principal, registry: RegistryContext) -> StreamingResponse:
-    archive = service.evidence_archive(session, account, registry.blobs, public_url=registry.public_url)
+    archive = service.evidence_archive(session, account, registry)
     return StreamingResponse(
         zip_stream(archive.members, made_at=archive.made_at),
         media_type="application/zip",

@@ -30,7 +30,7 @@ from ipx.registry import log
 from ipx.registry import service as registry_service
 from ipx.registry.downloads import checked_pieces
 from ipx.registry.scan import report_row
-from ipx.registry.service import StoredFile, rfc3339
+from ipx.registry.service import RegistryContext, StoredFile, rfc3339
 
 KEYS_NAME = "ipx-keys.json"
 
@@ -64,7 +64,9 @@ Without IPX's software, any language with SHA-256, base64 and Ed25519 checks a b
   3. the log leaf hash is SHA-256(0x00 || canonical statement) (RFC 9162);
   4. the checkpoint is a C2SP signed note by that key, and the inclusion proof leads from the leaf at its
      index to the checkpoint's root hash (RFC 9162 section 2.1.3.2);
-  5. the file's SHA-256 equals the statement's sha256 (a license's work_sha256).
+  5. the file's SHA-256 equals the statement's sha256 (a license's work_sha256);
+  6. where a bundle carries an RFC 3161 "timestamp", the token verifies against the root certificates of
+     the authority named in {keys_name} (timestamp_authority): openssl ts -verify does it.
 IPX's documentation (docs/verify.md in its source) gives a complete script of about 60 lines.
 """
 
@@ -87,24 +89,24 @@ class _Kept:
     row: dict[str, Any]
 
 
-def evidence_archive(session: Session, account: Principal, blobs: BlobStore, *, public_url: str) -> EvidenceArchive:
+def evidence_archive(session: Session, account: Principal, registry: RegistryContext) -> EvidenceArchive:
     made_at = utcnow()
     works = [_kept_work(session, work) for work in registry_service.works_of(session, account.id)]
     licenses = [_kept_license(session, row, account, made_at)
                 for row in marketplace_service.licenses_of(session, account.id)]
     readme = README.format(display_name=account.display_name, account_id=account.id, made_at=rfc3339(made_at),
-                           public_url=public_url, work_count=len(works), license_count=len(licenses),
+                           public_url=registry.public_url, work_count=len(works), license_count=len(licenses),
                            keys_name=KEYS_NAME)
     head = [
         Member("README.txt", readme.encode()),
-        Member(KEYS_NAME, _json(registry_service.published_keys_document(session))),
+        Member(KEYS_NAME, _json(registry_service.published_keys_document(session, registry.timestamp_authority))),
         Member("checkpoint.txt", log.latest_checkpoint(session).note.encode()),
         Member("works.csv", _csv([kept.row for kept in works], WORK_COLUMNS)),
         Member("licenses.csv", _csv([kept.row for kept in licenses], LICENSE_COLUMNS)),
     ]
     return EvidenceArchive(
         filename=f"ipx-evidence-{made_at:%Y-%m-%d}.zip", made_at=made_at,
-        members=_members(head, [*works, *licenses], blobs),
+        members=_members(head, [*works, *licenses], registry.blobs),
     )
 
 

@@ -267,6 +267,7 @@ def get_log_entries(
 
 
 @well_known.get("/.well-known/ipx/keys")
-def get_keys(session: DbSession) -> dict[str, Any]:
-    """Every key IPX has signed with, current and retired, with its validity window (anyone)."""
-    return service.published_keys_document(session)
+def get_keys(session: DbSession, registry: Registry) -> dict[str, Any]:
+    """Every key IPX has signed with, current and retired, with its validity window, and the time-stamping authority
+    whose tokens bundles carry, where one is configured (anyone)."""
+    return service.published_keys_document(session, registry.timestamp_authority)

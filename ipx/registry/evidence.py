@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ipx.registry import merkle, signing
+from cryptography import x509
+
+from ipx.registry import merkle, signing, timestamps
 from ipx.registry.note import NoteError, NoteVerifier, open_checkpoint
 
 # Workers and the host that rotates keys keep their own clocks; a statement may carry a time this much past its
@@ -58,6 +60,17 @@ def published_keys(document: Any) -> dict[str, TrustedKey]:
         raise PublishedKeysError(f"each key needs key_id and valid_from ({exc})") from exc
 
 
+def published_timestamp_roots(document: Any) -> list[x509.Certificate]:
+    """The root certificates of the time-stamping authority a saved /.well-known/ipx/keys names, if any."""
+    authority = document.get("timestamp_authority") if isinstance(document, dict) else None
+    if not authority:
+        return []
+    try:
+        return x509.load_pem_x509_certificates(str(authority["root_certificates_pem"]).encode())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PublishedKeysError(f"the time-stamping authority's root certificates cannot be read ({exc})") from exc
+
+
 def _instant(text: Any) -> datetime:
     """An RFC 3339 time as an aware datetime (naive ones are UTC, as IPX writes them)."""
     value = datetime.fromisoformat(str(text))
@@ -77,6 +90,7 @@ class VerificationReport:
     statement_type: str | None = None
     proves: str | None = None  # what the statement, once verified, proves: a sentence
     revoked: str | None = None  # for a license bundle carrying its verified revocation: when and why
+    timestamped: str | None = None  # an outside authority's verified RFC 3161 time for the statement
 
     @property
     def ok(self) -> bool:
@@ -90,7 +104,8 @@ class VerificationReport:
         """`valid` alone cannot tell a registration from a license: `type` and `proves` say what was verified."""
         return {
             "valid": self.ok, "type": self.statement_type, "proves": self.proves if self.ok else None,
-            "revoked": self.revoked if self.ok else None, "checks": [check.__dict__ for check in self.checks],
+            "revoked": self.revoked if self.ok else None, "timestamped": self.timestamped if self.ok else None,
+            "checks": [check.__dict__ for check in self.checks],
         }
 
 
@@ -131,8 +146,9 @@ def build_bundle(
     inclusion_proof: list[bytes],
     checkpoint: str,
     checkpoint_key: dict[str, str],
+    timestamp: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    return {
+    bundle = {
         "statement": statement,
         "signature": base64.b64encode(signature).decode(),
         "key": {"key_id": key_id, "algorithm": "ed25519", "public_key_pem": public_key_pem},
@@ -146,6 +162,9 @@ def build_bundle(
             "checkpoint_key": checkpoint_key,
         },
     }
+    if timestamp:
+        bundle["timestamp"] = timestamp
+    return bundle
 
 
 def _b64(value: Any) -> bytes:
@@ -201,10 +220,12 @@ def _is_count(value: Any) -> bool:
 
 
 def verify_bundle(
-    bundle: Any, file_bytes: bytes | None, trusted_keys: Mapping[str, TrustedKey]
+    bundle: Any, file_bytes: bytes | None, trusted_keys: Mapping[str, TrustedKey],
+    timestamp_roots: Sequence[x509.Certificate] = (),
 ) -> VerificationReport:
     """Check that IPX signed the statement with a key it published, within that key's window, and logged it; given
-    the file, that it is the work. A license bundle that carries its revocation is checked whole, and said revoked."""
+    the file, that it is the work. A license bundle that carries its revocation is checked whole, and said revoked;
+    a bundle's RFC 3161 timestamp is checked against `timestamp_roots` (left unchecked without them)."""
     report = _verify_entry(bundle, trusted_keys)
     if report.checks[0].ok and file_bytes is not None:
         expected = work_sha256(bundle["statement"])
@@ -219,7 +240,22 @@ def verify_bundle(
         )
     if report.checks[0].ok and "revocation" in bundle:
         _check_revocation(report, bundle["statement"], bundle["revocation"], trusted_keys)
+    if report.checks[0].ok and "timestamp" in bundle and timestamp_roots:
+        _check_timestamp(report, bundle["statement"], bundle["timestamp"], timestamp_roots)
     return report
+
+
+def _check_timestamp(
+    report: VerificationReport, statement: dict[str, Any], stamp: Any, roots: Sequence[x509.Certificate]
+) -> None:
+    try:
+        response, authority = _b64(stamp["response"]), str(stamp["authority"])
+        at = timestamps.token_time(response, signing.canonical_json(statement), list(roots))
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        report.add("timestamp", False, f"the bundle's RFC 3161 timestamp does not verify: {exc}")
+        return
+    report.timestamped = f"{authority} attests that the statement existed by {at.isoformat()}"
+    report.add("timestamp", True, f"RFC 3161 token of {authority}, chained to its published root: {at.isoformat()}")
 
 
 def _check_revocation(

@@ -75,6 +75,17 @@ class LogCheckpoint(Base):
     published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class LogTimestamp(Base):
+    """An outside time-stamping authority's RFC 3161 token over a log entry's statement (ipx/registry/timestamps.py)."""
+
+    __tablename__ = "log_timestamps"
+
+    index: Mapped[int] = mapped_column(ForeignKey("log_leaves.index"), primary_key=True, autoincrement=False)
+    authority_url: Mapped[str] = mapped_column(String(500))
+    response: Mapped[bytes] = mapped_column(LargeBinary)  # the whole TimeStampResp, DER, as the authority sent it
+    stamped_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the token's genTime
+
+
 class Work(Base):
     __tablename__ = "works"
     __table_args__ = (UniqueConstraint("owner_id", "sha256", name="uq_works_owner_sha256"),)

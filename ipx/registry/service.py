@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import mimetypes
 import uuid
@@ -22,10 +23,11 @@ from ipx.blobs import BlobStore, RecentDigests
 from ipx.db import contains_pattern, utcnow
 from ipx.errors import Conflict, Forbidden, InvalidInput, IPXError, NotFound
 from ipx.fingerprint.engine import ComputedFingerprints, FingerprintEngine
-from ipx.registry import evidence, keys, log, media, previews, signing
-from ipx.registry.models import PriorMatch, SigningKey, Work, WorkFingerprint
+from ipx.registry import evidence, keys, log, media, previews, signing, timestamps
+from ipx.registry.models import LogLeaf, LogTimestamp, PriorMatch, SigningKey, Work, WorkFingerprint
 from ipx.registry.note import NoteVerifier
 from ipx.registry.schemas import RegistrationForm
+from ipx.registry.timestamps import Authority
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class RegistryContext:
     key_dir: Path
     public_url: str
     fingerprints: FingerprintEngine
+    timestamp_authority: Authority | None = None
     stored_digests: RecentDigests = field(init=False)
 
     def __post_init__(self) -> None:
@@ -154,11 +157,13 @@ def append_signed(
     return SignedEntry(key_id=signer.key_id, index=appended.index, **signed)
 
 
-def published_keys_document(session: Session) -> dict[str, Any]:
+def published_keys_document(session: Session, authority: Authority | None = None) -> dict[str, Any]:
     """/.well-known/ipx/keys: every key IPX has signed with, current and retired, with its validity window — what
-    every evidence bundle is checked against."""
+    every evidence bundle is checked against — and the time-stamping authority whose tokens the bundles carry."""
     origin = log.origin(session)
     return {
+        **({"timestamp_authority": {"url": authority.url, "root_certificates_pem": authority.roots_pem.decode()}}
+           if authority else {}),
         "log_origin": origin,
         "keys": [
             {
@@ -173,6 +178,29 @@ def published_keys_document(session: Session) -> dict[str, Any]:
             for key in keys.all_keys(session)
         ],
     }
+
+
+@dataclass(frozen=True)
+class StampReport:
+    stamped: int
+    problem: str | None = None  # why stamping stopped early: the authority is down, or answered badly
+
+
+def stamp_log(session: Session, authority: Authority, *, limit: int) -> StampReport:
+    """Ask the authority for a token over each log entry that has none, oldest first, at most `limit`; stops at the
+    first refusal (the rest wait for the next run), keeping the tokens already received."""
+    pending = session.execute(
+        select(LogLeaf.index, LogLeaf.data).outerjoin(LogTimestamp, LogTimestamp.index == LogLeaf.index)
+        .where(LogTimestamp.index.is_(None)).order_by(LogLeaf.index).limit(limit)
+    ).all()
+    for stamped, (index, statement) in enumerate(pending):
+        try:
+            response, at = timestamps.request_token(authority, statement)
+        except timestamps.TimestampError as exc:
+            return StampReport(stamped, str(exc))
+        session.add(LogTimestamp(index=index, authority_url=authority.url, response=response, stamped_at=at))
+        session.flush()
+    return StampReport(len(pending))
 
 
 def rotate_key(session: Session, key_dir: Path) -> SigningKey:
@@ -447,16 +475,20 @@ def prior_matches_of(session: Session, work_id: str) -> list[SimilarWork]:
 
 
 def evidence_bundle(session: Session, *, statement: bytes, signature: bytes, key_id: str, index: int) -> dict[str, Any]:
-    """The offline bundle for any signed log entry, proven against the latest checkpoint."""
+    """The offline bundle for any signed log entry, proven against the latest checkpoint, with the outside
+    authority's timestamp where the entry has one."""
     checkpoint = log.latest_checkpoint(session)
     statement_key = keys.get_key(session, key_id)
     checkpoint_key = keys.get_key(session, checkpoint.key_id)
+    stamp = session.get(LogTimestamp, index)
     return evidence.build_bundle(
         statement=json.loads(statement), signature=signature, key_id=key_id,
         public_key_pem=statement_key.public_key_pem, origin=log.origin(session), index=index,
         tree_size=checkpoint.tree_size, leaf_hash=log.leaf(session, index).leaf_hash,
         inclusion_proof=log.inclusion_proof(session, index, checkpoint.tree_size), checkpoint=checkpoint.note,
         checkpoint_key={"key_id": checkpoint_key.key_id, "public_key_pem": checkpoint_key.public_key_pem},
+        timestamp=stamp and {"authority": stamp.authority_url, "time": rfc3339(stamp.stamped_at),
+                             "response": base64.b64encode(stamp.response).decode()},
     )
 
 
@@ -471,7 +503,8 @@ def verify_work(session: Session, work: Work, ctx: RegistryContext) -> evidence.
     last few minutes: see RecentDigests)."""
     trusted = {key.key_id: evidence.TrustedKey(key.valid_from, key.valid_until) for key in keys.all_keys(session)}
     bundle = work_evidence(session, work)
-    report = evidence.verify_bundle(bundle, None, trusted)
+    authority = ctx.timestamp_authority
+    report = evidence.verify_bundle(bundle, None, trusted, authority.roots if authority else ())
     signed_sha256 = evidence.work_sha256(bundle["statement"])  # what the signature covers, not the work row
     stored = ctx.stored_digests.digest(work.sha256)
     if stored is None:
