@@ -25,8 +25,8 @@ install-dev: $(VENV)/.installed-dev system-deps
 
 # Debian packages the app and its tests use: libmagic (content sniffing), chromium (browser tests),
 # fpcalc (audio fingerprints), sox (audio test clips), openssl (third-party verification docs),
-# DejaVu fonts (PDF certificates in any script).
-SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/fpcalc /usr/bin/sox /usr/bin/openssl /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+# DejaVu fonts (PDF certificates in any script), unzip (the evidence archive is checked with it).
+SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/fpcalc /usr/bin/sox /usr/bin/openssl /usr/bin/unzip /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do [ -e $$t ] || missing="$$missing $$t"; done; \
 	[ -e /usr/lib/x86_64-linux-gnu/libmagic.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/libmagic.so.1 ] || missing="$$missing libmagic"; \
@@ -34,7 +34,7 @@ system-deps:
 	  echo "installing Debian packages for:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	    chromium libchromaprint-tools sox libsox-fmt-all openssl libmagic1 fonts-dejavu-core >/dev/null; \
+	    chromium libchromaprint-tools sox libsox-fmt-all openssl unzip libmagic1 fonts-dejavu-core >/dev/null; \
 	fi
 
 run: install

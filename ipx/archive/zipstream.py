@@ -49,7 +49,7 @@ def zip_stream(members: Iterable[Member], *, made_at: datetime) -> Iterator[byte
     archive is written, so a big member's source is opened only when its turn comes."""
     outbox = _Outbox()
     stamp = made_at.timetuple()[:6]
-    # Level 1: the bulk is pictures, sound and PDFs, already compressed; JSON and CSV still shrink several times.
+    # Level 1 for the small members (JSON, CSV, README), which shrink several times even so.
     with zipfile.ZipFile(outbox, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for member in members:
             entry = zipfile.ZipInfo(member.path, date_time=stamp)
@@ -57,6 +57,9 @@ def zip_stream(members: Iterable[Member], *, made_at: datetime) -> Iterator[byte
             if member.pieces is None:
                 archive.writestr(entry, member.data)
             else:
+                # stored files are pictures, sound, PDFs: compressed already, and deflating them made the archive
+                # 7x slower to send (bench/download_speed.py)
+                entry.compress_type = zipfile.ZIP_STORED
                 with archive.open(entry, "w", force_zip64=member.size > ZIP64_FROM) as target:
                     for piece in member.pieces:
                         target.write(piece)
