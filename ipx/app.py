@@ -62,7 +62,8 @@ def _unexpected_problem(request: Request, exc: Exception) -> Response:
         "IPX failed while handling this request. The fault is ours and is logged for us to fix; what the request "
         "changed was not saved. Please try again, and if it keeps happening, tell us the time and this address."
     )
-    return _refusal(request, problem)
+    # Starlette answers this from outside every middleware, SecurityHeaders included
+    return _refusal(request, problem, security_headers(request.app.state.settings))
 
 
 def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:

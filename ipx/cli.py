@@ -145,19 +145,39 @@ def log_timestamp(
     limit: Annotated[int, typer.Option(help="At most this many entries per run.", min=1)] = 500,
 ) -> None:
     """Get the configured time-stamping authority's RFC 3161 token for each log entry without one (run from cron);
-    bundles carry the tokens from then on."""
+    bundles carry the tokens from then on.
+
+    The authority is asked outside any transaction, and each token is stored in its own short one: on SQLite a
+    transaction holds the whole database's write lock, which a slow authority would otherwise hold for minutes.
+    """
+    from sqlalchemy.exc import IntegrityError
+
     from ipx.db import transaction
-    from ipx.registry.service import stamp_log
+    from ipx.registry.service import keep_timestamp, unstamped_entries
+    from ipx.registry.timestamps import TimestampError, request_token
 
     authority = get_settings().timestamp_authority
     if authority is None:
         typer.echo("error: no time-stamping authority is configured (IPX_TSA_URL and IPX_TSA_ROOTS_FILE)", err=True)
         raise typer.Exit(2)
-    with transaction(_session_factory()) as session:
-        report = stamp_log(session, authority, limit=limit)
-    typer.echo(f"{report.stamped} log entr{'y' if report.stamped == 1 else 'ies'} timestamped by {authority.url}")
-    if report.problem:
-        typer.echo(f"error: stopped early, the rest wait for the next run: {report.problem}", err=True)
+    sessions = _session_factory()
+    with transaction(sessions) as session:
+        pending = unstamped_entries(session, limit=limit)
+    stamped, problem = 0, None
+    for index, statement in pending:
+        try:
+            response, at = request_token(authority, statement)
+        except TimestampError as exc:
+            problem = str(exc)
+            break
+        try:
+            with transaction(sessions) as session:
+                stamped += keep_timestamp(session, index, authority.url, response, at)
+        except IntegrityError:
+            pass  # a run at the same time stored this entry's token first
+    typer.echo(f"{stamped} log entr{'y' if stamped == 1 else 'ies'} timestamped by {authority.url}")
+    if problem:
+        typer.echo(f"error: stopped early, the rest wait for the next run: {problem}", err=True)
         raise typer.Exit(1)
 
 

@@ -64,8 +64,9 @@ def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, iss
 def timestamp_authority(directory: Path) -> Iterator[TimestampAuthority]:
     directory.mkdir(parents=True, exist_ok=True)
     root_key, tsa_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    root = _certificate("IPX test TSA root", root_key, "IPX test TSA root", root_key, ca=True)
-    signer = _certificate("IPX test TSA", tsa_key, "IPX test TSA root", root_key, ca=False)
+    root_name = f"IPX test TSA root ({directory.name})"  # two authorities' roots, like real ones, differ in name
+    root = _certificate(root_name, root_key, root_name, root_key, ca=True)
+    signer = _certificate(f"IPX test TSA ({directory.name})", tsa_key, root_name, root_key, ca=False)
     (directory / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
     (directory / "tsa.pem").write_bytes(signer.public_bytes(serialization.Encoding.PEM))
     (directory / "tsa.key").write_bytes(tsa_key.private_bytes(

@@ -158,7 +158,7 @@ def _members(head: Sequence[Member], kept: Sequence[_Kept], blobs: BlobStore) ->
                          b"archive was made; the evidence bundle beside it is unaffected. Please tell IPX staff.\n")
             continue
         path = f"{item.folder}/{item.file.filename}"
-        yield Member(path, size=item.file.size, pieces=checked_pieces(pieces, item.file.sha256))
+        yield Member(path, size=item.file.size, pieces=checked_pieces(pieces, item.file.sha256, item.file.size))
 
 
 def _json(document: Any) -> bytes:

@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 PAGE_SIZE = 20
 COUNT_CAP = 10_000
 OPEN_ORDER = "pending"
+SELLER_WITHDRAWAL = "withdrawn by the seller"
 
 
 @dataclass(frozen=True)
@@ -272,10 +273,15 @@ def withdraw_offer(session: Session, offer_id: str, *, actor: Principal) -> Offe
     if listing is None or (listing.seller_id != actor.id and not actor.is_staff):
         raise Forbidden("Only the seller (or staff) can withdraw this offer.")
     _lock_work_offers(session, offer.work_id)
-    if offer.status == "active":
-        offer.status, offer.withdrawn_reason = "withdrawn", "withdrawn by the seller"
-        audit_service.record(session, action="offer.withdrawn", subject_type="offer", subject_id=offer.id,
-                             actor_id=actor.id)
+    if offer.withdrawn_reason == SELLER_WITHDRAWAL:
+        return offer
+    # An offer off sale only because an exclusive license sold (or the sold offer itself) could come back on a
+    # refund of that sale: the seller's word now keeps it off for good.
+    if offer.status == "active" or offer.withdrawn_for_offer_id is not None:
+        offer.status = "withdrawn"
+    offer.withdrawn_reason, offer.withdrawn_for_offer_id = SELLER_WITHDRAWAL, None
+    audit_service.record(session, action="offer.withdrawn", subject_type="offer", subject_id=offer.id,
+                         actor_id=actor.id)
     return offer
 
 
@@ -808,11 +814,14 @@ def _unsell_exclusively(session: Session, offer: Offer, actor_id: str | None, *,
     exclusive license had ended, say, and the scope was sold again) stays off sale, saying which license holds it.
     Call with the work's offers locked.
     """
-    withdrawn = session.scalars(select(Offer).where(
+    withdrawn = list(session.scalars(select(Offer).where(
         Offer.work_id == offer.work_id, Offer.withdrawn_for_offer_id == offer.id, Offer.status == "withdrawn"
-    ))
+    )))
     reason = f"the sale of exclusive offer {offer.id} was refunded"
-    for candidate in [offer, *withdrawn]:
+    withdrawn_after_sale = offer.withdrawn_reason == SELLER_WITHDRAWAL
+    if withdrawn_after_sale:
+        offer.status = "withdrawn"
+    for candidate in withdrawn if withdrawn_after_sale else [offer, *withdrawn]:
         candidate.withdrawn_for_offer_id = None
         held = _scope_conflict(session, candidate.work_id, offer_terms(candidate), exclusive=candidate.exclusive,
                                today=today)
@@ -1041,9 +1050,10 @@ def revocation_evidence(session: Session, row: License) -> dict[str, Any]:
 def licensed_file(session: Session, license_id: str, caller: Principal, *, today: date) -> registry_service.StoredFile:
     """The licensed work's file, for the license's holder while the license stands.
 
-    A revoked or ended license gives nothing more (410). While a complaint holds the work (disputed, or its sales
-    suspended), the file is withheld (451): IPX must stop handing out content it was told may infringe, even to
-    earlier buyers; the license itself is untouched and the download comes back when the complaint is resolved.
+    A revoked or ended license gives nothing more (410). While a complaint holds the work (disputed, its sales
+    suspended or a listing of it taken down), the file is withheld (451): IPX must stop handing out content it was
+    told may infringe, even to earlier buyers; the license itself is untouched and the download comes back when the
+    complaint is resolved.
     """
     row = get_license(session, license_id)
     if row.licensee_id != caller.id:
@@ -1055,7 +1065,7 @@ def licensed_file(session: Session, license_id: str, caller: Principal, *, today
         raise Gone(f"This license ended on {license_terms.duration.until}, so the work can no longer be downloaded "
                    "through it.")
     work = registry_service.get_work(session, row.work_id)
-    if work.status != "registered" or sales_suspended(session, work.id):
+    if work.status != "registered" or sales_suspended(session, work.id) or _listing_taken_down(session, work.id):
         raise LegallyWithheld("Downloads of this work are paused while IPX handles an infringement complaint about "
                               "it. Your license still stands; the download comes back when the complaint is resolved.")
     return registry_service.stored_file(work)

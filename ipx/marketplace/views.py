@@ -26,7 +26,7 @@ from ipx.web import certificates
 
 DEFAULT_EXPONENT = 2
 LARGEST_AMOUNT_DIGITS = 15  # a typed amount's decimal exponent: past it, no price in any currency can be meant
-GROUPED_THOUSANDS = re.compile(r"[-+]?\d{1,3}(,\d{3})+(\.\d*)?")  # 1,250 or 12,345.50
+GROUPED_THOUSANDS = re.compile(r"[-+]?[1-9]\d{0,2}(,\d{3})+(\.\d*)?")  # 1,250 or 12,345.50, never 0,500
 DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d{1,2}")  # 9,99 or 9,9
 
 

@@ -2,9 +2,10 @@
 
 Uploaded files are anyone's bytes: an HTML or SVG "work" served from IPX's own origin would run its scripts with the
 visitor's IPX session. So a file is always an attachment, never sniffed, and sandboxed should a browser render it
-anyway. It is streamed (works run to the upload limit) and checked against its registered SHA-256 on the way: the
-last piece is held back until the digest is known, so a file damaged in storage is never delivered whole — the
-connection is cut instead, and the receiver's download fails rather than keeping a bad copy.
+anyway. It is streamed (works run to the upload limit) and checked against its registered SHA-256 and size on the way:
+what would complete the registered length is held back until the digest is known, so a file damaged in storage is
+never delivered whole — the connection is cut instead, and the receiver's download fails rather than keeping a bad
+copy.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def file_download(blobs: BlobStore, file: StoredFile) -> StreamingResponse:
             "are unaffected; IPX staff have been alerted."
         ) from exc
     return StreamingResponse(
-        checked_pieces(pieces, file.sha256),
+        checked_pieces(pieces, file.sha256, file.size),
         media_type=file.media_type,
         headers={
             "Content-Length": str(file.size),
@@ -58,17 +59,21 @@ def attachment_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def checked_pieces(pieces: Iterator[bytes], sha256: str) -> Iterator[bytes]:
-    """The pieces as they come, but the last only once all of them hash to `sha256` (else DamagedFile)."""
+def checked_pieces(pieces: Iterator[bytes], sha256: str, size: int) -> Iterator[bytes]:
+    """The pieces as they come, except that nothing reaching the registered `size` leaves until all of them hash to
+    `sha256` and add up to `size` (else DamagedFile): a damaged file, even one that grew, is never delivered whole."""
     hasher = hashlib.sha256()
-    held: bytes | None = None
+    sent, held = 0, b""
     for piece in pieces:
-        if held is not None:
-            yield held
         hasher.update(piece)
-        held = piece
-    if hasher.hexdigest() != sha256:
-        logger.error("blob %s is damaged: its bytes hash to %s; the download was cut", sha256, hasher.hexdigest())
+        held += piece
+        if sent + len(held) > size:
+            break  # longer than registered: damaged, however it ends
+        if sent + len(held) < size:
+            yield held
+            sent, held = sent + len(held), b""
+    if sent + len(held) != size or hasher.hexdigest() != sha256:
+        logger.error("blob %s is damaged: it is not the %d registered bytes; the answer was cut", sha256, size)
         raise DamagedFile(sha256)
-    if held is not None:
+    if held:
         yield held

@@ -113,7 +113,8 @@ def what_it_proves(statement: dict[str, Any]) -> str:
     """What a verified statement proves, in a sentence, for each kind IPX signs into its log."""
 
     def party(role: str) -> str:
-        who = statement.get(role) or {}
+        who = statement.get(role)
+        who = who if isinstance(who, dict) else {}
         return f"{who.get('display_name')} (account {who.get('account_id')})"
 
     if statement.get("type") == LICENSE_TYPE:
@@ -283,8 +284,9 @@ def _verify_entry(bundle: Any, trusted_keys: Mapping[str, TrustedKey]) -> Verifi
         leaf_hash = _b64(log["leaf_hash"])
         proof = [_b64(h) for h in log["inclusion_proof"]]
         index, tree_size, checkpoint_text = log["index"], log["tree_size"], log["checkpoint"]
-        if not isinstance(statement, dict) or not isinstance(checkpoint_text, str):
-            raise TypeError("the statement must be a JSON object and the checkpoint a text")
+        if not isinstance(statement, dict) or not isinstance(checkpoint_text, str) or not isinstance(
+                log.get("origin", ""), str):
+            raise TypeError("the statement must be a JSON object, the checkpoint and the log's origin texts")
         if not (_is_count(index) and _is_count(tree_size) and index < tree_size):
             raise ValueError(f"log index {index!r} must be a whole number below the tree size {tree_size!r}")
         if statement.get("type") not in SIGNED_AT:

@@ -23,7 +23,7 @@ from ipx.blobs import BlobStore, RecentDigests
 from ipx.db import contains_pattern, utcnow
 from ipx.errors import Conflict, Forbidden, InvalidInput, IPXError, NotFound
 from ipx.fingerprint.engine import ComputedFingerprints, FingerprintEngine
-from ipx.registry import evidence, keys, log, media, previews, signing, timestamps
+from ipx.registry import evidence, keys, log, media, previews, signing
 from ipx.registry.models import LogLeaf, LogTimestamp, PriorMatch, SigningKey, Work, WorkFingerprint
 from ipx.registry.note import NoteVerifier
 from ipx.registry.schemas import RegistrationForm
@@ -180,27 +180,22 @@ def published_keys_document(session: Session, authority: Authority | None = None
     }
 
 
-@dataclass(frozen=True)
-class StampReport:
-    stamped: int
-    problem: str | None = None  # why stamping stopped early: the authority is down, or answered badly
-
-
-def stamp_log(session: Session, authority: Authority, *, limit: int) -> StampReport:
-    """Ask the authority for a token over each log entry that has none, oldest first, at most `limit`; stops at the
-    first refusal (the rest wait for the next run), keeping the tokens already received."""
-    pending = session.execute(
+def unstamped_entries(session: Session, *, limit: int) -> list[tuple[int, bytes]]:
+    """Log entries (index, statement) that have no outside timestamp yet, oldest first, at most `limit`."""
+    rows = session.execute(
         select(LogLeaf.index, LogLeaf.data).outerjoin(LogTimestamp, LogTimestamp.index == LogLeaf.index)
         .where(LogTimestamp.index.is_(None)).order_by(LogLeaf.index).limit(limit)
-    ).all()
-    for stamped, (index, statement) in enumerate(pending):
-        try:
-            response, at = timestamps.request_token(authority, statement)
-        except timestamps.TimestampError as exc:
-            return StampReport(stamped, str(exc))
-        session.add(LogTimestamp(index=index, authority_url=authority.url, response=response, stamped_at=at))
-        session.flush()
-    return StampReport(len(pending))
+    )
+    return [(index, statement) for index, statement in rows]
+
+
+def keep_timestamp(session: Session, index: int, authority_url: str, response: bytes, at: datetime) -> bool:
+    """Store a verified token for a log entry, unless one is there already (another run's); True when stored."""
+    if session.get(LogTimestamp, index) is not None:
+        return False
+    session.add(LogTimestamp(index=index, authority_url=authority_url, response=response, stamped_at=at))
+    session.flush()
+    return True
 
 
 def rotate_key(session: Session, key_dir: Path) -> SigningKey:

@@ -8,6 +8,7 @@ functions over bytes, plus the one HTTP call that asks for a token.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,6 +24,7 @@ from rfc3161_client import (
 
 QUERY_TYPE = "application/timestamp-query"  # RFC 3161 §3.4
 REQUEST_SECONDS = 10.0
+MAX_RESPONSE_BYTES = 1 << 20  # a token with its certificates is a few kB
 
 
 class TimestampError(ValueError):
@@ -45,15 +47,23 @@ def request_token(authority: Authority, statement: bytes) -> tuple[bytes, dateti
     """Ask the authority for a token over `statement` (its SHA-256); returns the whole response, checked, and its
     time. The nonce and the roots are checked here too, so nothing unverifiable is ever stored."""
     request = TimestampRequestBuilder().data(statement).nonce(nonce=True).cert_request(cert_request=True).build()
+    deadline = time.monotonic() + REQUEST_SECONDS
     try:
-        answer = httpx.post(authority.url, content=request.as_bytes(), headers={"Content-Type": QUERY_TYPE},
-                            timeout=REQUEST_SECONDS)
+        with httpx.stream("POST", authority.url, content=request.as_bytes(), headers={"Content-Type": QUERY_TYPE},
+                          timeout=REQUEST_SECONDS) as answer:
+            if answer.status_code != 200:
+                raise TimestampError(f"the time-stamping authority at {authority.url} answered HTTP "
+                                     f"{answer.status_code}")
+            received = bytearray()
+            for piece in answer.iter_bytes():  # a whole-answer deadline: httpx's timeouts are per read
+                received += piece
+                if time.monotonic() > deadline or len(received) > MAX_RESPONSE_BYTES:
+                    raise TimestampError(f"the time-stamping authority at {authority.url} took longer than "
+                                         f"{REQUEST_SECONDS:g} s or sent more than {MAX_RESPONSE_BYTES:,} bytes")
     except httpx.HTTPError as exc:
         raise TimestampError(f"the time-stamping authority at {authority.url} could not be reached ({exc})") from exc
-    if answer.status_code != 200:
-        raise TimestampError(f"the time-stamping authority at {authority.url} answered HTTP {answer.status_code}")
     verifier = VerifierBuilder.from_request(request)
-    return answer.content, _verified(answer.content, statement, verifier, authority.roots)
+    return bytes(received), _verified(bytes(received), statement, verifier, authority.roots)
 
 
 def token_time(response: bytes, statement: bytes, roots: list[x509.Certificate]) -> datetime:

@@ -115,7 +115,9 @@ def test_cli_names_the_failed_check(bundle_and_file, keys, tmp_path):
                    {"log": {**genuine["log"], "checkpoint": 5}}, {"statement": {"n": 2**64}},
                    {"log": {**genuine["log"], "index": genuine["log"]["index"] - 2**proof_length}},
                    {"log": {**genuine["log"], "index": str(genuine["log"]["index"])}},
-                   {"log": {**genuine["log"], "index": 1e400}}, {"statement": {**genuine["statement"], "type": "x"}}):
+                   {"log": {**genuine["log"], "index": 1e400}}, {"statement": {**genuine["statement"], "type": "x"}},
+                   {"statement": {**genuine["statement"], "creator": "Mallory"}},
+                   {"log": {**genuine["log"], "origin": 7}}):
         damaged = tmp_path / "damaged.json"
         damaged.write_text(json.dumps({**genuine, **damage}))
         result = run("verify", str(damaged), str(file), "--keys", str(keys))

@@ -131,3 +131,29 @@ def test_the_authority_takes_both_settings(make_settings, tsa) -> None:
     with pytest.raises(ValueError, match="IPX_TSA_URL and IPX_TSA_ROOTS_FILE go together"):
         _ = make_settings(tsa_url=tsa.url).timestamp_authority
     assert make_settings().timestamp_authority is None
+
+
+def test_changing_authority_keeps_earlier_tokens_checkable(make_settings, tsa, tmp_path) -> None:
+    """The roots file holds every authority IPX has used: a token stays checkable after a change of provider."""
+    earlier_settings = make_settings(tsa_url=tsa.url, tsa_roots_file=tsa.root_pem)
+    with TestClient(create_app(earlier_settings)) as client:
+        work = ApiUser(client, "ts4@example.org", "Tess").register(png_bytes(76), title="Before").json()
+    assert stamp(earlier_settings).returncode == 0
+    serving = timestamp_authority(tmp_path / "later-tsa")  # kept: the authority serves while its generator lives
+    later = next(serving)
+    both_roots = tmp_path / "roots.pem"
+    both_roots.write_bytes(later.root_pem.read_bytes() + tsa.root_pem.read_bytes())
+    later_settings = make_settings(tsa_url=later.url, tsa_roots_file=both_roots)
+
+    with TestClient(create_app(later_settings)) as client:
+        newer = ApiUser(client, "ts5@example.org", "Tess").register(png_bytes(77), title="After").json()
+        stamped = stamp(later_settings)
+        assert stamped.stdout.strip() == f"1 log entry timestamped by {later.url}", stamped.stderr
+        keys_document = client.get("/.well-known/ipx/keys").json()
+        trusted, roots = published_keys(keys_document), published_timestamp_roots(keys_document)
+        for each, authority in ((work, tsa), (newer, later)):
+            bundle = client.get(f"/api/v1/works/{each['work_id']}/evidence").json()
+            assert bundle["timestamp"]["authority"] == authority.url
+            report = verify_bundle(bundle, None, trusted, roots)
+            assert report.ok, report.as_dict()
+            assert client.get(f"/api/v1/verify/{each['work_id']}").json()["valid"]

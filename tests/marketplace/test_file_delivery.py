@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from datetime import date, timedelta
 from urllib.parse import quote
 
 import pytest
 
+from ipx.blobs import CHUNK_BYTES
 from ipx.registry.downloads import DamagedFile, attachment_disposition
 from ipx.registry.models import Work
 from ipx.registry.service import stored_file
@@ -101,13 +103,15 @@ def test_an_ended_license_delivers_nothing_more(client, make_user, list_work, mo
                                       "downloaded through it.")
 
 
-@pytest.mark.parametrize("takedown", ["suspend_sales", "mark_disputed"])
+@pytest.mark.parametrize("takedown", ["suspend_sales", "mark_disputed", "hide_listing"])
 def test_a_complaint_withholds_the_file_until_it_is_resolved(client, make_user, list_work, staff, takedown) -> None:
     listed = list_work(offer())
     buyer, complainant = make_user("Buyer"), make_user("Complainant")
     license_id = _license_id(buy(client, buyer, listed.offer_ids[0]))
     earlier = complainant.register(noise_png(9191), title="The original").json()
-    case = file(client, notice(earlier["work_id"], {"work_id": listed.work["work_id"]}))
+    target = ({"listing_id": listed.listing["listing_id"]} if takedown == "hide_listing"
+              else {"work_id": listed.work["work_id"]})
+    case = file(client, notice(earlier["work_id"], target))
 
     assert act(client, staff, case["complaint_id"], takedown).status_code == 200
     withheld = client.get(f"/api/v1/licenses/{license_id}/file", headers=buyer.headers)
@@ -208,3 +212,19 @@ def test_a_file_damaged_in_storage_is_never_delivered_whole(client, make_user) -
     missing = client.get(f"/api/v1/works/{work['work_id']}/file", headers=owner.headers)
     assert missing.status_code == 500
     assert "cannot find this work's stored file" in missing.json()["detail"]
+
+
+def test_a_stored_file_that_grew_is_never_delivered_whole(client, make_user) -> None:
+    """The registered length must not all leave before the check: a damaged file one byte longer whose first
+    bytes are right would otherwise arrive complete and look like a good download."""
+    owner = make_user("Owner")
+    data = os.urandom(CHUNK_BYTES * 2)  # a whole number of pieces: the old check sent every declared byte first
+    work = owner.register(data, title="Grew", filename="tape.bin").json()
+    blobs = client.app.state.registry.blobs
+    blobs._path(work["sha256"]).write_bytes(data + b"!")
+    received = bytearray()
+    with pytest.raises(DamagedFile), client.stream(
+            "GET", f"/api/v1/works/{work['work_id']}/file", headers=owner.headers) as answer:
+        for piece in answer.iter_bytes():
+            received += piece
+    assert len(received) < len(data)

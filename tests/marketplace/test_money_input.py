@@ -19,7 +19,7 @@ def test_commas_separate_thousands_or_stand_for_the_decimal_point(text: str, cur
     assert parse_major_units(text, currency) == minor
 
 
-@pytest.mark.parametrize("text", ["1,2345", "12,34,567", "1,000,5", "1,234.5,0", ",50", "9,99.5"])
+@pytest.mark.parametrize("text", ["1,2345", "12,34,567", "1,000,5", "1,234.5,0", ",50", "9,99.5", "0,500", "000,001"])
 def test_an_ambiguous_comma_is_refused_with_how_to_write_the_price(text: str) -> None:
     with pytest.raises(MoneyInputError) as refused:
         parse_major_units(text, "EUR")

@@ -124,6 +124,22 @@ def test_refunding_an_exclusive_sale_puts_back_the_offers_it_took_off_sale(clien
     assert buy(client, make_user("Next buyer"), exclusive_id)["status"] == "fulfilled"
 
 
+def test_offers_withdrawn_after_an_exclusive_sale_stay_withdrawn_after_its_refund(client, make_user, list_work):
+    """Withdrawing an offer already off sale for the exclusive sale (or the sold offer itself) answered 200 and changed
+    nothing, so the refund put both back on sale."""
+    listed = list_work(exclusive_offer(), offer())
+    exclusive_id, standard_id = listed.offer_ids
+    sale = buy(client, make_user("Buyer"), exclusive_id)
+    for offer_id in (exclusive_id, standard_id):
+        assert client.post(f"/api/v1/offers/{offer_id}/withdraw", headers=listed.seller.headers).status_code == 200
+
+    assert client.post(f"/api/v1/orders/{sale['order_id']}/refund", headers=listed.seller.headers,
+                       json={"reason": "Refunded"}).status_code == 200
+
+    offers = client.get(f"/api/v1/listings/{listed.listing['listing_id']}").json()["offers"]
+    assert {o["offer_id"]: o["status"] for o in offers} == {exclusive_id: "withdrawn", standard_id: "withdrawn"}
+
+
 def test_exclusive_offer_needs_its_scope_free_of_other_licenses(client, make_user, list_work):
     listed = list_work(offer(territory=["FR"]))
     buy(client, make_user(), listed.offer_ids[0])

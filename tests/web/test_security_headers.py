@@ -86,3 +86,21 @@ def test_no_page_trips_its_own_policy(live_server: ServerProcess, browser_page: 
 
     assert violations == []
     assert page.evaluate("document.styleSheets.length") >= 1  # the stylesheet itself loaded
+
+
+def test_an_unexpected_failure_still_carries_the_headers(make_settings, monkeypatch) -> None:
+    """Starlette answers an unhandled exception from outside every middleware."""
+    from fastapi.testclient import TestClient
+
+    from ipx.app import create_app
+    from ipx.registry import service
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service, "published_keys_document", broken)
+    with TestClient(create_app(make_settings()), raise_server_exceptions=False) as client:
+        answer = client.get("/.well-known/ipx/keys")
+    assert answer.status_code == 500
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["x-content-type-options"] == "nosniff"
