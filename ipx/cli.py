@@ -181,6 +181,84 @@ def log_timestamp(
         raise typer.Exit(1)
 
 
+@log_app.command("monitor")
+def log_monitor(
+    site: Annotated[str, typer.Argument(help="The IPX site, e.g. https://ipx.example.")],
+    keys_file: Annotated[Path, typer.Option(
+        "--keys", help="A saved copy of IPX's published keys, /.well-known/ipx/keys: the keys checkpoints must be "
+        "signed with.")],
+    state_file: Annotated[Path, typer.Option(
+        "--state", help="Where the last accepted checkpoint is kept between runs (created on the first run).")],
+    entries: Annotated[bool, typer.Option(
+        "--entries", help="Also download the new entries, rebuild the tree from them, and list them.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Check that IPX's log only ever grows: each checkpoint it signs must extend the last one this monitor saw (run
+    from cron; several monitors in different places catch a log that shows different people different histories).
+
+    Exit status: 0 consistent, 1 inconsistent (the evidence is printed and kept beside the state file, and the state
+    is left as it was), 2 a keys or state file that cannot be used, 3 the site cannot be reached or answers nonsense.
+    """
+    from ipx.registry.evidence import what_it_proves
+    from ipx.registry.monitor import (
+        LogInconsistent,
+        MonitorError,
+        RemoteLog,
+        SeenLog,
+        checkpoint_verifiers,
+        observe,
+    )
+
+    try:
+        verifiers = checkpoint_verifiers(_read_json(keys_file, "IPX's published keys"))
+        seen = SeenLog.from_json(state_file.read_text("utf-8"), verifiers) if state_file.exists() else None
+    except (MonitorError, OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        observation = observe(RemoteLog(site), seen, verifiers, audit=entries)
+    except MonitorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from exc
+    except LogInconsistent as exc:
+        conflict = state_file.with_name(state_file.name + ".conflict")
+        conflict.write_text(exc.evidence(), "utf-8")
+        if as_json:
+            typer.echo(json.dumps({"status": "inconsistent", "reason": exc.reason, "checkpoints": exc.checkpoints,
+                                   "evidence_file": str(conflict)}, indent=2))
+        else:
+            typer.echo(f"INCONSISTENT: {exc.evidence()}\nThe evidence is saved in {conflict}; the state was not "
+                       "changed. Publish both checkpoints: each is signed by IPX, and they cannot both be true.")
+        raise typer.Exit(1) from exc
+    if observation.status != "older":
+        _write_atomically(state_file, observation.seen.to_json())
+    size, previous = observation.seen.size, observation.previous_size
+    if as_json:
+        typer.echo(json.dumps({
+            "status": observation.status, "origin": observation.seen.origin, "tree_size": size,
+            "previous_size": previous, "root_hash": observation.seen.root_hash.hex(),
+            "entries": [{"index": index, "statement": statement} for index, statement in observation.entries],
+        }, indent=2))
+        return
+    summary = {
+        "first seen": f"FIRST SEEN: the log {observation.seen.origin} at {size} entries; later runs check it grows",
+        "unchanged": f"UNCHANGED: still {size} entries",
+        "grown": f"CONSISTENT: the log grew from {previous} to {size} entries and keeps every earlier one",
+        "older": f"OLDER: the site served a checkpoint of {size} entries, proven part of the {previous} seen before "
+                 "(a stale copy, e.g. from a cache); nothing saved",
+    }[observation.status]
+    typer.echo(summary + (f"; the entries rebuild its signed tree ({len(observation.entries)} new)" if entries else ""))
+    for index, statement in observation.entries:
+        typer.echo(f"  {index}: {what_it_proves(dict(statement)) if statement else 'not a statement IPX signs'}")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A monitor killed mid-write must not leave half a state file (the next run could not check anything)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, "utf-8")
+    partial.replace(path)
+
+
 @keys_app.command("list")
 def keys_list() -> None:
     """Every key ever used, with its validity window."""
