@@ -210,8 +210,11 @@ def log_monitor(
     )
 
     try:
-        verifiers = checkpoint_verifiers(_read_json(keys_file, "IPX's published keys"))
-        seen = SeenLog.from_json(state_file.read_text("utf-8"), verifiers) if state_file.exists() else None
+        published = _read_json(keys_file, "IPX's published keys")
+        verifiers = checkpoint_verifiers(published)
+        seen = None
+        if state_file.exists():
+            seen = SeenLog.from_json(state_file.read_text("utf-8"), checkpoint_verifiers(published, retired_too=True))
     except (MonitorError, OSError, UnicodeDecodeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

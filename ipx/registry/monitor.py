@@ -82,15 +82,15 @@ class SeenLog:
         return seen
 
 
-def checkpoint_verifiers(keys_document: Any) -> list[NoteVerifier]:
-    """Note verifiers for the keys a saved /.well-known/ipx/keys lists as in use (not retired).
+def checkpoint_verifiers(keys_document: Any, *, retired_too: bool = False) -> list[NoteVerifier]:
+    """Note verifiers for the keys a saved /.well-known/ipx/keys lists as in use (not retired), or all of them.
 
     A retired key's private half is destroyed at rotation, so a new checkpoint signed by one is not IPX's, whoever
-    holds a leaked copy.
+    holds a leaked copy; a checkpoint saved while it was in use stays good (`retired_too`, for the saved state).
     """
     try:
         origin = keys_document["log_origin"]
-        listed = [key for key in keys_document["keys"] if not key.get("valid_until")]
+        listed = [key for key in keys_document["keys"] if retired_too or not key.get("valid_until")]
         verifiers = []
         for key in listed:
             public_key = signing.load_public_key_pem(key["public_key_pem"])

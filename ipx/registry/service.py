@@ -482,8 +482,8 @@ def evidence_bundle(session: Session, *, statement: bytes, signature: bytes, key
         tree_size=checkpoint.tree_size, leaf_hash=log.leaf(session, index).leaf_hash,
         inclusion_proof=log.inclusion_proof(session, index, checkpoint.tree_size), checkpoint=checkpoint.note,
         checkpoint_key={"key_id": checkpoint_key.key_id, "public_key_pem": checkpoint_key.public_key_pem},
-        timestamp=stamp and {"authority": stamp.authority_url, "time": rfc3339(stamp.stamped_at),
-                             "response": base64.b64encode(stamp.response).decode()},
+        timestamp=None if stamp is None else {"authority": stamp.authority_url, "time": rfc3339(stamp.stamped_at),
+                                              "response": base64.b64encode(stamp.response).decode()},
     )
 
 

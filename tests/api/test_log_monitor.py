@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from ipx.app import create_app
 from ipx.config import Settings
+from ipx.db import transaction
 from ipx.migrations import upgrade
 from ipx.registry import merkle
 from ipx.registry.monitor import (
@@ -30,6 +31,7 @@ from ipx.registry.monitor import (
     root_of_frontier,
 )
 from ipx.registry.note import NoteVerifier
+from ipx.registry.service import rotate_key
 from tests.conftest import ApiUser, png_bytes
 from tests.integration.live import ipx_server
 
@@ -182,6 +184,24 @@ def test_a_checkpoint_signed_by_another_key_or_a_tampered_state_is_refused(site_
         observe(RemoteLog("http://testserver", site_a), None, _verifiers(other), audit=False)
     with pytest.raises(MonitorError, match="lists no key in use"):
         checkpoint_verifiers({"log_origin": seen.origin, "keys": []})
+
+
+def test_a_key_rotation_keeps_the_saved_state_good(site_a: TestClient) -> None:
+    assert ApiUser(site_a, "ada@example.org", "Ada").register(png_bytes(1)).status_code == 201
+    seen = _watch(site_a, None).seen
+    signed_by_the_retired_key = CachedRemoteLog(site_a, seen.size - 1)
+    with transaction(site_a.app.state.session_factory) as session:  # type: ignore[attr-defined]
+        rotate_key(session, site_a.app.state.settings.resolved_key_dir)  # type: ignore[attr-defined]
+    keys_now = site_a.get("/.well-known/ipx/keys").json()
+    saved = SeenLog.from_json(seen.to_json(), checkpoint_verifiers(keys_now, retired_too=True))
+    with pytest.raises(MonitorError, match="cannot be used"):
+        SeenLog.from_json(seen.to_json(), checkpoint_verifiers(keys_now))
+    after = observe(RemoteLog("http://testserver", site_a), saved, checkpoint_verifiers(keys_now), audit=True)
+    assert (after.status, after.seen.size) == ("unchanged", seen.size)
+    assert after.seen.checkpoint != seen.checkpoint  # re-signed with the new key at rotation
+    assert signed_by_the_retired_key.checkpoint().startswith(seen.origin)
+    with pytest.raises(MonitorError, match="not signed by a key in use"):
+        observe(signed_by_the_retired_key, saved, checkpoint_verifiers(keys_now), audit=False)
 
 
 def _monitor(*args: str) -> subprocess.CompletedProcess[str]:
