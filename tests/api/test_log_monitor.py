@@ -227,6 +227,9 @@ def test_the_command_against_a_running_site(tmp_path: Path) -> None:
             assert grown.returncode == 0, grown.stderr
             assert "CONSISTENT: the log grew from" in grown.stdout and "Lighthouse" in grown.stdout
             assert "UNCHANGED" in _monitor(*args).stdout
+            report = json.loads(_monitor(*args, "--json", "--entries").stdout)
+            assert (report["status"], report["entries"]) == ("unchanged", [])
+            assert report["tree_size"] == report["previous_size"] > 0
 
             _rewrite_leaves(tmp_path / "ipx.db", b"Lighthouse", b"Lightship")
             kept = state.read_text()
