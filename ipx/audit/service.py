@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -32,4 +33,11 @@ def for_subject(session: Session, subject_type: str, subject_id: str) -> list[Au
         .where(AuditEvent.subject_type == subject_type, AuditEvent.subject_id == subject_id)
         .order_by(AuditEvent.id)
     )
+    return list(session.scalars(query))
+
+
+def of_action_before(session: Session, action: str, end: datetime) -> list[AuditEvent]:
+    """Every event of one action before `end`, oldest first: figures recomputed from history need its whole past,
+    not just a window, when an event carries a running total (a provider's refunded-so-far amount)."""
+    query = select(AuditEvent).where(AuditEvent.action == action, AuditEvent.occurred_at < end).order_by(AuditEvent.id)
     return list(session.scalars(query))

@@ -53,6 +53,8 @@ PAGE_SIZE = 20
 COUNT_CAP = 10_000
 OPEN_ORDER = "pending"
 SELLER_WITHDRAWAL = "withdrawn by the seller"
+# audit action of a provider refund of part of a price: the only record of it, as the order stays fulfilled
+PARTIAL_REFUND = "partially_refunded"
 
 
 @dataclass(frozen=True)
@@ -922,7 +924,7 @@ def _apply_event(session: Session, provider: PaymentProvider, event: ProviderEve
     if event.kind == "refunded" and order.status == "fulfilled":
         if event.amount_refunded is not None and event.amount_refunded < order.amount:
             # A goodwill refund of part of the price is not a cancelled sale: the license and the ledger stay.
-            _audit_order(session, order, "partially_refunded", None, refunded=event.amount_refunded,
+            _audit_order(session, order, PARTIAL_REFUND, None, refunded=event.amount_refunded,
                          currency=event.currency)
             return "partial refund recorded: the license stays, left for staff"
         _refund(session, order, reason=f"refunded at {provider.name}", actor_id=None, provider=None, ctx=ctx)
@@ -1110,6 +1112,41 @@ def sales_summary(session: Session, start: datetime, end: datetime) -> dict[str,
         "by_license_type": by_template,
         "listings_created": listings_created,
     }
+
+
+def refunds_summary(session: Session, start: datetime, end: datetime) -> dict[str, Any]:
+    """Money given back to buyers in [start, end), counted when it was given back, not in the sale's window, so
+    gross sales (by fulfilment) minus these is what the window really kept.
+
+    `count`: sales fully refunded in the window. `partial`: other sales of which part was refunded in the window (the
+    license stays); a sale partly and then fully refunded within one window counts once, as refunded. `by_currency`:
+    minor units returned in the window, partial refunds included. Providers report a partial refund as the total
+    refunded so far, so each window adds only its increase, and a full refund adds the price less what earlier
+    windows already returned: one sale's refunds over all windows add up to at most its price.
+    """
+    before: dict[str, int] = {}  # order id -> refunded so far at `start`
+    by_end: dict[str, int] = {}  # the same at `end`, for orders partly refunded in the window
+    for event in audit_service.of_action_before(session, f"order.{PARTIAL_REFUND}", end):
+        totals = before if event.occurred_at < start else by_end
+        totals[event.subject_id] = max(totals.get(event.subject_id, 0), int(event.details["refunded"]))
+    refunded_in_window = and_(Order.status == "refunded", Order.closed_at >= start, Order.closed_at < end)
+    rows = session.execute(
+        select(Order.id, Order.currency, Order.amount, refunded_in_window.label("full"))
+        .where(refunded_in_window | Order.id.in_(list(by_end)))
+    ).all()
+    count = partial = 0
+    by_currency: dict[str, int] = {}
+    for order_id, currency, amount, full in rows:
+        returned_by_end = amount if full else by_end[order_id]
+        returned = returned_by_end - before.get(order_id, 0)
+        if not full and returned <= 0:  # a late event repeating an earlier total returned nothing new
+            continue
+        if full:
+            count += 1
+        else:
+            partial += 1
+        by_currency[currency] = by_currency.get(currency, 0) + returned
+    return {"count": count, "partial": partial, "by_currency": by_currency}
 
 
 def ledger_summary(session: Session) -> dict[str, Any]:

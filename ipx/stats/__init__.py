@@ -1,1 +1,1 @@
-"""Quarterly statistical monitoring: registrations, creators, sales, complaints and detection alerts."""
+"""Quarterly statistical monitoring: registrations, creators, sales, refunds, complaints and detection alerts."""

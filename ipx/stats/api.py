@@ -35,7 +35,7 @@ def quarterly(
     quarter: Annotated[str | None, Query(description="like 2026Q3; default: the current quarter")] = None,
     output: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
 ) -> dict[str, Any] | PlainTextResponse:
-    """Registrations, creators, listings, sales, complaints and detection alerts for one quarter (anyone)."""
+    """Registrations, creators, listings, sales, refunds, complaints and detection alerts for one quarter (anyone)."""
     figures = service.quarterly(session, quarter_or_current(quarter))
     if output == "csv":
         return PlainTextResponse(

@@ -33,8 +33,11 @@ def stats_page(request: Request, session: DbSession, caller: Visitor, quarter: s
         "caller": caller, "figures": figures, "quarter": str(period), "previous_quarter": str(period.previous()),
         "next_quarter": str(period.next()), "charts": _charts(figures),
         "previous_quarter_link": period.has_previous, "next_quarter_link": period.has_next,
-        "sales_by_currency": [format_money(amount, currency)
-                              for currency, amount in sorted(figures["sales"]["by_currency"].items())],
+        "sales_by_currency": [  # gross, refunds, net: net_sales names every currency either of the others has
+            [format_money(figures[section]["by_currency"].get(currency, 0), currency)
+             for section in ("sales", "refunds", "net_sales")]
+            for currency in figures["net_sales"]["by_currency"]
+        ],
         "sales_by_license": [
             (template, entry["count"], ", ".join(format_money(amount, currency)
                                                  for currency, amount in sorted(entry["by_currency"].items())))

@@ -23,6 +23,8 @@ HEADLINES = (
     ("new accounts", ("accounts", "new")),
     ("new listings", ("listings", "new")),
     ("sales", ("sales", "count")),
+    ("refunds", ("refunds", "count")),
+    ("partial refunds", ("refunds", "partial")),
     ("complaints received", ("complaints", "received")),
     ("complaints resolved", ("complaints", "resolved")),
     ("detection alerts", ("detection", "alerts")),
@@ -40,13 +42,16 @@ def quarterly(session: Session, quarter: Quarter) -> dict[str, Any]:
             for name, path in HEADLINES
         ],
     }
-    current["previous"] = {key: previous[key] for key in ("registrations", "sales", "complaints")}
+    current["previous"] = {
+        key: previous[key] for key in ("registrations", "sales", "refunds", "net_sales", "complaints")
+    }
     return current
 
 
 def _figures(session: Session, quarter: Quarter) -> dict[str, Any]:
     start, end = quarter.start, quarter.end
     sales = marketplace_service.sales_summary(session, start, end)
+    refunds = marketplace_service.refunds_summary(session, start, end)
     return {
         "quarter": str(quarter),
         "period": {"start": start.isoformat().replace("+00:00", "Z"), "end": end.isoformat().replace("+00:00", "Z")},
@@ -57,6 +62,8 @@ def _figures(session: Session, quarter: Quarter) -> dict[str, Any]:
         "sales": {  # amounts in minor units of each currency
             "count": sales["count"], "by_currency": sales["by_currency"], "by_license_type": sales["by_license_type"],
         },
+        "refunds": refunds,  # counted in the quarter of the refund, whichever quarter the sale was in
+        "net_sales": {"by_currency": _net(sales["by_currency"], refunds["by_currency"])},
         "complaints": _complaints(session, start, end),
         "detection": _detection(session, start, end),
     }
@@ -120,6 +127,12 @@ def _detection(session: Session, start: datetime, end: datetime) -> dict[str, An
     return {"alerts": sum(by_method.values()), "by_method": by_method}
 
 
+def _net(gross: dict[str, int], refunded: dict[str, int]) -> dict[str, int]:
+    """Gross minus refunded per currency; negative when a quarter returned more than it sold (refunds of earlier
+    sales), which is the point: the quarter's figures must not look better than the money it kept."""
+    return {currency: gross.get(currency, 0) - refunded.get(currency, 0) for currency in sorted(gross | refunded)}
+
+
 def _dig(figures: dict[str, Any], path: tuple[str, str]) -> Any:
     return figures[path[0]][path[1]]
 
@@ -129,7 +142,9 @@ def as_csv(figures: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["quarter", "section", "key", "value"])
-    for section in ("registrations", "creators", "accounts", "listings", "sales", "complaints", "detection"):
+    sections = ("registrations", "creators", "accounts", "listings", "sales", "refunds", "net_sales", "complaints",
+                "detection")
+    for section in sections:
         for key, value in _flatten(figures[section]):
             writer.writerow([figures["quarter"], section, key, "" if value is None else value])
     return out.getvalue()

@@ -222,12 +222,12 @@ def test_localstripe_delivers_webhooks_to_a_real_server(database_url, tmp_path: 
         assert http.get(license_url).json()["status"] == "active"
 
 
-def charge_refunded_event(payment_intent: str, *, amount: int, amount_refunded: int) -> bytes:
+def charge_refunded_event(payment_intent: str, *, amount: int, amount_refunded: int, currency: str = "gbp") -> bytes:
     return json.dumps({
         "id": f"evt_{uuid.uuid4().hex[:16]}", "object": "event", "type": "charge.refunded", "created": int(time.time()),
         "data": {"object": {"id": "ch_x", "object": "charge", "payment_intent": payment_intent, "amount": amount,
                             "amount_refunded": amount_refunded, "refunded": amount_refunded == amount,
-                            "currency": "gbp"}},
+                            "currency": currency}},
     }).encode()
 
 
