@@ -29,6 +29,8 @@ HEADLINES = (
     ("complaints resolved", ("complaints", "resolved")),
     ("detection alerts", ("detection", "alerts")),
 )
+# Headlines where a rise is bad news: the page colours a change by whether it is good, not by its direction.
+FEWER_IS_BETTER = frozenset({"refunds", "partial refunds", "complaints received", "detection alerts"})
 
 
 def quarterly(session: Session, quarter: Quarter) -> dict[str, Any]:
@@ -38,7 +40,8 @@ def quarterly(session: Session, quarter: Quarter) -> dict[str, Any]:
     current["comparison"] = {
         "previous_quarter": str(quarter.previous()),
         "metrics": [
-            {"metric": name, "current": _dig(current, path), "previous": _dig(previous, path)}
+            {"metric": name, "current": _dig(current, path), "previous": _dig(previous, path),
+             "higher_is_better": name not in FEWER_IS_BETTER}
             for name, path in HEADLINES
         ],
     }

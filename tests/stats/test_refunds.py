@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -123,6 +124,8 @@ def test_full_refund_is_counted_and_netted_out(shop: Shop) -> None:
     assert money_row("EUR 50.00", "EUR 25.00", "EUR 25.00") in page
     assert money_row("USD 10.00", "USD 0.00", "USD 10.00") in page
     assert "1 sale refunded in full, 0 in part" in page
+    tone = dict(re.findall(r'class="st-label">([^<]+)</div>\s*<div class="st-delta ([^"]*)"', page))
+    assert (tone["sales"], tone["refunds"], tone["partial refunds"]) == ("st-good", "st-bad", "")
 
 
 def test_partial_refunds_count_once_per_sale_with_the_money_returned(shop: Shop) -> None:
