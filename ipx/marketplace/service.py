@@ -956,8 +956,9 @@ def _refund(
 ) -> None:
     """provider=None when the provider already refunded (its webhook told us). Call with the work's offers locked:
     refunding an exclusive sale puts offers back on sale."""
-    if provider is not None and order.payment_ref:
-        order.refund_ref = provider.refund(order.payment_ref, amount=order.amount, idempotency_key=f"refund:{order.id}")
+    remaining = order.amount - _refunded_in_part(session, order)
+    if provider is not None and order.payment_ref and remaining > 0:
+        order.refund_ref = provider.refund(order.payment_ref, amount=remaining, idempotency_key=f"refund:{order.id}")
     sale = ledger.sale_of_order(session, order.id)
     if sale is not None:
         ledger.reverse(session, sale, memo=f"refund of order {order.id}: {reason}")
@@ -968,6 +969,13 @@ def _refund(
         if offer.status == "sold":
             _unsell_exclusively(session, offer, actor_id, today=utcnow().date())
     _close(session, order, "refunded", reason, actor_id=actor_id)
+
+
+def _refunded_in_part(session: Session, order: Order) -> int:
+    """What the provider already gave back of this order (goodwill partial refunds): a refund of the whole price on
+    top would be refused by the provider, or take more than was paid."""
+    events = audit_service.for_subject(session, "order", order.id)
+    return max((int(e.details["refunded"]) for e in events if e.action == f"order.{PARTIAL_REFUND}"), default=0)
 
 
 # ----------------------------------------------------------------------------------------- licenses

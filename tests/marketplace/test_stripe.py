@@ -253,6 +253,22 @@ def test_refund_made_in_the_stripe_dashboard_revokes_the_license(client, make_us
     assert len(stripe_api.v1.refunds.list(params={"payment_intent": intent_id}).data) == 2
 
 
+def test_staff_refund_after_a_partial_one_returns_only_the_rest(client, make_user, list_work, stripe_api, staff):
+    listed = list_work(offer(price={"amount": 3000, "currency": "GBP"}))
+    buyer = make_user()
+    order = place(client, buyer, listed.offer_ids[0], payment_method="pm_card_visa")
+    intent_id = order["payment"]["reference"]
+    stripe_api.v1.refunds.create(params={"payment_intent": intent_id, "amount": 400})
+    partial = charge_refunded_event(intent_id, amount=3000, amount_refunded=400)
+    assert client.post(WEBHOOK, content=partial, headers=signed(partial)).status_code == 200
+
+    refunded = client.post(f"/api/v1/orders/{order['order_id']}/refund", headers=staff)
+    assert refunded.status_code == 200, refunded.text
+    assert refunded.json()["status"] == "refunded"
+    refunds = stripe_api.v1.refunds.list(params={"payment_intent": intent_id}).data
+    assert sorted(refund.amount for refund in refunds) == [400, 2600]
+
+
 def test_declined_card_leaves_no_order_and_no_money(client, make_user, list_work):
     listed = list_work(exclusive_offer())
     buyer = make_user()
