@@ -231,14 +231,19 @@ def charge_refunded_event(payment_intent: str, *, amount: int, amount_refunded: 
     }).encode()
 
 
-def test_refund_made_in_the_stripe_dashboard_revokes_the_license(client, make_user, list_work, stripe_api):
+def sell_and_refund_part(client, buyer, list_work, stripe_api, refunded: int) -> tuple[dict, str, str]:  # type: ignore[no-untyped-def]
+    """A GBP 30.00 card sale of which `refunded` went back from the Stripe dashboard; (order, intent, outcome)."""
     listed = list_work(offer(price={"amount": 3000, "currency": "GBP"}))
-    buyer = make_user()
     order = place(client, buyer, listed.offer_ids[0], payment_method="pm_card_visa")
     intent_id = order["payment"]["reference"]
-    stripe_api.v1.refunds.create(params={"payment_intent": intent_id, "amount": 100})
-    partial = charge_refunded_event(intent_id, amount=3000, amount_refunded=100)
-    outcome = client.post(WEBHOOK, content=partial, headers=signed(partial)).json()["outcome"]
+    stripe_api.v1.refunds.create(params={"payment_intent": intent_id, "amount": refunded})
+    partial = charge_refunded_event(intent_id, amount=3000, amount_refunded=refunded)
+    return order, intent_id, client.post(WEBHOOK, content=partial, headers=signed(partial)).json()["outcome"]
+
+
+def test_refund_made_in_the_stripe_dashboard_revokes_the_license(client, make_user, list_work, stripe_api):
+    buyer = make_user()
+    order, intent_id, outcome = sell_and_refund_part(client, buyer, list_work, stripe_api, 100)
     assert outcome == "partial refund recorded: the license stays, left for staff"
     assert client.get(order["license_url"]).json()["status"] == "active"
     assert sales_count(client) == 1
@@ -254,14 +259,7 @@ def test_refund_made_in_the_stripe_dashboard_revokes_the_license(client, make_us
 
 
 def test_staff_refund_after_a_partial_one_returns_only_the_rest(client, make_user, list_work, stripe_api, staff):
-    listed = list_work(offer(price={"amount": 3000, "currency": "GBP"}))
-    buyer = make_user()
-    order = place(client, buyer, listed.offer_ids[0], payment_method="pm_card_visa")
-    intent_id = order["payment"]["reference"]
-    stripe_api.v1.refunds.create(params={"payment_intent": intent_id, "amount": 400})
-    partial = charge_refunded_event(intent_id, amount=3000, amount_refunded=400)
-    assert client.post(WEBHOOK, content=partial, headers=signed(partial)).status_code == 200
-
+    order, intent_id, _ = sell_and_refund_part(client, make_user(), list_work, stripe_api, 400)
     refunded = client.post(f"/api/v1/orders/{order['order_id']}/refund", headers=staff)
     assert refunded.status_code == 200, refunded.text
     assert refunded.json()["status"] == "refunded"
