@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Form, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -31,9 +31,10 @@ from ipx.registry import service as registry_service
 from ipx.registry.downloads import file_download
 from ipx.routing import problem_response
 from ipx.web import certificates
-from ipx.web.pages import Member, Visitor, page_router, render
+from ipx.web.pages import Member, Visitor, error_page, page_router, render
 
 SELLABLE_WORKS_SHOWN = 200
+SALES_LISTINGS_NAMED = 3  # the sales page's Listings tile names a few, then says how many more
 ORDER_STATUS_TEXT = {
     "pending": "Waiting for payment", "paid": "Paid", "fulfilled": "Licensed", "failed": "Failed",
     "cancelled": "Cancelled", "refunded": "Refunded",
@@ -407,9 +408,11 @@ def _orders_view(session: Session, orders: list[Order], caller: Principal, publi
 @router.get("/me/purchases", response_class=HTMLResponse)
 def purchases_page(request: Request, session: DbSession, settings: AppSettings, caller: Member) -> HTMLResponse:
     """Your orders as a buyer, newest first, with their licenses (logged in)."""
-    orders = service.orders_of(session, caller.id)
-    context = {"orders": _orders_view(session, orders, caller, settings.public_url)}
-    return render(request, "market/purchases.html", context, caller)
+    orders = _orders_view(session, service.orders_of(session, caller.id), caller, settings.public_url)
+    for order in orders:
+        if order["license_id"]:
+            order["download"] = _download_for_holder(session, order["license_id"], caller)
+    return render(request, "market/purchases.html", {"orders": orders}, caller)
 
 
 @router.get("/me/sales", response_class=HTMLResponse)
@@ -419,14 +422,15 @@ def sales_page(
     """Your orders as a seller with each co-created sale's split, your balance per currency from the ledger, and
     refunds (logged in)."""
     orders = service.orders_of(session, caller.id, as_seller=True)
-    listings, _ = service.search_listings(session, seller_id=caller.id, page=1, page_size=service.PAGE_SIZE)
+    listings, listings_total = service.search_listings(session, seller_id=caller.id, page=1,
+                                                       page_size=SALES_LISTINGS_NAMED)
     splits = views.sale_splits(session, caller.id)
     context = {
         "orders": [{**order, "split": splits.get(order["order_id"], [])}
                    for order in _orders_view(session, orders, caller, settings.public_url)],
         "balances": views.creator_balances(session, caller.id),
         "refunded": any(o.id == refunded for o in orders),
-        "listings": views.listing_cards(session, listings),
+        "listings": views.listing_cards(session, listings), "listings_total": listings_total,
     }
     return render(request, "market/sales.html", context, caller)
 
@@ -464,20 +468,27 @@ def license_page(
 
 
 def _download_for_holder(session: Session, license_id: str, holder: Principal) -> dict[str, Any]:
-    """The file the license delivers, or why it cannot be downloaded now."""
+    """The file the license delivers, or why it cannot be downloaded now: in full for the license page, in two words
+    for a table row, so that no page offers a link that would only answer 451 or 410."""
     try:
         licensed = service.licensed_file(session, license_id, holder, today=utcnow().date())
     except (Gone, LegallyWithheld) as refusal:
-        return {"refusal": refusal.detail}
+        return {"refusal": refusal.detail, "label": "File on hold" if isinstance(refusal, LegallyWithheld)
+                else "File removed"}
     return {"url": f"/licenses/{license_id}/file", "file": licensed}
 
 
 @router.get("/licenses/{license_id}/file")
 def download_licensed_file(
-    license_id: uuid.UUID, session: DbSession, caller: Member, registry: Registry
-) -> StreamingResponse:
-    """The licensed work's file, for the license's holder while it stands (as GET /api/v1/licenses/{id}/file)."""
-    licensed = service.licensed_file(session, str(license_id), caller, today=utcnow().date())
+    request: Request, license_id: uuid.UUID, session: DbSession, caller: Member, registry: Registry
+) -> Response:
+    """The licensed work's file, for the license's holder while it stands (as GET /api/v1/licenses/{id}/file); a
+    withheld or revoked file's page leads back to the license and the purchases, not to the home page."""
+    try:
+        licensed = service.licensed_file(session, str(license_id), caller, today=utcnow().date())
+    except (Gone, LegallyWithheld) as refusal:
+        back = [("Back to the license", f"/licenses/{license_id}"), ("My purchases", "/me/purchases")]
+        return error_page(request, refusal.status_code, refusal.title, refusal.detail, refusal.headers, back)
     return file_download(registry.blobs, licensed)
 
 

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from ipx.deps import DbSession
 from ipx.errors import IPXError
-from ipx.marketplace.terms import format_money
+from ipx.marketplace.terms import TEMPLATES, format_money
 from ipx.routing import IPXRoute
 from ipx.stats import charts, service
 from ipx.stats.api import quarter_or_current
@@ -39,8 +39,8 @@ def stats_page(request: Request, session: DbSession, caller: Visitor, quarter: s
             for currency in figures["net_sales"]["by_currency"]
         ],
         "sales_by_license": [
-            (template, entry["count"], ", ".join(format_money(amount, currency)
-                                                 for currency, amount in sorted(entry["by_currency"].items())))
+            (TEMPLATES[template].label if template in TEMPLATES else template, entry["count"],
+             ", ".join(format_money(amount, currency) for currency, amount in sorted(entry["by_currency"].items())))
             for template, entry in sorted(figures["sales"]["by_license_type"].items())
         ],
     }

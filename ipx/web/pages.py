@@ -129,9 +129,12 @@ def render(
 
 
 def error_page(
-    request: Request, status_code: int, title: str, detail: str, headers: dict[str, str] | None = None
+    request: Request, status_code: int, title: str, detail: str, headers: dict[str, str] | None = None,
+    links: list[tuple[str, str]] | None = None,
 ) -> HTMLResponse:
-    context = {"status": status_code, "title": title, "detail": detail}
+    """The one error page; `links` ((text, url), the first the main one) lead back to where the visitor came from
+    instead of the home page and the registry search."""
+    context = {"status": status_code, "title": title, "detail": detail, "links": links}
     return render(request, "error.html", context, getattr(request.state, "page_caller", None), status_code, headers)
 
 

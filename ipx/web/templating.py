@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import mimetypes
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
@@ -53,6 +54,18 @@ def when(moment: datetime | str) -> Markup:
     return Markup(f'<time datetime="{escape(exact)}" title="{escape(exact)}">{shown}</time>')
 
 
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """"1 match", "2 matches", "0 orders": one rule for every count a page prints, instead of "match(es)"."""
+    return f"{count:,} {singular if count == 1 else plural or singular + 's'}"
+
+
+def file_kind(filename: str, media_type: str) -> str:
+    """What a download is, as people name files: "PNG" from harbour.png (else from its media type, "PDF")."""
+    extension = PurePosixPath(filename).suffix or mimetypes.guess_extension(media_type) or ""
+    return extension.lstrip(".").upper() or media_type.rpartition("/")[2].upper()
+
+
 templates.env.filters.update(
-    method_name=method_name, distance=distance_text, identified_by=identified_by_text, when=when, filesize=size_text
+    method_name=method_name, distance=distance_text, identified_by=identified_by_text, when=when, filesize=size_text,
+    counted=counted, file_kind=file_kind,
 )

@@ -98,7 +98,8 @@ def test_stale_cookie_reads_as_logged_out_and_other_sites_cannot_post(client, co
 
 
 def test_staff_case_page_names_the_target_listing_not_its_work(client, make_user, staff, fresh_png) -> None:
-    """A listing case fills both work_id and listing_id; the page labelled the work's id as the listing."""
+    """A listing case fills both work_id and listing_id; the page labelled the work's id as the listing. The target is
+    named by its title (ids only on hover), the case number never breaks, and counts are in words."""
     alice, bob = make_user("Alice"), make_user("Bob")
     original = alice.register(fresh_png(), title="Dunes").json()
     theirs = bob.register(fresh_png(), title="Dunes, traced").json()
@@ -108,9 +109,12 @@ def test_staff_case_page_names_the_target_listing_not_its_work(client, make_user
     work_case = file(client, notice(original["work_id"], {"work_id": theirs["work_id"]}))
     _login(client, staff)
     listing_page = client.get(f"/staff/complaints/{listing_case['complaint_id']}").text
-    assert (f'listing <a href="/market/listings/{listing["listing_id"]}"><code>{listing["listing_id"]}</code></a>'
-            in listing_page)
-    assert f'selling work <a href="/works/{theirs["work_id"]}">' in listing_page
+    work_link = f'<a href="/works/{theirs["work_id"]}" title="Work {theirs["work_id"]}" dir="auto">Dunes, traced</a>'
+    listing_id = listing["listing_id"]
+    assert f'the <a href="/market/listings/{listing_id}" title="Listing {listing_id}">listing</a>' in listing_page
+    assert f"of the work {work_link}" in listing_page
+    assert f'<h1>Case <span class="cx-nowrap">{listing_case["case_number"]}</span></h1>' in listing_page
     work_page = client.get(f"/staff/complaints/{work_case['complaint_id']}").text
-    assert f'work <a href="/works/{theirs["work_id"]}"><code>{theirs["work_id"]}</code></a>' in work_page
+    assert f"the work {work_link}" in work_page
     assert "/market/listings/" not in work_page
+    assert "0 upheld complaints</span>" in work_page and "complaint(s)" not in work_page

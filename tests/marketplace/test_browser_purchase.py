@@ -142,6 +142,8 @@ def test_list_buy_verify_and_refund_through_the_pages(
     page.get_by_role("link", name="Sales", exact=True).click()
     expect(page.locator(".mk-balance-amount").first).to_have_text("EUR 22.50")
     expect(page.locator(".table tbody tr")).to_have_count(1)
+    table = page.locator(".table-card")
+    assert table.evaluate("box => box.scrollWidth <= box.clientWidth")  # the Refund button in sight, not scrolled to
     shot(page, "mk-13-sales")
     page.get_by_label("Refund reason").fill("Wrong crop delivered")
     page.get_by_role("button", name="Refund").click()

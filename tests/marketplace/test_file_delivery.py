@@ -15,6 +15,7 @@ from ipx.blobs import CHUNK_BYTES
 from ipx.registry.downloads import DamagedFile, attachment_disposition
 from ipx.registry.models import Work
 from ipx.registry.service import stored_file
+from ipx.web.certificates import size_text
 from tests.complaints.conftest import act, file, notice
 from tests.marketplace.builders import offer
 from tests.marketplace.conftest import buy, noise_png
@@ -120,11 +121,23 @@ def test_a_complaint_withholds_the_file_until_it_is_resolved(client, make_user, 
     page = client.get(f"/licenses/{license_id}", headers=buyer.headers)
     assert "Downloads of this work are paused" in page.text
     assert "Download the work" not in page.text
+    # the purchases page offers no link that would answer 451, and says why in its place
+    purchases = client.get("/me/purchases", headers=buyer.headers).text
+    assert f'href="/licenses/{license_id}/file"' not in purchases
+    assert "File on hold" in purchases
+    # a link followed anyway (an old tab, a bookmark) leads back to the license and the purchases
+    refused = client.get(f"/licenses/{license_id}/file", headers=buyer.headers)
+    assert refused.status_code == 451
+    assert f'href="/licenses/{license_id}">Back to the license</a>' in refused.text
+    assert 'href="/me/purchases">My purchases</a>' in refused.text
     # the owner keeps their own copy within reach
     assert client.get(f"/api/v1/works/{listed.work['work_id']}/file", headers=listed.seller.headers).status_code == 200
 
     assert act(client, staff, case["complaint_id"], "restore", "The owner showed earlier drafts").status_code == 200
     assert client.get(f"/api/v1/licenses/{license_id}/file", headers=buyer.headers).status_code == 200
+    purchases = client.get("/me/purchases", headers=buyer.headers).text
+    assert f'href="/licenses/{license_id}/file" download title="work.png">File</a>' in purchases
+    assert "File on hold" not in purchases
 
 
 def test_the_pages_offer_the_file_to_its_holder_and_owner_only(client, make_user, list_work) -> None:
@@ -135,7 +148,10 @@ def test_the_pages_offer_the_file_to_its_holder_and_owner_only(client, make_user
 
     holder_page = client.get(f"/licenses/{license_id}", headers=buyer.headers)
     assert f'href="/licenses/{license_id}/file"' in holder_page.text
-    assert "Download the work" in holder_page.text
+    # what the file is and how big, not its raw name (that shows on hover)
+    size = len(client.get(f"/licenses/{license_id}/file", headers=buyer.headers).content)
+    assert (f'download title="work.png">Download the work <span class="small">PNG · {size_text(size)}</span>'
+            in holder_page.text)
     for viewer in (stranger.headers, listed.seller.headers, {}):
         assert "Download the work" not in client.get(f"/licenses/{license_id}", headers=viewer).text
     assert f'href="/works/{work_id}/file"' in client.get(f"/works/{work_id}", headers=listed.seller.headers).text

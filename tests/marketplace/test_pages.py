@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from ipx.db import transaction
-from ipx.marketplace import service
+from ipx.marketplace import pages, service
 from ipx.marketplace.models import Order
 from ipx.registry.evidence import verify_bundle
 from tests.conftest import ApiUser, ipx_keys
@@ -124,6 +124,7 @@ def test_market_search_filters_and_cards(client: TestClient, list_work: Callable
     empty = client.get("/market", params={"q": "nothing like this"})
     assert "No listing matches these filters." in empty.text
     assert forest.listing["listing_id"] not in empty.text
+    assert '<a class="button" href="/market">Clear filters</a>' in empty.text  # the way out, in the empty state
 
 
 def test_market_pagination(
@@ -141,6 +142,7 @@ def test_market_pagination(
     assert "page=3" not in second.text
     past_the_end = client.get("/market", params={"q": "sea", "page": "3"})
     assert "No listings on page 3; there are 2 in all." in past_the_end.text
+    assert "No listings on page 2; there is 1 in all." in client.get("/market", params={"q": "older", "page": "2"}).text
     assert "Nothing is for sale yet" not in past_the_end.text
     assert '<a class="button" href="/market?q=sea">Go to the first page</a>' in past_the_end.text
     unfiltered = client.get("/market", params={"page": "3"})
@@ -380,6 +382,11 @@ def test_sales_balance_refund_and_license_revocation(
     assert re.findall(r'mk-balance-amount">([^<]*)<', after.text)[0] == "EUR 0.00"
     assert f'action="/market/orders/{order_id}/refund"' not in after.text
 
+    purchases = client.get("/me/purchases", headers=buyer.headers).text
+    assert f'href="/licenses/{license_id}/file"' not in purchases and "File removed" in purchases
+    gone = client.get(f"/licenses/{license_id}/file", headers=buyer.headers)
+    assert gone.status_code == 410 and f'href="/licenses/{license_id}">Back to the license</a>' in gone.text
+
     revoked = client.get(f"/licenses/{license_id}")
     body = client.get(f"/api/v1/licenses/{license_id}").json()
     assert "Revoked license." in revoked.text and "wrong file delivered" in revoked.text
@@ -390,7 +397,8 @@ def test_sales_balance_refund_and_license_revocation(
 
 
 def test_sales_show_each_co_created_sale_split_as_the_ledger_recorded_it(
-    client: TestClient, list_work: Callable[..., Listed], make_user: Callable[..., ApiUser]
+    client: TestClient, list_work: Callable[..., Listed], make_user: Callable[..., ApiUser],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     co_created = list_work(offer(price={"amount": 10001, "currency": "EUR"}), title="Duet",
                            creators='[{"name": "Ana Lead", "share": 70}, {"name": "Ben Second", "share": 30}]')
@@ -403,9 +411,14 @@ def test_sales_show_each_co_created_sale_split_as_the_ledger_recorded_it(
     rows = {order_id: row for row in sales.split("<tr>")[2:] for order_id in (duet_order, solo_order)
             if order_id[:8] in row}
     # EUR 100.01 less the 10 % fee (EUR 10.00) is EUR 90.01; the odd cent goes to the larger remainder
-    split = '<span dir="auto">Ana Lead 70%: EUR 63.01</span><br><span dir="auto">Ben Second 30%: EUR 27.00</span>'
-    assert split in rows[duet_order]
-    assert "%:" not in rows[solo_order]
+    split = '<ul><li dir="auto">Ana Lead 70%: EUR 63.01</li><li dir="auto">Ben Second 30%: EUR 27.00</li></ul>'
+    assert split in rows[duet_order]  # one part a line
+    assert "%:" not in rows[solo_order] and "mk-split-none" in rows[solo_order]  # a phone hides the empty cell
+    # the Listings tile counts them all, names the newest and says how many it left out
+    monkeypatch.setattr(pages, "SALES_LISTINGS_NAMED", 1)
+    tile = client.get("/me/sales", headers=co_created.seller.headers).text
+    assert re.findall(r'mk-balance-amount">([^<]*)<', tile)[2] == "2"
+    assert '>Solo</a> and 1 more</p>' in tile
 
 
 def test_license_evidence_and_printable_certificate(

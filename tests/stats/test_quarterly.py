@@ -162,7 +162,7 @@ def test_stats_page_draws_svg_charts_without_scripts(client, seeded: Seeded) -> 
 def test_stats_page_shows_money_as_money(client, seeded: Seeded) -> None:
     page = client.get("/stats", params={"quarter": str(seeded.quarter)}).text
     assert "EUR 25.00" in page and "USD 10.00" in page and "minor units" not in page
-    assert "<td>standard</td><td class=\"num\">2</td><td class=\"num\">EUR 25.00, USD 10.00</td>" in page
+    assert "<td>Standard license</td><td class=\"num\">2</td><td class=\"num\">EUR 25.00, USD 10.00</td>" in page
 
 
 def test_cli_prints_the_same_figures(client, seeded: Seeded, settings, monkeypatch) -> None:

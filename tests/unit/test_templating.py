@@ -1,0 +1,27 @@
+"""The words pages print around numbers and files: counts with their noun, downloads named by kind."""
+
+from __future__ import annotations
+
+import pytest
+
+from ipx.web.templating import counted, file_kind
+
+
+@pytest.mark.parametrize(("count", "expected"), [(0, "0 matches"), (1, "1 match"), (2, "2 matches"),
+                                                 (1200, "1,200 matches")])
+def test_counted_says_one_in_the_singular_and_every_other_count_in_the_plural(count: int, expected: str) -> None:
+    assert counted(count, "match", "matches") == expected
+
+
+def test_counted_adds_an_s_unless_told_the_plural() -> None:
+    assert counted(1, "order") == "1 order"
+    assert counted(3, "order") == "3 orders"
+    assert counted(1, "event matches", "events match") == "1 event matches"
+
+
+@pytest.mark.parametrize(("filename", "media_type", "expected"), [
+    ("harbour.png", "image/png", "PNG"), ("Score.final.PDF", "application/pdf", "PDF"),
+    ("README", "text/plain", "TXT"), ("notes", "application/x-unknown-kind", "X-UNKNOWN-KIND"),
+])
+def test_file_kind_is_the_extension_people_know(filename: str, media_type: str, expected: str) -> None:
+    assert file_kind(filename, media_type) == expected
