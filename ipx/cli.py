@@ -6,13 +6,16 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ipx.complaints import cli as complaints_cli
 from ipx.config import get_settings
 from ipx.stats import cli as stats_cli
+
+if TYPE_CHECKING:
+    from ipx.registry.monitor import LogInconsistent
 
 app = typer.Typer(help="IPX: register creative works with offline-verifiable evidence.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
@@ -205,6 +208,7 @@ def log_monitor(
         MonitorError,
         RemoteLog,
         SeenLog,
+        UnusableLocalFile,
         checkpoint_verifiers,
         observe,
     )
@@ -215,44 +219,65 @@ def log_monitor(
         seen = None
         if state_file.exists():
             seen = SeenLog.from_json(state_file.read_text("utf-8"), checkpoint_verifiers(published, retired_too=True))
-    except (MonitorError, OSError, UnicodeDecodeError) as exc:
+        observation = observe(RemoteLog(site), seen, verifiers, audit=entries)
+    except (UnusableLocalFile, OSError, UnicodeDecodeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    try:
-        observation = observe(RemoteLog(site), seen, verifiers, audit=entries)
     except MonitorError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(3) from exc
     except LogInconsistent as exc:
-        conflict = state_file.with_name(state_file.name + ".conflict")
-        conflict.write_text(exc.evidence(), "utf-8")
-        if as_json:
-            typer.echo(json.dumps({"status": "inconsistent", "reason": exc.reason, "checkpoints": exc.checkpoints,
-                                   "evidence_file": str(conflict)}, indent=2))
-        else:
-            typer.echo(f"INCONSISTENT: {exc.evidence()}\nThe evidence is saved in {conflict}; the state was not "
-                       "changed. Publish both checkpoints: each is signed by IPX, and they cannot both be true.")
+        _report_inconsistency(exc, state_file.with_name(state_file.name + ".conflict"), as_json=as_json)
         raise typer.Exit(1) from exc
-    if observation.status != "older":
-        _write_atomically(state_file, observation.seen.to_json())
-    size, previous = observation.seen.size, observation.previous_size
+    try:
+        if observation.status != "older":
+            _write_atomically(state_file, observation.seen.to_json())
+    except OSError as exc:
+        typer.echo(f"error: the state cannot be saved in {state_file} ({exc.strerror or exc})", err=True)
+        raise typer.Exit(2) from exc
+    saved, served, previous = observation.seen, observation.served_size, observation.previous_size
     if as_json:
         typer.echo(json.dumps({
-            "status": observation.status, "origin": observation.seen.origin, "tree_size": size,
-            "previous_size": previous, "root_hash": observation.seen.root_hash.hex(),
+            "status": observation.status, "origin": saved.origin, "tree_size": served, "previous_size": previous,
+            "saved_size": saved.size, "saved_root_hash": saved.root_hash.hex(),
             "entries": [{"index": index, "statement": statement} for index, statement in observation.entries],
         }, indent=2))
         return
     summary = {
-        "first seen": f"FIRST SEEN: the log {observation.seen.origin} at {size} entries; later runs check it grows",
-        "unchanged": f"UNCHANGED: still {size} entries",
-        "grown": f"CONSISTENT: the log grew from {previous} to {size} entries and keeps every earlier one",
-        "older": f"OLDER: the site served a checkpoint of {size} entries, proven part of the {previous} seen before "
-                 "(a stale copy, e.g. from a cache); nothing saved",
+        "first seen": f"FIRST SEEN: the log {_shown(saved.origin)} at {served} entries; later runs check it grows",
+        "unchanged": f"UNCHANGED: still {served} entries",
+        "grown": f"CONSISTENT: the log grew from {previous} to {served} entries and keeps every earlier one",
+        "older": f"OLDER: the site served a checkpoint of {served} entries, proven part of the {previous} seen "
+                 "before (a stale copy, e.g. from a cache); nothing saved",
     }[observation.status]
     typer.echo(summary + (f"; the entries rebuild its signed tree ({len(observation.entries)} new)" if entries else ""))
     for index, statement in observation.entries:
-        typer.echo(f"  {index}: {what_it_proves(dict(statement)) if statement else 'not a statement IPX signs'}")
+        proves = what_it_proves(dict(statement)) if statement else "not a statement IPX signs"
+        typer.echo(f"  {index}: {_shown(proves)}")
+
+
+def _report_inconsistency(found: LogInconsistent, conflict: Path, *, as_json: bool) -> None:
+    """Print the evidence first, then keep it beside the state: a file that cannot be written must not lose it."""
+    try:
+        conflict.write_text(found.evidence(), "utf-8")
+        kept = f"The evidence is saved in {conflict}"
+    except OSError as exc:
+        kept = f"The evidence could not be saved in {conflict} ({exc.strerror or exc}): keep this output"
+    if as_json:
+        typer.echo(json.dumps({"status": "inconsistent", "reason": found.reason, "checkpoints": found.checkpoints,
+                               "details": found.details, "evidence": kept}, indent=2))
+    else:
+        typer.echo(f"INCONSISTENT: {_shown(found.evidence(), keep_lines=True)}\n{kept}; the state was not changed. "
+                   "Publish the evidence: the checkpoints in it carry IPX's signature.")
+
+
+def _shown(text: str, *, keep_lines: bool = False) -> str:
+    """Text that came from the site, as harmless output: anyone can register a title holding line breaks, terminal
+    escapes or bidirectional overrides, which would otherwise forge lines of the report or rewrite the screen."""
+    return "".join(
+        char if char.isprintable() or (keep_lines and char == "\n") else char.encode("unicode_escape").decode()
+        for char in text
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -958,7 +958,10 @@ def _refund(
     refunding an exclusive sale puts offers back on sale."""
     remaining = order.amount - _refunded_in_part(session, order)
     if provider is not None and order.payment_ref and remaining > 0:
-        order.refund_ref = provider.refund(order.payment_ref, amount=remaining, idempotency_key=f"refund:{order.id}")
+        # the amount is part of the key: a provider keeps a key's first answer, and a partial refund reported late
+        # changes what a retry must ask for
+        order.refund_ref = provider.refund(order.payment_ref, amount=remaining,
+                                           idempotency_key=f"refund:{order.id}:{remaining}")
     sale = ledger.sale_of_order(session, order.id)
     if sale is not None:
         ledger.reverse(session, sale, memo=f"refund of order {order.id}: {reason}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,21 +31,31 @@ ENTRIES_PER_REQUEST = 1000  # the server's page size (ipx/registry/log.py MAX_EN
 
 
 class MonitorError(ValueError):
-    """A keys file, a saved state or a server's answer that cannot be used; the message says why."""
+    """A server's answer that cannot be used (unreachable, an error status, malformed); the message says why."""
+
+
+class Refused(MonitorError):
+    """The site answered a well-formed request with a client error: it says it has no such tree, not that it is
+    busy or down (those are plain MonitorErrors)."""
+
+
+class UnusableLocalFile(MonitorError):
+    """The keys file or the saved state cannot be used: the monitor's own files, not the site, are at fault."""
 
 
 class LogInconsistent(Exception):
-    """What IPX signed cannot all be true; the signed checkpoints, as served, are the evidence."""
+    """What IPX served cannot all be true; the signed checkpoints as served, and whatever else lets anyone check the
+    claim again (a proof, the range of entries), are the evidence."""
 
-    def __init__(self, reason: str, *checkpoints: str) -> None:
+    def __init__(self, reason: str, *checkpoints: str, details: str = "") -> None:
         super().__init__(reason)
-        self.reason, self.checkpoints = reason, checkpoints
+        self.reason, self.checkpoints, self.details = reason, checkpoints, details
 
     def evidence(self) -> str:
-        """What to publish: the reason, then each signed checkpoint involved, oldest first."""
+        """What to publish: the reason, each signed checkpoint involved (oldest first), then the details."""
         shown = "".join(f"\nCheckpoint {number}, as IPX served it:\n{note}" for number, note in
                         enumerate(self.checkpoints, 1))
-        return f"{self.reason}\n{shown}"
+        return f"{self.reason}\n{shown}" + (f"\n{self.details}\n" if self.details else "")
 
 
 @dataclass(frozen=True)
@@ -70,15 +81,21 @@ class SeenLog:
         try:
             state = json.loads(text)
             if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-                raise MonitorError(f"not a monitor state of version {STATE_VERSION}")
+                raise ValueError(f"not a monitor state of version {STATE_VERSION}")
+            if not isinstance(state.get("checkpoint"), str):
+                raise ValueError("it holds no checkpoint")
             checkpoint = open_checkpoint(state["checkpoint"], verifiers)
             frontier = state.get("frontier")
+            if frontier is not None and not isinstance(frontier, list):
+                raise ValueError("its frontier is not a list")
             nodes = None if frontier is None else tuple(base64.b64decode(node, validate=True) for node in frontier)
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-            raise MonitorError(f"the saved state cannot be used ({exc})") from exc
-        seen = cls(state["checkpoint"], checkpoint.origin, checkpoint.size, checkpoint.root_hash, nodes)
-        if nodes is not None and root_of_frontier(seen.size, nodes) != seen.root_hash:
-            raise MonitorError("the saved state's tree does not add up to its checkpoint")
+            if nodes is not None and any(len(node) != merkle.HASH_SIZE for node in nodes):
+                raise ValueError(f"its frontier holds a hash that is not {merkle.HASH_SIZE} bytes")
+            seen = cls(state["checkpoint"], checkpoint.origin, checkpoint.size, checkpoint.root_hash, nodes)
+            if nodes is not None and root_of_frontier(seen.size, nodes) != seen.root_hash:
+                raise ValueError("its tree does not add up to its checkpoint")
+        except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
+            raise UnusableLocalFile(f"the saved state cannot be used ({exc or type(exc).__name__})") from exc
         return seen
 
 
@@ -90,18 +107,22 @@ def checkpoint_verifiers(keys_document: Any, *, retired_too: bool = False) -> li
     """
     try:
         origin = keys_document["log_origin"]
+        if not isinstance(origin, str) or not origin:
+            raise TypeError("log_origin is not a name")
         listed = [key for key in keys_document["keys"] if retired_too or not key.get("valid_until")]
         verifiers = []
         for key in listed:
             public_key = signing.load_public_key_pem(key["public_key_pem"])
             if signing.key_id(public_key) != key["key_id"]:
-                raise MonitorError(f"key {key['key_id']} does not match its public key")
+                raise UnusableLocalFile(f"key {key['key_id']} does not match its public key")
             verifiers.append(NoteVerifier(origin, public_key))
-    except (KeyError, TypeError, AttributeError, signing.SignatureError) as exc:
-        raise MonitorError(f"not IPX's published keys: each key needs key_id and public_key_pem, and the log's "
-                           f"origin is needed ({exc})") from exc
+    except (KeyError, TypeError, AttributeError, ValueError, signing.SignatureError) as exc:
+        if isinstance(exc, UnusableLocalFile):
+            raise
+        raise UnusableLocalFile(f"not IPX's published keys: each key needs key_id and public_key_pem, and the log's "
+                                f"origin is needed ({exc})") from exc
     if not verifiers:
-        raise MonitorError("the keys file lists no key in use")
+        raise UnusableLocalFile("the keys file lists no key in use")
     return verifiers
 
 
@@ -109,7 +130,7 @@ def open_served_checkpoint(note: str, verifiers: list[NoteVerifier]) -> Checkpoi
     try:
         return open_checkpoint(note, verifiers)
     except NoteError as exc:
-        raise MonitorError(
+        raise UnusableLocalFile(
             f"the checkpoint the site served is not signed by a key in use in your keys file ({exc}); if IPX "
             "rotated its key, save /.well-known/ipx/keys again and compare it with the one you had"
         ) from exc
@@ -153,23 +174,44 @@ def check_extends(seen: SeenLog, latest: Checkpoint, latest_note: str, proof: li
     if latest.origin != seen.origin:
         raise MonitorError(f"the site's log is {latest.origin!r}, the saved state's {seen.origin!r}")
     smaller, larger = sorted((seen, latest), key=lambda tree: tree.size)
+    expected = expected_proof_length(smaller.size, larger.size)
+    if len(proof) != expected or any(len(node) != merkle.HASH_SIZE for node in proof):
+        # a garbled answer proves nothing either way: only a well-formed proof that fails is evidence
+        raise MonitorError(f"the site served a malformed consistency proof ({len(proof)} hashes where {expected} "
+                           f"of {merkle.HASH_SIZE} bytes belong)")
     try:
         merkle.verify_consistency(smaller.size, larger.size, smaller.root_hash, larger.root_hash, proof)
     except merkle.ProofError as exc:
         reason = (f"IPX signed a tree of {latest.size} entries that is not consistent with the tree of {seen.size} "
-                  f"entries it signed before ({exc})")
-        raise LogInconsistent(reason, seen.checkpoint, latest_note) from exc
+                  f"entries it signed before ({exc}): both checkpoints carry IPX's signature, and they cannot both "
+                  "be true")
+        served = "\n".join(base64.b64encode(node).decode() for node in proof)
+        details = f"The consistency proof from {smaller.size} to {larger.size} the site served:\n{served or '(none)'}"
+        raise LogInconsistent(reason, seen.checkpoint, latest_note, details=details) from exc
+
+
+def expected_proof_length(first: int, second: int) -> int:
+    """How many hashes RFC 9162's consistency proof between two sizes holds (the proof's shape, not its values)."""
+    if first in (0, second):
+        return 0
+    return len(merkle.consistency_proof(first, second, lambda level, index: bytes(merkle.HASH_SIZE)))
 
 
 def audit_entries(base: SeenLog, latest: Checkpoint, latest_note: str, leaves: list[bytes]) -> tuple[bytes, ...]:
     """The latest tree's frontier, once the downloaded leaves, hashed here, rebuild its signed root from `base`."""
     if base.frontier is None:
         raise MonitorError("entries can only be added to a tree whose frontier is known")
-    frontier = append_leaves(base.size, base.frontier, [merkle.leaf_hash(leaf) for leaf in leaves])
+    leaf_hashes = [merkle.leaf_hash(leaf) for leaf in leaves]
+    frontier = append_leaves(base.size, base.frontier, leaf_hashes)
     if root_of_frontier(latest.size, frontier) != latest.root_hash:
         reason = (f"the entries {base.size} to {latest.size - 1} the site served do not add up to the tree of "
                   f"{latest.size} entries it signed")
-        raise LogInconsistent(reason, latest_note)
+        details = (
+            f"Anyone can download entries {base.size} to {latest.size - 1} from /api/v1/log/entries and hash them "
+            f"(RFC 9162 leaf hashes) to check this. The SHA-256 of the leaf hashes served here, one after the other: "
+            f"{hashlib.sha256(b''.join(leaf_hashes)).hexdigest()}"
+        )
+        raise LogInconsistent(reason, latest_note, details=details)
     return frontier
 
 
@@ -180,6 +222,7 @@ class Observation:
 
     status: str
     previous_size: int | None
+    served_size: int
     seen: SeenLog
     entries: list[tuple[int, Mapping[str, Any]]]
 
@@ -190,6 +233,8 @@ def observe(remote: RemoteLog, seen: SeenLog | None, verifiers: list[NoteVerifie
     note = remote.checkpoint()
     latest = open_served_checkpoint(note, verifiers)
     previous_size = None if seen is None else seen.size
+    if latest.size == 0 and latest.root_hash != merkle.EMPTY_ROOT:
+        raise LogInconsistent("IPX signed an empty tree whose root is not the empty tree's", note)
     if seen is not None and seen.size > 0 and latest.size == 0:
         reason = f"the site now serves an empty log after signing a tree of {seen.size} entries"
         raise LogInconsistent(reason, seen.checkpoint, note)
@@ -197,26 +242,28 @@ def observe(remote: RemoteLog, seen: SeenLog | None, verifiers: list[NoteVerifie
         first, second = sorted((seen.size, latest.size))
         try:
             proof = remote.consistency_proof(first, second)
-        except MonitorError as exc:
+        except Refused as exc:
             if latest.size >= seen.size:
                 raise
-            reason = (f"the site now serves a tree of {latest.size} entries after signing one of {seen.size}, and "
-                      f"cannot prove the smaller part of the larger ({exc})")
+            reason = (f"the site went back: it serves a tree of {latest.size} entries after signing one of "
+                      f"{seen.size}, and refuses to prove the smaller part of the larger ({exc}), so it no longer "
+                      "holds entries it signed")
             raise LogInconsistent(reason, seen.checkpoint, note) from exc
         check_extends(seen, latest, note, proof)
         if latest.size < seen.size:
-            return Observation("older", previous_size, seen, [])
+            return Observation("older", previous_size, latest.size, seen, [])
     status = "first seen" if seen is None else "grown" if latest.size > seen.size else "unchanged"
     if not audit:
-        return Observation(status, previous_size, SeenLog(note, latest.origin, latest.size, latest.root_hash), [])
+        kept = seen.frontier if seen is not None and status == "unchanged" else None  # still this tree's
+        accepted = SeenLog(note, latest.origin, latest.size, latest.root_hash, kept)
+        return Observation(status, previous_size, latest.size, accepted, [])
     empty = SeenLog(note, latest.origin, 0, merkle.EMPTY_ROOT, ())
     base = seen if seen is not None and seen.frontier is not None else empty
     downloaded = list(remote.leaves(base.size, latest.size))
     frontier = audit_entries(base, latest, note, [leaf for _, leaf in downloaded])
     new_entries = [(index, statement_of(leaf)) for index, leaf in downloaded if index >= (previous_size or 0)]
-    return Observation(
-        status, previous_size, SeenLog(note, latest.origin, latest.size, latest.root_hash, frontier), new_entries
-    )
+    accepted = SeenLog(note, latest.origin, latest.size, latest.root_hash, frontier)
+    return Observation(status, previous_size, latest.size, accepted, new_entries)
 
 
 def statement_of(leaf: bytes) -> Mapping[str, Any]:
@@ -238,17 +285,20 @@ class RemoteLog:
     def _get(self, path: str, **params: int) -> httpx.Response:
         try:
             response = self.client.get(f"{self.site}/api/v1/log/{path}", params=params)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise MonitorError(f"cannot reach {self.site} ({exc})") from exc
         if response.status_code != 200:
-            detail = response.text[:300].strip()
-            raise MonitorError(f"{self.site} answered {response.status_code} to /api/v1/log/{path} ({detail})")
+            answer = response.text[:300].strip()
+            detail = f"{self.site} answered {response.status_code} to /api/v1/log/{path} ({answer})"
+            busy_or_down = response.status_code >= 500 or response.status_code in (408, 429)
+            raise MonitorError(detail) if busy_or_down else Refused(detail)
         return response
 
     def _json(self, path: str, **params: int) -> Any:
+        response = self._get(path, **params)
         try:
-            return self._get(path, **params).json()
-        except ValueError as exc:
+            return response.json()
+        except (ValueError, RecursionError) as exc:
             raise MonitorError(f"{self.site} answered /api/v1/log/{path} with something other than JSON") from exc
 
     def checkpoint(self) -> str:
@@ -261,7 +311,7 @@ class RemoteLog:
         answer = self._json("proof/consistency", first=first, second=second)
         try:
             return [base64.b64decode(node, validate=True) for node in answer["hashes"]]
-        except (KeyError, TypeError, binascii.Error) as exc:
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise MonitorError(f"{self.site} served a malformed consistency proof ({exc})") from exc
 
     def leaves(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
@@ -271,7 +321,7 @@ class RemoteLog:
             answer = self._json("entries", start=position, end=min(end, position + ENTRIES_PER_REQUEST))
             try:
                 page = [(entry["index"], base64.b64decode(entry["leaf"], validate=True)) for entry in answer["entries"]]
-            except (KeyError, TypeError, binascii.Error) as exc:
+            except (KeyError, TypeError, ValueError, binascii.Error) as exc:
                 raise MonitorError(f"{self.site} served malformed log entries ({exc})") from exc
             if not page:
                 raise MonitorError(f"{self.site} served no entry from {position} although it signed {end}")

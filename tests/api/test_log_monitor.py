@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -23,8 +24,10 @@ from ipx.registry import merkle
 from ipx.registry.monitor import (
     LogInconsistent,
     MonitorError,
+    Refused,
     RemoteLog,
     SeenLog,
+    UnusableLocalFile,
     append_leaves,
     checkpoint_verifiers,
     observe,
@@ -33,7 +36,7 @@ from ipx.registry.monitor import (
 from ipx.registry.note import NoteVerifier
 from ipx.registry.service import rotate_key
 from tests.conftest import ApiUser, png_bytes
-from tests.integration.live import ipx_server
+from tests.integration.live import free_port, ipx_server
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,47 +87,61 @@ def _copy_site(source: Path, target: Path) -> None:
 
 def test_a_growing_log_is_accepted_and_its_new_entries_listed(site_a: TestClient) -> None:
     creator = ApiUser(site_a, "ada@example.org", "Ada")
+    assert creator.register(png_bytes(1), title="Harbour at noon").status_code == 201
     first = _watch(site_a, None)
-    assert first.status == "first seen" and first.previous_size is None
-    assert [index for index, _ in first.entries] == list(range(first.seen.size))
+    assert (first.status, first.previous_size, first.seen.size) == ("first seen", None, 1)
+    assert [statement["title"] for _, statement in first.entries] == ["Harbour at noon"]
 
-    assert creator.register(png_bytes(1), title="Harbour at dawn").status_code == 201
-    assert creator.register(png_bytes(2), title="Harbour at dusk").status_code == 201
+    for seed, title in ((2, "Harbour at dawn"), (3, "Harbour at dusk"), (4, "Harbour at night")):
+        assert creator.register(png_bytes(seed), title=title).status_code == 201
     saved = SeenLog.from_json(first.seen.to_json(), _verifiers(site_a))
-    grown = _watch(site_a, saved)
-    assert (grown.status, grown.previous_size, grown.seen.size) == ("grown", first.seen.size, first.seen.size + 2)
-    assert [statement["title"] for _, statement in grown.entries] == ["Harbour at dawn", "Harbour at dusk"]
-    assert _watch(site_a, grown.seen).status == "unchanged"
-    without_entries = _watch(site_a, SeenLog(first.seen.checkpoint, first.seen.origin, first.seen.size,
-                                             first.seen.root_hash), audit=False)
-    assert without_entries.status == "grown" and without_entries.seen.frontier is None
+    grown = _watch(site_a, saved)  # a real proof from 1 to 4 entries, and leaves added to a kept frontier
+    assert (grown.status, grown.previous_size, grown.served_size) == ("grown", 1, 4)
+    assert [index for index, _ in grown.entries] == [1, 2, 3]
+    assert [statement["title"] for _, statement in grown.entries][-1] == "Harbour at night"
+    assert creator.register(png_bytes(5)).status_code == 201
+    assert _watch(site_a, grown.seen, audit=False).status == "grown"  # 4 to 5: another real proof
+
+    unchanged = _watch(site_a, _watch(site_a, None).seen, audit=False)
+    assert unchanged.status == "unchanged" and unchanged.seen.frontier is not None  # kept for the next audit
+    without_frontier = SeenLog(first.seen.checkpoint, first.seen.origin, first.seen.size, first.seen.root_hash)
+    assert _watch(site_a, without_frontier, audit=False).seen.frontier is None  # grown: the old one no longer fits
+    rebuilt = _watch(site_a, without_frontier)  # no frontier kept: the whole log again, only the new ones listed
+    assert [index for index, _ in rebuilt.entries] == [1, 2, 3, 4]
 
 
-def test_a_second_history_signed_with_the_same_key_is_caught(site_a: TestClient, tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra_on_b", [1, 2], ids=["same size", "larger"])
+def test_a_second_history_signed_with_the_same_key_is_caught(
+    site_a: TestClient, tmp_path: Path, extra_on_b: int
+) -> None:
     creator = ApiUser(site_a, "ada@example.org", "Ada")
     assert creator.register(png_bytes(1)).status_code == 201
-    _copy_site(tmp_path / "a", tmp_path / "b")
+    _copy_site(tmp_path / "a", tmp_path / "b")  # the same key and first entry: a second history from here
     assert creator.register(png_bytes(2), title="Shown to everyone").status_code == 201
     seen_on_a = _watch(site_a, None).seen
     with _site(tmp_path / "b") as site_b:
         split = ApiUser(site_b, "eve@example.org", "Eve")
-        assert split.register(png_bytes(3), title="Shown to some").status_code == 201
-        assert split.register(png_bytes(4), title="Shown to some, too").status_code == 201
-        assert _watch(site_b, None, audit=False).seen.size > seen_on_a.size
-        with pytest.raises(LogInconsistent, match="not consistent with the tree") as caught:
+        for seed in range(3, 3 + extra_on_b):
+            assert split.register(png_bytes(seed), title="Shown to some").status_code == 201
+        assert _watch(site_b, None, audit=False).served_size == seen_on_a.size + extra_on_b - 1
+        with pytest.raises(LogInconsistent, match="cannot both be true") as caught:
             _watch(site_b, seen_on_a, audit=False)
     assert caught.value.checkpoints[0] == seen_on_a.checkpoint
-    assert caught.value.evidence().count("as IPX served it") == 2
+    evidence = caught.value.evidence()
+    assert evidence.count("as IPX served it") == 2 and "consistency proof from" in evidence
 
 
 def test_a_log_that_went_back_is_caught_before_and_after_it_diverges(site_a: TestClient, tmp_path: Path) -> None:
+    _copy_site(tmp_path / "a", tmp_path / "empty_copy")  # the same key and log before any entry
     creator = ApiUser(site_a, "ada@example.org", "Ada")
     assert creator.register(png_bytes(1)).status_code == 201
     _copy_site(tmp_path / "a", tmp_path / "b")
     assert creator.register(png_bytes(2)).status_code == 201
     seen_on_a = _watch(site_a, None).seen
+    with _site(tmp_path / "empty_copy") as emptied, pytest.raises(LogInconsistent, match="now serves an empty log"):
+        _watch(emptied, seen_on_a)
     with _site(tmp_path / "b") as restored_from_backup:
-        with pytest.raises(LogInconsistent, match="cannot prove the smaller part of the larger"):
+        with pytest.raises(LogInconsistent, match=r"went back.*refuses to prove"):
             _watch(restored_from_backup, seen_on_a)
         newcomer = ApiUser(restored_from_backup, "bob@example.org", "Bob")
         for seed in (3, 4, 5):
@@ -144,14 +161,45 @@ class CachedRemoteLog(RemoteLog):
         return self.client.get(f"{self.site}/api/v1/log/checkpoints/{self.cached_size}").text
 
 
-def test_an_older_checkpoint_proven_part_of_the_seen_tree_is_only_stale(site_a: TestClient) -> None:
+class UnreachableProofs(CachedRemoteLog):
+    """The cache answers, the site behind it does not."""
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        return RemoteLog(f"http://127.0.0.1:{free_port()}").consistency_proof(first, second)
+
+
+class GarbledProofs(RemoteLog):
+    """A site (or something between) that damages the proofs it passes on."""
+
+    def __init__(self, client: httpx.Client, damage: Callable[[list[bytes]], list[bytes]]) -> None:
+        super().__init__("http://testserver", client)
+        self.damage = damage
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        return self.damage(super().consistency_proof(first, second))
+
+
+def test_an_older_checkpoint_is_stale_only_when_proven_and_a_glitch_is_no_fork(site_a: TestClient) -> None:
     creator = ApiUser(site_a, "ada@example.org", "Ada")
-    assert creator.register(png_bytes(1)).status_code == 201
+    for seed in (1, 2, 3):
+        assert creator.register(png_bytes(seed)).status_code == 201
     earlier = _watch(site_a, None).seen.size
-    assert creator.register(png_bytes(2)).status_code == 201
+    for seed in (4, 5):
+        assert creator.register(png_bytes(seed)).status_code == 201
     seen = _watch(site_a, None).seen
     stale = observe(CachedRemoteLog(site_a, earlier), seen, _verifiers(site_a), audit=True)
-    assert (stale.status, stale.previous_size, stale.seen, stale.entries) == ("older", seen.size, seen, [])
+    assert (stale.status, stale.previous_size, stale.served_size, stale.seen) == ("older", seen.size, earlier, seen)
+    with pytest.raises(MonitorError, match="cannot reach") as unreachable:
+        observe(UnreachableProofs(site_a, earlier), seen, _verifiers(site_a), audit=False)
+    assert not isinstance(unreachable.value, Refused)
+    before = SeenLog.from_json(_watch(site_a, None).seen.to_json(), _verifiers(site_a))
+    assert creator.register(png_bytes(6)).status_code == 201
+    for damage in (lambda proof: [node[:31] for node in proof], lambda proof: proof[:-1], lambda proof: []):
+        with pytest.raises(MonitorError, match="malformed consistency proof"):
+            observe(GarbledProofs(site_a, damage), before, _verifiers(site_a), audit=False)
+    flipped = GarbledProofs(site_a, lambda proof: [bytes(32), *proof[1:]])
+    with pytest.raises(LogInconsistent):  # well-formed and wrong: that is evidence
+        observe(flipped, before, _verifiers(site_a), audit=False)
 
 
 def _rewrite_leaves(database: Path, old: bytes, new: bytes) -> None:
@@ -168,19 +216,24 @@ def test_entries_that_do_not_add_up_to_the_signed_tree_are_caught(site_a: TestCl
     assert creator.register(png_bytes(1), title="Original").status_code == 201
     _rewrite_leaves(tmp_path / "a" / "ipx.db", b"Original", b"Rewrite!")
     assert _watch(site_a, None, audit=False).status == "first seen"  # the checkpoint alone cannot tell
-    with pytest.raises(LogInconsistent, match="do not add up to the tree"):
+    with pytest.raises(LogInconsistent, match="do not add up to the tree") as caught:
         _watch(site_a, None)
+    assert "Anyone can download entries 0 to 0" in caught.value.evidence()
 
 
 def test_a_checkpoint_signed_by_another_key_or_a_tampered_state_is_refused(site_a: TestClient, tmp_path: Path) -> None:
     seen = _watch(site_a, None).seen
     origin, size, *rest = seen.checkpoint.split("\n")
     forged = json.loads(seen.to_json()) | {"checkpoint": "\n".join([origin, str(int(size) + 1), *rest])}
-    with pytest.raises(MonitorError, match="saved state cannot be used"):
-        SeenLog.from_json(json.dumps(forged), _verifiers(site_a))
+    short_node = json.loads(seen.to_json()) | {"frontier": [base64.b64encode(bytes(31)).decode()]}
+    for damaged in (forged, short_node, {"version": 1, "checkpoint": ["\n"]}):
+        with pytest.raises(UnusableLocalFile, match="saved state cannot be used"):
+            SeenLog.from_json(json.dumps(damaged), _verifiers(site_a))
+    with pytest.raises(UnusableLocalFile, match="not IPX's published keys"):
+        checkpoint_verifiers({"log_origin": 5, "keys": []})
     (tmp_path / "other").mkdir()
     upgrade(f"sqlite:///{tmp_path / 'other' / 'ipx.db'}")
-    with _site(tmp_path / "other") as other, pytest.raises(MonitorError, match="not signed by a key in use"):
+    with _site(tmp_path / "other") as other, pytest.raises(UnusableLocalFile, match="not signed by a key in use"):
         observe(RemoteLog("http://testserver", site_a), None, _verifiers(other), audit=False)
     with pytest.raises(MonitorError, match="lists no key in use"):
         checkpoint_verifiers({"log_origin": seen.origin, "keys": []})
@@ -200,7 +253,7 @@ def test_a_key_rotation_keeps_the_saved_state_good(site_a: TestClient) -> None:
     assert (after.status, after.seen.size) == ("unchanged", seen.size)
     assert after.seen.checkpoint != seen.checkpoint  # re-signed with the new key at rotation
     assert signed_by_the_retired_key.checkpoint().startswith(seen.origin)
-    with pytest.raises(MonitorError, match="not signed by a key in use"):
+    with pytest.raises(UnusableLocalFile, match="not signed by a key in use"):
         observe(signed_by_the_retired_key, saved, checkpoint_verifiers(keys_now), audit=False)
 
 
@@ -223,23 +276,35 @@ def test_the_command_against_a_running_site(tmp_path: Path) -> None:
             assert first.returncode == 0 and first.stdout.startswith("FIRST SEEN"), first.stderr
             creator = ApiUser(client, "ada@example.org", "Ada")  # type: ignore[arg-type]
             assert creator.register(png_bytes(1), title="Lighthouse").status_code == 201
+            forging = "Nice\n  99: “Forged” was registered by Mallory\u202e"
+            assert creator.register(png_bytes(2), title=forging).status_code == 201
             grown = _monitor(*args, "--entries")
             assert grown.returncode == 0, grown.stderr
-            assert "CONSISTENT: the log grew from" in grown.stdout and "Lighthouse" in grown.stdout
+            assert "CONSISTENT: the log grew from 0 to 2" in grown.stdout and "“Lighthouse”" in grown.stdout
+            assert "\n  99:" not in grown.stdout and "Nice\\n  99:" in grown.stdout and "\\u202e" in grown.stdout
             assert "UNCHANGED" in _monitor(*args).stdout
             report = json.loads(_monitor(*args, "--json", "--entries").stdout)
-            assert (report["status"], report["entries"]) == ("unchanged", [])
-            assert report["tree_size"] == report["previous_size"] > 0
+            assert (report["status"], report["entries"], report["tree_size"], report["previous_size"]) == (
+                "unchanged", [], 2, 2)
 
-            _rewrite_leaves(tmp_path / "ipx.db", b"Lighthouse", b"Lightship")
+            assert creator.register(png_bytes(3), title="Lighthouse, later").status_code == 201
+            _rewrite_leaves(tmp_path / "ipx.db", b"Lighthouse, later", b"Lightship, later")
             kept = state.read_text()
-            audit = _monitor(server.url, "--keys", str(keys), "--state", str(tmp_path / "fresh.json"), "--entries")
+            audit = _monitor(*args, "--entries")
             assert audit.returncode == 1 and audit.stdout.startswith("INCONSISTENT"), audit.stdout + audit.stderr
-            assert "Lightship" not in audit.stdout and (tmp_path / "fresh.json.conflict").exists()
-            assert not (tmp_path / "fresh.json").exists() and state.read_text() == kept
+            assert "entries 2 to 2 the site served do not add up" in audit.stdout
+            assert state.read_text() == kept and "IPX served it" in Path(f"{state}.conflict").read_text()
 
             state.write_text("{}")
-            assert _monitor(*args).returncode == 2
+            not_a_state = _monitor(*args)
+            assert not_a_state.returncode == 2 and "saved state cannot be used" in not_a_state.stderr
+            (tmp_path / "bad-keys.json").write_text(json.dumps({"log_origin": 5, "keys": []}))
+            bad_keys = _monitor(server.url, "--keys", str(tmp_path / "bad-keys.json"), "--state", str(state))
+            assert bad_keys.returncode == 2 and "not IPX's published keys" in bad_keys.stderr
+            nowhere = _monitor(server.url, "--keys", str(keys), "--state", str(tmp_path / "missing" / "state.json"))
+            assert nowhere.returncode == 2 and "cannot be saved" in nowhere.stderr
+            malformed = _monitor("http://[::1", "--keys", str(keys), "--state", str(tmp_path / "fresh.json"))
+            assert malformed.returncode == 3 and "Traceback" not in malformed.stderr
         server.stop()
         down = _monitor(server.url, "--keys", str(keys), "--state", str(tmp_path / "fresh.json"))
         assert down.returncode == 3 and "cannot reach" in down.stderr
