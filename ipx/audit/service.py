@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Subquery, func, select
 from sqlalchemy.orm import Session
 
 from ipx.audit.models import AuditEvent
@@ -36,8 +36,12 @@ def for_subject(session: Session, subject_type: str, subject_id: str) -> list[Au
     return list(session.scalars(query))
 
 
-def of_action_before(session: Session, action: str, end: datetime) -> list[AuditEvent]:
-    """Every event of one action before `end`, oldest first: figures recomputed from history need its whole past,
-    not just a window, when an event carries a running total (a provider's refunded-so-far amount)."""
-    query = select(AuditEvent).where(AuditEvent.action == action, AuditEvent.occurred_at < end).order_by(AuditEvent.id)
-    return list(session.scalars(query))
+def running_totals_before(action: str, key: str, before: datetime) -> Subquery:
+    """Per subject, the largest `details[key]` among one action's events before `before`, computed in the database:
+    for events that carry a running total (a provider's refunded-so-far amount), the total at that moment."""
+    return (
+        select(AuditEvent.subject_id.label("subject_id"), func.max(AuditEvent.details[key].as_integer()).label("total"))
+        .where(AuditEvent.action == action, AuditEvent.occurred_at < before)
+        .group_by(AuditEvent.subject_id)
+        .subquery()
+    )

@@ -1135,28 +1135,24 @@ def refunds_summary(session: Session, start: datetime, end: datetime) -> dict[st
     refunded so far, so each window adds only its increase, and a full refund adds the price less what earlier
     windows already returned: one sale's refunds over all windows add up to at most its price.
     """
-    before: dict[str, int] = {}  # order id -> refunded so far at `start`
-    by_end: dict[str, int] = {}  # the same at `end`, for orders partly refunded in the window
-    for event in audit_service.of_action_before(session, f"order.{PARTIAL_REFUND}", end):
-        totals = before if event.occurred_at < start else by_end
-        totals[event.subject_id] = max(totals.get(event.subject_id, 0), int(event.details["refunded"]))
+    at_start = audit_service.running_totals_before(f"order.{PARTIAL_REFUND}", "refunded", start)
+    at_end = audit_service.running_totals_before(f"order.{PARTIAL_REFUND}", "refunded", end)
     refunded_in_window = and_(Order.status == "refunded", Order.closed_at >= start, Order.closed_at < end)
+    earlier = func.coalesce(at_start.c.total, 0)
     rows = session.execute(
-        select(Order.id, Order.currency, Order.amount, refunded_in_window.label("full"))
-        .where(refunded_in_window | Order.id.in_(list(by_end)))
+        select(Order.currency, Order.amount, refunded_in_window.label("full"), earlier, at_end.c.total)
+        .outerjoin(at_start, at_start.c.subject_id == Order.id)
+        .outerjoin(at_end, at_end.c.subject_id == Order.id)
+        .where(refunded_in_window | (at_end.c.total > earlier))  # a late event repeating a total adds nothing
     ).all()
     count = partial = 0
     by_currency: dict[str, int] = {}
-    for order_id, currency, amount, full in rows:
-        returned_by_end = amount if full else by_end[order_id]
-        returned = returned_by_end - before.get(order_id, 0)
-        if not full and returned <= 0:  # a late event repeating an earlier total returned nothing new
-            continue
+    for currency, amount, full, returned_before, returned_by_end in rows:
         if full:
             count += 1
         else:
             partial += 1
-        by_currency[currency] = by_currency.get(currency, 0) + returned
+        by_currency[currency] = by_currency.get(currency, 0) + (amount if full else returned_by_end) - returned_before
     return {"count": count, "partial": partial, "by_currency": by_currency}
 
 
