@@ -114,7 +114,11 @@ def listing_read(session: Session, listing: Listing, public_url: str) -> Listing
 
 def order_read(session: Session, order: Order, viewer_id: str, public_url: str) -> OrderRead:
     issued = service.license_of_order(session, order.id)
-    license_id = issued.id if issued else None
+    return issued_order_read(order, issued.id if issued else None, viewer_id, public_url)
+
+
+def issued_order_read(order: Order, license_id: str | None, viewer_id: str, public_url: str) -> OrderRead:
+    """order_read with the order's license already looked up: pages look up a whole page of orders' at once."""
     return OrderRead(
         order_id=order.id, status=order.status, offer_id=order.offer_id, listing_id=order.listing_id,
         work_id=order.work_id, buyer_id=order.buyer_id, seller_id=order.seller_id, amount=order.amount,

@@ -23,7 +23,7 @@ from ipx.db import utcnow
 from ipx.deps import AppSettings, DbSession, PageOfResults, Registry
 from ipx.errors import Gone, IPXError, LegallyWithheld, NotFound
 from ipx.marketplace import service, terms, views
-from ipx.marketplace.api import Market, license_read, listing_read, order_read
+from ipx.marketplace.api import Market, issued_order_read, license_read, listing_read
 from ipx.marketplace.models import License, Order
 from ipx.marketplace.payments import CardEntry
 from ipx.marketplace.schemas import ListingCreate
@@ -260,8 +260,8 @@ def place_order(
     return _redirect(f"/market/orders/{placed.order.id}")
 
 
-def _order_view(session: Session, order: Order, caller: Principal, public_url: str) -> dict[str, Any]:
-    read = order_read(session, order, caller.id, public_url).model_dump()
+def _order_view(order: Order, license_id: str | None, caller: Principal, public_url: str) -> dict[str, Any]:
+    read = issued_order_read(order, license_id, caller.id, public_url).model_dump()
     return {
         **read, "amount_text": terms.format_money(order.amount, order.currency),
         "status_text": ORDER_STATUS_TEXT.get(order.status, order.status),
@@ -277,8 +277,9 @@ def _order_page(
     offer = service.get_offer(session, order.offer_id)
     provider = market.providers.get(order.provider)
     is_buyer = caller.id == order.buyer_id
+    issued = service.license_of_order(session, order.id)
     context = {
-        "order": _order_view(session, order, caller, settings.public_url),
+        "order": _order_view(order, issued.id if issued else None, caller, settings.public_url),
         "offer": _offer_view(service.offer_terms(offer).model_dump(mode="json") | {"offer_id": offer.id}),
         "summary": terms.summary(service.offer_terms(offer)),
         "work": _work_facts(session, order.work_id),
@@ -396,23 +397,36 @@ def refund_order(
 # --- account pages ----------------------------------------------------------------------------------------------
 
 
-def _orders_view(session: Session, orders: list[Order], caller: Principal, public_url: str) -> list[dict[str, Any]]:
+def _orders_view(
+    session: Session, orders: list[Order], caller: Principal, public_url: str, *, downloads: bool = False
+) -> list[dict[str, Any]]:
+    """Orders as the account tables show them, with their licenses (and, for the buyer, whether each license's file
+    can be downloaded now), in a fixed number of queries however many rows there are."""
     titles = views.work_titles(session, [o.work_id for o in orders])
-    return [
-        {**_order_view(session, o, caller, public_url), "title": titles.get(o.work_id, ""),
-         "work_url": f"/works/{o.work_id}"}
-        for o in orders
-    ]
+    licenses = service.licenses_of_orders(session, [o.id for o in orders])
+    delivered = service.license_deliveries(session, list(licenses.values()), today=utcnow().date()) if downloads else {}
+    rows = []
+    for order in orders:
+        issued = licenses.get(order.id)
+        row = {**_order_view(order, issued.id if issued else None, caller, public_url),
+               "title": titles.get(order.work_id, ""), "work_url": f"/works/{order.work_id}"}
+        if issued is not None and issued.id in delivered:
+            row["download"] = _download_view(issued.id, delivered[issued.id])
+        rows.append(row)
+    return rows
 
 
 @router.get("/me/purchases", response_class=HTMLResponse)
-def purchases_page(request: Request, session: DbSession, settings: AppSettings, caller: Member) -> HTMLResponse:
-    """Your orders as a buyer, newest first, with their licenses (logged in)."""
-    orders = _orders_view(session, service.orders_of(session, caller.id), caller, settings.public_url)
-    for order in orders:
-        if order["license_id"]:
-            order["download"] = _download_for_holder(session, order["license_id"], caller)
-    return render(request, "market/purchases.html", {"orders": orders}, caller)
+def purchases_page(
+    request: Request, session: DbSession, settings: AppSettings, caller: Member, page: PageOfResults
+) -> HTMLResponse:
+    """Your orders as a buyer, newest first, a page at a time, with their licenses and files (logged in)."""
+    orders, total = service.purchases_of(session, caller.id, page=page, page_size=service.PAGE_SIZE)
+    context = {
+        "orders": _orders_view(session, orders, caller, settings.public_url, downloads=True), "total": total,
+        "page": page, "has_next": page * service.PAGE_SIZE < total,
+    }
+    return render(request, "market/purchases.html", context, caller)
 
 
 @router.get("/me/sales", response_class=HTMLResponse)
@@ -468,14 +482,20 @@ def license_page(
 
 
 def _download_for_holder(session: Session, license_id: str, holder: Principal) -> dict[str, Any]:
-    """The file the license delivers, or why it cannot be downloaded now: in full for the license page, in two words
-    for a table row, so that no page offers a link that would only answer 451 or 410."""
     try:
         licensed = service.licensed_file(session, license_id, holder, today=utcnow().date())
     except (Gone, LegallyWithheld) as refusal:
-        return {"refusal": refusal.detail, "label": "File on hold" if isinstance(refusal, LegallyWithheld)
+        return _download_view(license_id, refusal)
+    return _download_view(license_id, licensed)
+
+
+def _download_view(license_id: str, delivered: registry_service.StoredFile | Gone | LegallyWithheld) -> dict[str, Any]:
+    """The file the license delivers, or why it cannot be downloaded now: in full for the license page, in two words
+    for a table row, so that no page offers a link that would only answer 451 or 410."""
+    if isinstance(delivered, (Gone, LegallyWithheld)):
+        return {"refusal": delivered.detail, "label": "File on hold" if isinstance(delivered, LegallyWithheld)
                 else "File removed"}
-    return {"url": f"/licenses/{license_id}/file", "file": licensed}
+    return {"url": f"/licenses/{license_id}/file", "file": delivered}
 
 
 @router.get("/licenses/{license_id}/file")

@@ -69,13 +69,16 @@ class MarketContext:
 
 @dataclass(frozen=True)
 class ListingRow:
-    """A search hit: the listing with its work's title, type and creator, and its open offers."""
+    """A search hit: the listing with its work's title, type and creator, its open offers, and those of them that
+    the search's license, currency and price filters matched (a card's "from" price is the cheapest of these, not an
+    offer the buyer filtered out)."""
 
     listing: Listing
     title: str
     work_type: str
     creator_name: str
     offers: list[Offer]
+    matching: list[Offer]
 
 
 @dataclass(frozen=True)
@@ -330,11 +333,16 @@ def search_listings(
         .limit(page_size)
     ).all()
     offers: dict[str, list[Offer]] = {}
+    matching: dict[str, list[Offer]] = {}
     if rows:
-        query = select(Offer).where(Offer.listing_id.in_([r[0].id for r in rows]), Offer.status == "active")
-        for offer in session.scalars(query.order_by(Offer.created_at, Offer.id)):
+        query = select(Offer, and_(*offer_filters).label("matches")).where(
+            Offer.listing_id.in_([r[0].id for r in rows]), Offer.status == "active"
+        )
+        for offer, matches in session.execute(query.order_by(Offer.created_at, Offer.id)):
             offers.setdefault(offer.listing_id, []).append(offer)
-    return [ListingRow(r[0], r[1], r[2], r[3], offers.get(r[0].id, [])) for r in rows], total
+            if matches:
+                matching.setdefault(offer.listing_id, []).append(offer)
+    return [ListingRow(r[0], r[1], r[2], r[3], offers.get(r[0].id, []), matching.get(r[0].id, [])) for r in rows], total
 
 
 def hide_listing(session: Session, listing_id: str, *, actor_id: str | None, reason: str) -> Listing:
@@ -564,6 +572,17 @@ def orders_of(session: Session, account_id: str, *, as_seller: bool = False) -> 
     """A buyer's (or seller's) orders, newest first, for account pages."""
     column = Order.seller_id if as_seller else Order.buyer_id
     return list(session.scalars(select(Order).where(column == account_id).order_by(Order.created_at.desc())))
+
+
+def purchases_of(session: Session, buyer_id: str, *, page: int, page_size: int) -> tuple[list[Order], int]:
+    """One page of a buyer's orders, newest first, and how many there are: a buyer of hundreds of licenses gets
+    pages, not one page that grows with every purchase."""
+    query = select(Order).where(Order.buyer_id == buyer_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    orders = session.scalars(
+        query.order_by(Order.created_at.desc(), Order.id).offset((page - 1) * page_size).limit(page_size)
+    )
+    return list(orders), total
 
 
 def confirm_offline_order(session: Session, *, order_id: str, buyer: Principal, ctx: MarketContext) -> Order:
@@ -1061,31 +1080,65 @@ def revocation_evidence(session: Session, row: License) -> dict[str, Any]:
 
 
 def licensed_file(session: Session, license_id: str, caller: Principal, *, today: date) -> registry_service.StoredFile:
-    """The licensed work's file, for the license's holder while the license stands.
-
-    A revoked or ended license gives nothing more (410). While a complaint holds the work (disputed, its sales
-    suspended or a listing of it taken down), the file is withheld (451): IPX must stop handing out content it was
-    told may infringe, even to earlier buyers; the license itself is untouched and the download comes back when the
-    complaint is resolved.
-    """
+    """The licensed work's file, for the license's holder while the license stands; otherwise the refusal that
+    license_deliveries explains (410 or 451)."""
     row = get_license(session, license_id)
     if row.licensee_id != caller.id:
         raise Forbidden("Only the holder of this license can download the work through it.")
-    if row.status != "active":
-        raise Gone("This license was revoked, so the work can no longer be downloaded through it.")
-    license_terms = terms.LicenseTerms.model_validate(row.terms)
-    if terms.expired_on(license_terms, today):
-        raise Gone(f"This license ended on {license_terms.duration.until}, so the work can no longer be downloaded "
-                   "through it.")
-    work = registry_service.get_work(session, row.work_id)
-    if work.status != "registered" or sales_suspended(session, work.id) or _listing_taken_down(session, work.id):
-        raise LegallyWithheld("Downloads of this work are paused while IPX handles an infringement complaint about "
-                              "it. Your license still stands; the download comes back when the complaint is resolved.")
-    return registry_service.stored_file(work)
+    delivered = license_deliveries(session, [row], today=today)[row.id]
+    if isinstance(delivered, (Gone, LegallyWithheld)):
+        raise delivered
+    return delivered
+
+
+def license_deliveries(
+    session: Session, rows: Sequence[License], *, today: date
+) -> dict[str, registry_service.StoredFile | Gone | LegallyWithheld]:
+    """What each license delivers now, by license id: its work's file, or why not. Callers check who holds them.
+
+    A revoked or ended license gives nothing more (Gone). While a complaint holds the work (disputed, its sales
+    suspended or a listing of it taken down), the file is withheld (LegallyWithheld): IPX must stop handing out
+    content it was told may infringe, even to earlier buyers; the license itself is untouched and the download comes
+    back when the complaint is resolved. Three queries for any number of licenses, so a page of purchases asks no
+    more than a single license does.
+    """
+    delivered: dict[str, registry_service.StoredFile | Gone | LegallyWithheld] = {}
+    standing = []
+    for row in rows:
+        license_terms = terms.LicenseTerms.model_validate(row.terms)
+        if row.status != "active":
+            delivered[row.id] = Gone("This license was revoked, so the work can no longer be downloaded through it.")
+        elif terms.expired_on(license_terms, today):
+            delivered[row.id] = Gone(f"This license ended on {license_terms.duration.until}, so the work can no "
+                                     "longer be downloaded through it.")
+        else:
+            standing.append(row)
+    work_ids = list({row.work_id for row in standing})
+    if not work_ids:
+        return delivered
+    works = {work.id: work for work in session.scalars(select(Work).where(Work.id.in_(work_ids)))}
+    held = {work.id for work in works.values() if work.status != "registered"}
+    held.update(session.scalars(select(SalesSuspension.work_id).where(SalesSuspension.work_id.in_(work_ids))))
+    held.update(session.scalars(select(Listing.work_id).where(Listing.work_id.in_(work_ids),
+                                                             Listing.status == "hidden")))
+    for row in standing:
+        delivered[row.id] = LegallyWithheld(
+            "Downloads of this work are paused while IPX handles an infringement complaint about it. Your license "
+            "still stands; the download comes back when the complaint is resolved."
+        ) if row.work_id in held else registry_service.stored_file(works[row.work_id])
+    return delivered
 
 
 def license_of_order(session: Session, order_id: str) -> License | None:
     return session.scalar(select(License).where(License.order_id == order_id))
+
+
+def licenses_of_orders(session: Session, order_ids: Sequence[str]) -> dict[str, License]:
+    """The licenses these orders issued, by order id, in one query (a page of orders, not a query per row)."""
+    if not order_ids:
+        return {}
+    rows = session.scalars(select(License).where(License.order_id.in_(list(order_ids))))
+    return {row.order_id: row for row in rows}
 
 
 def licenses_of(session: Session, account_id: str) -> list[License]:

@@ -219,10 +219,15 @@ def to_data(terms: LicenseTerms) -> dict[str, Any]:
 
 def format_money(amount: int, currency: str) -> str:
     """Exact decimal text from minor units, e.g. (125050, "EUR") -> "EUR 1,250.50", (500, "JPY") -> "JPY 500"."""
+    return f"{currency} {format_amount(amount, currency)}"
+
+
+def format_amount(amount: int, currency: str) -> str:
+    """format_money without the currency code, for a table whose currency has a column of its own: "1,250.50"."""
     exponent = CURRENCY_EXPONENTS.get(currency, 2)
     sign = "-" if amount < 0 else ""
     whole, fraction = divmod(abs(amount), 10**exponent)
-    return f"{currency} {sign}{whole:,}" + (f".{fraction:0{exponent}d}" if exponent else "")
+    return f"{sign}{whole:,}" + (f".{fraction:0{exponent}d}" if exponent else "")
 
 
 def _join(words: list[str]) -> str:

@@ -108,7 +108,7 @@ def listing_cards(session: Session, rows: Sequence[ListingRow]) -> list[dict[str
             "creator": row.creator_name,
             "tags": row.listing.tags,
             "thumbnail_url": f"/works/{row.listing.work_id}/thumbnail" if row.listing.work_id in with_preview else None,
-            "from_prices": from_prices(row.offers),
+            "from_prices": from_prices(row.matching),
             "offer_count": len(row.offers),
             "templates": sorted({terms.TEMPLATES[o.template].label for o in row.offers}),
         }
@@ -139,9 +139,9 @@ def creator_balances(session: Session, account_id: str) -> list[str]:
     return [terms.format_money(int(total), currency) for currency, total in rows]
 
 
-def sale_splits(session: Session, account_id: str) -> dict[str, list[str]]:
-    """Each co-created sale's creator part per co-creator, by order id, as its ledger journal recorded it
-    ("Ana 70%: EUR 63.00").
+def sale_splits(session: Session, account_id: str) -> dict[str, list[dict[str, str]]]:
+    """Each co-created sale's creator part per co-creator, by order id, as its ledger journal recorded it: the name,
+    and the share with its amount ("70% · EUR 63.00"), which a page keeps on one line.
 
     Only the owner, who has an account, is paid; the journal names every co-creator's part so the owner knows what
     they owe the others. Sales of a work by one creator have nothing to split and are left out.
@@ -157,7 +157,8 @@ def sale_splits(session: Session, account_id: str) -> dict[str, list[str]]:
     for order_id, name, share_bps, amount, currency in rows:
         parts.setdefault(order_id, []).append((name, share_bps, amount, currency))
     return {
-        order_id: [f"{name} {Decimal(share_bps or 0) / 100:g}%: {terms.format_money(amount, currency)}"
+        order_id: [{"name": name or "", "share": f"{Decimal(share_bps or 0) / 100:g}% · "
+                                                 f"{terms.format_money(amount, currency)}"}
                    for name, share_bps, amount, currency in entries]
         for order_id, entries in parts.items()
         if [share_bps for _, share_bps, _, _ in entries] != [ledger.BPS]

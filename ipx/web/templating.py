@@ -54,8 +54,11 @@ def when(moment: datetime | str) -> Markup:
     return Markup(f'<time datetime="{escape(exact)}" title="{escape(exact)}">{shown}</time>')
 
 
-def counted(count: int, singular: str, plural: str | None = None) -> str:
-    """"1 match", "2 matches", "0 orders": one rule for every count a page prints, instead of "match(es)"."""
+def counted(count: int, singular: str, plural: str | None = None, *, none: str | None = None) -> str:
+    """"1 match", "2 matches", "0 orders": one rule for every count a page prints, instead of "match(es)"; `none`
+    is said instead of a zero where a sentence reads better in words ("No upheld complaints against ...")."""
+    if count == 0 and none is not None:
+        return none
     return f"{count:,} {singular if count == 1 else plural or singular + 's'}"
 
 

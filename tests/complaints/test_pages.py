@@ -118,7 +118,7 @@ def test_staff_case_page_names_the_target_listing_not_its_work(client, make_user
     work_page = client.get(f"/staff/complaints/{work_case['complaint_id']}").text
     assert f"the work {work_link}" in work_page
     assert "/market/listings/" not in work_page
-    assert "0 upheld complaints</span>" in work_page and "complaint(s)" not in work_page
+    assert "No upheld complaints</span>" in work_page and "complaint(s)" not in work_page  # not "0 upheld ..."
     received = re.search(r'Received <time datetime="([^"]+)" title="[^"]+">\d+ \w{3} \d{4}, \d\d:\d\d UTC</time>',
                          work_page)
     assert received is not None and received[1].endswith("Z")  # one date format on every page, exact on hover

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from ipx.db import transaction
 from ipx.marketplace import pages, service
@@ -125,6 +125,26 @@ def test_market_search_filters_and_cards(client: TestClient, list_work: Callable
     assert "No listing matches these filters." in empty.text
     assert forest.listing["listing_id"] not in empty.text
     assert '<a class="button" href="/market">Clear filters</a>' in empty.text  # the way out, in the empty state
+
+
+def test_market_from_price_is_the_cheapest_offer_the_filters_match(
+    client: TestClient, list_work: Callable[..., Listed]
+) -> None:
+    """Filtered by "Standard", a card said "from EUR 9.00": the price of the editorial offer the filter left out."""
+    list_work(offer(price={"amount": 2500, "currency": "EUR"}),
+              offer(template="editorial", commercial=False, price={"amount": 900, "currency": "EUR"}),
+              offer(price={"amount": 1500, "currency": "USD"}), title="Harbour at dawn")
+
+    def from_price(**params: str) -> list[str]:
+        page = client.get("/market", params=params)
+        assert page.status_code == 200, page.text
+        return re.findall(r'<p class="mk-price">([^<]*)</p>', page.text)
+
+    assert from_price() == ["from EUR 9.00 / USD 15.00"]
+    assert from_price(license="standard") == ["from EUR 25.00 / USD 15.00"]
+    assert from_price(license="standard", currency="EUR") == ["from EUR 25.00"]
+    assert from_price(currency="USD") == ["from USD 15.00"]
+    assert from_price(min_price="10", currency="EUR") == ["from EUR 25.00"]
 
 
 def test_market_pagination(
@@ -296,6 +316,59 @@ def test_checkout_places_one_order_per_form_and_pays_offline(
     assert f'href="/licenses/{license_id}/certificate"' in purchases.text
 
 
+def test_purchases_come_a_page_at_a_time(
+    client: TestClient, list_work: Callable[..., Listed], make_user: Callable[..., ApiUser],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """/me/purchases listed every order on one page, however many a buyer had."""
+    monkeypatch.setattr(service, "PAGE_SIZE", 2)
+    buyer = make_user("Buyer")
+    for title in ("First buy", "Second buy", "Third buy"):
+        buy(client, buyer, list_work(title=title).offer_ids[0])
+
+    def titles(html: str) -> list[str]:
+        return re.findall(r'<strong dir="auto">([^<]*)</strong>', html)
+
+    first = client.get("/me/purchases", headers=buyer.headers).text
+    assert titles(first) == ["Third buy", "Second buy"] and "3 orders, newest first." in first
+    assert 'href="/me/purchases?page=2">Older →</a>' in first and "Newer</a>" not in first
+    second = client.get("/me/purchases", params={"page": "2"}, headers=buyer.headers).text
+    assert titles(second) == ["First buy"] and "page 2" in second
+    assert 'href="/me/purchases?page=1">← Newer</a>' in second and "Older →</a>" not in second
+    assert second.count('/file" download') == 1  # its license's file, as on the first page
+    beyond = client.get("/me/purchases", params={"page": "3"}, headers=buyer.headers).text
+    assert "There is no page 3." in beyond and 'href="/me/purchases">Back to the newest</a>' in beyond
+
+
+def test_purchases_page_asks_the_same_queries_for_one_license_or_many(
+    client: TestClient, list_work: Callable[..., Listed], make_user: Callable[..., ApiUser],
+) -> None:
+    """Each row's download check (revoked, ended, held by a complaint) ran its own queries, four a license."""
+    few, many = make_user("Few"), make_user("Many")
+    for position in range(4):
+        listed = list_work(title=f"Work {position}")
+        buy(client, many, listed.offer_ids[0])
+        if position == 0:
+            buy(client, few, listed.offer_ids[0])
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+
+    def queries(buyer: ApiUser) -> int:
+        statements: list[str] = []
+
+        def count(*args: Any) -> None:
+            statements.append(args[2])
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            page = client.get("/me/purchases", headers=buyer.headers)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert page.status_code == 200 and page.text.count('/file" download') in (1, 4)
+        return len(statements)
+
+    assert queries(many) == queries(few)
+
+
 def test_checkout_refusals_are_shown_on_the_page(
     client: TestClient, list_work: Callable[..., Listed], make_user: Callable[..., ApiUser]
 ) -> None:
@@ -411,9 +484,11 @@ def test_sales_show_each_co_created_sale_split_as_the_ledger_recorded_it(
     rows = {order_id: row for row in sales.split("<tr>")[2:] for order_id in (duet_order, solo_order)
             if order_id[:8] in row}
     # EUR 100.01 less the 10 % fee (EUR 10.00) is EUR 90.01; the odd cent goes to the larger remainder
-    split = '<ul><li dir="auto">Ana Lead 70%: EUR 63.01</li><li dir="auto">Ben Second 30%: EUR 27.00</li></ul>'
-    assert split in rows[duet_order]  # one part a line
-    assert "%:" not in rows[solo_order] and "mk-split-none" in rows[solo_order]  # a phone hides the empty cell
+    split = ('<ul><li><span dir="auto">Ana Lead</span> <span class="mk-split-share">70% · EUR 63.01</span></li>'
+             '<li><span dir="auto">Ben Second</span> <span class="mk-split-share">30% · EUR 27.00</span></li></ul>')
+    assert split in rows[duet_order]  # one part an item: the name, then its share and amount (never broken)
+    assert "mk-split-share" not in rows[solo_order]
+    assert "mk-split-none" in rows[solo_order]  # a phone hides the empty cell
     # the Listings tile counts them all, names the newest and says how many it left out
     monkeypatch.setattr(pages, "SALES_LISTINGS_NAMED", 1)
     tile = client.get("/me/sales", headers=co_created.seller.headers).text

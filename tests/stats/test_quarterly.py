@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -157,6 +158,17 @@ def test_stats_page_draws_svg_charts_without_scripts(client, seeded: Seeded) -> 
     assert page.text.count("<svg") == 2
     assert "<script" not in page.text
     assert "Registrations by work type" in page.text and str(seeded.previous) in page.text
+
+
+def test_stats_page_names_every_column_and_label_for_people(client, seeded: Seeded) -> None:
+    """The sales table's first column had no header, and chart labels were the API's lowercase metric names."""
+    page = client.get("/stats", params={"quarter": str(seeded.quarter)}).text
+    assert '<th scope="col">Currency</th><th class="num" scope="col">Gross</th>' in page
+    assert re.search(r'<th scope="row">EUR</th><td class="num">25.00</td>', page)
+    labels = re.findall(r'class="chart-label">([^<]*)<', page)
+    assert {"Image", "Text", "Sales", "Complaints received", "New creators"} <= set(labels)
+    assert all(label[:1].isupper() for label in labels), labels
+    assert '<div class="st-label">Complaints received</div>' in page
 
 
 def test_stats_page_shows_money_as_money(client, seeded: Seeded) -> None:

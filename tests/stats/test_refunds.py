@@ -97,8 +97,9 @@ def shop(client: TestClient, make_user: Callable[..., ApiUser]) -> Shop:
     return Shop(client, seller, make_user, offer_ids)
 
 
-def money_row(gross: str, refunds: str, net: str) -> str:
-    return f'<td class="num">{gross}</td><td class="num">{refunds}</td><td class="num">{net}</td>'
+def money_row(currency: str, gross: str, refunds: str, net: str) -> str:
+    return (f'<th scope="row">{currency}</th><td class="num">{gross}</td><td class="num">{refunds}</td>'
+            f'<td class="num">{net}</td>')
 
 
 def test_full_refund_is_counted_and_netted_out(shop: Shop) -> None:
@@ -121,11 +122,11 @@ def test_full_refund_is_counted_and_netted_out(shop: Shop) -> None:
     assert values[("net_sales", "by_currency.EUR")] == "2500" and values[("net_sales", "by_currency.USD")] == "1000"
 
     page = shop.client.get("/stats", params={"quarter": str(SOLD_IN)}).text
-    assert money_row("EUR 50.00", "EUR 25.00", "EUR 25.00") in page
-    assert money_row("USD 10.00", "USD 0.00", "USD 10.00") in page
+    assert money_row("EUR", "50.00", "25.00", "25.00") in page
+    assert money_row("USD", "10.00", "0.00", "10.00") in page
     assert "1 sale refunded in full, 0 in part" in page
     tone = dict(re.findall(r'class="st-label">([^<]+)</div>\s*<div class="st-delta ([^"]*)"', page))
-    assert (tone["sales"], tone["refunds"], tone["partial refunds"]) == ("st-good", "st-bad", "")
+    assert (tone["Sales"], tone["Refunds"], tone["Partial refunds"]) == ("st-good", "st-bad", "")
 
 
 def test_partial_refunds_count_once_per_sale_with_the_money_returned(shop: Shop) -> None:
@@ -137,7 +138,7 @@ def test_partial_refunds_count_once_per_sale_with_the_money_returned(shop: Shop)
     assert stats["sales"]["count"] == 1 and stats["sales"]["by_currency"] == {"GBP": 3000}
     assert stats["refunds"] == {"count": 0, "partial": 1, "by_currency": {"GBP": 400}}
     assert stats["net_sales"] == {"by_currency": {"GBP": 2600}}
-    assert money_row("GBP 30.00", "GBP 4.00", "GBP 26.00") in shop.client.get("/stats", params={
+    assert money_row("GBP", "30.00", "4.00", "26.00") in shop.client.get("/stats", params={
         "quarter": str(SOLD_IN)}).text
 
 
@@ -158,7 +159,7 @@ def test_refund_in_a_later_quarter_counts_there_and_leaves_the_sale_quarter_alon
     headline = {m["metric"]: (m["current"], m["previous"]) for m in later["comparison"]["metrics"]}
     assert headline["sales"] == (0, 1) and headline["refunds"] == (1, 0)
     page = shop.client.get("/stats", params={"quarter": str(LATER)}).text
-    assert money_row("EUR 0.00", "EUR 25.00", "EUR -25.00") in page
+    assert money_row("EUR", "0.00", "25.00", "-25.00") in page
 
 
 def test_partial_then_full_refund_across_quarters_adds_up_to_the_price(shop: Shop) -> None:
@@ -182,7 +183,7 @@ def test_refunds_in_several_currencies_are_kept_apart(shop: Shop) -> None:
     assert stats["refunds"] == {"count": 1, "partial": 1, "by_currency": {"EUR": 600, "USD": 1000}}
     assert stats["net_sales"] == {"by_currency": {"EUR": 1900, "GBP": 3000, "USD": 0}}
     page = shop.client.get("/stats", params={"quarter": str(SOLD_IN)}).text
-    rows = [money_row("EUR 25.00", "EUR 6.00", "EUR 19.00"), money_row("GBP 30.00", "GBP 0.00", "GBP 30.00"),
-            money_row("USD 10.00", "USD 10.00", "USD 0.00")]
+    rows = [money_row("EUR", "25.00", "6.00", "19.00"), money_row("GBP", "30.00", "0.00", "30.00"),
+            money_row("USD", "10.00", "10.00", "0.00")]
     assert all(row in page for row in rows)
     assert page.index(rows[0]) < page.index(rows[1]) < page.index(rows[2])

@@ -25,3 +25,10 @@ def test_counted_adds_an_s_unless_told_the_plural() -> None:
 ])
 def test_file_kind_is_the_extension_people_know(filename: str, media_type: str, expected: str) -> None:
     assert file_kind(filename, media_type) == expected
+
+
+def test_counted_says_none_in_words_when_told_how() -> None:
+    assert counted(0, "upheld complaint", none="No upheld complaints") == "No upheld complaints"
+    assert counted(1, "upheld complaint", none="No upheld complaints") == "1 upheld complaint"
+    assert counted(2, "upheld complaint", none="No upheld complaints") == "2 upheld complaints"
+    assert counted(0, "order") == "0 orders"

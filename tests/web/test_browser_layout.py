@@ -1,0 +1,64 @@
+"""Layout a design review found broken, measured in real headless Chromium (JavaScript off) at desktop and phone
+widths: what a person sees lined up or broken, which the HTML alone cannot show."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.browser import browser_page, live_server, shot
+from tests.conftest import ApiUser, png_bytes
+from tests.integration.live import ServerProcess
+from tests.marketplace.builders import offer
+
+pytestmark = pytest.mark.browser
+__all__ = ["browser_page", "live_server"]  # the shared fixtures
+
+CO_CREATORS = '[{"name": "Ada Lovelace", "share": 70}, {"name": "Charles Babbage", "share": 30}]'
+LINES_OF = "el => { const r = document.createRange(); r.selectNodeContents(el); return r.getClientRects().length; }"
+
+
+def sell_co_created_work(base_url: str) -> ApiUser:
+    """A work by two creators, sold once through the offline provider; returns its seller."""
+    with httpx.Client(base_url=base_url, timeout=60) as api:
+        seller = ApiUser(api, "ada@example.org", "Ada Lovelace")  # type: ignore[arg-type]
+        work = seller.register(png_bytes(5), title="Notes on the engine", creators=CO_CREATORS).json()
+        listing = api.post("/api/v1/listings", headers=seller.headers, json={
+            "work_id": work["work_id"], "offers": [offer(price={"amount": 900, "currency": "EUR"})],
+        }).json()
+        buyer = ApiUser(api, "grace@example.org", "Grace Hopper")  # type: ignore[arg-type]
+        order = api.post("/api/v1/orders", headers=buyer.headers, json={"offer_id": listing["offers"][0]["offer_id"]})
+        confirmed = api.post(f"/api/v1/orders/{order.json()['order_id']}/confirm", headers=buyer.headers)
+        assert confirmed.status_code == 200, confirmed.text
+        return seller
+
+
+def test_stats_cards_line_up_with_the_charts_and_sale_shares_stay_on_one_line(
+    live_server: ServerProcess, browser_page: object
+) -> None:
+    """/stats split its bottom cards 3:2 under charts split 1:1; /me/sales broke "Charles Babbage 30%: EUR 2.43"
+    across lines at 1280 px."""
+    from playwright.sync_api import Page
+
+    page: Page = browser_page  # type: ignore[assignment]
+    seller = sell_co_created_work(live_server.url)
+
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 860})
+        page.goto(live_server.url + "/stats")
+        charts = [page.locator(".st-charts > figure").nth(n).bounding_box() for n in range(2)]
+        cards = [page.locator(".st-charts + div > section").nth(n).bounding_box() for n in range(2)]
+        for chart, card in zip(charts, cards, strict=True):
+            assert chart is not None and card is not None
+            assert abs(chart["x"] - card["x"]) < 1 and abs(chart["width"] - card["width"]) < 1, (width, chart, card)
+        shot(page, f"stats-{width}")
+
+    page.set_extra_http_headers(seller.headers)
+    page.set_viewport_size({"width": 1280, "height": 860})
+    page.goto(live_server.url + "/me/sales")
+    shares = page.locator(".mk-split .mk-split-share")
+    assert [shares.nth(n).inner_text() for n in range(shares.count())] == ["70% · EUR 5.67", "30% · EUR 2.43"]
+    names = page.locator(".mk-split li > span[dir]")
+    for part in [*shares.all(), *names.all()]:
+        assert part.evaluate(LINES_OF) == 1, part.inner_text()
+    shot(page, "sales-split-1280")
