@@ -494,7 +494,7 @@ def _download_view(license_id: str, delivered: registry_service.StoredFile | Gon
     for a table row, so that no page offers a link that would only answer 451 or 410."""
     if isinstance(delivered, (Gone, LegallyWithheld)):
         return {"refusal": delivered.detail, "label": "File on hold" if isinstance(delivered, LegallyWithheld)
-                else "File removed"}
+                else "License ended"}
     return {"url": f"/licenses/{license_id}/file", "file": delivered}
 
 

@@ -456,7 +456,7 @@ def test_sales_balance_refund_and_license_revocation(
     assert f'action="/market/orders/{order_id}/refund"' not in after.text
 
     purchases = client.get("/me/purchases", headers=buyer.headers).text
-    assert f'href="/licenses/{license_id}/file"' not in purchases and "File removed" in purchases
+    assert f'href="/licenses/{license_id}/file"' not in purchases and "License ended" in purchases
     gone = client.get(f"/licenses/{license_id}/file", headers=buyer.headers)
     assert gone.status_code == 410 and f'href="/licenses/{license_id}">Back to the license</a>' in gone.text
 
