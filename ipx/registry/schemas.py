@@ -1,31 +1,50 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
 from ipx.registry.media import WORK_TYPES
 
 
+def one_line(value: str | None) -> str | None:
+    """Refuse line breaks and other control characters in a field shown as one line.
+
+    Titles and names are signed into the log, printed on certificates and listed by `ipx log monitor`: a title
+    holding a line break or a terminal escape could forge a line of someone else's report.
+    """
+    if value is None:
+        return None
+    value = value.strip()  # a trailing line break pasted with the text is not worth refusing
+    for char in value:
+        if unicodedata.category(char) == "Cc" or char in "\u2028\u2029":
+            raise ValueError(f"it must be one line of text, without control characters ({char!r} found)")
+    return value
+
+
+OneLine = AfterValidator(one_line)
+
+
 class CreatorShare(BaseModel):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), OneLine]
     share: Decimal = Field(gt=0, le=100, decimal_places=2, description="Percent of the work, up to 2 decimals.")
-    role: str | None = Field(default=None, max_length=100)
+    role: Annotated[str | None, OneLine] = Field(default=None, max_length=100)
 
 
 class RegistrationForm(BaseModel):
     """eCO-like registration metadata; everything here is signed into the statement."""
 
-    title: str = Field(max_length=500)
+    title: Annotated[str, OneLine] = Field(max_length=500)
     work_type: str | None = None
     description: str | None = Field(default=None, max_length=5000)
     creators: list[CreatorShare] = Field(default_factory=list, max_length=50)
     year_created: int | None = Field(default=None, ge=1000)
     published: bool = False
-    published_where: str | None = Field(default=None, max_length=500)
+    published_where: Annotated[str | None, OneLine] = Field(default=None, max_length=500)
 
     @field_validator("title")
     @classmethod

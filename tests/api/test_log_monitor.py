@@ -276,12 +276,12 @@ def test_the_command_against_a_running_site(tmp_path: Path) -> None:
             assert first.returncode == 0 and first.stdout.startswith("FIRST SEEN"), first.stderr
             creator = ApiUser(client, "ada@example.org", "Ada")  # type: ignore[arg-type]
             assert creator.register(png_bytes(1), title="Lighthouse").status_code == 201
-            forging = "Nice\n  99: “Forged” was registered by Mallory\u202e"
+            forging = "Nice\u202e  99: “Forged” was registered by Mallory"  # line breaks are refused; overrides not
             assert creator.register(png_bytes(2), title=forging).status_code == 201
             grown = _monitor(*args, "--entries")
             assert grown.returncode == 0, grown.stderr
             assert "CONSISTENT: the log grew from 0 to 2" in grown.stdout and "“Lighthouse”" in grown.stdout
-            assert "\n  99:" not in grown.stdout and "Nice\\n  99:" in grown.stdout and "\\u202e" in grown.stdout
+            assert "\u202e" not in grown.stdout and "Nice\\u202e  99:" in grown.stdout
             assert "UNCHANGED" in _monitor(*args).stdout
             report = json.loads(_monitor(*args, "--json", "--entries").stdout)
             assert (report["status"], report["entries"], report["tree_size"], report["previous_size"]) == (

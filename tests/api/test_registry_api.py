@@ -158,6 +158,11 @@ def test_bad_metadata_gets_clear_errors(client, make_user):
                    "was published only if it was published")
     assert_problem(user.register(png_bytes(1), creators="[" * 100_000), 422, "JSON list")  # was a RecursionError 500
     assert_problem(user.register(png_bytes(1), creators='[{"name": " \u3000 ", "share": 100}]'), 422, "name")
+    one_line = "must be one line of text, without control characters"
+    assert_problem(user.register(png_bytes(1), title="Nice\n  99: forged"), 422, f"title: it {one_line} ('\\n'")
+    assert_problem(user.register(png_bytes(1), creators='[{"name": "Ada\\u001b[2J", "share": 100}]'), 422, one_line)
+    kept = user.register(png_bytes(1), title="  Harbour at dawn\n")  # a pasted line break at the end is trimmed
+    assert kept.status_code == 201 and kept.json()["title"] == "Harbour at dawn"
 
 
 def test_mislabeled_image_is_refused(client, make_user):

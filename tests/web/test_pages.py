@@ -218,6 +218,7 @@ def test_without_creators_the_account_holder_is_the_sole_creator(client: TestCli
         (("", b"", "application/octet-stream"), {}, "file", "Choose a file: none was attached"),
         (("notes.png", b"plain text, not a picture\n" * 4, "image/png"), {}, "file", "claims to be image/png"),
         (None, {"title": "   "}, "title", "A title is required"),
+        (None, {"title": "Two\nlines"}, "title", "It must be one line of text"),
         (None, {"year_created": "next year"}, "year_created", "valid integer"),
         (None, {"year_created": "2999"}, "year_created", "The year of creation cannot be later than this year"),
         (None, {"published_where": "a zine"}, "published_where", "Say where the work was published only if"),
