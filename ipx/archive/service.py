@@ -92,8 +92,9 @@ class _Kept:
 def evidence_archive(session: Session, account: Principal, registry: RegistryContext) -> EvidenceArchive:
     made_at = utcnow()
     works = [_kept_work(session, work) for work in registry_service.works_of(session, account.id)]
-    licenses = [_kept_license(session, row, account, made_at)
-                for row in marketplace_service.licenses_of(session, account.id)]
+    held = marketplace_service.licenses_of(session, account.id)
+    delivered = marketplace_service.license_deliveries(session, held, today=made_at.date())
+    licenses = [_kept_license(session, row, delivered[row.id]) for row in held]
     readme = README.format(display_name=account.display_name, account_id=account.id, made_at=rfc3339(made_at),
                            public_url=registry.public_url, work_count=len(works), license_count=len(licenses),
                            keys_name=KEYS_NAME)
@@ -126,15 +127,16 @@ def _kept_work(session: Session, work: Any) -> _Kept:
     })
 
 
-def _kept_license(session: Session, row: Any, holder: Principal, made_at: datetime) -> _Kept:
+def _kept_license(session: Session, row: Any, delivered: StoredFile | Gone | LegallyWithheld) -> _Kept:
+    """A license the account holds, with the file it delivers now, or the refusal as the CSV's note."""
     folder, bundle_name = f"licenses/{row.id}", f"ipx-license-{row.id}.json"
-    try:
-        delivered: StoredFile | None = marketplace_service.licensed_file(session, row.id, holder, today=made_at.date())
-        file_note = f"{folder}/{delivered.filename}"  # type: ignore[union-attr]
-    except (Gone, LegallyWithheld) as refusal:
-        delivered, file_note = None, f"not included: {refusal.detail}"
+    kept_file: StoredFile | None
+    if isinstance(delivered, (Gone, LegallyWithheld)):
+        kept_file, file_note = None, f"not included: {delivered.detail}"
+    else:
+        kept_file, file_note = delivered, f"{folder}/{delivered.filename}"
     work = registry_service.get_work(session, row.work_id)
-    return _Kept(folder, bundle_name, _json(marketplace_service.license_evidence(session, row)), delivered, {
+    return _Kept(folder, bundle_name, _json(marketplace_service.license_evidence(session, row)), kept_file, {
         "license_id": row.id, "status": row.status, "work_id": row.work_id, "work_title": work.title,
         "licensor": registry_service.owner_of(session, work).display_name, "issued_at": rfc3339(row.issued_at),
         "revoked_at": rfc3339(row.revoked_at) if row.revoked_at else "",

@@ -431,19 +431,23 @@ def purchases_page(
 
 @router.get("/me/sales", response_class=HTMLResponse)
 def sales_page(
-    request: Request, session: DbSession, settings: AppSettings, caller: Member, refunded: str = ""
+    request: Request, session: DbSession, settings: AppSettings, caller: Member, page: PageOfResults,
+    refunded: str = "",
 ) -> HTMLResponse:
-    """Your orders as a seller with each co-created sale's split, your balance per currency from the ledger, and
-    refunds (logged in)."""
-    orders = service.orders_of(session, caller.id, as_seller=True)
+    """Your orders as a seller, newest first, a page at a time, with each co-created sale's split; tiles with your
+    balance per currency from the ledger and counts of all your sales and listings; refunds (logged in)."""
+    orders, total = service.sales_of(session, caller.id, page=page, page_size=service.PAGE_SIZE)
     listings, listings_total = service.search_listings(session, seller_id=caller.id, page=1,
                                                        page_size=SALES_LISTINGS_NAMED)
-    splits = views.sale_splits(session, caller.id)
+    splits = views.sale_splits(session, caller.id, [o.id for o in orders])
+    refunded_order = session.get(Order, refunded) if refunded else None
     context = {
         "orders": [{**order, "split": splits.get(order["order_id"], [])}
                    for order in _orders_view(session, orders, caller, settings.public_url)],
+        "total": total, "page": page, "has_next": page * service.PAGE_SIZE < total,
+        "licensed_sales": service.licensed_sales_count(session, caller.id),
         "balances": views.creator_balances(session, caller.id),
-        "refunded": any(o.id == refunded for o in orders),
+        "refunded": refunded_order is not None and refunded_order.seller_id == caller.id,
         "listings": views.listing_cards(session, listings), "listings_total": listings_total,
     }
     return render(request, "market/sales.html", context, caller)

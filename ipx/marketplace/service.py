@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, exists, func, select, text
+from sqlalchemy import ColumnElement, and_, exists, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -568,21 +568,33 @@ def _lock_for_payment(session: Session, order_id: str) -> tuple[Order, str | Non
     return order, reason if order.status == OPEN_ORDER else None
 
 
-def orders_of(session: Session, account_id: str, *, as_seller: bool = False) -> list[Order]:
-    """A buyer's (or seller's) orders, newest first, for account pages."""
-    column = Order.seller_id if as_seller else Order.buyer_id
-    return list(session.scalars(select(Order).where(column == account_id).order_by(Order.created_at.desc())))
-
-
 def purchases_of(session: Session, buyer_id: str, *, page: int, page_size: int) -> tuple[list[Order], int]:
     """One page of a buyer's orders, newest first, and how many there are: a buyer of hundreds of licenses gets
     pages, not one page that grows with every purchase."""
-    query = select(Order).where(Order.buyer_id == buyer_id)
+    return _page_of_orders(session, Order.buyer_id == buyer_id, page=page, page_size=page_size)
+
+
+def sales_of(session: Session, seller_id: str, *, page: int, page_size: int) -> tuple[list[Order], int]:
+    """One page of a seller's orders, newest first, and how many there are, for the same reason as purchases_of."""
+    return _page_of_orders(session, Order.seller_id == seller_id, page=page, page_size=page_size)
+
+
+def _page_of_orders(
+    session: Session, party: ColumnElement[bool], *, page: int, page_size: int
+) -> tuple[list[Order], int]:
+    query = select(Order).where(party)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     orders = session.scalars(
         query.order_by(Order.created_at.desc(), Order.id).offset((page - 1) * page_size).limit(page_size)
     )
     return list(orders), total
+
+
+def licensed_sales_count(session: Session, seller_id: str) -> int:
+    """How many of a seller's orders are fulfilled (licensed and not refunded), counted by the database: the sales
+    page's tile counts them all, while its table shows one page."""
+    query = select(func.count()).select_from(Order).where(Order.seller_id == seller_id, Order.status == "fulfilled")
+    return session.scalar(query) or 0
 
 
 def confirm_offline_order(session: Session, *, order_id: str, buyer: Principal, ctx: MarketContext) -> Order:

@@ -139,9 +139,10 @@ def creator_balances(session: Session, account_id: str) -> list[str]:
     return [terms.format_money(int(total), currency) for currency, total in rows]
 
 
-def sale_splits(session: Session, account_id: str) -> dict[str, list[dict[str, str]]]:
-    """Each co-created sale's creator part per co-creator, by order id, as its ledger journal recorded it: the name,
-    and the share with its amount ("70% · EUR 63.00"), which a page keeps on one line.
+def sale_splits(session: Session, account_id: str, order_ids: Sequence[str]) -> dict[str, list[dict[str, str]]]:
+    """Each of these co-created sales' creator part per co-creator, by order id, as its ledger journal recorded it:
+    the name, and the share with its amount ("70% · EUR 63.00"), which a page keeps on one line. One query for a page
+    of orders, reading only that page's journals.
 
     Only the owner, who has an account, is paid; the journal names every co-creator's part so the owner knows what
     they owe the others. Sales of a work by one creator have nothing to split and are left out.
@@ -150,7 +151,8 @@ def sale_splits(session: Session, account_id: str) -> dict[str, list[dict[str, s
         select(LedgerTransaction.order_id, LedgerEntry.beneficiary, LedgerEntry.share_bps, LedgerEntry.amount,
                LedgerEntry.currency)
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .where(LedgerTransaction.kind == "sale", LedgerEntry.account == ledger.creator_account(account_id))
+        .where(LedgerTransaction.kind == "sale", LedgerEntry.account == ledger.creator_account(account_id),
+               LedgerTransaction.order_id.in_(list(order_ids)))
         .order_by(LedgerEntry.id)
     )
     parts: dict[str, list[tuple[str | None, int | None, int, str]]] = {}

@@ -496,6 +496,67 @@ def test_sales_show_each_co_created_sale_split_as_the_ledger_recorded_it(
     assert '>Solo</a> and 1 more</p>' in tile
 
 
+def test_sales_come_a_page_at_a_time_and_the_tiles_count_them_all(
+    client: TestClient, list_work: Callable[..., Listed], make_user: Callable[..., ApiUser],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """/me/sales listed every order on one page, however many a seller had, and its tiles counted that list."""
+    monkeypatch.setattr(service, "PAGE_SIZE", 2)
+    seller, buyer = make_user("Seller"), make_user("Buyer")
+    orders = [buy(client, buyer, list_work(seller=seller, title=title).offer_ids[0])["order_id"]
+              for title in ("First sale", "Second sale", "Third sale")]
+    refunded = client.post(f"/market/orders/{orders[0]}/refund", headers=seller.headers, follow_redirects=False)
+    assert refunded.status_code == 303
+
+    def titles(html: str) -> list[str]:
+        return re.findall(r'<strong dir="auto">([^<]*)</strong>', html)
+
+    def tiles(html: str) -> list[str]:
+        return re.findall(r'mk-balance-amount">([^<]*)<', html)[1:]  # after the balance: licensed sales, listings
+
+    first = client.get(refunded.headers["location"], headers=seller.headers).text
+    assert titles(first) == ["Third sale", "Second sale"] and "3 orders, newest first." in first
+    assert "<strong>Refunded.</strong>" in first  # the refunded sale is on page 2, the notice on the page shown
+    assert tiles(first) == ["2", "3"] and "of 3 orders in all" in first
+    assert 'href="/me/sales?page=2">Older →</a>' in first and "Newer</a>" not in first
+    second = client.get("/me/sales", params={"page": "2"}, headers=seller.headers).text
+    assert titles(second) == ["First sale"] and "page 2" in second and "Refunded</span>" in second
+    assert tiles(second) == ["2", "3"] and "of 3 orders in all" in second
+    assert 'href="/me/sales?page=1">← Newer</a>' in second and "Older →</a>" not in second
+    beyond = client.get("/me/sales", params={"page": "3"}, headers=seller.headers).text
+    assert "There is no page 3." in beyond and 'href="/me/sales">Back to the newest</a>' in beyond
+    assert tiles(beyond) == ["2", "3"]
+
+
+def test_sales_page_asks_the_same_queries_for_one_sale_or_many(
+    client: TestClient, list_work: Callable[..., Listed], make_user: Callable[..., ApiUser],
+) -> None:
+    """A paged table keeps each row's license and split lookups batched, and the tiles' counts are single queries."""
+    few, many, buyer = make_user("Few"), make_user("Many"), make_user("Buyer")
+    for position in range(4):  # as many listings each, so that only the sales differ
+        buy(client, buyer, list_work(seller=many, title=f"Work {position}").offer_ids[0])
+        sold_once = list_work(seller=few, title=f"Work {position}")
+        if position == 0:
+            buy(client, buyer, sold_once.offer_ids[0])
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+
+    def queries(seller: ApiUser) -> int:
+        statements: list[str] = []
+
+        def count(*args: Any) -> None:
+            statements.append(args[2])
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            page = client.get("/me/sales", headers=seller.headers)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert page.status_code == 200 and page.text.count('class="mk-refund"') in (1, 4)
+        return len(statements)
+
+    assert queries(many) == queries(few)
+
+
 def test_license_evidence_and_printable_certificate(
     client: TestClient, listed: Listed, make_user: Callable[..., ApiUser]
 ) -> None:
