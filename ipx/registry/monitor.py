@@ -110,17 +110,14 @@ def checkpoint_verifiers(keys_document: Any, *, retired_too: bool = False) -> li
         if not isinstance(origin, str) or not origin:
             raise TypeError("log_origin is not a name")
         listed = [key for key in keys_document["keys"] if retired_too or not key.get("valid_until")]
-        verifiers = []
-        for key in listed:
-            public_key = signing.load_public_key_pem(key["public_key_pem"])
-            if signing.key_id(public_key) != key["key_id"]:
-                raise UnusableLocalFile(f"key {key['key_id']} does not match its public key")
-            verifiers.append(NoteVerifier(origin, public_key))
-    except (KeyError, TypeError, AttributeError, ValueError, signing.SignatureError) as exc:
-        if isinstance(exc, UnusableLocalFile):
-            raise
+        keys = [(key["key_id"], signing.load_public_key_pem(key["public_key_pem"])) for key in listed]
+    except (KeyError, TypeError, AttributeError, signing.SignatureError) as exc:
         raise UnusableLocalFile(f"not IPX's published keys: each key needs key_id and public_key_pem, and the log's "
                                 f"origin is needed ({exc})") from exc
+    for key_id, public_key in keys:
+        if signing.key_id(public_key) != key_id:
+            raise UnusableLocalFile(f"key {key_id} does not match its public key")
+    verifiers = [NoteVerifier(origin, public_key) for _, public_key in keys]
     if not verifiers:
         raise UnusableLocalFile("the keys file lists no key in use")
     return verifiers
