@@ -1,7 +1,10 @@
-"""C2SP signed notes and tlog checkpoints (https://c2sp.org/signed-note, /tlog-checkpoint).
+"""C2SP signed notes, tlog checkpoints and their cosignatures (https://c2sp.org/signed-note, /tlog-checkpoint,
+/tlog-cosignature).
 
 A checkpoint commits the log to a size and root hash; signing it as a note lets any witness or
-verifier check it with the log's published Ed25519 key and nothing else.
+verifier check it with the log's published Ed25519 key and nothing else. A witness's cosignature is one more
+signature line on the same note: it says the witness saw this tree head and checked it extends every earlier one
+it saw, so a verifier that requires independent cosignatures cannot be shown a fork only it sees.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import binascii
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -19,6 +23,8 @@ from ipx.registry.signing import raw_public_key
 
 SIGNATURE_PREFIX = "\u2014 "  # em dash and a space
 ED25519_TYPE = b"\x01"
+COSIGNATURE_TYPE = b"\x04"  # tlog-cosignature/v1: a timestamped Ed25519 signature over a checkpoint
+MAX_TIMESTAMP = 2**63 - 1
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 MAX_SIGNATURES = 100  # as Go's note package: bounds the work a hostile note can cause
 
@@ -27,25 +33,39 @@ class NoteError(ValueError):
     """A note or checkpoint is malformed or carries no valid signature; the message says which."""
 
 
-def note_key_hash(name: str, raw_key: bytes) -> bytes:
-    """The 4-byte key hash: SHA-256(name || 0x0A || 0x01 || public key)[:4]."""
-    return hashlib.sha256(name.encode() + b"\n" + ED25519_TYPE + raw_key).digest()[:4]
+def note_key_hash(name: str, raw_key: bytes, key_type: bytes = ED25519_TYPE) -> bytes:
+    """The 4-byte key hash: SHA-256(name || 0x0A || type || public key)[:4]; the type keeps a witness's cosignature
+    key from passing for a plain signing key of the same name."""
+    return hashlib.sha256(name.encode() + b"\n" + key_type + raw_key).digest()[:4]
+
+
+def cosigned_message(text: str, timestamp: int) -> bytes:
+    """What a tlog-cosignature/v1 signs: a header line, the time line, then the checkpoint's note text."""
+    return f"cosignature/v1\ntime {timestamp}\n{text}".encode()
 
 
 @dataclass(frozen=True)
 class NoteVerifier:
+    """A plain Ed25519 note signer, such as the log itself."""
+
     name: str
     public_key: Ed25519PublicKey
+    key_type: ClassVar[bytes] = ED25519_TYPE
 
     @property
     def key_hash(self) -> bytes:
-        return note_key_hash(self.name, raw_public_key(self.public_key))
+        return note_key_hash(self.name, raw_public_key(self.public_key), self.key_type)
 
     @property
     def vkey(self) -> str:
         """The `name+hex id+base64` verifier key string used by Go's note package and witnesses."""
-        raw = base64.b64encode(ED25519_TYPE + raw_public_key(self.public_key)).decode()
+        raw = base64.b64encode(self.key_type + raw_public_key(self.public_key)).decode()
         return f"{self.name}+{self.key_hash.hex()}+{raw}"
+
+    def verify(self, signature: bytes, text: str) -> int | None:
+        """Raise InvalidSignature unless `signature` signs `text`; a plain signature carries no time (None)."""
+        self.public_key.verify(signature, text.encode())
+        return None
 
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
@@ -58,8 +78,9 @@ class NoteVerifier:
             key_hash = bytes.fromhex(key_hash_hex)
         except (binascii.Error, ValueError) as exc:
             raise NoteError(f"malformed verifier key {vkey!r}") from exc
-        if len(blob) != 33 or blob[:1] != ED25519_TYPE:
-            raise NoteError("verifier key is not a 32-byte Ed25519 key")
+        if len(blob) != 33 or blob[:1] != cls.key_type:
+            kind = "cosignature (type 0x04)" if cls.key_type == COSIGNATURE_TYPE else "signing (type 0x01)"
+            raise NoteError(f"verifier key is not a 32-byte Ed25519 {kind} key")
         verifier = cls(name, Ed25519PublicKey.from_public_bytes(blob[1:]))
         if verifier.key_hash != key_hash or key_hash_hex != key_hash_hex.lower():
             raise NoteError("verifier key id does not match its name and key")
@@ -67,20 +88,56 @@ class NoteVerifier:
 
 
 @dataclass(frozen=True)
+class CosignatureVerifier(NoteVerifier):
+    """A witness's Ed25519 key (tlog-cosignature/v1): its signature is over the note text with a time before it."""
+
+    key_type: ClassVar[bytes] = COSIGNATURE_TYPE
+
+    def verify(self, signature: bytes, text: str) -> int:
+        """Raise InvalidSignature unless `signature` is this witness's cosignature of `text`; return its time."""
+        if len(signature) != 8 + 64:
+            raise InvalidSignature("a cosignature is an 8-byte time and a 64-byte signature")
+        timestamp = int.from_bytes(signature[:8], "big")
+        if timestamp > MAX_TIMESTAMP:
+            raise InvalidSignature("cosignature time out of range")
+        self.public_key.verify(signature[8:], cosigned_message(text, timestamp))
+        return timestamp
+
+
+@dataclass(frozen=True)
 class OpenedNote:
     text: str
     verified_by: tuple[str, ...]
     unverified: tuple[tuple[str, bytes], ...]  # (name, key hash) of signatures with no known key
+    cosigned_at: tuple[tuple[str, int], ...] = ()  # (witness name, POSIX time) of each verified cosignature
+
+
+def _signature_line(name: str, key_hash: bytes, signature: bytes) -> str:
+    if "\u2014" in name or " " in name or "+" in name or not name:
+        raise NoteError(f"invalid signer name {name!r}")
+    return f"{SIGNATURE_PREFIX}{name} {base64.b64encode(key_hash + signature).decode()}\n"
 
 
 def sign_note(text: str, name: str, private_key: Ed25519PrivateKey) -> str:
     if not text.endswith("\n"):
         raise NoteError("note text must end with a newline")
-    if "\u2014" in name or " " in name or "+" in name or not name:
-        raise NoteError(f"invalid signer name {name!r}")
     key_hash = note_key_hash(name, raw_public_key(private_key.public_key()))
-    signature = private_key.sign(text.encode())
-    return f"{text}\n{SIGNATURE_PREFIX}{name} {base64.b64encode(key_hash + signature).decode()}\n"
+    return f"{text}\n{_signature_line(name, key_hash, private_key.sign(text.encode()))}"
+
+
+def cosign(text: str, name: str, private_key: Ed25519PrivateKey, timestamp: int) -> str:
+    """A witness's cosignature line for a checkpoint's note text, to add to the note's signatures."""
+    if not 0 <= timestamp <= MAX_TIMESTAMP:
+        raise NoteError("cosignature time out of range")
+    key_hash = note_key_hash(name, raw_public_key(private_key.public_key()), COSIGNATURE_TYPE)
+    signature = private_key.sign(cosigned_message(text, timestamp))
+    return _signature_line(name, key_hash, timestamp.to_bytes(8, "big") + signature)
+
+
+def add_signatures(note: str, lines: list[str]) -> str:
+    """The note with more signature lines (each ending in a newline) after its own, none twice."""
+    present = set(note[note.rfind("\n\n") + 2 :].splitlines(keepends=True))
+    return note + "".join(line for line in dict.fromkeys(lines) if line not in present)
 
 
 def _decode(note: str | bytes) -> str:
@@ -95,7 +152,8 @@ def _decode(note: str | bytes) -> str:
 
 
 def open_note(note: str | bytes, verifiers: list[NoteVerifier]) -> OpenedNote:
-    """Split a signed note, check every signature by a known key, and demand at least one."""
+    """Split a signed note, check every signature by a known key (a witness's cosignature too), and demand at least
+    one."""
     note = _decode(note)
     if not note.endswith("\n"):
         raise NoteError("signed note does not end with a newline")
@@ -116,6 +174,7 @@ def open_note(note: str | bytes, verifiers: list[NoteVerifier]) -> OpenedNote:
     lines = list(dict.fromkeys(lines))  # duplicate signature lines count once
     verified: list[str] = []
     unverified: list[tuple[str, bytes]] = []
+    cosigned: list[tuple[str, int]] = []
     for line in lines:
         if not line.startswith(SIGNATURE_PREFIX):
             raise NoteError(f"malformed signature line {line!r}")
@@ -135,13 +194,15 @@ def open_note(note: str | bytes, verifiers: list[NoteVerifier]) -> OpenedNote:
             unverified.append((name, blob[:4]))
             continue
         try:
-            verifier.public_key.verify(blob[4:], text.encode())
+            timestamp = verifier.verify(blob[4:], text)
         except InvalidSignature as exc:
             raise NoteError(f"signature by {name!r} does not verify") from exc
         verified.append(name)
+        if timestamp is not None:
+            cosigned.append((name, timestamp))
     if not verified:
         raise NoteError("the note carries no valid signature by a known key")
-    return OpenedNote(text, tuple(verified), tuple(unverified))
+    return OpenedNote(text, tuple(verified), tuple(unverified), tuple(cosigned))
 
 
 @dataclass(frozen=True)
