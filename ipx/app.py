@@ -39,6 +39,7 @@ from ipx.storage import sweep_orphan_blobs
 from ipx.web import pages as web_pages
 from ipx.web.headers import SecurityHeaders, security_headers
 from ipx.web.templating import STATIC_DIR
+from ipx.witness import api as witness_api
 
 API_PREFIX = "/api/v1"
 MULTIPART_OVERHEAD = 64 * 1024
@@ -159,7 +160,7 @@ def _refusal(request: Request, error: IPXError, headers: dict[str, str] | None =
 
 def _is_api(request: Request) -> bool:
     """A path programs call (answered in problem+json), not one people open (answered with pages)."""
-    return request.url.path.startswith((API_PREFIX, "/.well-known/"))
+    return request.url.path.startswith((API_PREFIX, "/.well-known/", "/witness/"))
 
 
 async def _drain() -> Message:
@@ -210,6 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.resolved_database_url)
     app.state.session_factory = make_session_factory(app.state.engine)
     app.state.marketplace = marketplace_api.build_context(settings)
+    app.state.witness = witness_api.build_context(settings)
     app.state.login_throttle = LoginThrottle(settings.login_attempts, settings.login_window_seconds)
     app.state.registry = RegistryContext(
         blobs=open_blob_store(
@@ -241,6 +243,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (complaints_api.router, API_PREFIX),
         (stats_api.router, API_PREFIX),
         (archive_api.router, API_PREFIX),
+        (witness_api.router, ""),
     ):
         app.include_router(router, prefix=prefix, responses=PROBLEM_RESPONSES)
     app.openapi = with_component_schemas(app, [Problem, *complaints_api.REQUEST_BODY_MODELS])  # type: ignore[method-assign]

@@ -23,11 +23,13 @@ users_app = typer.Typer(help="Accounts and roles.", no_args_is_help=True)
 keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
 blobs_app = typer.Typer(help="Blob store housekeeping.", no_args_is_help=True)
 log_app = typer.Typer(help="The transparency log.", no_args_is_help=True)
+witness_app = typer.Typer(help="Witnessing other logs (C2SP tlog-witness).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(blobs_app, name="blobs")
 app.add_typer(log_app, name="log")
+app.add_typer(witness_app, name="witness")
 app.add_typer(complaints_cli.app, name="complaints")
 app.command("stats")(stats_cli.stats)
 
@@ -124,6 +126,18 @@ def keys_init() -> None:
     with transaction(_session_factory()) as session:
         key = keys.ensure_active_key(session, get_settings().resolved_key_dir)
     typer.echo(f"active key {key.key_id}")
+
+
+@witness_app.command("key")
+def witness_key() -> None:
+    """Print the witness's name and cosignature key (creating the key if needed): what a log operator configures."""
+    from ipx.witness.keys import witness_verifier
+
+    settings = get_settings()
+    verifier = witness_verifier(settings.resolved_key_dir, settings.resolved_witness_name)
+    typer.echo(f"witness name: {verifier.name}")
+    typer.echo(f"cosignature key: {verifier.vkey}")
+    typer.echo(f"submission prefix: {settings.public_url}/witness")
 
 
 @keys_app.command("rotate")

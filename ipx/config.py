@@ -60,12 +60,38 @@ class Settings(BaseSettings):
     tsa_roots_file: Path | None = None
     platform_fee_bps: int = 1000  # basis points of each sale kept by the platform (1000 = 10 %)
     supported_currencies: list[str] = ["EUR", "USD", "GBP", "CHF", "CAD", "AUD", "JPY", "SEK", "NOK", "DKK"]
+    # acting as a C2SP witness (docs/witness.md): the verifier keys ("origin+hexid+base64") of the logs this instance
+    # cosigns, several per origin while a log rotates its key; and the name its cosignatures carry
+    witness_logs: list[str] = []
+    witness_name: str = ""  # default: derived from public_url host, e.g. "127.0.0.1:8000/witness"
 
     @field_validator("public_url")
     @classmethod
     def _without_trailing_slash(cls, url: str) -> str:
         """Links are built as public_url + "/works/…": a trailing slash made "//works/…", a 404, printed in QR codes."""
         return url.strip().rstrip("/")
+
+    @field_validator("witness_logs")
+    @classmethod
+    def _valid_verifier_keys(cls, vkeys: list[str]) -> list[str]:
+        """A typo in a log's key would otherwise surface only as every checkpoint of that log refused with a 403."""
+        from ipx.registry.note import NoteError, NoteVerifier
+
+        for vkey in vkeys:
+            try:
+                NoteVerifier.from_vkey(vkey)
+            except NoteError as exc:
+                raise ValueError(f"IPX_WITNESS_LOGS: {exc} (each entry is a log's Ed25519 verifier key, "
+                                 "'origin+hexid+base64')") from exc
+        return vkeys
+
+    @field_validator("witness_name")
+    @classmethod
+    def _valid_note_name(cls, name: str) -> str:
+        """The name is the first word of every cosignature line: a space, '+' or em dash would break the note."""
+        if any(ch in name for ch in " +\u2014") or not name.isprintable():
+            raise ValueError(f"IPX_WITNESS_NAME {name!r} cannot hold spaces, '+', an em dash or control characters")
+        return name
 
     @cached_property
     def secure_cookies(self) -> bool:
@@ -102,6 +128,14 @@ class Settings(BaseSettings):
             return self.log_origin
         host = self.public_url.split("://", 1)[-1].rstrip("/")
         return f"{host}/ipx-log"
+
+    @cached_property
+    def resolved_witness_name(self) -> str:
+        """The witness's key name, as the log operators who trust it configure it: schema-less, like the origin."""
+        if self.witness_name:
+            return self.witness_name
+        host = self.public_url.split("://", 1)[-1].rstrip("/")
+        return f"{host}/witness"
 
 
 def get_settings() -> Settings:
