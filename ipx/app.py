@@ -224,6 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             queue_seconds=settings.fingerprint_queue_seconds,
         ),
         timestamp_authority=settings.timestamp_authority,
+        witness_policy=settings.witness_policy,
     )
     app.add_exception_handler(IPXError, lambda request, exc: problem_response(exc, request))  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]

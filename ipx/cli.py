@@ -16,6 +16,7 @@ from ipx.stats import cli as stats_cli
 
 if TYPE_CHECKING:
     from ipx.registry.monitor import LogInconsistent
+    from ipx.registry.witnesses import WitnessPolicy
 
 app = typer.Typer(help="IPX: register creative works with offline-verifiable evidence.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
@@ -198,6 +199,33 @@ def log_timestamp(
         raise typer.Exit(1)
 
 
+@log_app.command("witness")
+def log_witness() -> None:
+    """Ask each configured witness to cosign the log's latest checkpoint (run from cron, every few minutes); bundles
+    carry the cosignatures from then on, and verifiers that require a quorum of witnesses accept them."""
+    import httpx
+
+    from ipx.registry.witnesses import collect_cosignatures
+
+    policy = get_settings().witness_policy
+    if policy is None:
+        typer.echo("error: no witnesses are configured (IPX_LOG_WITNESSES, and IPX_LOG_WITNESS_QUORUM)", err=True)
+        raise typer.Exit(2)
+    with httpx.Client(timeout=30) as client:
+        outcomes = collect_cosignatures(_session_factory(), client, policy)
+    for outcome in outcomes:
+        if outcome.problem:
+            typer.echo(f"error: {outcome.problem}", err=True)
+        else:
+            typer.echo(f"{outcome.witness} cosigned size {outcome.tree_size}"
+                       + ("" if outcome.stored else " (already kept)"))
+    cosigned = sum(outcome.problem is None for outcome in outcomes)
+    if cosigned < policy.quorum:
+        typer.echo(f"error: {cosigned} of the {policy.quorum} cosignatures required: new bundles cannot pass a "
+                   "verifier that asks for the quorum until enough witnesses cosign", err=True)
+    raise typer.Exit(0 if cosigned == len(outcomes) else 1)
+
+
 @log_app.command("monitor")
 def log_monitor(
     site: Annotated[str, typer.Argument(help="The IPX site, e.g. https://ipx.example.")],
@@ -350,6 +378,7 @@ def _registry_context(fingerprint_concurrency: int = 1):  # type: ignore[no-unty
             max_image_pixels=settings.max_image_pixels, concurrency=fingerprint_concurrency
         ),
         timestamp_authority=settings.timestamp_authority,
+        witness_policy=settings.witness_policy,
     )
 
 
@@ -452,14 +481,21 @@ def verify(
         "against.")] = None,
     expect: Annotated[StatementKind | None, typer.Option(
         help="Refuse any other kind of statement (a license bundle cannot pass for a registration).")] = None,
+    witness: Annotated[list[str] | None, typer.Option(
+        help="A witness you trust, by its cosignature verifier key (repeat for several): its cosignatures count "
+        "instead of those of the witnesses the keys file names.")] = None,
+    quorum: Annotated[int | None, typer.Option(
+        help="How many of the witnesses must have cosigned the checkpoint (default: the keys file's quorum, or 1 "
+        "with --witness).", min=1)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Verify an evidence bundle offline: IPX's signature with a key IPX published, log inclusion, checkpoint, and the
-    file."""
+    """Verify an evidence bundle offline: IPX's signature with a key IPX published, log inclusion, checkpoint (and its
+    witnesses' cosignatures, where the keys file or --witness names witnesses), and the file."""
     from ipx.registry.evidence import (
         PublishedKeysError,
         published_keys,
         published_timestamp_roots,
+        published_witness_policy,
         verify_bundle,
         work_sha256,
     )
@@ -474,10 +510,16 @@ def verify(
     published = _read_json(keys_file, "IPX's published keys")
     try:
         trusted, timestamp_roots = published_keys(published), published_timestamp_roots(published)
+        witnesses = published_witness_policy(published)
     except PublishedKeysError as exc:
         typer.echo(f"error: cannot read {keys_file} as IPX's published keys ({exc})", err=True)
         raise typer.Exit(2) from exc
-    report = verify_bundle(document, file.read_bytes() if file else None, trusted, timestamp_roots)
+    try:
+        witnesses = _chosen_witnesses(witness or [], quorum, witnesses)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    report = verify_bundle(document, file.read_bytes() if file else None, trusted, timestamp_roots, witnesses)
     if expect is not None and report.statement_type not in (None, expect.statement_type):
         report.add("statement type", False, f"this is a {report.statement_type} statement, not the "
                                             f"{expect.statement_type} asked for")
@@ -489,6 +531,8 @@ def verify(
         if report.ok:
             log = document["log"]
             typer.echo(f"VERIFIED: {report.proves}, entry {log['index']} of log {log['origin']}.")
+            if report.witnessed:
+                typer.echo(f"WITNESSED: the checkpoint is {report.witnessed}.")
             if report.timestamped:
                 typer.echo(f"TIMESTAMPED: {report.timestamped}.")
             elif "timestamp" in document:
@@ -504,6 +548,24 @@ def verify(
         else:
             typer.echo("NOT VERIFIED: " + "; ".join(f"{c.name}: {c.detail}" for c in report.checks if not c.ok))
     sys.exit(0 if report.ok else 1)
+
+
+def _chosen_witnesses(vkeys: list[str], quorum: int | None, published: WitnessPolicy | None) -> WitnessPolicy | None:
+    """The verifier's own witnesses when given, else those the keys file names; the quorum as asked, else theirs."""
+    from ipx.registry.note import CosignatureVerifier, NoteError
+    from ipx.registry.witnesses import Witness, WitnessPolicy
+
+    if vkeys:
+        try:
+            chosen = tuple(Witness(CosignatureVerifier.from_vkey(vkey), "") for vkey in vkeys)
+        except NoteError as exc:
+            raise ValueError(f"--witness: {exc}") from exc
+        return WitnessPolicy(chosen, quorum or 1)
+    if published is None:
+        if quorum is not None:
+            raise ValueError("--quorum needs witnesses: the keys file names none, give them with --witness")
+        return None
+    return WitnessPolicy(published.witnesses, quorum or published.quorum)
 
 
 def _duplicate_members_refused(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

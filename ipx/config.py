@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from ipx.registry.timestamps import Authority
+    from ipx.registry.witnesses import WitnessPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "storage" / "data"
@@ -58,6 +59,11 @@ class Settings(BaseSettings):
     # URL, and a PEM file of the root certificates its tokens chain to (both, or neither)
     tsa_url: str = ""
     tsa_roots_file: Path | None = None
+    # witnesses that cosign the log's checkpoints (`ipx log witness`, run from cron; https://c2sp.org/tlog-witness):
+    # each "VKEY URL", the witness's cosignature verifier key and its submission URL (`ipx witness key` prints both
+    # on an IPX witness), and how many must cosign a checkpoint. Published in /.well-known/ipx/keys for verifiers.
+    log_witnesses: list[str] = []
+    log_witness_quorum: int = Field(default=1, ge=1)
     platform_fee_bps: int = 1000  # basis points of each sale kept by the platform (1000 = 10 %)
     supported_currencies: list[str] = ["EUR", "USD", "GBP", "CHF", "CAD", "AUD", "JPY", "SEK", "NOK", "DKK"]
     # acting as a C2SP witness (docs/witness.md): the verifier keys ("origin+hexid+base64") of the logs this instance
@@ -108,6 +114,17 @@ class Settings(BaseSettings):
             raise ValueError("IPX_TSA_URL and IPX_TSA_ROOTS_FILE go together: set both to timestamp the log, or "
                              "neither")
         return Authority(self.tsa_url, self.tsa_roots_file.read_bytes())
+
+    @cached_property
+    def witness_policy(self) -> WitnessPolicy | None:
+        from ipx.registry.witnesses import Witness, WitnessPolicy
+
+        if not self.log_witnesses:
+            return None
+        try:
+            return WitnessPolicy(tuple(Witness.parse(entry) for entry in self.log_witnesses), self.log_witness_quorum)
+        except ValueError as exc:
+            raise ValueError(f"IPX_LOG_WITNESSES / IPX_LOG_WITNESS_QUORUM: {exc}") from exc
 
     @cached_property
     def resolved_database_url(self) -> str:

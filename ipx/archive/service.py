@@ -100,8 +100,9 @@ def evidence_archive(session: Session, account: Principal, registry: RegistryCon
                            keys_name=KEYS_NAME)
     head = [
         Member("README.txt", readme.encode()),
-        Member(KEYS_NAME, _json(registry_service.published_keys_document(session, registry.timestamp_authority))),
-        Member("checkpoint.txt", log.latest_checkpoint(session).note.encode()),
+        Member(KEYS_NAME, _json(registry_service.published_keys_document(
+            session, registry.timestamp_authority, registry.witness_policy))),
+        Member("checkpoint.txt", log.cosigned_note(session, log.latest_checkpoint(session)).encode()),
         Member("works.csv", _csv([kept.row for kept in works], WORK_COLUMNS)),
         Member("licenses.csv", _csv([kept.row for kept in licenses], LICENSE_COLUMNS)),
     ]

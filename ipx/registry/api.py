@@ -220,14 +220,14 @@ def verify_registration(work_id: uuid.UUID, session: DbSession, registry: Regist
 
 @router.get("/log/checkpoint", response_class=PlainTextResponse)
 def get_checkpoint(session: DbSession) -> str:
-    """The latest signed checkpoint as a C2SP signed note (anyone)."""
-    return log.latest_checkpoint(session).note
+    """The latest signed checkpoint as a C2SP signed note, with the witnesses' cosignatures it has so far (anyone)."""
+    return log.cosigned_note(session, log.latest_checkpoint(session))
 
 
 @router.get("/log/checkpoints/{tree_size}", response_class=PlainTextResponse)
 def get_checkpoint_at(tree_size: StoredInteger, session: DbSession) -> str:
-    """The checkpoint published at a given tree size, for witnesses and auditors (anyone)."""
-    return log.checkpoint_at(session, tree_size).note
+    """The checkpoint published at a given tree size, with its witnesses' cosignatures, for auditors (anyone)."""
+    return log.cosigned_note(session, log.checkpoint_at(session, tree_size))
 
 
 @router.get("/log/proof/inclusion")
@@ -269,5 +269,5 @@ def get_log_entries(
 @well_known.get("/.well-known/ipx/keys")
 def get_keys(session: DbSession, registry: Registry) -> dict[str, Any]:
     """Every key IPX has signed with, current and retired, with its validity window, and the time-stamping authority
-    whose tokens bundles carry, where one is configured (anyone)."""
-    return service.published_keys_document(session, registry.timestamp_authority)
+    and witnesses whose signatures bundles carry, where configured (anyone)."""
+    return service.published_keys_document(session, registry.timestamp_authority, registry.witness_policy)

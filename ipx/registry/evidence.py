@@ -19,7 +19,8 @@ from typing import Any
 from cryptography import x509
 
 from ipx.registry import merkle, signing, timestamps
-from ipx.registry.note import NoteError, NoteVerifier, open_checkpoint
+from ipx.registry.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint
+from ipx.registry.witnesses import WitnessPolicy
 
 # Workers and the host that rotates keys keep their own clocks; a statement may carry a time this much past its
 # key's retirement without being refused (rotation holds appends, so any later time is a forgery's).
@@ -60,6 +61,17 @@ def published_keys(document: Any) -> dict[str, TrustedKey]:
         raise PublishedKeysError(f"each key needs key_id and valid_from ({exc})") from exc
 
 
+def published_witness_policy(document: Any) -> WitnessPolicy | None:
+    """The witnesses, and how many of them, whose cosignatures a saved /.well-known/ipx/keys asks of checkpoints."""
+    policy = document.get("witnesses") if isinstance(document, dict) else None
+    if not policy:
+        return None
+    try:
+        return WitnessPolicy.from_document(policy)
+    except ValueError as exc:
+        raise PublishedKeysError(str(exc)) from exc
+
+
 def published_timestamp_roots(document: Any) -> list[x509.Certificate]:
     """The root certificates of the time-stamping authority a saved /.well-known/ipx/keys names, if any."""
     authority = document.get("timestamp_authority") if isinstance(document, dict) else None
@@ -91,6 +103,7 @@ class VerificationReport:
     proves: str | None = None  # what the statement, once verified, proves: a sentence
     revoked: str | None = None  # for a license bundle carrying its verified revocation: when and why
     timestamped: str | None = None  # an outside authority's verified RFC 3161 time for the statement
+    witnessed: str | None = None  # the witnesses whose verified cosignatures make up the quorum asked for
 
     @property
     def ok(self) -> bool:
@@ -105,6 +118,7 @@ class VerificationReport:
         return {
             "valid": self.ok, "type": self.statement_type, "proves": self.proves if self.ok else None,
             "revoked": self.revoked if self.ok else None, "timestamped": self.timestamped if self.ok else None,
+            "witnessed": self.witnessed if self.ok else None,
             "checks": [check.__dict__ for check in self.checks],
         }
 
@@ -222,12 +236,13 @@ def _is_count(value: Any) -> bool:
 
 def verify_bundle(
     bundle: Any, file_bytes: bytes | None, trusted_keys: Mapping[str, TrustedKey],
-    timestamp_roots: Sequence[x509.Certificate] = (),
+    timestamp_roots: Sequence[x509.Certificate] = (), witnesses: WitnessPolicy | None = None,
 ) -> VerificationReport:
     """Check that IPX signed the statement with a key it published, within that key's window, and logged it; given
     the file, that it is the work. A license bundle that carries its revocation is checked whole, and said revoked;
-    a bundle's RFC 3161 timestamp is checked against `timestamp_roots` (left unchecked without them)."""
-    report = _verify_entry(bundle, trusted_keys)
+    a bundle's RFC 3161 timestamp is checked against `timestamp_roots` (left unchecked without them); with
+    `witnesses`, its checkpoint must carry a quorum of their cosignatures."""
+    report = _verify_entry(bundle, trusted_keys, witnesses)
     if report.checks[0].ok and file_bytes is not None:
         expected = work_sha256(bundle["statement"])
         digest = hashlib.sha256(file_bytes).hexdigest()
@@ -275,7 +290,9 @@ def _check_revocation(
         report.revoked = nested.proves
 
 
-def _verify_entry(bundle: Any, trusted_keys: Mapping[str, TrustedKey]) -> VerificationReport:
+def _verify_entry(
+    bundle: Any, trusted_keys: Mapping[str, TrustedKey], witnesses: WitnessPolicy | None = None
+) -> VerificationReport:
     """Everything but the file: format, keys, signature, signing time, leaf, checkpoint, inclusion."""
     report = VerificationReport()
     try:
@@ -322,7 +339,10 @@ def _verify_entry(bundle: Any, trusted_keys: Mapping[str, TrustedKey]) -> Verifi
     checkpoint_key = _load_key(report, "checkpoint key", checkpoint_key_info, trusted_keys)
     if checkpoint_key is not None:
         try:
-            checkpoint = open_checkpoint(checkpoint_text, [NoteVerifier(log.get("origin", ""), checkpoint_key)])
+            checkpoint = open_checkpoint(
+                checkpoint_text,
+                [NoteVerifier(log.get("origin", ""), checkpoint_key), *(witnesses.verifiers if witnesses else ())],
+            )
         except NoteError as exc:
             report.add("checkpoint signature", False, str(exc))
         else:
@@ -336,7 +356,27 @@ def _verify_entry(bundle: Any, trusted_keys: Mapping[str, TrustedKey]) -> Verifi
                     report.add("inclusion proof", True, f"entry {index} is in the log of {tree_size} entries")
                 except merkle.ProofError as exc:
                     report.add("inclusion proof", False, str(exc))
+            if witnesses is not None:
+                _check_cosignatures(report, checkpoint, witnesses)
     return report
+
+
+def _check_cosignatures(report: VerificationReport, checkpoint: Checkpoint, witnesses: WitnessPolicy) -> None:
+    """A quorum of the named witnesses must have cosigned: each says it was shown this tree head and that it extends
+    every earlier one it saw, so the checkpoint is not one only this verifier is shown."""
+    cosigned = dict(checkpoint.cosigned_at)
+    named = ", ".join(f"{name} ({datetime.fromtimestamp(at, UTC).isoformat()})" for name, at in cosigned.items())
+    if len(cosigned) >= witnesses.quorum:
+        report.witnessed = f"cosigned by {named}"
+        report.add("witness cosignatures", True, f"{len(cosigned)} of the witnesses cosigned the checkpoint, "
+                                                 f"{witnesses.quorum} required: {named}")
+        return
+    report.add(
+        "witness cosignatures", False,
+        f"the checkpoint (size {checkpoint.size}) is cosigned by {len(cosigned)} of the {witnesses.quorum} witnesses "
+        f"required{f' ({named})' if named else ''}; IPX asks its witnesses to cosign new checkpoints every few "
+        "minutes, so a bundle for a new entry verifies once they have: download it again later",
+    )
 
 
 def work_sha256(statement: dict[str, Any]) -> str | None:

@@ -11,15 +11,16 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ipx.errors import IPXError, NotFound
 from ipx.registry import merkle
 from ipx.registry.keys import Signer
-from ipx.registry.models import LogCheckpoint, LogLeaf, LogNode, LogState
-from ipx.registry.note import Checkpoint, sign_note
+from ipx.registry.models import CheckpointCosignature, LogCheckpoint, LogLeaf, LogNode, LogState
+from ipx.registry.note import Checkpoint, add_signatures, sign_note
 
 LOG_STATE_ID = 1
 MAX_ENTRIES_PER_PAGE = 1000
@@ -130,6 +131,44 @@ def checkpoint_at(session: Session, tree_size: int) -> LogCheckpoint:
     if row is None:
         raise NotFound(f"No checkpoint was published for tree size {tree_size}.")
     return row
+
+
+def cosigned_note(session: Session, checkpoint: LogCheckpoint) -> str:
+    """The checkpoint's signed note with every witness cosignature kept for it (verifiers ignore witnesses they do
+    not know)."""
+    lines = session.scalars(
+        select(CheckpointCosignature.line).where(CheckpointCosignature.tree_size == checkpoint.tree_size)
+        .order_by(CheckpointCosignature.witness)
+    )
+    return add_signatures(checkpoint.note, list(lines))
+
+
+def best_witnessed_checkpoint(session: Session, index: int) -> LogCheckpoint:
+    """The checkpoint to prove entry `index` against: of those that include it, one cosigned by the most witnesses
+    (the newest such), so a verifier requiring a quorum can check it; the latest when none is cosigned yet."""
+    best = session.scalars(
+        select(CheckpointCosignature.tree_size).where(CheckpointCosignature.tree_size > index)
+        .group_by(CheckpointCosignature.tree_size)
+        .order_by(func.count().desc(), CheckpointCosignature.tree_size.desc()).limit(1)
+    ).first()
+    return latest_checkpoint(session) if best is None else checkpoint_at(session, best)
+
+
+def last_cosigned_size(session: Session, witness: str) -> int:
+    """The largest tree size `witness` has cosigned for this log, 0 if none: where its next consistency proof
+    starts."""
+    return session.scalar(
+        select(func.max(CheckpointCosignature.tree_size)).where(CheckpointCosignature.witness == witness)
+    ) or 0
+
+
+def keep_cosignature(session: Session, tree_size: int, witness: str, line: str, at: datetime) -> bool:
+    """Store a verified cosignature unless the witness's cosignature of that size is already kept; True if stored."""
+    if session.get(CheckpointCosignature, (tree_size, witness)) is not None:
+        return False
+    session.add(CheckpointCosignature(tree_size=tree_size, witness=witness, line=line, cosigned_at=at))
+    session.flush()
+    return True
 
 
 def _check_size(session: Session, tree_size: int, name: str) -> None:

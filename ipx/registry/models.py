@@ -75,6 +75,17 @@ class LogCheckpoint(Base):
     published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class CheckpointCosignature(Base):
+    """A witness's verified cosignature line for a checkpoint (ipx/registry/witnesses.py): bundles carry it."""
+
+    __tablename__ = "checkpoint_cosignatures"
+
+    tree_size: Mapped[int] = mapped_column(ForeignKey("log_checkpoints.tree_size"), primary_key=True)
+    witness: Mapped[str] = mapped_column(String(255), primary_key=True)
+    line: Mapped[str] = mapped_column(Text)  # "— name base64(key id || time || signature)\n", as the witness sent it
+    cosigned_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the time inside the cosignature
+
+
 class LogTimestamp(Base):
     """An outside time-stamping authority's RFC 3161 token over a log entry's statement (ipx/registry/timestamps.py)."""
 

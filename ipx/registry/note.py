@@ -13,7 +13,7 @@ import base64
 import binascii
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from cryptography.exceptions import InvalidSignature
@@ -211,6 +211,8 @@ class Checkpoint:
     size: int
     root_hash: bytes
     extensions: tuple[str, ...] = ()
+    # (witness name, POSIX time) of the verified cosignatures on the note it was read from: not part of the body
+    cosigned_at: tuple[tuple[str, int], ...] = field(default=(), compare=False)
 
     def body(self) -> str:
         lines = [self.origin, str(self.size), base64.b64encode(self.root_hash).decode(), *self.extensions]
@@ -238,8 +240,9 @@ class Checkpoint:
 
 
 def open_checkpoint(note: str, verifiers: list[NoteVerifier]) -> Checkpoint:
+    """The checkpoint of a note signed by its log, with the cosignatures of any witnesses among `verifiers`."""
     opened = open_note(note, verifiers)
     checkpoint = Checkpoint.parse(opened.text)
     if checkpoint.origin not in opened.verified_by:
         raise NoteError(f"checkpoint for {checkpoint.origin!r} is not signed by a key of that name")
-    return checkpoint
+    return replace(checkpoint, cosigned_at=opened.cosigned_at)

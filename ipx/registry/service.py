@@ -28,6 +28,7 @@ from ipx.registry.models import LogLeaf, LogTimestamp, PriorMatch, SigningKey, W
 from ipx.registry.note import NoteVerifier
 from ipx.registry.schemas import RegistrationForm
 from ipx.registry.timestamps import Authority
+from ipx.registry.witnesses import WitnessPolicy
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class RegistryContext:
     public_url: str
     fingerprints: FingerprintEngine
     timestamp_authority: Authority | None = None
+    witness_policy: WitnessPolicy | None = None
     stored_digests: RecentDigests = field(init=False)
 
     def __post_init__(self) -> None:
@@ -157,13 +159,17 @@ def append_signed(
     return SignedEntry(key_id=signer.key_id, index=appended.index, **signed)
 
 
-def published_keys_document(session: Session, authority: Authority | None = None) -> dict[str, Any]:
+def published_keys_document(
+    session: Session, authority: Authority | None = None, witnesses: WitnessPolicy | None = None
+) -> dict[str, Any]:
     """/.well-known/ipx/keys: every key IPX has signed with, current and retired, with its validity window — what
-    every evidence bundle is checked against — and the time-stamping authority whose tokens the bundles carry."""
+    every evidence bundle is checked against — the time-stamping authority whose tokens the bundles carry, and the
+    witnesses whose cosignatures their checkpoints need."""
     origin = log.origin(session)
     return {
         **({"timestamp_authority": {"url": authority.url, "root_certificates_pem": authority.roots_pem.decode()}}
            if authority else {}),
+        **({"witnesses": witnesses.document()} if witnesses else {}),
         "log_origin": origin,
         "keys": [
             {
@@ -470,9 +476,9 @@ def prior_matches_of(session: Session, work_id: str) -> list[SimilarWork]:
 
 
 def evidence_bundle(session: Session, *, statement: bytes, signature: bytes, key_id: str, index: int) -> dict[str, Any]:
-    """The offline bundle for any signed log entry, proven against the latest checkpoint, with the outside
-    authority's timestamp where the entry has one."""
-    checkpoint = log.latest_checkpoint(session)
+    """The offline bundle for any signed log entry, proven against the checkpoint most witnesses cosigned (the latest
+    when none is), with the outside authority's timestamp where the entry has one."""
+    checkpoint = log.best_witnessed_checkpoint(session, index)
     statement_key = keys.get_key(session, key_id)
     checkpoint_key = keys.get_key(session, checkpoint.key_id)
     stamp = session.get(LogTimestamp, index)
@@ -480,7 +486,8 @@ def evidence_bundle(session: Session, *, statement: bytes, signature: bytes, key
         statement=json.loads(statement), signature=signature, key_id=key_id,
         public_key_pem=statement_key.public_key_pem, origin=log.origin(session), index=index,
         tree_size=checkpoint.tree_size, leaf_hash=log.leaf(session, index).leaf_hash,
-        inclusion_proof=log.inclusion_proof(session, index, checkpoint.tree_size), checkpoint=checkpoint.note,
+        inclusion_proof=log.inclusion_proof(session, index, checkpoint.tree_size),
+        checkpoint=log.cosigned_note(session, checkpoint),
         checkpoint_key={"key_id": checkpoint_key.key_id, "public_key_pem": checkpoint_key.public_key_pem},
         timestamp=None if stamp is None else {"authority": stamp.authority_url, "time": rfc3339(stamp.stamped_at),
                                               "response": base64.b64encode(stamp.response).decode()},

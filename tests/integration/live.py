@@ -7,6 +7,7 @@ crash) and teardown can always reap whatever is left, whichever way the test end
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -112,12 +113,13 @@ def ipx_server(
     *,
     workers: int = 2,
     ready_timeout: float = READY_TIMEOUT_SECONDS,
-    **settings: str,
+    **settings: str | list[str],
 ) -> ServerProcess:
     """An IPX server as `ipx serve` runs it: bootstrapped once (key, origin, first checkpoint), then forked.
 
     Like `ipx serve`, the key exists before the workers start, so no worker's startup has to create it
     while another worker may be doing the same. `settings` are extra IPX_* variables (e.g. blob_url).
+    A list setting goes to the workers as JSON, as IPX reads it from the environment.
     `ready_timeout` is for benchmarks whose workers load a large catalogue at start-up.
     """
     port = free_port()
@@ -129,7 +131,8 @@ def ipx_server(
     finally:
         app.state.engine.dispose()
     env = {name: value for name, value in os.environ.items() if not name.startswith("IPX_")}
-    env.update({f"IPX_{name.upper()}": value for name, value in values.items()})
+    env.update({f"IPX_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+                for name, value in values.items()})
     argv = [
         sys.executable, "-m", "uvicorn", "ipx.app:create_app", "--factory", "--workers", str(workers),
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",

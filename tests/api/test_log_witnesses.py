@@ -1,0 +1,213 @@
+"""The log asks witnesses to cosign its checkpoints (`ipx log witness`), bundles carry the cosignatures, and verifiers
+require a quorum of them. The witness is a real IPX witness (docs/witness.md) in its own uvicorn process, with its
+own database, over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete
+
+from ipx.app import create_app
+from ipx.config import PROJECT_ROOT, Settings
+from ipx.db import make_engine, make_session_factory, transaction
+from ipx.migrations import upgrade
+from ipx.registry.evidence import published_keys, published_witness_policy, verify_bundle
+from ipx.registry.models import CheckpointCosignature
+from ipx.registry.note import CosignatureVerifier, open_note
+from ipx.registry.witnesses import Outcome, Witness, WitnessPolicy, collect_cosignatures
+from ipx.witness.keys import witness_verifier
+from tests.conftest import ApiUser, png_bytes
+from tests.integration.live import ServerProcess, free_port, ipx_server
+
+WITNESS_NAME = "witness.test/w1"
+
+
+@dataclass
+class Witnessed:
+    log: TestClient
+    settings: Settings
+    witness: ServerProcess
+    verifier: CosignatureVerifier
+
+    @property
+    def policy(self) -> WitnessPolicy:
+        assert self.settings.witness_policy is not None
+        return self.settings.witness_policy
+
+    def collect(self, policy: WitnessPolicy | None = None) -> list[Outcome]:
+        engine = make_engine(self.settings.resolved_database_url)
+        try:
+            with httpx.Client(timeout=30) as http:
+                return collect_cosignatures(make_session_factory(engine), http, policy or self.policy)
+        finally:
+            engine.dispose()
+
+    def bundle(self, work_id: str) -> dict:
+        response = self.log.get(f"/api/v1/works/{work_id}/evidence")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def verify(self, bundle: dict, policy: WitnessPolicy | None = None):  # type: ignore[no-untyped-def]
+        keys = self.log.get("/.well-known/ipx/keys").json()
+        return verify_bundle(bundle, None, published_keys(keys), (), policy or published_witness_policy(keys))
+
+
+def start_witness(directory: Path, log_vkeys: list[str]) -> ServerProcess:
+    directory.mkdir(parents=True)
+    database_url = f"sqlite:///{directory / 'witness.db'}"
+    upgrade(database_url)
+    server = ipx_server(database_url, directory / "data", workers=1, witness_logs=log_vkeys, witness_name=WITNESS_NAME)
+    server.start()
+    return server
+
+
+@pytest.fixture
+def witnessed(make_settings, tmp_path: Path) -> Iterator[Witnessed]:
+    with TestClient(create_app(make_settings())) as first_start:  # the log's key and origin
+        log_vkey = first_start.get("/.well-known/ipx/keys").json()["keys"][0]["note_verifier_key"]
+    server = start_witness(tmp_path / "witness", [log_vkey])
+    try:
+        verifier = witness_verifier(tmp_path / "witness" / "data" / "keys", WITNESS_NAME)
+        settings = make_settings(log_witnesses=[f"{verifier.vkey} {server.url}/witness"])
+        with TestClient(create_app(settings)) as log:
+            yield Witnessed(log, settings, server, verifier)
+    finally:
+        server.stop()
+
+
+def register(client: TestClient, seed: int) -> str:
+    return ApiUser(client, f"w{seed}@example.org", f"Wit {seed}").register(png_bytes(seed), title=f"W{seed}").json()[
+        "work_id"]
+
+
+def test_cosigned_checkpoints_make_bundles_pass_a_quorum_and_new_entries_wait_for_the_next_run(
+    witnessed: Witnessed,
+) -> None:
+    first = register(witnessed.log, 1)
+    published = witnessed.log.get("/.well-known/ipx/keys").json()["witnesses"]
+    assert published == {"quorum": 1, "cosigners": [
+        {"name": WITNESS_NAME, "vkey": witnessed.verifier.vkey, "url": f"{witnessed.witness.url}/witness"}]}
+    unwitnessed = witnessed.verify(witnessed.bundle(first))
+    assert not unwitnessed.ok
+    assert "cosigned by 0 of the 1 witnesses required" in unwitnessed.checks[-1].detail
+    assert "download it again later" in unwitnessed.checks[-1].detail
+
+    [outcome] = witnessed.collect()
+
+    assert outcome == Outcome(WITNESS_NAME, 1, stored=True)
+    bundle = witnessed.bundle(first)
+    report = witnessed.verify(bundle)
+    assert report.ok, report.checks
+    assert report.witnessed is not None and report.witnessed.startswith(f"cosigned by {WITNESS_NAME} (")
+    assert open_note(bundle["log"]["checkpoint"], [witnessed.verifier]).cosigned_at[0][0] == WITNESS_NAME
+    checkpoint = witnessed.log.get("/api/v1/log/checkpoint").text
+    assert checkpoint == bundle["log"]["checkpoint"] and checkpoint.count("\u2014 ") == 2
+
+    second = register(witnessed.log, 2)
+    assert witnessed.bundle(first)["log"]["tree_size"] == 1  # still proven against the cosigned checkpoint
+    assert not witnessed.verify(witnessed.bundle(second)).ok  # no cosigned checkpoint includes it yet
+    assert witnessed.collect() == [Outcome(WITNESS_NAME, 2, stored=True)]  # with a consistency proof from 1
+    assert witnessed.verify(witnessed.bundle(second)).ok
+    assert witnessed.verify(witnessed.bundle(first)).ok
+    assert witnessed.collect() == [Outcome(WITNESS_NAME, 2, stored=False)]  # the same size again: already kept
+
+
+def test_a_lost_answer_is_resynchronised_from_the_size_the_witness_holds(witnessed: Witnessed) -> None:
+    register(witnessed.log, 3)
+    witnessed.collect()
+    register(witnessed.log, 4)
+    engine = make_engine(witnessed.settings.resolved_database_url)
+    with transaction(make_session_factory(engine)) as session:  # as if the witness's answer never arrived
+        session.execute(delete(CheckpointCosignature))
+    engine.dispose()
+
+    assert witnessed.collect() == [Outcome(WITNESS_NAME, 2, stored=True)]  # 409 "size 1", then a proof from 1
+
+
+def test_without_the_witness_nothing_is_stored_and_the_command_says_why(witnessed: Witnessed) -> None:
+    register(witnessed.log, 5)
+    gone = f"http://127.0.0.1:{free_port()}"
+    policy = WitnessPolicy((Witness(witnessed.verifier, gone),), 1)
+    [outcome] = witnessed.collect(policy)
+    assert not outcome.stored and outcome.problem is not None and "cannot be reached" in outcome.problem
+
+    ran = run_witness_command(witnessed.settings, [f"{witnessed.verifier.vkey} {gone}"])
+    assert ran.returncode == 1
+    assert "cannot be reached" in ran.stderr and "0 of the 1 cosignatures required" in ran.stderr
+
+    ran = run_witness_command(witnessed.settings, witnessed.settings.log_witnesses)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == f"{WITNESS_NAME} cosigned size 1"
+
+
+def test_a_witness_that_does_not_know_the_log_or_its_key_refuses(witnessed: Witnessed, tmp_path: Path) -> None:
+    register(witnessed.log, 6)
+    other = start_witness(tmp_path / "other", [])  # witnesses no log
+    try:
+        verifier = witness_verifier(tmp_path / "other" / "data" / "keys", WITNESS_NAME)
+        [outcome] = witnessed.collect(WitnessPolicy((Witness(verifier, f"{other.url}/witness"),), 1))
+    finally:
+        other.stop()
+    assert outcome.problem is not None and "does not witness this log" in outcome.problem
+    impostor = CosignatureVerifier(WITNESS_NAME, witness_verifier(tmp_path / "impostor", "x").public_key)
+    [outcome] = witnessed.collect(WitnessPolicy((Witness(impostor, f"{witnessed.witness.url}/witness"),), 1))
+    assert outcome.problem is not None and "no valid cosignature" in outcome.problem  # signed by another key
+
+
+def run_witness_command(settings: Settings, witnesses: list[str]) -> subprocess.CompletedProcess[str]:
+    """`ipx log witness`, as cron runs it, on the test's database."""
+    env = {**os.environ, "IPX_DATA_DIR": str(settings.data_dir), "IPX_DATABASE_URL": settings.resolved_database_url,
+           "IPX_LOG_WITNESSES": json.dumps(witnesses)}
+    return subprocess.run([sys.executable, "-m", "ipx.cli", "log", "witness"], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, env=env)
+
+
+def _sqlite_site(directory: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{directory / 'ipx.db'}", data_dir=directory / "data",
+                    public_url="http://testserver")
+
+
+def test_a_second_history_signed_with_the_same_key_is_refused_by_the_witness(tmp_path: Path) -> None:
+    """A copy of the log's database and key that goes on with other entries (a fork shown to someone else): the
+    witness that cosigned the real log refuses the copy's checkpoints, whatever size they reach."""
+    real_dir, fork_dir = tmp_path / "real", tmp_path / "fork"
+    real_dir.mkdir()
+    upgrade(f"sqlite:///{real_dir / 'ipx.db'}")
+    with TestClient(create_app(_sqlite_site(real_dir))) as log:
+        log_vkey = log.get("/.well-known/ipx/keys").json()["keys"][0]["note_verifier_key"]
+        register(log, 7)
+    shutil.copytree(real_dir / "data", fork_dir / "data")
+    with sqlite3.connect(real_dir / "ipx.db") as live, sqlite3.connect(fork_dir / "ipx.db") as copy:
+        live.backup(copy)
+    server = start_witness(tmp_path / "witness", [log_vkey])
+    try:
+        verifier = witness_verifier(tmp_path / "witness" / "data" / "keys", WITNESS_NAME)
+        entry = f"{verifier.vkey} {server.url}/witness"
+        real = Witnessed(TestClient(create_app(_sqlite_site(real_dir))), _sqlite_site(real_dir), server, verifier)
+        real.settings = real.settings.model_copy(update={"log_witnesses": [entry]})
+        with real.log:
+            register(real.log, 8)
+            assert real.collect()[0].problem is None  # the real log at size 2
+        fork_settings = _sqlite_site(fork_dir).model_copy(update={"log_witnesses": [entry]})
+        fork = Witnessed(TestClient(create_app(fork_settings)), fork_settings, server, verifier)
+        with fork.log:
+            register(fork.log, 9)  # size 2, another root
+            [same_size] = fork.collect()
+            register(fork.log, 10)  # size 3, no proof from the real size-2 tree
+            [larger] = fork.collect()
+    finally:
+        server.stop()
+    assert same_size.problem is not None and "another history" in same_size.problem
+    assert larger.problem is not None and "another history" in larger.problem
