@@ -65,7 +65,8 @@ def add_checkpoint(body: RequestBody, session: DbSession, witness: Witness, requ
     try:
         cosignature = service.add_checkpoint(session, body, witness=witness)
     except service.OldSizeMismatch as stale:
-        return Response(protocol.render_size(stale.size), 409, media_type=protocol.SIZE_MEDIA_TYPE)
+        # exactly the spec's type: clients compare it whole, and Starlette would add "; charset=utf-8" to a media_type
+        return Response(protocol.render_size(stale.size), 409, headers={"Content-Type": protocol.SIZE_MEDIA_TYPE})
     except service.ForkEvidence as fork:  # answered, not raised: the request's transaction commits the evidence
         return problem_response(fork, request)
     return PlainTextResponse(cosignature)
