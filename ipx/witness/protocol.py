@@ -42,6 +42,8 @@ def parse_request(body: bytes) -> CheckpointRequest:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedRequest(f"the request is not UTF-8 text (byte {exc.start})") from exc
+    if any((ord(ch) < 0x20 and ch != "\n") or ch == "\x7f" for ch in text):  # as signed notes forbid them
+        raise MalformedRequest("the request contains control characters")
     header, newline, rest = text.partition("\n")
     if not newline or not header.startswith("old "):
         raise MalformedRequest("the request does not start with an 'old <size>' line")

@@ -114,8 +114,9 @@ def test_a_stale_old_size_gets_the_cosigned_size(witness: TestClient, log: Synth
     b"old 0\nAAAA\n\n",  # base64, but not a 32-byte hash
     b"old 0\n" + b"A" * 43 + b"=\n" * 64 + b"\n",  # 64 proof lines
     b"old 0\n\xff\n\n",
+    b"old 0\n\nlog.example/ipx-log\x00\n1\n",
 ], ids=["empty", "no-blank-line", "no-old", "leading-zero", "negative", "too-large", "proof-not-base64",
-        "proof-not-hash", "64-proof-lines", "not-utf8"])
+        "proof-not-hash", "64-proof-lines", "not-utf8", "nul"])
 def test_a_malformed_request_is_a_400(witness: TestClient, body: bytes) -> None:
     answer = submit(witness, body)
     assert answer.status_code == 400, answer.text
