@@ -85,10 +85,12 @@ class Settings(BaseSettings):
 
         for vkey in vkeys:
             try:
-                NoteVerifier.from_vkey(vkey)
+                origin = NoteVerifier.from_vkey(vkey).name
             except NoteError as exc:
                 raise ValueError(f"IPX_WITNESS_LOGS: {exc} (each entry is a log's Ed25519 verifier key, "
                                  "'origin+hexid+base64')") from exc
+            if len(origin) > 255:  # witnessed_logs.origin
+                raise ValueError(f"IPX_WITNESS_LOGS: the origin {origin[:40]!r}… is longer than 255 characters")
         return vkeys
 
     @field_validator("witness_name")

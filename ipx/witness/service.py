@@ -102,7 +102,7 @@ def _checkpoint_text(note: str) -> str:
 def _record_inconsistency(
     session: Session, body: bytes, *, origin: str, reason: str, cosigned: WitnessedLog
 ) -> None:
-    """Keep a validly signed checkpoint that contradicts the cosigned one, once per submitted note (anyone may replay
+    """Keep a validly signed checkpoint that contradicts the cosigned one, once per request body (anyone may replay
     a signed checkpoint): with the note this witness cosigned, it is what staff show the world."""
     subject_id = hashlib.sha256(body).hexdigest()
     seen = exists().where(AuditEvent.subject_type == "checkpoint", AuditEvent.subject_id == subject_id,
@@ -117,12 +117,14 @@ def _record_inconsistency(
                          details=details)
 
 
-def _store(session: Session, request: protocol.CheckpointRequest, checkpoint: Checkpoint) -> None:
+def _store(
+    session: Session, request: protocol.CheckpointRequest, checkpoint: Checkpoint, *, first_sighting: bool
+) -> None:
     """Replace the cosigned checkpoint only if it still has the size that was checked (insert it on a first
     sighting): a racing submission that got there first turns this one into a 409."""
     origin, now = checkpoint.origin, utcnow()
     values = {"tree_size": checkpoint.size, "root_hash": checkpoint.root_hash, "note": request.note, "updated_at": now}
-    if session.get(WitnessedLog, origin) is None:
+    if first_sighting:
         try:
             with session.begin_nested():
                 session.add(WitnessedLog(origin=origin, **values))
@@ -189,5 +191,5 @@ def add_checkpoint(session: Session, request_body: bytes, *, witness: WitnessCon
                 f"verify ({exc}). The checkpoint is kept as possible evidence of a fork.") from exc
     # 6. Persist before answering, atomically with the size check, then cosign.
     key = witness_key(witness.key_dir)
-    _store(session, request, checkpoint)
+    _store(session, request, checkpoint, first_sighting=cosigned is None)
     return cosign(text, witness.name, key, int(utcnow().timestamp()))

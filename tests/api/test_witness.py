@@ -304,5 +304,7 @@ def test_ipx_witness_key_prints_what_log_operators_configure(
 def test_an_invalid_log_key_fails_at_start_naming_the_setting(make_settings: Callable[..., Settings]) -> None:
     with pytest.raises(ValidationError, match="IPX_WITNESS_LOGS"):
         make_settings(witness_logs=["log.example+00000000+AAAA"])
+    with pytest.raises(ValidationError, match="longer than 255"):
+        make_settings(witness_logs=[SyntheticLog("x" * 256).vkey])
     with pytest.raises(ValidationError, match="IPX_WITNESS_NAME"):
         make_settings(witness_name="my witness")
