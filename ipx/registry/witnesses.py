@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from ipx.db import transaction
 from ipx.registry import log
 from ipx.registry.note import SIGNATURE_PREFIX, CosignatureVerifier, NoteError, add_signatures, open_note
+from ipx.witness import protocol
 
-SIZE_CONTENT_TYPE = "text/x.tlog.size"
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
@@ -159,18 +159,12 @@ def _cosignature(
     raise AssertionError("unreachable: the second attempt returns or raises")
 
 
-def add_checkpoint_body(old_size: int, proof: Sequence[bytes], note: str) -> bytes:
-    """An add-checkpoint request: the size the witness last cosigned, the consistency proof from it, the note."""
-    lines = [f"old {old_size}", *(base64.b64encode(h).decode() for h in proof), "", note]
-    return "\n".join(lines).encode()
-
-
 def request_cosignature(
     client: httpx.Client, witness: Witness, old_size: int, proof: Sequence[bytes], note: str
 ) -> Cosignature:
     """The witness's verified cosignature of `note`, or WitnessError saying why there is none."""
     try:
-        response = client.post(f"{witness.url}/add-checkpoint", content=add_checkpoint_body(old_size, proof, note))
+        response = client.post(f"{witness.url}/add-checkpoint", content=protocol.render_request(old_size, proof, note))
     except httpx.HTTPError as exc:
         raise WitnessError(f"{witness.name} at {witness.url} cannot be reached: {exc}") from exc
     if response.status_code == 200:
@@ -197,11 +191,11 @@ def _key_hash(line: str) -> bytes:
 
 def _refusal(witness: Witness, response: httpx.Response, old_size: int) -> WitnessError:
     status, text = response.status_code, response.text[:300].strip()
-    if status == 409 and response.headers.get("content-type", "").startswith(SIZE_CONTENT_TYPE):
+    if status == 409 and response.headers.get("content-type", "").startswith(protocol.SIZE_MEDIA_TYPE):
         try:
-            return WitnessConflict(witness.name, int(text))
-        except ValueError:
-            return WitnessError(f"{witness.name} answered 409 with a size that is not a number: {text!r}")
+            return WitnessConflict(witness.name, protocol.parse_size(response.content))
+        except protocol.MalformedRequest as exc:
+            return WitnessError(f"{witness.name} answered 409 with no usable size: {exc}")
     reasons = {
         400: "says the request is malformed",
         403: "does not trust this log's signing key: give it the log's note verifier key from /.well-known/ipx/keys",

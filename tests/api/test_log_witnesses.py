@@ -4,6 +4,7 @@ own database, over HTTP."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.exceptions import InvalidSignature
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
@@ -211,3 +213,49 @@ def test_a_second_history_signed_with_the_same_key_is_refused_by_the_witness(tmp
         server.stop()
     assert same_size.problem is not None and "another history" in same_size.problem
     assert larger.problem is not None and "another history" in larger.problem
+
+
+def test_ipx_verify_requires_the_published_quorum_or_the_verifiers_own_witnesses(
+    witnessed: Witnessed, tmp_path: Path
+) -> None:
+    work = register(witnessed.log, 11)
+    witnessed.collect()
+    bundle, keys = tmp_path / "bundle.json", tmp_path / "ipx-keys.json"
+    bundle.write_text(json.dumps(witnessed.bundle(work)))
+    keys.write_text(json.dumps(witnessed.log.get("/.well-known/ipx/keys").json()))
+
+    def verify(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ipx.cli", "verify", str(bundle), "--keys", str(keys), *options],
+                              capture_output=True, text=True, cwd=PROJECT_ROOT)
+
+    published = verify()
+    assert published.returncode == 0, published.stdout
+    assert f"WITNESSED: the checkpoint is cosigned by {WITNESS_NAME} (" in published.stdout
+    stranger = CosignatureVerifier("stranger.example/w", witness_verifier(tmp_path / "stranger", "s").public_key)
+    own = verify("--witness", stranger.vkey)
+    assert own.returncode == 1 and "cosigned by 0 of the 1 witnesses required" in own.stdout
+    assert verify("--witness", stranger.vkey, "--witness", witnessed.verifier.vkey).returncode == 0
+    more = verify("--quorum", "2")
+    assert more.returncode == 2 and "a quorum of 2 needs between 1 and 1" in more.stderr
+    assert verify("--witness", "not-a-key").returncode == 2
+
+
+def test_the_documented_cosignature_check_accepts_the_witness_and_catches_a_forged_time(witnessed: Witnessed) -> None:
+    """docs/verify.md's few lines for checking a cosignature by hand, run as written."""
+    document = (PROJECT_ROOT / "docs" / "verify.md").read_text()
+    section = document[document.index("## Witnesses"):]
+    start = section.index("```python\n") + len("```python\n")
+    snippet = section[start:section.index("\n```", start)]
+    work = register(witnessed.log, 12)
+    witnessed.collect()
+    note = witnessed.bundle(work)["log"]["checkpoint"]
+    printed: list[str] = []
+    exec(snippet, {"note": note, "witness_vkey": witnessed.verifier.vkey, "print": printed.append})
+    assert printed and printed[0].startswith(f"cosigned by {WITNESS_NAME} at ")
+    line = note.splitlines()[-1]
+    name, blob = line[2:].rsplit(" ", 1)
+    raw = base64.b64decode(blob)
+    forged_time = raw[:4] + (int.from_bytes(raw[4:12], "big") - 3600).to_bytes(8, "big") + raw[12:]
+    forged = note.replace(line, f"\u2014 {name} {base64.b64encode(forged_time).decode()}")
+    with pytest.raises(InvalidSignature):
+        exec(snippet, {"note": forged, "witness_vkey": witnessed.verifier.vkey, "print": printed.append})
