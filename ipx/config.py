@@ -140,21 +140,20 @@ class Settings(BaseSettings):
     def resolved_key_dir(self) -> Path:
         return self.key_dir or self.data_dir / "keys"
 
+    @property
+    def _schemaless_public_url(self) -> str:
+        """Note names are schema-less URLs: the public URL without its scheme, unique per deployment."""
+        return self.public_url.split("://", 1)[-1].rstrip("/")
+
     @cached_property
     def resolved_log_origin(self) -> str:
         """C2SP origin line: a schema-less URL naming this log, unique per deployment."""
-        if self.log_origin:
-            return self.log_origin
-        host = self.public_url.split("://", 1)[-1].rstrip("/")
-        return f"{host}/ipx-log"
+        return self.log_origin or f"{self._schemaless_public_url}/ipx-log"
 
     @cached_property
     def resolved_witness_name(self) -> str:
         """The witness's key name, as the log operators who trust it configure it: schema-less, like the origin."""
-        if self.witness_name:
-            return self.witness_name
-        host = self.public_url.split("://", 1)[-1].rstrip("/")
-        return f"{host}/witness"
+        return self.witness_name or f"{self._schemaless_public_url}/witness"
 
 
 def get_settings() -> Settings:

@@ -154,6 +154,18 @@ def best_witnessed_checkpoint(session: Session, index: int) -> LogCheckpoint:
     return latest_checkpoint(session) if best is None else checkpoint_at(session, best)
 
 
+def latest_cosigned(session: Session) -> tuple[int, list[str]] | None:
+    """The largest tree size any witness cosigned, and which witnesses did: what the world is known to have seen."""
+    tree_size = session.scalar(select(func.max(CheckpointCosignature.tree_size)))
+    if tree_size is None:
+        return None
+    witnesses = session.scalars(
+        select(CheckpointCosignature.witness).where(CheckpointCosignature.tree_size == tree_size)
+        .order_by(CheckpointCosignature.witness)
+    )
+    return tree_size, list(witnesses)
+
+
 def last_cosigned_size(session: Session, witness: str) -> int:
     """The largest tree size `witness` has cosigned for this log, 0 if none: where its next consistency proof
     starts."""

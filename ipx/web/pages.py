@@ -291,6 +291,8 @@ def home_page(request: Request, session: DbSession, settings: AppSettings, calle
             "key_id": checkpoint.key_id,
             "published_at": registry_service.rfc3339(checkpoint.published_at),
         },
+        "witnessing": settings.witness_policy is not None,
+        "witnessed": log.latest_cosigned(session),
     }
     return render(request, "home.html", context, caller)
 

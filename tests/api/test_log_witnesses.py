@@ -105,6 +105,7 @@ def test_cosigned_checkpoints_make_bundles_pass_a_quorum_and_new_entries_wait_fo
     assert not unwitnessed.ok
     assert "cosigned by 0 of the 1 witnesses required" in unwitnessed.checks[-1].detail
     assert "download it again later" in unwitnessed.checks[-1].detail
+    assert "<dt>Witnessed</dt><dd>not cosigned by a witness yet</dd>" in witnessed.log.get("/").text
 
     [outcome] = witnessed.collect()
 
@@ -116,6 +117,8 @@ def test_cosigned_checkpoints_make_bundles_pass_a_quorum_and_new_entries_wait_fo
     assert open_note(bundle["log"]["checkpoint"], [witnessed.verifier]).cosigned_at[0][0] == WITNESS_NAME
     checkpoint = witnessed.log.get("/api/v1/log/checkpoint").text
     assert checkpoint == bundle["log"]["checkpoint"] and checkpoint.count("\u2014 ") == 2
+    home = witnessed.log.get("/").text
+    assert f'tree size 1, cosigned by <span class="one-line mono" title="{WITNESS_NAME}">{WITNESS_NAME}</span>' in home
 
     second = register(witnessed.log, 2)
     assert witnessed.bundle(first)["log"]["tree_size"] == 1  # still proven against the cosigned checkpoint

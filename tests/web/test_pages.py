@@ -68,6 +68,7 @@ def test_home_shows_what_ipx_is_and_the_log(client: TestClient) -> None:
     assert '<p class="hero-figure">1</p>' in page  # the log holds one entry
     checkpoint = client.get("/api/v1/log/checkpoint").text.splitlines()
     assert checkpoint[1] == "1"
+    assert "<dt>Witnessed</dt>" not in page  # no witnesses configured, none cosigned
     assert 'href="/works/new"' in page  # logged in: the call to action is to register
 
 
