@@ -31,6 +31,7 @@ from ipx.registry.note import CosignatureVerifier, open_note
 from ipx.registry.witnesses import Outcome, Witness, WitnessPolicy, collect_cosignatures
 from ipx.witness.keys import witness_verifier
 from tests.conftest import ApiUser, png_bytes
+from tests.integration.independent import tlog
 from tests.integration.live import ServerProcess, free_port, ipx_server
 
 WITNESS_NAME = "witness.test/w1"
@@ -115,6 +116,9 @@ def test_cosigned_checkpoints_make_bundles_pass_a_quorum_and_new_entries_wait_fo
     assert report.ok, report.checks
     assert report.witnessed is not None and report.witnessed.startswith(f"cosigned by {WITNESS_NAME} (")
     assert open_note(bundle["log"]["checkpoint"], [witnessed.verifier]).cosigned_at[0][0] == WITNESS_NAME
+    independent = tlog.verify_note(bundle["log"]["checkpoint"],  # a verifier that knows no witness ignores its line
+                                   [tlog.raw_public_key(bundle["log"]["checkpoint_key"]["public_key_pem"])])
+    assert independent["size"] == 1 and independent["signers"] == [bundle["log"]["origin"]]
     checkpoint = witnessed.log.get("/api/v1/log/checkpoint").text
     assert checkpoint == bundle["log"]["checkpoint"] and checkpoint.count("\u2014 ") == 2
     home = witnessed.log.get("/").text
