@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ipx.db import transaction
@@ -130,8 +131,11 @@ def collect_cosignatures(
         except WitnessError as exc:
             outcomes.append(Outcome(witness.name, tree_size, problem=str(exc)))
             continue
-        with transaction(sessions) as session:
-            stored = log.keep_cosignature(session, tree_size, witness.name, cosignature.line, cosignature.at)
+        try:
+            with transaction(sessions) as session:
+                stored = log.keep_cosignature(session, tree_size, witness.name, cosignature.line, cosignature.at)
+        except IntegrityError:
+            stored = False  # a run at the same time kept this witness's cosignature of this size first
         outcomes.append(Outcome(witness.name, tree_size, stored))
     return outcomes
 

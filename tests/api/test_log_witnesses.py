@@ -11,7 +11,9 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from ipx.app import create_app
 from ipx.config import PROJECT_ROOT, Settings
 from ipx.db import make_engine, make_session_factory, transaction
 from ipx.migrations import upgrade
+from ipx.registry import witnesses as witnesses_module
 from ipx.registry.evidence import published_keys, published_witness_policy, verify_bundle
 from ipx.registry.models import CheckpointCosignature
 from ipx.registry.note import CosignatureVerifier, open_note
@@ -266,3 +269,24 @@ def test_the_documented_cosignature_check_accepts_the_witness_and_catches_a_forg
     forged = note.replace(line, f"\u2014 {name} {base64.b64encode(forged_time).decode()}")
     with pytest.raises(InvalidSignature):
         exec(snippet, {"note": forged, "witness_vkey": witnessed.verifier.vkey, "print": printed.append})
+
+
+def test_two_runs_at_once_keep_one_cosignature(witnessed: Witnessed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cron overlapping a manual run: both get a cosignature of the same size and store it at the same moment (on
+    PostgreSQL both inserts race; SQLite lets one writer in at a time); neither run fails."""
+    register(witnessed.log, 13)
+    both_answered = threading.Barrier(2, timeout=60)
+    ask = witnesses_module.request_cosignature
+
+    def answered_together(*args, **kwargs):  # type: ignore[no-untyped-def]
+        cosignature = ask(*args, **kwargs)
+        both_answered.wait()
+        return cosignature
+
+    monkeypatch.setattr(witnesses_module, "request_cosignature", answered_together)
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(witnessed.collect) for _ in range(2)]
+        outcomes = [outcome for run in runs for outcome in run.result()]
+
+    assert all(outcome.problem is None and outcome.tree_size == 1 for outcome in outcomes)
+    assert sorted(outcome.stored for outcome in outcomes) == [False, True]
