@@ -7,7 +7,8 @@ so a sale of 1000 with a 10 % fee is provider -1000, platform +100, creator +900
 transaction sums to zero per currency. A sale's creator part is written as one entry per co-creator
 named in the registration (same owner account, `beneficiary` = the co-creator's name), so the
 split is queryable while only the owner, who has an account, is paid. Refunds post the exact mirror
-of the sale. Splits use largest remainders, so rounding never loses or invents a minor unit.
+of the sale; a partial refund posts its share of that mirror, and the refunds of one sale add up to the mirror
+exactly. Splits use largest remainders, so rounding never loses or invents a minor unit.
 """
 
 from __future__ import annotations
@@ -131,15 +132,38 @@ def postings_of(session: Session, transaction_id: int) -> list[Posting]:
     return [Posting(r.account, r.currency, r.amount, r.beneficiary, r.share_bps) for r in rows]
 
 
-def reverse(session: Session, original: LedgerTransaction, *, memo: str) -> LedgerTransaction:
-    """Post the mirror image of a journal (a refund): history is appended to, never edited."""
-    mirrored = [
-        Posting(p.account, p.currency, -p.amount, p.beneficiary, p.share_bps)
-        for p in postings_of(session, original.id)
+def mirrored_part(postings: Sequence[Posting], refunded: int) -> list[int]:
+    """Each posting's mirror once `refunded` of the journal's gross has gone back: both sides split in proportion to
+    their amounts by largest remainders, so each side sums to exactly `refunded`, and the whole gross gives the exact
+    mirror."""
+    amounts = [p.amount for p in postings]
+    mirror = [0] * len(postings)
+    for sign in (1, -1):
+        side = [i for i, amount in enumerate(amounts) if amount * sign > 0]
+        for i, part in zip(side, split_largest_remainder(refunded, [abs(amounts[i]) for i in side]), strict=True):
+            mirror[i] = -sign * part
+    return mirror
+
+
+def reverse(
+    session: Session, original: LedgerTransaction, *, memo: str, refunded: int | None = None, already: int = 0
+) -> LedgerTransaction | None:
+    """Post the mirror of a journal for the gross refunded beyond `already` up to `refunded` (all of it by default):
+    history is appended to, never edited. Partial refunds and the rest add up to the exact mirror, however they
+    were cut. None when nothing more was refunded."""
+    postings = postings_of(session, original.id)
+    gross = sum(p.amount for p in postings if p.amount > 0)
+    refunded = gross if refunded is None else refunded
+    if not 0 <= already <= refunded <= gross:
+        raise ValueError(f"cannot refund {already}..{refunded} of a journal of {gross}")
+    before, after = mirrored_part(postings, already), mirrored_part(postings, refunded)
+    part = [
+        Posting(p.account, p.currency, new - old, p.beneficiary, p.share_bps)
+        for p, old, new in zip(postings, before, after, strict=True) if new != old
     ]
-    return post(
-        session, kind="refund", postings=mirrored, order_id=original.order_id, memo=memo, reverses_id=original.id
-    )
+    if not part:
+        return None
+    return post(session, kind="refund", postings=part, order_id=original.order_id, memo=memo, reverses_id=original.id)
 
 
 def sale_of_order(session: Session, order_id: str) -> LedgerTransaction | None:

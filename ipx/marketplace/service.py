@@ -954,7 +954,13 @@ def _apply_event(session: Session, provider: PaymentProvider, event: ProviderEve
         return "order cancelled"
     if event.kind == "refunded" and order.status == "fulfilled":
         if event.amount_refunded is not None and event.amount_refunded < order.amount:
-            # A goodwill refund of part of the price is not a cancelled sale: the license and the ledger stay.
+            # A goodwill refund of part of the price is not a cancelled sale: the license stays; the ledger takes
+            # back the new part from the seller and the fee in proportion (the provider reports running totals).
+            sale = ledger.sale_of_order(session, order.id)
+            already = _refunded_in_part(session, order)
+            if sale is not None and event.amount_refunded > already:
+                ledger.reverse(session, sale, memo=f"partial refund of order {order.id} at {provider.name}",
+                               refunded=event.amount_refunded, already=already)
             _audit_order(session, order, PARTIAL_REFUND, None, refunded=event.amount_refunded,
                          currency=event.currency)
             return "partial refund recorded: the license stays, left for staff"
@@ -995,7 +1001,8 @@ def _refund(
                                            idempotency_key=f"refund:{order.id}:{remaining}")
     sale = ledger.sale_of_order(session, order.id)
     if sale is not None:
-        ledger.reverse(session, sale, memo=f"refund of order {order.id}: {reason}")
+        ledger.reverse(session, sale, memo=f"refund of order {order.id}: {reason}",
+                       already=order.amount - remaining)
     license_row = session.scalar(select(License).where(License.order_id == order.id))
     if license_row is not None and license_row.status == "active":
         _revoke_license(session, license_row, reason=reason, actor_id=actor_id, ctx=ctx)

@@ -57,3 +57,31 @@ def test_unbalanced_journal_is_refused():
         ledger.assert_balanced([ledger.Posting("a", "EUR", 5), ledger.Posting("b", "USD", -5)])
     with pytest.raises(ledger.UnbalancedTransaction):
         ledger.assert_balanced([])
+
+
+def test_partial_refunds_add_up_to_the_exact_mirror_of_the_sale():
+    """However a sale's refunds are cut, each part balances and together they are the sale reversed to the unit."""
+    rng = random.Random(11)
+    creators = [ledger.CreatorShare("Ada", 3333), ledger.CreatorShare("Ben", 3333), ledger.CreatorShare("Cy", 3334)]
+    for _ in range(500):
+        amount = rng.randint(1, 100_000)
+        sale = ledger.sale_postings(amount=amount, currency="EUR", fee_bps=rng.choice([0, 1000, 1250]),
+                                    provider="stripe", owner_account_id="acct-1", creators=creators)
+        cuts = [*sorted(rng.sample(range(amount + 1), min(amount + 1, rng.randint(1, 4)))), amount]
+        totals = [0] * len(sale)
+        already = 0
+        for refunded in cuts:
+            before, after = ledger.mirrored_part(sale, already), ledger.mirrored_part(sale, refunded)
+            part = [new - old for old, new in zip(before, after, strict=True)]
+            assert sum(part) == 0  # each refund journal balances
+            assert part[0] == refunded - already  # the provider pays back exactly what went back
+            totals = [t + p for t, p in zip(totals, part, strict=True)]
+            already = refunded
+        assert totals == [-p.amount for p in sale]
+
+
+def test_a_partial_refund_takes_the_fee_and_each_creator_part_in_proportion():
+    sale = ledger.sale_postings(amount=3000, currency="GBP", fee_bps=1000, provider="stripe",
+                                owner_account_id="acct-1", creators=[])
+    assert ledger.mirrored_part(sale, 400) == [400, -40, -360]
+    assert ledger.mirrored_part(sale, 3000) == [3000, -300, -2700]

@@ -241,7 +241,7 @@ def sell_and_refund_part(client, buyer, list_work, stripe_api, refunded: int) ->
     return order, intent_id, client.post(WEBHOOK, content=partial, headers=signed(partial)).json()["outcome"]
 
 
-def test_refund_made_in_the_stripe_dashboard_revokes_the_license(client, make_user, list_work, stripe_api):
+def test_refund_made_in_the_stripe_dashboard_revokes_the_license(client, make_user, list_work, stripe_api, staff):
     buyer = make_user()
     order, intent_id, outcome = sell_and_refund_part(client, buyer, list_work, stripe_api, 100)
     assert outcome == "partial refund recorded: the license stays, left for staff"
@@ -256,15 +256,33 @@ def test_refund_made_in_the_stripe_dashboard_revokes_the_license(client, make_us
     assert client.get(order["license_url"]).json()["status"] == "revoked"
     # no further refund was asked of Stripe: the dashboard already made them
     assert len(stripe_api.v1.refunds.list(params={"payment_intent": intent_id}).data) == 2
+    assert balances(client, staff) == {"provider:stripe": 0, "platform:fees": 0, "creator": 0}  # 100, then the rest
 
 
 def test_staff_refund_after_a_partial_one_returns_only_the_rest(client, make_user, list_work, stripe_api, staff):
     order, intent_id, _ = sell_and_refund_part(client, make_user(), list_work, stripe_api, 400)
+    # the ledger takes the 400 back at once, from the fee and the seller in proportion (10 % fee)
+    assert balances(client, staff) == {"provider:stripe": -2600, "platform:fees": 260, "creator": 2340}
+    repeated = charge_refunded_event(intent_id, amount=3000, amount_refunded=400)  # the same total again: no change
+    assert client.post(WEBHOOK, content=repeated, headers=signed(repeated)).status_code == 200
+    assert balances(client, staff) == {"provider:stripe": -2600, "platform:fees": 260, "creator": 2340}
+
     refunded = client.post(f"/api/v1/orders/{order['order_id']}/refund", headers=staff)
     assert refunded.status_code == 200, refunded.text
     assert refunded.json()["status"] == "refunded"
     refunds = stripe_api.v1.refunds.list(params={"payment_intent": intent_id}).data
     assert sorted(refund.amount for refund in refunds) == [400, 2600]
+    assert balances(client, staff) == {"provider:stripe": 0, "platform:fees": 0, "creator": 0}
+
+
+def balances(client, staff) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """GBP balances from the ledger summary, every creator account together (each test's seller is new)."""
+    totals: dict[str, int] = {}
+    for account in assert_ledger_balanced(client, staff)["accounts"]:
+        if account["currency"] == "GBP":
+            name = "creator" if account["account"].startswith("creator:") else account["account"]
+            totals[name] = totals.get(name, 0) + account["balance"]
+    return totals
 
 
 def test_declined_card_leaves_no_order_and_no_money(client, make_user, list_work):
