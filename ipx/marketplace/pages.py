@@ -401,15 +401,18 @@ def _orders_view(
     session: Session, orders: list[Order], caller: Principal, public_url: str, *, downloads: bool = False
 ) -> list[dict[str, Any]]:
     """Orders as the account tables show them, with their licenses (and, for the buyer, whether each license's file
-    can be downloaded now), in a fixed number of queries however many rows there are."""
+    can be downloaded now) and any part of the price refunded, in a fixed number of queries however many rows there
+    are."""
     titles = views.work_titles(session, [o.work_id for o in orders])
     licenses = service.licenses_of_orders(session, [o.id for o in orders])
     delivered = service.license_deliveries(session, list(licenses.values()), today=utcnow().date()) if downloads else {}
+    refunded = views.refunded_in_part(session, orders)
     rows = []
     for order in orders:
         issued = licenses.get(order.id)
         row = {**_order_view(order, issued.id if issued else None, caller, public_url),
-               "title": titles.get(order.work_id, ""), "work_url": f"/works/{order.work_id}"}
+               "title": titles.get(order.work_id, ""), "work_url": f"/works/{order.work_id}",
+               "refunded_in_part": refunded.get(order.id)}
         if issued is not None and issued.id in delivered:
             row["download"] = _download_view(issued.id, delivered[issued.id])
         rows.append(row)

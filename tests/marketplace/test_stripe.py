@@ -231,9 +231,9 @@ def charge_refunded_event(payment_intent: str, *, amount: int, amount_refunded: 
     }).encode()
 
 
-def sell_and_refund_part(client, buyer, list_work, stripe_api, refunded: int) -> tuple[dict, str, str]:  # type: ignore[no-untyped-def]
+def sell_and_refund_part(client, buyer, list_work, stripe_api, refunded: int, seller=None) -> tuple[dict, str, str]:  # type: ignore[no-untyped-def]
     """A GBP 30.00 card sale of which `refunded` went back from the Stripe dashboard; (order, intent, outcome)."""
-    listed = list_work(offer(price={"amount": 3000, "currency": "GBP"}))
+    listed = list_work(offer(price={"amount": 3000, "currency": "GBP"}), seller=seller)
     order = place(client, buyer, listed.offer_ids[0], payment_method="pm_card_visa")
     intent_id = order["payment"]["reference"]
     stripe_api.v1.refunds.create(params={"payment_intent": intent_id, "amount": refunded})
@@ -273,6 +273,15 @@ def test_staff_refund_after_a_partial_one_returns_only_the_rest(client, make_use
     refunds = stripe_api.v1.refunds.list(params={"payment_intent": intent_id}).data
     assert sorted(refund.amount for refund in refunds) == [400, 2600]
     assert balances(client, staff) == {"provider:stripe": 0, "platform:fees": 0, "creator": 0}
+
+
+def test_sales_and_purchases_pages_say_what_went_back_of_a_sale(client, make_user, list_work, stripe_api):
+    seller, buyer = make_user("Seller"), make_user()
+    sell_and_refund_part(client, buyer, list_work, stripe_api, 400, seller=seller)
+    for page, who in (("/me/sales", seller), ("/me/purchases", buyer)):
+        html = client.get(page, headers=who.headers).text
+        assert '<span class="small muted">GBP 4.00 refunded</span>' in html, page
+    assert "GBP 23.40" in client.get("/me/sales", headers=seller.headers).text  # balance: 27.00 less 3.60
 
 
 def balances(client, staff) -> dict[str, int]:  # type: ignore[no-untyped-def]
