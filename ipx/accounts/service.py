@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,6 +19,7 @@ from ipx.audit import service as audit_service
 from ipx.db import utcnow
 from ipx.errors import Conflict, InvalidInput, IPXError, NotFound, Unauthorized
 from ipx.notifications import service as notifications
+from ipx.text import line_breaking_character
 
 MIN_PASSWORD_CHARACTERS, MAX_PASSWORD_CHARACTERS = 10, 200
 _hasher = PasswordHasher()  # argon2-cffi defaults are Argon2id with RFC 9106 parameters
@@ -110,9 +110,9 @@ def create_user(
     password_hash = _new_password_hash(password)
     if not display_name.strip():
         raise InvalidInput("The display name cannot be blank: it is signed into every registration as the creator.")
-    if any(unicodedata.category(character) == "Cc" for character in display_name):
+    if line_breaking_character(display_name) is not None:
         message = ("The display name cannot hold line breaks, tabs or other control characters: it is printed on "
-                   "one line in every certificate.")
+                   "one line in every certificate and signed into the log.")
         raise InvalidInput(message, errors=[{"loc": ["body", "display_name"], "msg": message}])
     if _account_at(session, email) is not None:
         raise Conflict(f"An account with the email {email} already exists.")

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import unicodedata
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -9,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
 from ipx.registry.media import WORK_TYPES
+from ipx.text import line_breaking_character
 
 
 def one_line(value: str | None) -> str | None:
@@ -20,9 +20,9 @@ def one_line(value: str | None) -> str | None:
     if value is None:
         return None
     value = value.strip()  # a trailing line break pasted with the text is not worth refusing
-    for char in value:
-        if unicodedata.category(char) == "Cc" or char in "\u2028\u2029":
-            raise ValueError(f"it must be one line of text, without control characters ({char!r} found)")
+    char = line_breaking_character(value)
+    if char is not None:
+        raise ValueError(f"it must be one line of text, without control characters ({char!r} found)")
     return value
 
 

@@ -60,6 +60,9 @@ def test_display_names_with_control_characters_are_refused_beside_the_field(clie
     api = client.post("/api/v1/auth/register", json={"display_name": "Ada\tLovelace", "email": "ada@example.org",
                                                      "password": "correct horse 42"})
     assert api.status_code == 422 and "control characters" in api.json()["detail"]
+    separated = client.post("/api/v1/auth/register", json={"display_name": "Ada\u2028Lovelace",
+                                                           "email": "ada@example.org", "password": "correct horse 42"})
+    assert separated.status_code == 422, separated.text  # a line separator breaks the line like a line break
 
 
 def test_head_is_answered_like_get_without_a_body(client: TestClient) -> None:
