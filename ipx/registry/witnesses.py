@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ipx.db import transaction
 from ipx.registry import log
 from ipx.registry.note import SIGNATURE_PREFIX, CosignatureVerifier, NoteError, add_signatures, open_note
+from ipx.registry.signing import raw_public_key
 from ipx.witness import protocol
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -75,6 +76,9 @@ class WitnessPolicy:
                              "configured) cosignatures")
         if len({w.name for w in self.witnesses}) != len(self.witnesses):
             raise ValueError("two witnesses have the same name: a checkpoint would count one cosignature twice")
+        # a cosignature does not sign its name, so one key's line can be copied under each name it is listed by
+        if len({raw_public_key(w.verifier.public_key) for w in self.witnesses}) != len(self.witnesses):
+            raise ValueError("two witnesses have the same key: one witness's cosignature would count for both names")
 
     @property
     def verifiers(self) -> list[CosignatureVerifier]:

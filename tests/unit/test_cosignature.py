@@ -25,6 +25,7 @@ from ipx.registry.note import (
     open_note,
     sign_note,
 )
+from ipx.registry.witnesses import Witness, WitnessPolicy
 from tests.conftest import SHARED
 from tests.unit.test_vectors_note import private_key_from_skey
 
@@ -113,3 +114,18 @@ def test_cosign_refuses_times_outside_the_format() -> None:
     for timestamp in (-1, 2**63):
         with pytest.raises(NoteError, match="out of range"):
             cosign(BODY, WITNESS, key, timestamp)
+
+
+def test_one_key_listed_under_two_names_is_refused_as_two_witnesses() -> None:
+    """The cosigned message does not name the witness: the log can copy a cosignature under a second name with that
+    name's key id, and it verifies, so a policy counting the two names would take one witness for a quorum of two."""
+    line = cosign(BODY, WITNESS, WITNESS_KEY, 7)
+    copied = CosignatureVerifier("witness.example/w2", WITNESS_KEY.public_key())
+    blob = base64.b64decode(line.split(" ")[2])
+    relabelled = f"\u2014 {copied.name} {base64.b64encode(copied.key_hash + blob[4:]).decode()}\n"
+    witnesses = (Witness(CosignatureVerifier(WITNESS, WITNESS_KEY.public_key()), ""), Witness(copied, ""))
+    note = add_signatures(sign_note(BODY, LOG_NAME, LOG_KEY), [line, relabelled])
+    opened = open_note(note, [w.verifier for w in witnesses])
+    assert len(opened.cosigned_at) == 2  # why the policy must refuse it
+    with pytest.raises(ValueError, match="same key"):
+        WitnessPolicy(witnesses, 2)
