@@ -243,6 +243,8 @@ def open_checkpoint(note: str, verifiers: list[NoteVerifier]) -> Checkpoint:
     """The checkpoint of a note signed by its log, with the cosignatures of any witnesses among `verifiers`."""
     opened = open_note(note, verifiers)
     checkpoint = Checkpoint.parse(opened.text)
-    if checkpoint.origin not in opened.verified_by:
+    # a witness's cosignature does not count as the log's signature, even where the witness bears the log's name
+    cosigners = [name for name, _ in opened.cosigned_at]
+    if opened.verified_by.count(checkpoint.origin) <= cosigners.count(checkpoint.origin):
         raise NoteError(f"checkpoint for {checkpoint.origin!r} is not signed by a key of that name")
     return replace(checkpoint, cosigned_at=opened.cosigned_at)

@@ -129,3 +129,15 @@ def test_one_key_listed_under_two_names_is_refused_as_two_witnesses() -> None:
     assert len(opened.cosigned_at) == 2  # why the policy must refuse it
     with pytest.raises(ValueError, match="same key"):
         WitnessPolicy(witnesses, 2)
+
+
+def test_a_cosignature_under_the_log_s_name_is_not_the_log_s_signature() -> None:
+    """A verifier trusting a witness that bears the origin as its name must still demand the log's own signature: the
+    witness alone cannot make a checkpoint."""
+    forged = Checkpoint(LOG_NAME, 9, bytes(32)).body()
+    note = f"{forged}\n{cosign(forged, LOG_NAME, WITNESS_KEY, 7)}"
+    verifiers = [NoteVerifier(LOG_NAME, LOG_KEY.public_key()), CosignatureVerifier(LOG_NAME, WITNESS_KEY.public_key())]
+    with pytest.raises(NoteError, match="not signed by a key of that name"):
+        open_checkpoint(note, verifiers)
+    signed = add_signatures(sign_note(forged, LOG_NAME, LOG_KEY), [cosign(forged, LOG_NAME, WITNESS_KEY, 7)])
+    assert open_checkpoint(signed, verifiers).cosigned_at == ((LOG_NAME, 7),)
