@@ -10,7 +10,6 @@ quorum (published in /.well-known/ipx/keys, or chosen by the verifier) rejects c
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -188,7 +187,7 @@ def cosignature_of(witness: Witness, note: str, body: bytes) -> Cosignature:
         ours = [line for line in lines if line.startswith(f"{SIGNATURE_PREFIX}{witness.name} ") and
                 _key_hash(line) == witness.verifier.key_hash]
         opened = open_note(add_signatures(note, ours), [witness.verifier])
-    except (UnicodeDecodeError, NoteError, binascii.Error) as exc:
+    except ValueError as exc:  # not UTF-8, not base64 (a non-ASCII character is no binascii.Error), no valid line
         raise WitnessError(f"{witness.name} answered with no valid cosignature: {exc}") from exc
     return Cosignature(ours[0], datetime.fromtimestamp(opened.cosigned_at[0][1], UTC))
 
