@@ -365,7 +365,7 @@ def _check_cosignatures(report: VerificationReport, checkpoint: Checkpoint, witn
     """A quorum of the named witnesses must have cosigned: each says it was shown this tree head and that it extends
     every earlier one it saw, so the checkpoint is not one only this verifier is shown."""
     cosigned = dict(checkpoint.cosigned_at)
-    named = ", ".join(f"{name} ({datetime.fromtimestamp(at, UTC).isoformat()})" for name, at in cosigned.items())
+    named = ", ".join(f"{name} ({_cosignature_time(at)})" for name, at in cosigned.items())
     if len(cosigned) >= witnesses.quorum:
         report.witnessed = f"cosigned by {named}"
         report.add("witness cosignatures", True, f"{len(cosigned)} of the witnesses cosigned the checkpoint, "
@@ -377,6 +377,14 @@ def _check_cosignatures(report: VerificationReport, checkpoint: Checkpoint, witn
         f"required{f' ({named})' if named else ''}; IPX asks its witnesses to cosign new checkpoints every few "
         "minutes, so a bundle for a new entry verifies once they have: download it again later",
     )
+
+
+def _cosignature_time(at: int) -> str:
+    """A cosignature's time, as a date where it is one: a witness's key can sign any time up to 2^63 - 1 seconds."""
+    try:
+        return datetime.fromtimestamp(at, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return f"time {at}, beyond any date"
 
 
 def work_sha256(statement: dict[str, Any]) -> str | None:

@@ -10,6 +10,7 @@ quorum (published in /.well-known/ipx/keys, or chosen by the verifier) rejects c
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from ipx.registry.signing import raw_public_key
 from ipx.witness import protocol
 
 MAX_RESPONSE_BYTES = 64 * 1024
+MAX_CLOCK_AHEAD = 3600  # seconds a cosignature may be dated after this host's time
 
 
 class WitnessError(Exception):
@@ -189,7 +191,11 @@ def cosignature_of(witness: Witness, note: str, body: bytes) -> Cosignature:
         opened = open_note(add_signatures(note, ours), [witness.verifier])
     except ValueError as exc:  # not UTF-8, not base64 (a non-ASCII character is no binascii.Error), no valid line
         raise WitnessError(f"{witness.name} answered with no valid cosignature: {exc}") from exc
-    return Cosignature(ours[0], datetime.fromtimestamp(opened.cosigned_at[0][1], UTC))
+    timestamp = opened.cosigned_at[0][1]
+    if timestamp > time.time() + MAX_CLOCK_AHEAD:  # up to 2^63-1 verifies; bundles would carry it to every verifier
+        raise WitnessError(f"{witness.name} dated its cosignature {timestamp} (POSIX seconds), ahead of this host's "
+                           "clock: one of the two clocks is wrong")
+    return Cosignature(ours[0], datetime.fromtimestamp(timestamp, UTC))
 
 
 def _key_hash(line: str) -> bytes:

@@ -3,11 +3,15 @@ checked cosignature or a WitnessError naming the witness, never a crash that sto
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ipx.registry.evidence import VerificationReport, _check_cosignatures
 from ipx.registry.note import Checkpoint, CosignatureVerifier, cosign, sign_note
-from ipx.registry.witnesses import Witness, WitnessError, cosignature_of
+from ipx.registry.witnesses import Witness, WitnessError, WitnessPolicy, cosignature_of
 
 LOG_KEY, WITNESS_KEY = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
 BODY = Checkpoint("log.example/log", 3, bytes(32)).body()
@@ -30,3 +34,20 @@ def test_a_good_answer_gives_the_checked_line_and_its_time() -> None:
 def test_a_malformed_answer_is_the_witness_s_error(answer: bytes) -> None:
     with pytest.raises(WitnessError, match=r"witness\.example/w answered with no valid cosignature"):
         cosignature_of(WITNESS, NOTE, answer)
+
+
+@pytest.mark.parametrize("timestamp", [
+    pytest.param(int(time.time()) + 2 * 3600, id="two hours ahead"), pytest.param(2**40, id="year 36812"),
+    pytest.param(2**63 - 1, id="the largest"),
+])
+def test_a_cosignature_dated_ahead_of_this_clock_is_refused(timestamp: int) -> None:
+    """Any time up to 2^63 - 1 verifies, but one past year 9999 crashed the run, and bundles would carry it."""
+    with pytest.raises(WitnessError, match="ahead of this host's clock"):
+        cosignature_of(WITNESS, NOTE, cosign(BODY, WITNESS.name, WITNESS_KEY, timestamp).encode())
+
+
+def test_a_verifier_reports_a_cosignature_time_beyond_any_date() -> None:
+    report = VerificationReport()
+    checkpoint = replace(Checkpoint.parse(BODY), cosigned_at=((WITNESS.name, 2**62),))
+    _check_cosignatures(report, checkpoint, WitnessPolicy((WITNESS,), 1))
+    assert report.ok and f"time {2**62}, beyond any date" in report.checks[0].detail
