@@ -172,13 +172,26 @@ def request_cosignature(
     client: httpx.Client, witness: Witness, old_size: int, proof: Sequence[bytes], note: str
 ) -> Cosignature:
     """The witness's verified cosignature of `note`, or WitnessError saying why there is none."""
+    request = protocol.render_request(old_size, proof, note)
     try:
-        response = client.post(f"{witness.url}/add-checkpoint", content=protocol.render_request(old_size, proof, note))
+        with client.stream("POST", f"{witness.url}/add-checkpoint", content=request) as response:
+            body = _bounded_body(witness, response)
     except httpx.HTTPError as exc:
         raise WitnessError(f"{witness.name} at {witness.url} cannot be reached: {exc}") from exc
     if response.status_code == 200:
-        return cosignature_of(witness, note, response.content[:MAX_RESPONSE_BYTES])
-    raise _refusal(witness, response, old_size)
+        return cosignature_of(witness, note, body)
+    raise _refusal(witness, response, body, old_size)
+
+
+def _bounded_body(witness: Witness, response: httpx.Response) -> bytes:
+    """The answer's body, read no further than the limit: a broken or hostile witness could send gigabytes."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise WitnessError(f"{witness.name} answered HTTP {response.status_code} with more than "
+                               f"{MAX_RESPONSE_BYTES // 1024} KiB: no witness answer is that long")
+    return bytes(body)
 
 
 def cosignature_of(witness: Witness, note: str, body: bytes) -> Cosignature:
@@ -202,11 +215,11 @@ def _key_hash(line: str) -> bytes:
     return base64.b64decode(line.rstrip("\n").rpartition(" ")[2], validate=True)[:4]
 
 
-def _refusal(witness: Witness, response: httpx.Response, old_size: int) -> WitnessError:
-    status, text = response.status_code, response.text[:300].strip()
+def _refusal(witness: Witness, response: httpx.Response, body: bytes, old_size: int) -> WitnessError:
+    status, text = response.status_code, body[:300].decode(errors="replace").strip()
     if status == 409 and response.headers.get("content-type", "").startswith(protocol.SIZE_MEDIA_TYPE):
         try:
-            return WitnessConflict(witness.name, protocol.parse_size(response.content))
+            return WitnessConflict(witness.name, protocol.parse_size(body))
         except protocol.MalformedRequest as exc:
             return WitnessError(f"{witness.name} answered 409 with no usable size: {exc}")
     reasons = {

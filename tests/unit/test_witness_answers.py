@@ -4,14 +4,16 @@ checked cosignature or a WitnessError naming the witness, never a crash that sto
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ipx.registry.evidence import VerificationReport, _check_cosignatures
 from ipx.registry.note import Checkpoint, CosignatureVerifier, cosign, sign_note
-from ipx.registry.witnesses import Witness, WitnessError, WitnessPolicy, cosignature_of
+from ipx.registry.witnesses import Witness, WitnessError, WitnessPolicy, cosignature_of, request_cosignature
 
 LOG_KEY, WITNESS_KEY = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
 BODY = Checkpoint("log.example/log", 3, bytes(32)).body()
@@ -51,3 +53,18 @@ def test_a_verifier_reports_a_cosignature_time_beyond_any_date() -> None:
     checkpoint = replace(Checkpoint.parse(BODY), cosigned_at=((WITNESS.name, 2**62),))
     _check_cosignatures(report, checkpoint, WitnessPolicy((WITNESS,), 1))
     assert report.ok and f"time {2**62}, beyond any date" in report.checks[0].detail
+
+
+def test_a_huge_answer_is_read_no_further_than_the_limit() -> None:
+    sent = 0
+
+    def huge() -> Iterator[bytes]:  # 64 MiB, as a stand-in for an endless one
+        nonlocal sent
+        for _ in range(1024):
+            sent += 65536
+            yield b"x" * 65536
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=huge()))
+    with httpx.Client(transport=transport) as client, pytest.raises(WitnessError, match="more than 64 KiB"):
+        request_cosignature(client, WITNESS, 0, [], NOTE)
+    assert sent <= 2 * 65536
