@@ -100,11 +100,12 @@ def _checkpoint_text(note: str) -> str:
 
 
 def _record_inconsistency(
-    session: Session, body: bytes, *, origin: str, reason: str, cosigned: WitnessedLog
+    session: Session, body: bytes, text: str, *, origin: str, reason: str, cosigned: WitnessedLog
 ) -> None:
-    """Keep a validly signed checkpoint that contradicts the cosigned one, once per request body (anyone may replay
-    a signed checkpoint): with the note this witness cosigned, it is what staff show the world."""
-    subject_id = hashlib.sha256(body).hexdigest()
+    """Keep a validly signed checkpoint that contradicts the cosigned one: with the note this witness cosigned, it is
+    what staff show the world. Once per checkpoint `text`, not per request: anyone can replay the log's public
+    checkpoints with made-up proofs, and each new body would otherwise add 64 KiB to the audit log."""
+    subject_id = hashlib.sha256(text.encode()).hexdigest()
     seen = exists().where(AuditEvent.subject_type == "checkpoint", AuditEvent.subject_id == subject_id,
                           AuditEvent.action == INCONSISTENT_ACTION)
     if session.scalar(select(seen)):
@@ -171,7 +172,7 @@ def add_checkpoint(session: Session, request_body: bytes, *, witness: WitnessCon
     # 5. The same size must be the same tree (409), a larger one must extend it (422).
     if cosigned and request.old_size == checkpoint.size and cosigned.root_hash != checkpoint.root_hash:
         reason = f"same size {checkpoint.size} as the cosigned checkpoint, different root hash"
-        _record_inconsistency(session, request_body, origin=checkpoint.origin, reason=reason, cosigned=cosigned)
+        _record_inconsistency(session, request_body, text, origin=checkpoint.origin, reason=reason, cosigned=cosigned)
         raise ForkedCheckpoint(f"The log signed a checkpoint of size {checkpoint.size} with a different root hash "
                                "than the one this witness cosigned: the log has forked. The checkpoint is kept as "
                                "evidence.")
@@ -185,7 +186,8 @@ def add_checkpoint(session: Session, request_body: bytes, *, witness: WitnessCon
                                request.proof)
         except ProofError as exc:
             reason = f"no consistency from size {request.old_size} to {checkpoint.size}: {exc}"
-            _record_inconsistency(session, request_body, origin=checkpoint.origin, reason=reason, cosigned=cosigned)
+            _record_inconsistency(session, request_body, text, origin=checkpoint.origin, reason=reason,
+                                  cosigned=cosigned)
             raise InconsistentCheckpoint(
                 f"The consistency proof from the cosigned size {request.old_size} to {checkpoint.size} does not "
                 f"verify ({exc}). The checkpoint is kept as possible evidence of a fork.") from exc

@@ -14,18 +14,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from httpx import Response
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from ipx.app import create_app
 from ipx.audit import service as audit_service
+from ipx.audit.models import AuditEvent
 from ipx.cli import app as cli_app
 from ipx.config import Settings
 from ipx.db import transaction
 from ipx.registry.note import CosignatureVerifier, NoteVerifier, add_signatures, open_note, sign_note
 from ipx.witness import keys, service
 from ipx.witness.models import WitnessedLog
-from ipx.witness.protocol import SIZE_MEDIA_TYPE, parse_size, render_request
+from ipx.witness.protocol import SIZE_MEDIA_TYPE, parse_request, parse_size, render_request
 from tests.races import interleave
 from tests.witness_log import SyntheticLog
 
@@ -59,7 +61,9 @@ def stored(client: TestClient) -> WitnessedLog | None:
 
 def evidence(client: TestClient, body: bytes) -> list[dict[str, object]]:
     with transaction(client.app.state.session_factory) as session:  # type: ignore[attr-defined]
-        events = audit_service.for_subject(session, "checkpoint", hashlib.sha256(body).hexdigest())
+        note = parse_request(body).note
+        text = note[: note.rfind("\n\n") + 1]  # kept once per checkpoint, whatever the proof or other signatures
+        events = audit_service.for_subject(session, "checkpoint", hashlib.sha256(text.encode()).hexdigest())
         return [event.details for event in events if event.action == service.INCONSISTENT_ACTION]
 
 
@@ -180,6 +184,16 @@ def test_a_proof_from_another_history_is_a_422_and_kept(witness: TestClient, log
     assert len(evidence(witness, body)) == 1  # a replayed refusal is kept once
     row = stored(witness)
     assert row is not None and row.tree_size == 6
+
+
+def test_made_up_proofs_for_one_checkpoint_are_kept_once(witness: TestClient, log: SyntheticLog) -> None:
+    """The log's checkpoints are public: resending one with ever new made-up proofs must not grow the audit log."""
+    assert submit(witness, log.request(0, 6)).status_code == 200
+    bodies = [render_request(6, [bytes([n]) * 32], log.checkpoint(11)) for n in range(3)]
+    assert [submit(witness, body).status_code for body in bodies] == [422] * 3
+    with transaction(witness.app.state.session_factory) as session:  # type: ignore[attr-defined]
+        kept = session.scalars(select(AuditEvent).where(AuditEvent.action == service.INCONSISTENT_ACTION)).all()
+        assert [event.details["submitted"] for event in kept] == [bodies[0].decode()]
 
 
 def test_a_proof_when_the_old_size_is_zero_is_a_422(witness: TestClient, log: SyntheticLog) -> None:
