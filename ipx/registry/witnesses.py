@@ -222,6 +222,9 @@ def _refusal(witness: Witness, response: httpx.Response, body: bytes, old_size: 
             return WitnessConflict(witness.name, protocol.parse_size(body))
         except protocol.MalformedRequest as exc:
             return WitnessError(f"{witness.name} answered 409 with no usable size: {exc}")
+    if response.has_redirect_location:  # not followed: a redirected POST may arrive as a GET, or somewhere else
+        return WitnessError(f"{witness.name} answered HTTP {status}, a redirect to {response.headers['location']}: "
+                            "if that is the witness's submission URL, configure it in IPX_LOG_WITNESSES")
     reasons = {
         400: "says the request is malformed",
         403: "does not trust this log's signing key: give it the log's note verifier key from /.well-known/ipx/keys",

@@ -68,3 +68,10 @@ def test_a_huge_answer_is_read_no_further_than_the_limit() -> None:
     with httpx.Client(transport=transport) as client, pytest.raises(WitnessError, match="more than 64 KiB"):
         request_cosignature(client, WITNESS, 0, [], NOTE)
     assert sent <= 2 * 65536
+
+
+def test_a_redirect_is_not_followed_and_says_where_to() -> None:
+    moved = "https://witness.example/new/add-checkpoint"
+    transport = httpx.MockTransport(lambda request: httpx.Response(308, headers={"Location": moved}))
+    with httpx.Client(transport=transport) as client, pytest.raises(WitnessError, match=f"a redirect to {moved}"):
+        request_cosignature(client, WITNESS, 0, [], NOTE)
