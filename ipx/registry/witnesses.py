@@ -98,7 +98,10 @@ class WitnessPolicy:
             cosigners = document["cosigners"]
             witnesses = tuple(Witness(CosignatureVerifier.from_vkey(str(c["vkey"])), str(c.get("url", "")))
                               for c in cosigners)
-            return cls(witnesses, int(document["quorum"]))
+            quorum = document["quorum"]
+            if type(quorum) is not int:  # int() would make 1.5 a quorum of 1, and true one of 1
+                raise ValueError(f"the quorum {quorum!r} is not a whole number")
+            return cls(witnesses, quorum)
         except (KeyError, TypeError, ValueError, NoteError) as exc:
             raise ValueError(f"the witness policy needs a quorum and each cosigner's vkey ({exc})") from exc
 

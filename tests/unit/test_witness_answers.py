@@ -75,3 +75,11 @@ def test_a_redirect_is_not_followed_and_says_where_to() -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(308, headers={"Location": moved}))
     with httpx.Client(transport=transport) as client, pytest.raises(WitnessError, match=f"a redirect to {moved}"):
         request_cosignature(client, WITNESS, 0, [], NOTE)
+
+
+@pytest.mark.parametrize("quorum", [1.5, True, "1"])
+def test_a_published_quorum_that_is_not_a_whole_number_is_refused(quorum: object) -> None:
+    document = {"quorum": quorum, "cosigners": [{"name": WITNESS.name, "vkey": WITNESS.verifier.vkey}]}
+    with pytest.raises(ValueError, match="not a whole number"):
+        WitnessPolicy.from_document(document)
+    assert WitnessPolicy.from_document({**document, "quorum": 1}).quorum == 1
