@@ -214,8 +214,8 @@ def log_witness() -> None:
     with httpx.Client(timeout=30) as client:
         outcomes = collect_cosignatures(_session_factory(), client, policy)
     for outcome in outcomes:
-        if outcome.problem:
-            typer.echo(f"error: {outcome.problem}", err=True)
+        if outcome.problem:  # it quotes the witness's answer: a hostile witness must not write on the terminal
+            typer.echo(f"error: {_shown(outcome.problem)}", err=True)
         else:
             typer.echo(f"{outcome.witness} cosigned size {outcome.tree_size}"
                        + ("" if outcome.stored else " (already kept)"))

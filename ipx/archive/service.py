@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -91,10 +91,11 @@ class _Kept:
 
 def evidence_archive(session: Session, account: Principal, registry: RegistryContext) -> EvidenceArchive:
     made_at = utcnow()
-    works = [_kept_work(session, work) for work in registry_service.works_of(session, account.id)]
+    witnesses = registry.witness_names
+    works = [_kept_work(session, work, witnesses) for work in registry_service.works_of(session, account.id)]
     held = marketplace_service.licenses_of(session, account.id)
     delivered = marketplace_service.license_deliveries(session, held, today=made_at.date())
-    licenses = [_kept_license(session, row, delivered[row.id]) for row in held]
+    licenses = [_kept_license(session, row, delivered[row.id], witnesses) for row in held]
     readme = README.format(display_name=account.display_name, account_id=account.id, made_at=rfc3339(made_at),
                            public_url=registry.public_url, work_count=len(works), license_count=len(licenses),
                            keys_name=KEYS_NAME)
@@ -118,17 +119,19 @@ LICENSE_COLUMNS = ("license_id", "status", "work_id", "work_title", "licensor", 
                    "file", "evidence")
 
 
-def _kept_work(session: Session, work: Any) -> _Kept:
+def _kept_work(session: Session, work: Any, witnesses: Collection[str]) -> _Kept:
     folder, bundle_name = f"works/{work.id}", f"ipx-evidence-{work.id}.json"
     stored = registry_service.stored_file(work)
-    return _Kept(folder, bundle_name, _json(registry_service.work_evidence(session, work)), stored, {
+    return _Kept(folder, bundle_name, _json(registry_service.work_evidence(session, work, witnesses)), stored, {
         "work_id": work.id, "title": work.title, "registered_at": rfc3339(work.registered_at),
         "log_index": work.log_index, "status": work.status, "sha256": work.sha256, "size": work.size,
         "media_type": work.media_type, "file": f"{folder}/{stored.filename}", "evidence": f"{folder}/{bundle_name}",
     })
 
 
-def _kept_license(session: Session, row: Any, delivered: StoredFile | Gone | LegallyWithheld) -> _Kept:
+def _kept_license(
+    session: Session, row: Any, delivered: StoredFile | Gone | LegallyWithheld, witnesses: Collection[str]
+) -> _Kept:
     """A license the account holds, with the file it delivers now, or the refusal as the CSV's note."""
     folder, bundle_name = f"licenses/{row.id}", f"ipx-license-{row.id}.json"
     kept_file: StoredFile | None
@@ -137,7 +140,7 @@ def _kept_license(session: Session, row: Any, delivered: StoredFile | Gone | Leg
     else:
         kept_file, file_note = delivered, f"{folder}/{delivered.filename}"
     work = registry_service.get_work(session, row.work_id)
-    return _Kept(folder, bundle_name, _json(marketplace_service.license_evidence(session, row)), kept_file, {
+    return _Kept(folder, bundle_name, _json(marketplace_service.license_evidence(session, row, witnesses)), kept_file, {
         "license_id": row.id, "status": row.status, "work_id": row.work_id, "work_title": work.title,
         "licensor": registry_service.owner_of(session, work).display_name, "issued_at": rfc3339(row.issued_at),
         "revoked_at": rfc3339(row.revoked_at) if row.revoked_at else "",

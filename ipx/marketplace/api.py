@@ -292,9 +292,9 @@ def get_license(license_id: uuid.UUID, session: DbSession, settings: AppSettings
 
 
 @router.get("/licenses/{license_id}/evidence")
-def get_license_evidence(license_id: uuid.UUID, session: DbSession) -> dict[str, Any]:
+def get_license_evidence(license_id: uuid.UUID, session: DbSession, registry: Registry) -> dict[str, Any]:
     """Offline evidence bundle for the signed license statement (`ipx verify` checks it)."""
-    return service.license_evidence(session, service.get_license(session, str(license_id)))
+    return service.license_evidence(session, service.get_license(session, str(license_id)), registry.witness_names)
 
 
 @router.get("/licenses/{license_id}/file", response_class=StreamingResponse, responses=FILE_RESPONSES)
@@ -307,9 +307,10 @@ def download_licensed_file(
 
 
 @router.get("/licenses/{license_id}/revocation/evidence")
-def get_revocation_evidence(license_id: uuid.UUID, session: DbSession) -> dict[str, Any]:
+def get_revocation_evidence(license_id: uuid.UUID, session: DbSession, registry: Registry) -> dict[str, Any]:
     """Offline evidence bundle for a license's revocation statement."""
-    return service.revocation_evidence(session, service.get_license(session, str(license_id)))
+    license_row = service.get_license(session, str(license_id))
+    return service.revocation_evidence(session, license_row, registry.witness_names)
 
 
 @router.get("/ledger/summary", response_model=LedgerSummary)

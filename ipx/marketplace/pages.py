@@ -520,9 +520,9 @@ def download_licensed_file(
 
 
 @router.get("/licenses/{license_id}/evidence.json")
-def download_license_evidence(license_id: uuid.UUID, session: DbSession) -> JSONResponse:
+def download_license_evidence(license_id: uuid.UUID, session: DbSession, registry: Registry) -> JSONResponse:
     """The license's offline evidence bundle as a file to keep; `ipx verify` checks it (anyone)."""
-    bundle = service.license_evidence(session, service.get_license(session, str(license_id)))
+    bundle = service.license_evidence(session, service.get_license(session, str(license_id)), registry.witness_names)
     disposition = f'attachment; filename="ipx-license-{license_id}.json"'
     return JSONResponse(bundle, headers={"Content-Disposition": disposition})
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -1077,24 +1077,25 @@ def get_license(session: Session, license_id: str) -> License:
     return row
 
 
-def license_evidence(session: Session, row: License) -> dict[str, Any]:
+def license_evidence(session: Session, row: License, witnesses: Collection[str]) -> dict[str, Any]:
     """The offline bundle for the license statement (`ipx verify` checks it like a registration's); once the license
     is revoked, it carries the revocation's bundle too, so a copy fetched after the refund cannot pass as current."""
     bundle = registry_service.evidence_bundle(
-        session, statement=row.statement, signature=row.signature, key_id=row.key_id, index=row.log_index
+        session, statement=row.statement, signature=row.signature, key_id=row.key_id, index=row.log_index,
+        witnesses=witnesses,
     )
     if row.status == "revoked":
-        bundle["revocation"] = revocation_evidence(session, row)
+        bundle["revocation"] = revocation_evidence(session, row, witnesses)
     return bundle
 
 
-def revocation_evidence(session: Session, row: License) -> dict[str, Any]:
+def revocation_evidence(session: Session, row: License, witnesses: Collection[str]) -> dict[str, Any]:
     """The offline bundle proving the revocation was logged."""
     if row.revocation_statement is None or row.revocation_signature is None or row.revocation_log_index is None:
         raise NotFound("This license has not been revoked.")
     return registry_service.evidence_bundle(
         session, statement=row.revocation_statement, signature=row.revocation_signature,
-        key_id=row.revocation_key_id or row.key_id, index=row.revocation_log_index,
+        key_id=row.revocation_key_id or row.key_id, index=row.revocation_log_index, witnesses=witnesses,
     )
 
 

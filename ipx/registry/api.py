@@ -199,9 +199,9 @@ def get_work(work_id: uuid.UUID, session: DbSession, settings: AppSettings) -> W
 
 
 @router.get("/works/{work_id}/evidence")
-def get_work_evidence(work_id: uuid.UUID, session: DbSession) -> dict[str, Any]:
+def get_work_evidence(work_id: uuid.UUID, session: DbSession, registry: Registry) -> dict[str, Any]:
     """The offline evidence bundle: statement, signature, key, inclusion proof, checkpoint (anyone)."""
-    return service.work_evidence(session, service.get_work(session, str(work_id)))
+    return service.work_evidence(session, service.get_work(session, str(work_id)), registry.witness_names)
 
 
 @router.get("/works/{work_id}/file", response_class=StreamingResponse, responses=FILE_RESPONSES)

@@ -9,7 +9,7 @@ a signed checkpoint in the same transaction, so evidence is complete the moment 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -143,11 +143,14 @@ def cosigned_note(session: Session, checkpoint: LogCheckpoint) -> str:
     return add_signatures(checkpoint.note, list(lines))
 
 
-def best_witnessed_checkpoint(session: Session, index: int) -> LogCheckpoint:
-    """The checkpoint to prove entry `index` against: of those that include it, one cosigned by the most witnesses
-    (the newest such), so a verifier requiring a quorum can check it; the latest when none is cosigned yet."""
+def best_witnessed_checkpoint(session: Session, index: int, witnesses: Collection[str]) -> LogCheckpoint:
+    """The checkpoint to prove entry `index` against: of those that include it, one cosigned by the most of
+    `witnesses`, the ones the log asks now (the newest such), so a verifier requiring their quorum can check it; the
+    latest when none is cosigned yet. Retired witnesses' cosignatures do not count: old checkpoints they cosigned
+    would otherwise keep winning over new ones that meet the current quorum."""
     best = session.scalars(
-        select(CheckpointCosignature.tree_size).where(CheckpointCosignature.tree_size > index)
+        select(CheckpointCosignature.tree_size)
+        .where(CheckpointCosignature.tree_size > index, CheckpointCosignature.witness.in_(list(witnesses)))
         .group_by(CheckpointCosignature.tree_size)
         .order_by(func.count().desc(), CheckpointCosignature.tree_size.desc()).limit(1)
     ).first()

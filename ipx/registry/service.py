@@ -6,7 +6,7 @@ import base64
 import json
 import mimetypes
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -60,6 +60,11 @@ class RegistryContext:
     timestamp_authority: Authority | None = None
     witness_policy: WitnessPolicy | None = None
     stored_digests: RecentDigests = field(init=False)
+
+    @property
+    def witness_names(self) -> frozenset[str]:
+        """The witnesses the log asks now: whose cosignatures choose a bundle's checkpoint."""
+        return frozenset(w.name for w in self.witness_policy.witnesses) if self.witness_policy else frozenset()
 
     def __post_init__(self) -> None:
         self.stored_digests = RecentDigests(self.blobs)
@@ -475,10 +480,12 @@ def prior_matches_of(session: Session, work_id: str) -> list[SimilarWork]:
     return [SimilarWork(get_work(session, r.prior_work_id), r.method, r.distance, r.similarity) for r in rows]
 
 
-def evidence_bundle(session: Session, *, statement: bytes, signature: bytes, key_id: str, index: int) -> dict[str, Any]:
-    """The offline bundle for any signed log entry, proven against the checkpoint most witnesses cosigned (the latest
-    when none is), with the outside authority's timestamp where the entry has one."""
-    checkpoint = log.best_witnessed_checkpoint(session, index)
+def evidence_bundle(
+    session: Session, *, statement: bytes, signature: bytes, key_id: str, index: int, witnesses: Collection[str]
+) -> dict[str, Any]:
+    """The offline bundle for any signed log entry, proven against the checkpoint most of `witnesses` cosigned (the
+    latest when none is), with the outside authority's timestamp where the entry has one."""
+    checkpoint = log.best_witnessed_checkpoint(session, index, witnesses)
     statement_key = keys.get_key(session, key_id)
     checkpoint_key = keys.get_key(session, checkpoint.key_id)
     stamp = session.get(LogTimestamp, index)
@@ -494,9 +501,10 @@ def evidence_bundle(session: Session, *, statement: bytes, signature: bytes, key
     )
 
 
-def work_evidence(session: Session, work: Work) -> dict[str, Any]:
+def work_evidence(session: Session, work: Work, witnesses: Collection[str]) -> dict[str, Any]:
     return evidence_bundle(
-        session, statement=work.statement, signature=work.signature, key_id=work.key_id, index=work.log_index
+        session, statement=work.statement, signature=work.signature, key_id=work.key_id, index=work.log_index,
+        witnesses=witnesses,
     )
 
 
@@ -504,7 +512,7 @@ def verify_work(session: Session, work: Work, ctx: RegistryContext) -> evidence.
     """Re-check everything an outside verifier would, plus that the stored file is intact (as read back within the
     last few minutes: see RecentDigests)."""
     trusted = {key.key_id: evidence.TrustedKey(key.valid_from, key.valid_until) for key in keys.all_keys(session)}
-    bundle = work_evidence(session, work)
+    bundle = work_evidence(session, work, ctx.witness_names)
     authority = ctx.timestamp_authority
     report = evidence.verify_bundle(bundle, None, trusted, authority.roots if authority else ())
     signed_sha256 = evidence.work_sha256(bundle["statement"])  # what the signature covers, not the work row

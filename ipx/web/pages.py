@@ -562,9 +562,9 @@ def work_page(
 
 
 @router.get("/works/{work_id}/evidence.json")
-def download_evidence(work_id: uuid.UUID, session: DbSession) -> JSONResponse:
+def download_evidence(work_id: uuid.UUID, session: DbSession, registry: Registry) -> JSONResponse:
     """The offline evidence bundle of GET /api/v1/works/{id}/evidence, as a file to keep (anyone)."""
-    bundle = registry_service.work_evidence(session, _work_or_404(session, work_id))
+    bundle = registry_service.work_evidence(session, _work_or_404(session, work_id), registry.witness_names)
     disposition = f'attachment; filename="ipx-evidence-{work_id}.json"'
     return JSONResponse(bundle, headers={"Content-Disposition": disposition})
 

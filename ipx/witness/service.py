@@ -20,7 +20,7 @@ from ipx.audit import service as audit_service
 from ipx.audit.models import AuditEvent
 from ipx.db import utcnow
 from ipx.errors import Conflict, Forbidden, InvalidInput, IPXError, NotFound
-from ipx.registry.merkle import ProofError, verify_consistency
+from ipx.registry.merkle import EMPTY_ROOT, ProofError, verify_consistency
 from ipx.registry.note import Checkpoint, NoteError, NoteVerifier, cosign, open_checkpoint
 from ipx.witness import protocol
 from ipx.witness.keys import witness_key
@@ -162,6 +162,8 @@ def add_checkpoint(session: Session, request_body: bytes, *, witness: WitnessCon
     # 3. Sizes (400): the old size is where the proof starts, so it cannot lie beyond the checkpoint.
     if checkpoint.size > protocol.MAX_TREE_SIZE:
         raise MalformedCheckpointRequest(f"The checkpoint's size {checkpoint.size} is beyond 2^63 - 1.")
+    if checkpoint.size == 0 and checkpoint.root_hash != EMPTY_ROOT:  # no tree of nothing has another root
+        raise MalformedCheckpointRequest("The checkpoint's tree is empty but its root hash is not SHA-256 of nothing.")
     if request.old_size > checkpoint.size:
         raise MalformedCheckpointRequest(
             f"The old size {request.old_size} is larger than the checkpoint's size {checkpoint.size}.")

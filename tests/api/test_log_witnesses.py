@@ -15,6 +15,8 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import httpx
@@ -27,6 +29,7 @@ from ipx.app import create_app
 from ipx.config import PROJECT_ROOT, Settings
 from ipx.db import make_engine, make_session_factory, transaction
 from ipx.migrations import upgrade
+from ipx.registry import log
 from ipx.registry import witnesses as witnesses_module
 from ipx.registry.evidence import published_keys, published_witness_policy, verify_bundle
 from ipx.registry.models import CheckpointCosignature
@@ -290,3 +293,47 @@ def test_two_runs_at_once_keep_one_cosignature(witnessed: Witnessed, monkeypatch
 
     assert all(outcome.problem is None and outcome.tree_size == 1 for outcome in outcomes)
     assert sorted(outcome.stored for outcome in outcomes) == [False, True]
+
+
+def test_retired_witnesses_cosignatures_do_not_choose_the_bundles_checkpoint(witnessed: Witnessed) -> None:
+    """Two witnesses the log no longer asks cosigned size 1; the one it asks now cosigns size 2: a bundle for the
+    first entry is proven against size 2, which a verifier of the current policy accepts."""
+    first = register(witnessed.log, 14)
+    engine = make_engine(witnessed.settings.resolved_database_url)
+    with transaction(make_session_factory(engine)) as session:
+        for retired in ("retired.example/a", "retired.example/b"):
+            line = f"\u2014 {retired} {base64.b64encode(os.urandom(76)).decode()}\n"
+            log.keep_cosignature(session, 1, retired, line, datetime.now(UTC))
+    engine.dispose()
+    register(witnessed.log, 15)
+    assert witnessed.collect() == [Outcome(WITNESS_NAME, 2, stored=True)]
+
+    bundle = witnessed.bundle(first)
+    assert bundle["log"]["tree_size"] == 2
+    assert witnessed.verify(bundle).ok
+
+
+def test_a_witness_answer_is_quoted_without_its_control_characters(witnessed: Witnessed) -> None:
+    """`ipx log witness` prints part of a refusing witness's answer: escapes in it must not reach the terminal."""
+
+    class Hostile(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(400)
+            self.end_headers()
+            self.wfile.write(b"bad\x1b[2J\x1b]0;owned\x07 request")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        register(witnessed.log, 16)
+        ran = run_witness_command(witnessed.settings,
+                                  [f"{witnessed.verifier.vkey} http://127.0.0.1:{server.server_port}"])
+    finally:
+        server.shutdown()
+    assert ran.returncode == 1
+    assert "\x1b" not in ran.stderr and "\x07" not in ran.stderr
+    assert "says the request is malformed (bad\\x1b[2J\\x1b]0;owned\\x07 request)" in ran.stderr

@@ -24,7 +24,7 @@ from ipx.audit.models import AuditEvent
 from ipx.cli import app as cli_app
 from ipx.config import Settings
 from ipx.db import transaction
-from ipx.registry.note import CosignatureVerifier, NoteVerifier, add_signatures, open_note, sign_note
+from ipx.registry.note import Checkpoint, CosignatureVerifier, NoteVerifier, add_signatures, open_note, sign_note
 from ipx.witness import keys, service
 from ipx.witness.models import WitnessedLog
 from ipx.witness.protocol import SIZE_MEDIA_TYPE, parse_request, parse_size, render_request
@@ -133,6 +133,13 @@ def test_a_malformed_checkpoint_is_a_400(witness: TestClient, log: SyntheticLog)
     assert submit(witness, render_request(0, [], no_signature_block)).status_code == 400
     bad_size = log.checkpoint(3).replace("\n3\n", "\nthree\n", 1)
     assert submit(witness, render_request(0, [], bad_size)).status_code == 400
+
+
+def test_an_empty_tree_with_another_root_than_that_of_nothing_is_a_400(witness: TestClient, log: SyntheticLog) -> None:
+    assert submit(witness, log.request(0, 0)).status_code == 200  # SHA-256 of nothing: cosigned
+    body = Checkpoint(log.origin, 0, bytes(32)).body()
+    answer = submit(witness, render_request(0, [], sign_note(body, log.origin, log.key)))
+    assert answer.status_code == 400 and "SHA-256 of nothing" in answer.json()["detail"]
 
 
 def test_an_old_size_beyond_the_checkpoint_is_a_400(witness: TestClient, log: SyntheticLog) -> None:
