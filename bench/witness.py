@@ -155,8 +155,8 @@ def bench_checkpoint_choice(sessions: object, entries: int) -> None:
             return statistics.median(timed(action) for _ in range(50)) * 1000
 
         baseline = median_ms(lambda: log.latest_checkpoint(session))
-        oldest = median_ms(lambda: log.best_witnessed_checkpoint(session, 0))
-        recent = median_ms(lambda: log.best_witnessed_checkpoint(session, latest - COSIGNED_EVERY // 2))
+        oldest = median_ms(lambda: log.best_witnessed_checkpoint(session, 0, [WITNESS_NAME]))
+        recent = median_ms(lambda: log.best_witnessed_checkpoint(session, latest - COSIGNED_EVERY // 2, [WITNESS_NAME]))
     rows = entries // COSIGNED_EVERY
     print(f"bundle checkpoint choice, {latest:,} checkpoints, {rows:,} cosigned: oldest entry {oldest:.2f} ms, recent "
           f"entry {recent:.2f} ms; latest_checkpoint (baseline) {baseline:.2f} ms; ratio oldest "
