@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from ipx.registry.monitor import LogInconsistent
     from ipx.registry.witnesses import WitnessPolicy
 
+# uvicorn kills a worker that does not answer its supervisor's ping within this many seconds (its default, 5, is
+# short enough for a busy machine to cost a worker, and with it every request the worker had in hand)
+WORKER_HEALTHCHECK_SECONDS = 60
+
 app = typer.Typer(help="IPX: register creative works with offline-verifiable evidence.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 users_app = typer.Typer(help="Accounts and roles.", no_args_is_help=True)
@@ -69,7 +73,8 @@ def serve(
     bootstrap(first_start, settings)  # before starting workers: one key, one origin
     first_start.engine.dispose()
     typer.echo(f"IPX is serving on http://{host}:{port} (data: {settings.data_dir})")
-    uvicorn.run("ipx.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+    uvicorn.run("ipx.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info",
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS)
 
 
 @users_app.command("create")

@@ -26,6 +26,7 @@ import httpx
 from ipx.accounts.models import Role
 from ipx.accounts.service import create_user
 from ipx.app import bootstrap, create_app
+from ipx.cli import WORKER_HEALTHCHECK_SECONDS
 from ipx.config import Settings
 from ipx.db import make_engine, make_session_factory, transaction
 from tests.conftest import ApiUser
@@ -135,7 +136,8 @@ def ipx_server(
                 for name, value in values.items()})
     argv = [
         sys.executable, "-m", "uvicorn", "ipx.app:create_app", "--factory", "--workers", str(workers),
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        "--host", "127.0.0.1", "--port", str(port), "--timeout-worker-healthcheck", str(WORKER_HEALTHCHECK_SECONDS),
+        "--log-level", "info", "--no-access-log",  # the supervisor's word when a worker dies is at info
     ]
     data_dir.mkdir(parents=True, exist_ok=True)
     return ServerProcess(argv, env, data_dir / "server.log", public_url, "/.well-known/ipx/keys", ready_timeout)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from ipx.cli import WORKER_HEALTHCHECK_SECONDS
+
 BIN = Path(sys.executable).parent
 
 
@@ -53,7 +55,8 @@ def ipx_server(env: dict[str, str], log_dir: Path, *, workers: int = 1) -> Itera
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(BIN / "python"), "-m", "uvicorn", "--factory", "ipx.app:create_app", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
+             "--port", str(port), "--workers", str(workers),
+             "--timeout-worker-healthcheck", str(WORKER_HEALTHCHECK_SECONDS), "--log-level", "info", "--no-access-log"],
             env={**os.environ, **env, "IPX_PUBLIC_URL": f"http://127.0.0.1:{port}"}, stdout=out,
             stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2],
         )
