@@ -96,9 +96,17 @@ class Settings(BaseSettings):
     @field_validator("witness_name")
     @classmethod
     def _valid_note_name(cls, name: str) -> str:
-        """The name is the first word of every cosignature line: a space, '+' or em dash would break the note."""
-        if any(ch in name for ch in " +\u2014") or not name.isprintable():
-            raise ValueError(f"IPX_WITNESS_NAME {name!r} cannot hold spaces, '+', an em dash or control characters")
+        """The name is the first word of every cosignature line: checked at start-up, not at the first cosignature."""
+        from ipx.registry.note import NoteError, check_signer_name
+
+        if not name:
+            return name  # derived from the public URL
+        try:
+            check_signer_name(name)
+        except NoteError as exc:
+            raise ValueError(f"IPX_WITNESS_NAME: {exc}") from exc
+        if not name.isprintable():  # a note holds no control characters
+            raise ValueError(f"IPX_WITNESS_NAME {name!r} cannot hold control characters")
         return name
 
     @cached_property

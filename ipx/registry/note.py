@@ -112,9 +112,14 @@ class OpenedNote:
     cosigned_at: tuple[tuple[str, int], ...] = ()  # (witness name, POSIX time) of each verified cosignature
 
 
-def _signature_line(name: str, key_hash: bytes, signature: bytes) -> str:
+def check_signer_name(name: str) -> None:
+    """A name begins every signature line and every vkey: a space, '+' or em dash in it would break both."""
     if "\u2014" in name or " " in name or "+" in name or not name:
-        raise NoteError(f"invalid signer name {name!r}")
+        raise NoteError(f"invalid signer name {name!r}: it must be non-empty, without spaces, '+' or an em dash")
+
+
+def _signature_line(name: str, key_hash: bytes, signature: bytes) -> str:
+    check_signer_name(name)
     return f"{SIGNATURE_PREFIX}{name} {base64.b64encode(key_hash + signature).decode()}\n"
 
 
@@ -134,9 +139,18 @@ def cosign(text: str, name: str, private_key: Ed25519PrivateKey, timestamp: int)
     return _signature_line(name, key_hash, timestamp.to_bytes(8, "big") + signature)
 
 
+def split_note(note: str) -> tuple[str, str]:
+    """The signed text (up to and including the newline before the last blank line) and the signature lines after
+    it: the text may itself hold blank lines, the signatures cannot."""
+    split = note.rfind("\n\n")
+    if split < 0:
+        raise NoteError("signed note has no blank line before its signatures")
+    return note[: split + 1], note[split + 2 :]
+
+
 def add_signatures(note: str, lines: list[str]) -> str:
     """The note with more signature lines (each ending in a newline) after its own, none twice."""
-    present = set(note[note.rfind("\n\n") + 2 :].splitlines(keepends=True))
+    present = set(split_note(note)[1].splitlines(keepends=True))
     return note + "".join(line for line in dict.fromkeys(lines) if line not in present)
 
 
@@ -157,10 +171,7 @@ def open_note(note: str | bytes, verifiers: list[NoteVerifier]) -> OpenedNote:
     note = _decode(note)
     if not note.endswith("\n"):
         raise NoteError("signed note does not end with a newline")
-    split = note.rfind("\n\n")
-    if split < 0:
-        raise NoteError("signed note has no blank line before its signatures")
-    text, signature_block = note[: split + 1], note[split + 2 :]
+    text, signature_block = split_note(note)
     known: dict[tuple[str, bytes], NoteVerifier] = {}
     ambiguous: set[tuple[str, bytes]] = set()
     for verifier in verifiers:

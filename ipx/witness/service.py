@@ -21,7 +21,7 @@ from ipx.audit.models import AuditEvent
 from ipx.db import utcnow
 from ipx.errors import Conflict, Forbidden, InvalidInput, IPXError, NotFound
 from ipx.registry.merkle import EMPTY_ROOT, ProofError, verify_consistency
-from ipx.registry.note import Checkpoint, NoteError, NoteVerifier, cosign, open_checkpoint
+from ipx.registry.note import Checkpoint, NoteError, NoteVerifier, cosign, open_checkpoint, split_note
 from ipx.witness import protocol
 from ipx.witness.keys import witness_key
 from ipx.witness.models import WitnessedLog
@@ -91,14 +91,6 @@ class WitnessContext:
         return cls(name, key_dir, logs)
 
 
-def _checkpoint_text(note: str) -> str:
-    """The signed part of the note: the checkpoint's origin is needed to pick its keys before any is checked."""
-    split = note.rfind("\n\n")
-    if split < 0:
-        raise MalformedCheckpointRequest("The checkpoint note has no empty line before its signatures.")
-    return note[: split + 1]
-
-
 def _record_inconsistency(
     session: Session, body: bytes, text: str, *, origin: str, reason: str, cosigned: WitnessedLog
 ) -> None:
@@ -147,7 +139,7 @@ def add_checkpoint(session: Session, request_body: bytes, *, witness: WitnessCon
     # 1. The request's framing and the checkpoint's body (400).
     try:
         request = protocol.parse_request(request_body)
-        text = _checkpoint_text(request.note)
+        text = split_note(request.note)[0]  # its origin picks the keys, before any signature is checked
         checkpoint = Checkpoint.parse(text)
     except (protocol.MalformedRequest, NoteError) as exc:
         raise MalformedCheckpointRequest(f"The request is malformed: {exc}.") from exc
