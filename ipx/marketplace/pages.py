@@ -483,17 +483,11 @@ def license_page(
     """Is this use licensed? Status (active or revoked, with the revocation's log entry), parties, terms (anyone);
     its holder also finds the work's file here."""
     context = _license_context(session, license_id, settings.public_url)
-    if caller is not None and caller.id == context["license"]["licensee"]["account_id"]:
-        context["download"] = _download_for_holder(session, str(license_id), caller)
+    if caller is not None and caller.id == context["license"]["licensee"]["account_id"]:  # its holder
+        row = service.get_license(session, str(license_id))
+        delivered = service.license_deliveries(session, [row], today=utcnow().date())[row.id]
+        context["download"] = _download_view(row.id, delivered)
     return render(request, "market/license.html", context, caller)
-
-
-def _download_for_holder(session: Session, license_id: str, holder: Principal) -> dict[str, Any]:
-    try:
-        licensed = service.licensed_file(session, license_id, holder, today=utcnow().date())
-    except (Gone, LegallyWithheld) as refusal:
-        return _download_view(license_id, refusal)
-    return _download_view(license_id, licensed)
 
 
 def _download_view(license_id: str, delivered: registry_service.StoredFile | Gone | LegallyWithheld) -> dict[str, Any]:
