@@ -155,7 +155,7 @@ def test_unknown_format_is_422(client) -> None:
 def test_stats_page_draws_svg_charts_without_scripts(client, seeded: Seeded) -> None:
     page = client.get("/stats", params={"quarter": str(seeded.quarter)})
     assert page.status_code == 200
-    assert page.text.count("<svg") == 2
+    assert page.text.count('<svg class="chart chart-wide"') == page.text.count('<svg class="chart chart-narrow"') == 2
     assert "<script" not in page.text
     assert "Registrations by work type" in page.text and str(seeded.previous) in page.text
 

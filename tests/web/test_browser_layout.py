@@ -37,7 +37,8 @@ def test_stats_cards_line_up_with_the_charts_and_sale_shares_stay_on_one_line(
     live_server: ServerProcess, browser_page: object
 ) -> None:
     """/stats split its bottom cards 3:2 under charts split 1:1; /me/sales broke "Charles Babbage 30%: EUR 2.43"
-    across lines at 1280 px."""
+    across lines at 1280 px. On a phone the charts scrolled sideways, hiding the longest bar's figure, and the
+    complaints and detection figures did not line up."""
     from playwright.sync_api import Page
 
     page: Page = browser_page  # type: ignore[assignment]
@@ -51,6 +52,20 @@ def test_stats_cards_line_up_with_the_charts_and_sale_shares_stay_on_one_line(
         for chart, card in zip(charts, cards, strict=True):
             assert chart is not None and card is not None
             assert abs(chart["x"] - card["x"]) < 1 and abs(chart["width"] - card["width"]) < 1, (width, chart, card)
+        drawn = "wide" if width == 1280 else "narrow"
+        for figure in page.locator(".st-charts > figure").all():
+            assert figure.evaluate("f => f.scrollWidth <= f.clientWidth"), width
+            shown = figure.locator(f"svg.chart-{drawn}")
+            assert shown.is_visible() and figure.locator("svg.chart:visible").count() == 1, (width, drawn)
+            box = figure.bounding_box()
+            assert box is not None
+            for value in shown.locator(".chart-value").all():  # every figure, the longest bar's included, in view
+                text = value.bounding_box()
+                assert text is not None and text["x"] + text["width"] <= box["x"] + box["width"], (width, text, box)
+                assert value.evaluate("t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a") >= 11
+        figures = page.locator(".st-figures dd")
+        right_edges = {round(box["x"] + box["width"]) for box in (dd.bounding_box() for dd in figures.all()) if box}
+        assert figures.count() >= 4 and len(right_edges) == 1, (width, right_edges)
         shot(page, f"stats-{width}")
 
     page.set_extra_http_headers(seller.headers)
