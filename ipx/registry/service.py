@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -468,6 +468,13 @@ def search_works(
         .offset((page - 1) * page_size).limit(page_size)
     )
     return list(rows), total
+
+
+def registrant_name(session: Session, account_id: str) -> str | None:
+    """The display name of an account that has registered works, which every one of its records shows; None for an
+    account that has registered nothing (a buyer's name is not the registry's to publish) or does not exist."""
+    registered = exists().where(Work.owner_id == User.id)
+    return session.scalar(select(User.display_name).where(User.id == account_id, registered))
 
 
 def works_of(session: Session, owner_id: str) -> list[Work]:

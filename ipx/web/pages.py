@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -64,6 +64,7 @@ from ipx.web.templating import method_name, templates
 CREATOR_ROWS = 3
 RECENT_WORKS = 6
 MY_WORKS_PAGE_SIZE = 25
+REGISTRY_PAGE_SIZE = 24  # whole rows of the grid's 3, 2 or 1 columns
 VERIFY_MAX_RESULTS = 20
 THUMBNAIL_MAX_AGE_SECONDS = 3600
 SHA256_PATTERN = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -230,6 +231,7 @@ def work_view(session: Session, work: Work, public_url: str) -> dict[str, Any]:
         size_human=certificates.human_size(work.size),
         is_image=certificates.has_preview(work.media_type),
         page_url=base,
+        registrant_url=f"/works?creator={work.owner_id}",
         bundle_url=f"{base}/evidence.json",
         thumbnail_url=f"{base}/thumbnail",
         certificate_page_url=f"{base}/certificate",
@@ -533,6 +535,36 @@ def my_works_page(
 
 
 # --- the public record -------------------------------------------------------------------------------------------
+
+
+@router.get("/works", response_class=HTMLResponse, response_model=None)
+def registry_page(
+    request: Request, session: DbSession, settings: AppSettings, caller: Visitor, q: str = "",
+    creator: uuid.UUID | None = None, page: PageOfResults = 1,
+) -> HTMLResponse | RedirectResponse:
+    """Every registration, newest first: searched by title or creator name, or one account's (anyone).
+
+    A work id, certificate link or SHA-256 typed here is a look-up, not a text search: it goes to the verify page,
+    which finds and re-checks that registration.
+    """
+    query = q.strip()[:200]
+    if SHA256_PATTERN.match(query) or UUID_PATTERN.search(query):
+        return RedirectResponse(f"/verify?{urlencode({'q': query})}", status_code=303)
+    registrant = registry_service.registrant_name(session, str(creator)) if creator else None
+    if creator and registrant is None:
+        raise NotFound("No works are registered by this account.")
+    works, total = registry_service.search_works(
+        session, sha256=None, q=query or None, owner_id=str(creator) if creator else None, page=page,
+        page_size=REGISTRY_PAGE_SIZE,
+    )
+    filters = {key: value for key, value in (("q", query), ("creator", str(creator or ""))) if value}
+    context = {
+        "works": [work_view(session, w, settings.public_url) for w in works], "total": total, "page": page,
+        "has_next": page * REGISTRY_PAGE_SIZE < total, "q": query, "creator": creator, "registrant": registrant,
+        "filters": filters,
+    }
+    return render(request, "registry/registry.html", context, caller)
+
 
 
 @router.get("/works/{work_id}", response_class=HTMLResponse)

@@ -77,3 +77,36 @@ def test_stats_cards_line_up_with_the_charts_and_sale_shares_stay_on_one_line(
     for part in [*shares.all(), *names.all()]:
         assert part.evaluate(LINES_OF) == 1, part.inner_text()
     shot(page, "sales-split-1280")
+
+
+def test_the_registry_is_browsed_and_searched_without_scripts(live_server: ServerProcess, browser_page: object) -> None:
+    """From the home page to the registry, a search typed into its box, and from a record to the rest of its
+    creator's works; at phone width nothing scrolls sideways."""
+    from playwright.sync_api import Page, expect
+
+    page: Page = browser_page  # type: ignore[assignment]
+    with httpx.Client(base_url=live_server.url, timeout=60) as api:
+        ada = ApiUser(api, "ada@example.org", "Ada Lovelace")  # type: ignore[arg-type]
+        for seed, title in enumerate(["Engine notes", "Loom pattern", "Bernoulli table"]):
+            ada.register(png_bytes(seed), title=title)
+        ApiUser(api, "grace@example.org", "Grace Hopper").register(png_bytes(7), title="Harbour at dusk")  # type: ignore[arg-type]
+
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 860})
+        page.goto(live_server.url + "/")
+        page.get_by_role("link", name="Browse the registry").click()
+        expect(page.locator(".work-card h3")).to_have_text(
+            ["Harbour at dusk", "Bernoulli table", "Loom pattern", "Engine notes"]
+        )
+        page.get_by_label("Title or creator's name").fill("lovelace")
+        page.get_by_role("button", name="Search").click()
+        expect(page.locator(".work-card h3")).to_have_count(3)
+        expect(page.get_by_role("status")).to_contain_text("3 registrations whose title or creator's name contains")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+        shot(page, f"registry-search-{width}")
+
+    page.locator(".work-card", has_text="Loom pattern").click()
+    page.get_by_role("link", name="Ada Lovelace").click()
+    expect(page.locator("h1")).to_have_text("Works registered by Ada Lovelace")
+    expect(page.locator(".work-card h3")).to_have_count(3)
+    shot(page, "registry-creator-390")
