@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ipx.db import Base, UTCDateTime, utcnow
+from ipx.db import Base, UTCDateTime, trigram_index, utcnow
 
 
 class Role(enum.StrEnum):
@@ -21,6 +21,7 @@ STAFF_ROLES = frozenset({Role.staff, Role.admin})
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (trigram_index("ix_users_display_name_trigrams", "display_name"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     email: Mapped[str] = mapped_column(String(320), unique=True)

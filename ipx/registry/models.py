@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ipx.db import Base, UTCDateTime, utcnow
+from ipx.db import Base, UTCDateTime, trigram_index, utcnow
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for big logs.
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -99,7 +99,10 @@ class LogTimestamp(Base):
 
 class Work(Base):
     __tablename__ = "works"
-    __table_args__ = (UniqueConstraint("owner_id", "sha256", name="uq_works_owner_sha256"),)
+    __table_args__ = (
+        UniqueConstraint("owner_id", "sha256", name="uq_works_owner_sha256"),
+        trigram_index("ix_works_title_trigrams", "title"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)

@@ -446,6 +446,9 @@ def statement_of(work: Work) -> dict[str, Any]:
     return json.loads(work.statement)
 
 
+MAX_LISTED_OWNERS = 500  # a name search matching more accounts is given to the database as a subquery
+
+
 def search_works(
     session: Session, *, sha256: str | None, q: str | None, owner_id: str | None, page: int, page_size: int,
     oldest_first: bool = False,
@@ -458,10 +461,14 @@ def search_works(
     if owner_id:
         query = query.where(Work.owner_id == owner_id)
     if q:
+        # PostgreSQL finds a rare word through the trigram indexes (10 ms at 100,000 works) only when it knows which
+        # accounts' names match; asked with a subquery, it walks every work newest first, hoping to fill a page early
+        # (115 ms). So those accounts are read first, when they are few.
         pattern = contains_pattern(q.strip().lower())
-        query = query.join(User, User.id == Work.owner_id).where(
-            or_(*(func.lower(column).like(pattern, escape="\\") for column in (Work.title, User.display_name)))
-        )
+        named = select(User.id).where(func.lower(User.display_name).like(pattern, escape="\\"))
+        owners = session.scalars(named.limit(MAX_LISTED_OWNERS + 1)).all()
+        owned = Work.owner_id.in_(owners if len(owners) <= MAX_LISTED_OWNERS else named)
+        query = query.where(or_(func.lower(Work.title).like(pattern, escape="\\"), owned))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
         query.order_by(Work.registered_at.asc() if oldest_first else Work.registered_at.desc())

@@ -112,3 +112,18 @@ def test_the_registry_is_reached_from_home_records_and_a_failed_look_up(client: 
     look_up = client.get("/verify", params={"q": "harbour"}).text
     assert 'href="/works?q=harbour">Search the registry for' in look_up
     assert titles(client.get("/works", params={"q": "harbour"}).text) == ["Harbour at dusk"]
+
+
+def test_quotes_and_backslashes_are_searched_as_typed(client: TestClient) -> None:
+    """The search pattern is written into the SQL (ipx.registry.service.search_works, for PostgreSQL's planner):
+    quotes and backslashes must stay characters to find."""
+    owner = ApiUser(client, "ada@example.org", "Ada O'Brien")
+    owner.register(png_bytes(1), title="Maps \\ drafts: 'north' \"coast\"")
+    owner.register(png_bytes(2), title="Plain title")
+    for typed in ("\\ drafts: 'north' \"coast", "'north'", "\\", '"', "o'brien"):
+        found = client.get("/api/v1/works", params={"q": typed}).json()
+        expected = 2 if typed == "o'brien" else 1
+        assert found["total"] == expected and len(found["items"]) == expected, typed
+    assert client.get("/api/v1/works", params={"q": "'; DROP TABLE works; --"}).json()["total"] == 0
+    assert client.get("/api/v1/works").json()["total"] == 2
+    assert titles(client.get("/works", params={"q": "'north'"}).text) == ["Maps \\ drafts: &#39;north&#39; &#34;coast&#34;"]
