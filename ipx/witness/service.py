@@ -96,7 +96,10 @@ def _record_inconsistency(
 ) -> None:
     """Keep a validly signed checkpoint that contradicts the cosigned one: with the note this witness cosigned, it is
     what staff show the world. Once per checkpoint `text`, not per request: anyone can replay the log's public
-    checkpoints with made-up proofs, and each new body would otherwise add 64 KiB to the audit log."""
+    checkpoints with made-up proofs, and each new body would otherwise add 64 KiB to the audit log. The log's row is
+    locked first, so that two submissions of one checkpoint at once keep it once too (PostgreSQL; SQLite serializes
+    writers anyway)."""
+    session.execute(select(WitnessedLog.origin).where(WitnessedLog.origin == origin).with_for_update())
     subject_id = hashlib.sha256(text.encode()).hexdigest()
     seen = exists().where(AuditEvent.subject_type == "checkpoint", AuditEvent.subject_id == subject_id,
                           AuditEvent.action == INCONSISTENT_ACTION)

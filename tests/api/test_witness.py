@@ -275,6 +275,23 @@ def test_the_later_of_two_interleaved_submissions_is_a_409(
     assert row is not None and row.tree_size == 10
 
 
+def test_one_checkpoint_submitted_twice_at_once_is_kept_once(
+    witness: TestClient, log: SyntheticLog, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serializes writers at BEGIN, so two transactions cannot interleave there")
+    assert submit(witness, log.request(0, 6)).status_code == 200
+    context = witness.app.state.witness  # type: ignore[attr-defined]
+    body = render_request(6, [b"\x01" * 32], log.checkpoint(11))
+
+    def refuse(session: Session) -> None:
+        with pytest.raises(service.InconsistentCheckpoint):  # refused, and kept as evidence when committed
+            service.add_checkpoint(session, body, witness=context)
+
+    interleave(witness.app.state.session_factory, refuse, refuse)  # type: ignore[attr-defined]
+    assert len(evidence(witness, body)) == 1
+
+
 def test_the_witness_key_is_created_once_and_private(tmp_path: Path) -> None:
     key_dir = tmp_path / "keys"
     first = keys.witness_verifier(key_dir, "w.example/witness")
