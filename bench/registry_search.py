@@ -4,9 +4,11 @@ Usage: .venv/bin/python bench/registry_search.py [--works 10000,100000] [--repea
 
 The search is a case-insensitive substring match on titles and creators' names (LIKE '%q%', with LIKE's wildcards
 escaped), with a count of all matches for the pager. No B-tree serves it: PostgreSQL answers from pg_trgm indexes
-(migration 0012) when a word is rare and scans when it is common (the count must see every match); SQLite scans. Printed per database and registry size, median of --repeats (ms): the newest page with no search (the
-page's floor, the peer every other line is divided by), a search by a rare title word, by a common one, by a
-creator's name, one account's works, and a deep page (offset) of the whole registry.
+(migration 0012) when a word is rare and scans when it is common (the count must see every match); SQLite scans.
+
+Printed per database and registry size, median of --repeats (ms): the newest page with no search (the page's floor,
+the peer every other line is divided by), a search by a rare title word, by a common one, by a creator's name, one
+account's works, and a deep page (offset) of the whole registry.
 
 Synthetic rows (one account per 50 works, titles from a small vocabulary) inserted straight into freshly migrated
 databases; PostgreSQL from IPX_TEST_PG_URL, as in the tests, dropped at the end.

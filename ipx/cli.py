@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 # uvicorn kills a worker that does not answer its supervisor's ping within this many seconds (its default, 5, is
 # short enough for a busy machine to cost a worker, and with it every request the worker had in hand)
 WORKER_HEALTHCHECK_SECONDS = 60
+# An idle connection is kept this long, longer than clients keep theirs (httpx and requests: 5 s, uvicorn's own
+# default): at equal times a client can send its next request on a connection the server is closing that instant,
+# and that request fails with no answer ("Server disconnected without sending a response").
+KEEP_ALIVE_SECONDS = 20
 
 app = typer.Typer(help="IPX: register creative works with offline-verifiable evidence.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
@@ -74,7 +78,7 @@ def serve(
     first_start.engine.dispose()
     typer.echo(f"IPX is serving on http://{host}:{port} (data: {settings.data_dir})")
     uvicorn.run("ipx.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info",
-                timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS)
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS, timeout_keep_alive=KEEP_ALIVE_SECONDS)
 
 
 @users_app.command("create")

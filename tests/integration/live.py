@@ -26,7 +26,7 @@ import httpx
 from ipx.accounts.models import Role
 from ipx.accounts.service import create_user
 from ipx.app import bootstrap, create_app
-from ipx.cli import WORKER_HEALTHCHECK_SECONDS
+from ipx.cli import KEEP_ALIVE_SECONDS, WORKER_HEALTHCHECK_SECONDS
 from ipx.config import Settings
 from ipx.db import make_engine, make_session_factory, transaction
 from tests.conftest import ApiUser
@@ -137,6 +137,7 @@ def ipx_server(
     argv = [
         sys.executable, "-m", "uvicorn", "ipx.app:create_app", "--factory", "--workers", str(workers),
         "--host", "127.0.0.1", "--port", str(port), "--timeout-worker-healthcheck", str(WORKER_HEALTHCHECK_SECONDS),
+        "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS),
         "--log-level", "info", "--no-access-log",  # the supervisor's word when a worker dies is at info
     ]
     data_dir.mkdir(parents=True, exist_ok=True)
