@@ -64,6 +64,8 @@ def _fill_every_field_to_its_limit(api: httpx.Client) -> dict[str, str]:
     return {
         "home": "/", "work": f"/works/{original['work_id']}", "copy": f"/works/{copy['work_id']}",
         "certificate": f"/works/{original['work_id']}/certificate", "lookup": f"/verify?q={original['work_id']}",
+        "registry": "/works", "registry-search": f"/works?q={word(200, 'Q')}",
+        "registrant": f"/works?creator={original['creator']['account_id']}&q={word(200, 'T')}",
         "market": "/market", "listing": f"/market/listings/{listing['listing_id']}",
         "license": f"/licenses/{sold['license_id']}",
         "license-certificate": f"/licenses/{sold['license_id']}/certificate",
