@@ -16,8 +16,8 @@ def launch_ipx(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start IPX servers (uvicorn processes); every one is stopped at teardown, even after a failure."""
     servers: list[ServerProcess] = []
 
-    def launch(database_url: str, *, workers: int = 2, **settings: str) -> ServerProcess:
-        server = ipx_server(database_url, tmp_path / "data", workers=workers, **settings)
+    def launch(database_url: str, *, workers: int = 2, access_log: bool = False, **settings: str) -> ServerProcess:
+        server = ipx_server(database_url, tmp_path / "data", workers=workers, access_log=access_log, **settings)
         servers.append(server)
         server.start()
         return server

@@ -114,6 +114,7 @@ def ipx_server(
     *,
     workers: int = 2,
     ready_timeout: float = READY_TIMEOUT_SECONDS,
+    access_log: bool = False,
     **settings: str | list[str],
 ) -> ServerProcess:
     """An IPX server as `ipx serve` runs it: bootstrapped once (key, origin, first checkpoint), then forked.
@@ -121,7 +122,8 @@ def ipx_server(
     Like `ipx serve`, the key exists before the workers start, so no worker's startup has to create it
     while another worker may be doing the same. `settings` are extra IPX_* variables (e.g. blob_url).
     A list setting goes to the workers as JSON, as IPX reads it from the environment.
-    `ready_timeout` is for benchmarks whose workers load a large catalogue at start-up.
+    `ready_timeout` is for benchmarks whose workers load a large catalogue at start-up. `access_log` writes every
+    request's line to server.log, for a test whose requests must be traced to the server.
     """
     port = free_port()
     public_url = f"http://127.0.0.1:{port}"
@@ -138,7 +140,8 @@ def ipx_server(
         sys.executable, "-m", "uvicorn", "ipx.app:create_app", "--factory", "--workers", str(workers),
         "--host", "127.0.0.1", "--port", str(port), "--timeout-worker-healthcheck", str(WORKER_HEALTHCHECK_SECONDS),
         "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS),
-        "--log-level", "info", "--no-access-log",  # the supervisor's word when a worker dies is at info
+        "--log-level", "info",  # the supervisor's word when a worker dies is at info
+        *([] if access_log else ["--no-access-log"]),
     ]
     data_dir.mkdir(parents=True, exist_ok=True)
     return ServerProcess(argv, env, data_dir / "server.log", public_url, "/.well-known/ipx/keys", ready_timeout)
