@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     log_origin: str = ""  # default: derived from public_url host, e.g. "127.0.0.1:8000/ipx-log"
     max_upload_bytes: int = 100 * 1024 * 1024
+    # An uploaded file is held in memory while its form is parsed up to this size, then spooled to disk. Past
+    # Starlette's 1 MiB default every 64 kB the network delivers costs a trip through the thread pool: 5-10 ms of a
+    # 12-megapixel photo's 70-100 ms verify (bench/upload_spool.py). Each request in flight may hold this much.
+    upload_memory_bytes: int = Field(default=16 * 1024 * 1024, ge=1)  # 0 would mean no limit at all
     max_image_pixels: int = 100_000_000
     # Uploads fingerprinted at once per worker; the others wait their turn up to fingerprint_queue_seconds, then get
     # a 503. One costs up to ~2 GB (a 100-megapixel WebP or single-resolution JPEG 2000) and a core.

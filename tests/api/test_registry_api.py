@@ -9,6 +9,7 @@ import unicodedata
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.formparsers import MultiPartParser
 
 from ipx.app import create_app
 from ipx.registry import merkle
@@ -188,6 +189,25 @@ def test_upload_over_the_limit_is_413_and_nothing_is_kept(make_settings, tmp_pat
         blobs = settings.data_dir / "blobs"
         assert not [p for p in blobs.rglob("*") if p.is_file()]
         assert not [p for p in (settings.data_dir / "tmp").glob("*")] if (settings.data_dir / "tmp").exists() else True
+
+
+def test_uploads_held_in_memory_and_spooled_to_disk_are_the_same_file(make_settings):
+    """Past upload_memory_bytes Starlette spools the file part to disk: both ways the whole file is registered."""
+    settings = make_settings(upload_memory_bytes=20_000)
+    with TestClient(create_app(settings)) as client:
+        from tests.conftest import ApiUser
+
+        assert MultiPartParser.spool_max_size == 20_000
+        user = ApiUser(client, "spool@example.org", "Spool")
+        for upload in (png_bytes(1), png_bytes(2, size=(400, 300))):
+            sha256 = hashlib.sha256(upload).hexdigest()
+            registered = user.register(upload, title="Spooled")
+            assert registered.status_code == 201, registered.text
+            assert (registered.json()["sha256"], registered.json()["size"]) == (sha256, len(upload))
+            found = client.post("/api/v1/verify", files={"file": ("copy.png", upload)}).json()
+            assert (found["sha256"], found["size"]) == (sha256, len(upload))
+            assert [match["work_id"] for match in found["exact_matches"]] == [registered.json()["work_id"]]
+        assert len(png_bytes(1)) < 20_000 < len(png_bytes(2, size=(400, 300)))
 
 
 @pytest.mark.parametrize(
