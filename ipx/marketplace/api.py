@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -77,16 +78,26 @@ def party_uri(account_id: str) -> str:
 
 def offer_read(session: Session, offer: Offer, *, seller_id: str | None = None, public_url: str = "") -> OfferRead:
     """An offer's terms, summary and whether it can be bought now; with `seller_id`, also its ODRL Offer policy."""
-    offer_terms = service.offer_terms(offer)
-    odrl = terms.odrl_policy(
-        offer_terms, uid=f"urn:ipx:offer:{offer.id}", target=f"{public_url}/api/v1/works/{offer.work_id}",
-        assigner=party_uri(seller_id),
-    ) if seller_id else None
-    return OfferRead(
-        offer_id=offer.id, listing_id=offer.listing_id, status=offer.status, summary=terms.summary(offer_terms),
-        unavailable_reason=service.unavailable_reason(session, offer, today=utcnow().date()), odrl=odrl,
-        **offer.terms,
-    )
+    return offers_read(session, [offer], seller_id=seller_id, public_url=public_url)[0]
+
+
+def offers_read(
+    session: Session, offers: Sequence[Offer], *, seller_id: str | None = None, public_url: str = ""
+) -> list[OfferRead]:
+    """offer_read of several offers, whose availability is read for all of them at once."""
+    reasons = service.unavailable_reasons(session, offers, today=utcnow().date())
+    read = []
+    for offer in offers:
+        offer_terms = service.offer_terms(offer)
+        odrl = terms.odrl_policy(
+            offer_terms, uid=f"urn:ipx:offer:{offer.id}", target=f"{public_url}/api/v1/works/{offer.work_id}",
+            assigner=party_uri(seller_id),
+        ) if seller_id else None
+        read.append(OfferRead(
+            offer_id=offer.id, listing_id=offer.listing_id, status=offer.status, summary=terms.summary(offer_terms),
+            unavailable_reason=reasons[offer.id], odrl=odrl, **offer.terms,
+        ))
+    return read
 
 
 def _work_read(session: Session, work_id: str, public_url: str) -> ListedWork:
@@ -107,8 +118,8 @@ def listing_read(session: Session, listing: Listing, public_url: str) -> Listing
         listing_id=listing.id, status=listing.status, description=listing.description, tags=listing.tags,
         created_at=listing.created_at, sales_suspended=service.sales_suspended(session, listing.work_id), work=work,
         evidence_url=work.evidence_url,
-        offers=[offer_read(session, o, seller_id=listing.seller_id, public_url=public_url)
-                for o in service.offers_of(session, listing.id)],
+        offers=offers_read(session, service.offers_of(session, listing.id), seller_id=listing.seller_id,
+                           public_url=public_url),
     )
 
 
@@ -167,7 +178,7 @@ def create_listing(body: ListingCreate, caller: Creator, session: DbSession, mar
     return locked_response(ListingCreated(
         listing_id=listing.id, work_id=listing.work_id, status=listing.status,
         url=f"{settings.public_url}/api/v1/listings/{listing.id}",
-        offers=[offer_read(session, o) for o in offers],
+        offers=offers_read(session, offers),
     ), 201)
 
 
@@ -186,13 +197,14 @@ def search_listings(
     rows, total = service.search_listings(
         session, q=q, template=license, min_price=min_price, max_price=max_price, currency=currency, page=page,
     )
+    offers = {read.offer_id: read for read in offers_read(session, [offer for row in rows for offer in row.offers])}
     items = [
         ListingHit(
             listing_id=r.listing.id, work_id=r.listing.work_id, title=r.title, work_type=r.work_type,
             creator=Party(account_id=r.listing.seller_id, display_name=r.creator_name),
             description=r.listing.description, tags=r.listing.tags, created_at=r.listing.created_at,
             url=f"{settings.public_url}/api/v1/listings/{r.listing.id}",
-            offers=[offer_read(session, o) for o in r.offers],
+            offers=[offers[offer.id] for offer in r.offers],
         )
         for r in rows
     ]

@@ -147,8 +147,12 @@ def _listing_taken_down(session: Session, work_id: str) -> bool:
     return session.scalar(select(exists().where(Listing.work_id == work_id, Listing.status == "hidden"))) or False
 
 
-def _active_licenses(session: Session, work_id: str) -> list[License]:
-    return list(session.scalars(select(License).where(License.work_id == work_id, License.status == "active")))
+def _active_licenses(session: Session, work_ids: Sequence[str]) -> dict[str, list[License]]:
+    """Active licenses of these works, by work id (a work without any is absent)."""
+    held: dict[str, list[License]] = {}
+    for issued in session.scalars(select(License).where(License.work_id.in_(work_ids), License.status == "active")):
+        held.setdefault(issued.work_id, []).append(issued)
+    return held
 
 
 def _scope_conflict(
@@ -156,7 +160,14 @@ def _scope_conflict(
 ) -> License | None:
     """An active license this offer would contradict: an exclusive one overlapping it, or, for an
     exclusive offer, any license overlapping it (exclusivity means nobody else holds that scope)."""
-    for held in _active_licenses(session, work_id):
+    return _conflicting_license(_active_licenses(session, [work_id]).get(work_id, []), wanted, exclusive=exclusive,
+                                today=today)
+
+
+def _conflicting_license(
+    licenses: Sequence[License], wanted: terms.LicenseTerms, *, exclusive: bool, today: date
+) -> License | None:
+    for held in licenses:
         held_terms = terms.LicenseTerms.model_validate(held.terms)
         if not (held.exclusive or exclusive) or terms.expired_on(held_terms, today):
             continue
@@ -407,30 +418,50 @@ def sales_suspended(session: Session, work_id: str) -> bool:
 def unavailable_reason(session: Session, offer: Offer, *, today: date) -> str | None:
     """Why this offer cannot be sold right now, or None. Orders call it with the work's offers locked; listings
     show it, so a buyer learns before checkout that an offer cannot be bought."""
-    listing = session.get(Listing, offer.listing_id)
-    work = session.get(Work, offer.work_id)
-    if offer.status == "sold":
-        return "This offer was an exclusive license and has been sold."
-    if offer.status != "active":
-        return "This offer has been withdrawn and is no longer for sale."
-    if listing is None or listing.status != "active":
-        return "This listing has been taken down."
-    if work is None or work.status != "registered":
-        return "This work is under dispute and cannot be licensed at the moment."
-    if _sales_suspension(session, offer.work_id) is not None:
-        return "Sales of this work are suspended by IPX staff."
-    if _listing_taken_down(session, offer.work_id):
-        return ("Another listing of this work was taken down under an infringement complaint; it cannot be licensed "
-                "until that case is resolved.")
-    wanted = offer_terms(offer)
-    if terms.expired_on(wanted, today):
-        return "This offer's license period has already ended."
-    held = _scope_conflict(session, offer.work_id, wanted, exclusive=offer.exclusive, today=today)
-    if held is None:
-        return None
-    if held.exclusive:
-        return "An exclusive license covering this territory and period has already been sold."
-    return "A license covering this territory and period has been sold, so it can no longer be licensed exclusively."
+    return unavailable_reasons(session, [offer], today=today)[offer.id]
+
+
+def unavailable_reasons(session: Session, offers: Sequence[Offer], *, today: date) -> dict[str, str | None]:
+    """unavailable_reason of each offer, by offer id, in five queries however many offers: a page of search results
+    asked four queries an offer (110 for 20 listings, 100 ms of a 140 ms search on PostgreSQL)."""
+    if not offers:
+        return {}
+    work_ids = list({offer.work_id for offer in offers})
+    listing_ids = list({offer.listing_id for offer in offers})
+    listings = {listing.id: listing for listing in session.scalars(select(Listing).where(Listing.id.in_(listing_ids)))}
+    works = {work.id: work for work in session.scalars(select(Work).where(Work.id.in_(work_ids)))}
+    suspended = set(session.scalars(select(SalesSuspension.work_id).where(SalesSuspension.work_id.in_(work_ids))))
+    # a hidden listing holds the whole work (_listing_taken_down)
+    taken_down = set(session.scalars(select(Listing.work_id).where(Listing.work_id.in_(work_ids),
+                                                                   Listing.status == "hidden")))
+    reasons: dict[str, str | None] = {}
+    for offer in offers:
+        listing, work = listings.get(offer.listing_id), works.get(offer.work_id)
+        if offer.status == "sold":
+            reasons[offer.id] = "This offer was an exclusive license and has been sold."
+        elif offer.status != "active":
+            reasons[offer.id] = "This offer has been withdrawn and is no longer for sale."
+        elif listing is None or listing.status != "active":
+            reasons[offer.id] = "This listing has been taken down."
+        elif work is None or work.status != "registered":
+            reasons[offer.id] = "This work is under dispute and cannot be licensed at the moment."
+        elif offer.work_id in suspended:
+            reasons[offer.id] = "Sales of this work are suspended by IPX staff."
+        elif offer.work_id in taken_down:
+            reasons[offer.id] = ("Another listing of this work was taken down under an infringement complaint; it "
+                                 "cannot be licensed until that case is resolved.")
+        elif terms.expired_on(offer_terms(offer), today):
+            reasons[offer.id] = "This offer's license period has already ended."
+    on_sale = [offer for offer in offers if offer.id not in reasons]
+    licenses = _active_licenses(session, list({offer.work_id for offer in on_sale})) if on_sale else {}
+    for offer in on_sale:
+        held = _conflicting_license(licenses.get(offer.work_id, []), offer_terms(offer), exclusive=offer.exclusive,
+                                    today=today)
+        reasons[offer.id] = None if held is None else (
+            "An exclusive license covering this territory and period has already been sold." if held.exclusive else
+            "A license covering this territory and period has been sold, so it can no longer be licensed exclusively."
+        )
+    return reasons
 
 
 def _audit_order(session: Session, order: Order, action: str, actor_id: str | None, **details: Any) -> None:

@@ -7,6 +7,7 @@ client can act as several people without logging in and out.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -370,6 +371,23 @@ def test_purchases_page_asks_the_same_queries_for_one_license_or_many(
     pages = {buyer: page_and_queries(client, "/me/purchases", buyer) for buyer in (few, many)}
     assert [page.count('/file" download') for page, _ in pages.values()] == [1, 4]
     assert pages[few][1] == pages[many][1]
+
+
+def test_listing_search_asks_the_same_queries_for_one_offer_or_many(
+    client: TestClient, list_work: Callable[..., Listed], make_user: Callable[..., ApiUser],
+) -> None:
+    """Each offer's availability (sold, suspended, taken down, scope licensed) ran four queries of its own: a page
+    of 20 listings asked 110, most of a search's time on PostgreSQL (bench/marketplace.py)."""
+    visitor = make_user("Visitor")
+    list_work(offer(), title="Lighthouse 0")
+    search = "/api/v1/listings?q=lighthouse"
+    _, one_offer = page_and_queries(client, search, visitor)
+    list_work(exclusive_offer(territory=["DE"]), offer(territory=["FR"]), title="Lighthouse 1")
+    list_work(offer(), offer(price={"amount": 900, "currency": "EUR"}), title="Lighthouse 2")
+    body, five_offers = page_and_queries(client, search, visitor)
+    offers = [offer for hit in json.loads(body)["items"] for offer in hit["offers"]]
+    assert len(offers) == 5 and [offer["unavailable_reason"] for offer in offers] == [None] * 5
+    assert five_offers == one_offer
 
 
 def test_checkout_refusals_are_shown_on_the_page(
