@@ -97,11 +97,15 @@ def contains_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def trigram_index(name: str, column: str) -> Index:
+def trigram_index(name: str, column: str, *, lowered: bool = True) -> Index:
     """A GIN index of lower(`column`)'s trigrams (pg_trgm): it serves contains_pattern searches, which no B-tree can
-    (LIKE '%q%'), for texts of three characters or more. PostgreSQL only (migration 0012); SQLite scans."""
-    lowered = func.lower(literal_column(column)).label(f"{column}_lowered")
-    index = Index(name, lowered, postgresql_using="gin", postgresql_ops={lowered.name: "gin_trgm_ops"})
+    (LIKE '%q%'), for texts of three characters or more. `lowered=False` indexes a column already kept in lower case
+    as it is. PostgreSQL only (migrations 0012 and 0013); SQLite scans."""
+    if lowered:
+        indexed = func.lower(literal_column(column)).label(f"{column}_lowered")
+        index = Index(name, indexed, postgresql_using="gin", postgresql_ops={indexed.name: "gin_trgm_ops"})
+    else:
+        index = Index(name, column, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"})
     return index.ddl_if(dialect="postgresql")
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ipx.db import Base, UTCDateTime, utcnow
+from ipx.db import Base, UTCDateTime, trigram_index, utcnow
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -33,7 +33,10 @@ class Listing(Base):
     """A registered work put up for licensing; hidden (by staff) or withdrawn listings leave search."""
 
     __tablename__ = "listings"
-    __table_args__ = (Index("ix_listings_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_listings_status_created", "status", "created_at"),
+        trigram_index("ix_listings_search_text_trigrams", "search_text", lowered=False),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
     work_id: Mapped[str] = mapped_column(ForeignKey("works.id"), index=True)
