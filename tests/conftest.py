@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import event
 
 from ipx.accounts.models import Role
 from ipx.accounts.service import create_user
@@ -127,6 +128,24 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+def get_counting_queries(
+    client: TestClient, path: str, headers: dict[str, str] | None = None
+) -> tuple[httpx.Response, int]:
+    """GET `path`, and how many SQL statements the app ran to answer it (for pages that must not ask one per row)."""
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        response = client.get(path, headers=headers)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return response, len(statements)
 
 
 def png_bytes(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -15,9 +15,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ipx.db import Base, UTCDateTime, trigram_index, utcnow
+
+if TYPE_CHECKING:
+    from ipx.accounts.models import User
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for big logs.
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -119,6 +122,8 @@ class Work(Base):
     log_index: Mapped[int] = mapped_column(BigInteger, unique=True)
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     status: Mapped[str] = mapped_column(String(16), default="registered")
+    # Lists of works show each one's registrant: search_works loads them with the page, in one query.
+    owner: Mapped[User] = relationship(viewonly=True, lazy="raise_on_sql")
 
 
 class PriorMatch(Base):

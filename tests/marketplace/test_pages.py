@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from ipx.db import transaction
 from ipx.marketplace import pages, service
 from ipx.marketplace.models import Order
 from ipx.registry.evidence import verify_bundle
-from tests.conftest import ApiUser, ipx_keys
+from tests.conftest import ApiUser, get_counting_queries, ipx_keys
 from tests.marketplace.builders import exclusive_offer, offer
 from tests.marketplace.conftest import Listed, buy, noise_png
 
@@ -343,19 +343,9 @@ def test_purchases_come_a_page_at_a_time(
 
 def page_and_queries(client: TestClient, path: str, user: ApiUser) -> tuple[str, int]:
     """A page as `user` sees it, and how many SQL statements it took to make."""
-    statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(args[2])
-
-    engine = client.app.state.engine  # type: ignore[attr-defined]
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        page = client.get(path, headers=user.headers)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    page, queries = get_counting_queries(client, path, user.headers)
     assert page.status_code == 200, page.text
-    return page.text, len(statements)
+    return page.text, queries
 
 
 def test_purchases_page_asks_the_same_queries_for_one_license_or_many(
