@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -156,7 +157,7 @@ def complaint_queue(
     """The staff queue, oldest case first."""
     filters = queue_filter(status, kind, min_age_days, max_age_days)
     now = ctx.now()
-    items = [summary(session, c, now) for c in service.queue(session, filters, now)]
+    items = summaries(session, service.queue(session, filters, now), now)
     return ComplaintQueue(items=items, total=len(items))
 
 
@@ -176,16 +177,20 @@ def queue_filter(
     return service.QueueFilter(status or None, kind or None, min_age_days, max_age_days)
 
 
-def summary(session: Session, complaint: Complaint, now: datetime) -> ComplaintSummary:
-    owner = complaint.target_owner_id
-    return ComplaintSummary(
-        complaint_id=complaint.id, case_number=complaint.case_number, status=complaint.status,
-        target_kind=complaint.target_kind, received_at=complaint.received_at,
-        age_days=(now - complaint.received_at).days, work_id=complaint.claimed_work_id,
-        target=complaint.evidence.get("infringing", {}).get("title") or service.target_label(complaint),
-        complainant_name=complaint.complainant_name,
-        target_owner_upheld_count=service.upheld_count(session, owner) if owner else None,
-    )
+def summaries(session: Session, complaints: Sequence[Complaint], now: datetime) -> list[ComplaintSummary]:
+    """Queue rows, with each targeted account's repeat-infringer count read for all rows at once."""
+    upheld = service.upheld_counts(session, {c.target_owner_id for c in complaints if c.target_owner_id})
+    return [
+        ComplaintSummary(
+            complaint_id=complaint.id, case_number=complaint.case_number, status=complaint.status,
+            target_kind=complaint.target_kind, received_at=complaint.received_at,
+            age_days=(now - complaint.received_at).days, work_id=complaint.claimed_work_id,
+            target=complaint.evidence.get("infringing", {}).get("title") or service.target_label(complaint),
+            complainant_name=complaint.complainant_name,
+            target_owner_upheld_count=upheld[complaint.target_owner_id] if complaint.target_owner_id else None,
+        )
+        for complaint in complaints
+    ]
 
 
 @router.get("/staff/complaints/{complaint_id}", response_model=ComplaintRead)

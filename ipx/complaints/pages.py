@@ -206,7 +206,7 @@ def staff_queue(
     except IPXError as error:
         return problem_page(request, caller, error)
     now = ctx.now()
-    items = [api.summary(session, c, now) for c in service.queue(session, filters, now)]
+    items = api.summaries(session, service.queue(session, filters, now), now)
     return render(request, "staff/queue.html", caller, items=items, status=status, kind=kind,
                   min_age_days=min_age_days, statuses=service.STATUSES, kinds=service.TARGET_KINDS)
 

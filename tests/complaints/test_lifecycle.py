@@ -18,6 +18,7 @@ from ipx.config import Settings
 from ipx.db import transaction
 from ipx.registry.models import Work
 from tests.complaints.conftest import CopyCase, act, file, notice
+from tests.conftest import get_counting_queries
 from tests.marketplace.conftest import noise_png
 
 COUNTER = {"statement": "I took this photograph myself in 2019; the complainant copied mine.",
@@ -232,6 +233,31 @@ def test_repeat_infringer_count(client, copy_case: CopyCase, staff, fresh_png) -
     act(client, staff, second["complaint_id"], "restore", "Shown to be licensed")
     queue = client.get("/api/v1/staff/complaints", headers=staff).json()
     assert {item["target_owner_upheld_count"] for item in queue["items"]} == {1}
+
+
+def test_queue_asks_the_same_queries_for_one_case_or_many(client, copy_case: CopyCase, staff, make_user) -> None:
+    """Every row shows its target's repeat-infringer count, which was counted row by row (a query per case)."""
+    upheld = filed_case(client, copy_case)
+    act(client, staff, upheld["complaint_id"], "mark_disputed")
+    session = {"ipx_session": staff["Authorization"].removeprefix("Bearer ")}
+    paths = ["/api/v1/staff/complaints?status=open", "/staff/complaints"]
+
+    def queue_queries() -> dict[str, int]:
+        client.cookies.update(session)
+        counted = {path: get_counting_queries(client, path, staff) for path in paths}
+        assert all(response.status_code == 200 for response, _ in counted.values())
+        return {path: queries for path, (_, queries) in counted.items()}
+
+    one_case = queue_queries()
+    for number in range(3):
+        data = noise_png(7000 + number)
+        original = copy_case.alice.register(data, title=f"Original {number}").json()
+        copier = make_user(f"Copier {number}")
+        copied = copier.register(data, title=f"Copy {number}").json()
+        file(client, notice(original["work_id"], {"work_id": copied["work_id"]}))
+    rows = client.get(paths[0], headers=staff).json()["items"]
+    assert sorted(row["target_owner_upheld_count"] for row in rows) == [0, 0, 0, 1]
+    assert queue_queries() == one_case
 
 
 def test_queue_filters(client, copy_case: CopyCase, staff) -> None:
