@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,16 @@ def for_subject(session: Session, subject_type: str, subject_id: str) -> list[Au
         .order_by(AuditEvent.id)
     )
     return list(session.scalars(query))
+
+
+def latest_for_subjects(session: Session, subject_type: str, subject_ids: Collection[str]) -> dict[str, AuditEvent]:
+    """The newest event of each of these subjects that has one, in one query (a list page shows it on every row)."""
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.subject_type == subject_type, AuditEvent.subject_id.in_(list(subject_ids)))
+        .order_by(AuditEvent.id)
+    )
+    return {event.subject_id: event for event in session.scalars(query)}  # later events replace earlier ones
 
 
 def running_totals_before(action: str, key: str, before: datetime) -> Subquery:

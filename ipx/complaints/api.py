@@ -214,7 +214,7 @@ def review_queue(
     status: Annotated[str | None, Query(pattern="^(open|cleared|upheld)$")] = "open",
 ) -> list[dict[str, Any]]:
     """Registrations flagged by detection, oldest first."""
-    return [review.review_view(session, flag) for flag in review.list_reviews(session, status)]
+    return review.review_views(session, review.list_reviews(session, status))
 
 
 @router.post("/staff/reviews/{review_id}", response_model=ReviewRead, dependencies=[SendsMail])

@@ -269,7 +269,7 @@ def staff_reviews(request: Request, session: DbSession, caller: Visitor, status:
     except IPXError as error:
         return problem_page(request, caller, error)
     flags = review.list_reviews(session, status if status in review.REVIEW_STATUSES else "open")
-    return render(request, "staff/reviews.html", caller, items=[review.review_view(session, f) for f in flags],
+    return render(request, "staff/reviews.html", caller, items=review.review_views(session, flags),
                   status=status, statuses=review.REVIEW_STATUSES,
                   notice=_decision_notice(session, request.query_params.get("decided", "")))
 

@@ -319,11 +319,7 @@ def find_matches(
     if computed.parsed:
         ctx.fingerprints.catch_up(session)
         similar = [match for match in ctx.fingerprints.similar(computed, session) if match.work_id not in found]
-        # up to 20 matches, each shown with its registrant: read in two queries, not two a match
-        works = session.scalars(
-            select(Work).where(Work.id.in_([match.work_id for match in similar])).options(selectinload(Work.owner))
-        )
-        by_id = {work.id: work for work in works}
+        by_id = works_by_id(session, {match.work_id for match in similar})  # up to 20, each shown with its owner
         for match in similar:
             if (work := by_id.get(match.work_id)) is not None and match.work_id not in found:
                 found[match.work_id] = SimilarWork(work, match.method, match.distance, match.similarity, match.passages)
@@ -445,6 +441,12 @@ def owner_of(session: Session, work: Work) -> User:
     if user is None:
         raise NotFound("The owner of this work no longer exists.")
     return user
+
+
+def works_by_id(session: Session, work_ids: Collection[str]) -> dict[str, Work]:
+    """These works with their registrants, in two queries (lists that show each work's owner)."""
+    query = select(Work).where(Work.id.in_(list(work_ids))).options(selectinload(Work.owner))
+    return {work.id: work for work in session.scalars(query)}
 
 
 def statement_of(work: Work) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from email import message_from_bytes, policy
 import pytest
 
 from tests.complaints.conftest import CopyCase, act, file, notice
+from tests.conftest import get_counting_queries
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 STAFF_API = [
@@ -120,6 +121,38 @@ def test_review_queue_clear_and_uphold(client, copy_case: CopyCase, staff, make_
     assert client.get(f"/api/v1/works/{ZERO}/review", headers=copy_case.bob.headers).status_code == 404
     unflagged = copy_case.alice.register(fresh_png(), title="Unique").json()
     assert client.get(f"/api/v1/works/{unflagged['work_id']}/review", headers=copy_case.alice.headers).json() == []
+
+
+def test_review_queue_asks_the_same_queries_for_one_flag_or_many(client, copy_case: CopyCase, staff, make_user,
+                                                                 fresh_png) -> None:
+    """Each flag's two works, their owners and the decision's reason were read flag by flag: six queries a row."""
+    client.cookies.set("ipx_session", staff["Authorization"].removeprefix("Bearer "))
+    paths = ["/api/v1/staff/reviews?status=open", "/api/v1/staff/reviews?status=upheld", "/staff/reviews",
+             "/staff/reviews?status=upheld"]
+
+    def queue_queries() -> dict[str, int]:
+        counted = {path: get_counting_queries(client, path, staff) for path in paths}
+        assert all(response.status_code == 200 for response, _ in counted.values())
+        return {path: queries for path, (_, queries) in counted.items()}
+
+    def flag_copy(decision: str | None = None) -> None:
+        data = fresh_png()
+        copy_case.alice.register(data, title="Original")
+        make_user("Copier").register(data, title="Copy")
+        if decision:
+            flag = client.get("/api/v1/staff/reviews", headers=staff).json()[-1]
+            decided = client.post(f"/api/v1/staff/reviews/{flag['review_id']}", headers=staff,
+                                  json={"decision": decision, "reason": f"Decided: {decision}"})
+            assert decided.status_code == 200, decided.text
+
+    flag_copy("uphold")
+    one_each = queue_queries()
+    for decision in ("uphold", None, None):
+        flag_copy(decision)
+    upheld = client.get(paths[1], headers=staff).json()
+    assert [flag["decision_reason"] for flag in upheld] == ["Decided: uphold"] * 2
+    assert len(client.get(paths[0], headers=staff).json()) == 3
+    assert queue_queries() == one_each
 
 
 def test_registration_with_prior_match_alerts_the_earlier_owner(client, copy_case: CopyCase, staff, settings) -> None:
