@@ -153,12 +153,15 @@ def complaint_queue(
     ] = None,
     min_age_days: CaseAgeDays = None,
     max_age_days: CaseAgeDays = None,
+    page: Page = 1,
 ) -> ComplaintQueue:
-    """The staff queue, oldest case first."""
+    """The staff queue, oldest case first, QUEUE_PAGE_SIZE cases a page; `total` counts every matching case."""
     filters = queue_filter(status, kind, min_age_days, max_age_days)
     now = ctx.now()
-    items = summaries(session, service.queue(session, filters, now), now)
-    return ComplaintQueue(items=items, total=len(items))
+    cases, total = service.queue(session, filters, now, page=page, page_size=service.QUEUE_PAGE_SIZE)
+    return ComplaintQueue(
+        items=summaries(session, cases, now), total=total, page=page, page_size=service.QUEUE_PAGE_SIZE
+    )
 
 
 def queue_filter(

@@ -199,6 +199,7 @@ async def submit_counter_notice(
 def staff_queue(
     request: Request, session: DbSession, caller: Visitor, ctx: CaseContext,
     status: str = "open", kind: Annotated[str, Query(alias="type")] = "", min_age_days: CaseAgeDays = None,
+    page: PageOfResults = 1,
 ) -> Response:
     try:
         _require_staff(caller)
@@ -206,9 +207,12 @@ def staff_queue(
     except IPXError as error:
         return problem_page(request, caller, error)
     now = ctx.now()
-    items = api.summaries(session, service.queue(session, filters, now), now)
-    return render(request, "staff/queue.html", caller, items=items, status=status, kind=kind,
-                  min_age_days=min_age_days, statuses=service.STATUSES, kinds=service.TARGET_KINDS)
+    cases, total = service.queue(session, filters, now, page=page, page_size=service.QUEUE_PAGE_SIZE)
+    kept = {"status": status} | {name: value for name, value in (("type", kind), ("min_age_days", min_age_days))
+                                 if value not in ("", None)}  # an empty status means any: it must stay in links
+    return render(request, "staff/queue.html", caller, items=api.summaries(session, cases, now), status=status,
+                  kind=kind, min_age_days=min_age_days, statuses=service.STATUSES, kinds=service.TARGET_KINDS,
+                  page=page, total=total, has_next=page * service.QUEUE_PAGE_SIZE < total, filters=kept)
 
 
 ACTION_LABELS = {

@@ -126,7 +126,9 @@ class ComplaintSummary(BaseModel):
 
 class ComplaintQueue(BaseModel):
     items: list[ComplaintSummary]
-    total: int
+    total: int  # every matching case, on this page or another
+    page: int
+    page_size: int
 
 
 class ReviewRead(BaseModel):

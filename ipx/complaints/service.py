@@ -319,6 +319,9 @@ def upheld_counts(session: Session, account_ids: Collection[str]) -> dict[str, i
     return {account_id: 0 for account_id in account_ids} | {owner: count for owner, count in counted}
 
 
+QUEUE_PAGE_SIZE = 50
+
+
 @dataclass(frozen=True)
 class QueueFilter:
     status: str | None = None
@@ -327,8 +330,11 @@ class QueueFilter:
     max_age_days: int | None = None
 
 
-def queue(session: Session, filters: QueueFilter, now: datetime) -> list[Complaint]:
-    """Oldest first, so the case waiting longest is handled first."""
+def queue(
+    session: Session, filters: QueueFilter, now: datetime, *, page: int, page_size: int
+) -> tuple[list[Complaint], int]:
+    """One page of the cases matching `filters`, oldest first (the case waiting longest is handled first), and how
+    many match in all: closed cases accumulate for ever, and the queue listed every one of them at once."""
     query = select(Complaint)
     if filters.status == "open":
         query = query.where(Complaint.status.in_(OPEN))
@@ -340,7 +346,11 @@ def queue(session: Session, filters: QueueFilter, now: datetime) -> list[Complai
         query = query.where(Complaint.received_at <= now - timedelta(days=filters.min_age_days))
     if filters.max_age_days is not None:
         query = query.where(Complaint.received_at >= now - timedelta(days=filters.max_age_days))
-    return list(session.scalars(query.order_by(Complaint.received_at, Complaint.case_number)))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(Complaint.received_at, Complaint.case_number).offset((page - 1) * page_size).limit(page_size)
+    )
+    return list(rows), total
 
 
 # --- the owner's and the complainant's moves ---------------------------------------------------------------

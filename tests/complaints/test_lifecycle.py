@@ -12,6 +12,7 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from ipx.cli import app as cli_app
+from ipx.complaints import service
 from ipx.complaints.clock import add_business_days
 from ipx.complaints.service import process_due_restorations
 from ipx.config import Settings
@@ -28,6 +29,14 @@ FRIDAY_NOON = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 def filed_case(client, copy_case: CopyCase) -> dict:
     return file(client, notice(copy_case.original["work_id"], {"work_id": copy_case.copy["work_id"]}))
+
+
+def case_against_a_new_copy(client, copy_case: CopyCase, make_user, number: int) -> dict:
+    """Alice registers another work, a new account registers the same bytes, and she files a notice against it."""
+    data = noise_png(7000 + number)
+    original = copy_case.alice.register(data, title=f"Original {number}").json()
+    copied = make_user(f"Copier {number}").register(data, title=f"Copy {number}").json()
+    return file(client, notice(original["work_id"], {"work_id": copied["work_id"]}))
 
 
 def work_status(client, work_id: str) -> str:
@@ -250,11 +259,7 @@ def test_queue_asks_the_same_queries_for_one_case_or_many(client, copy_case: Cop
 
     one_case = queue_queries()
     for number in range(3):
-        data = noise_png(7000 + number)
-        original = copy_case.alice.register(data, title=f"Original {number}").json()
-        copier = make_user(f"Copier {number}")
-        copied = copier.register(data, title=f"Copy {number}").json()
-        file(client, notice(original["work_id"], {"work_id": copied["work_id"]}))
+        case_against_a_new_copy(client, copy_case, make_user, number)
     rows = client.get(paths[0], headers=staff).json()["items"]
     assert sorted(row["target_owner_upheld_count"] for row in rows) == [0, 0, 0, 1]
     assert queue_queries() == one_case
@@ -280,6 +285,34 @@ def test_queue_filters(client, copy_case: CopyCase, staff) -> None:
     assert numbers(max_age_days=10) == [url_case["case_number"]]
     assert client.get("/api/v1/staff/complaints", params={"status": "lost"}, headers=staff).status_code == 422
     assert client.get("/api/v1/staff/complaints", params={"type": "tv"}, headers=staff).status_code == 422
+
+
+def test_queue_pages_keep_the_filters(client, copy_case: CopyCase, staff, make_user, monkeypatch) -> None:
+    """Closed cases pile up for ever: the queue comes a page at a time, in the API and on the page."""
+    monkeypatch.setattr(service, "QUEUE_PAGE_SIZE", 2)
+    cases = [case_against_a_new_copy(client, copy_case, make_user, number)["case_number"] for number in range(3)]
+    file(client, notice(copy_case.original["work_id"], {"url": "https://elsewhere.example/x"}))
+
+    def queue(**params: object) -> dict:
+        response = client.get("/api/v1/staff/complaints", params={"type": "work", **params}, headers=staff)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    first, second = queue(), queue(page=2)
+    assert ([item["case_number"] for item in first["items"]], first["total"], first["page_size"]) == (cases[:2], 3, 2)
+    assert ([item["case_number"] for item in second["items"]], second["total"], second["page"]) == (cases[2:], 3, 2)
+    assert queue(page=3)["items"] == []
+    assert client.get("/api/v1/staff/complaints", params={"page": 0}, headers=staff).status_code == 422
+
+    client.cookies.set("ipx_session", staff["Authorization"].removeprefix("Bearer "))
+    page = client.get("/staff/complaints", params={"status": "", "type": "work"}).text
+    assert "3 cases, oldest first." in page and all(number in page for number in cases[:2]) and cases[2] not in page
+    assert 'href="/staff/complaints?status=&amp;type=work&amp;page=2">Newer cases →</a>' in page
+    later = client.get("/staff/complaints", params={"status": "", "type": "work", "page": "2"}).text
+    assert cases[2] in later and cases[0] not in later and "3 cases, oldest first; page 2." in later
+    assert 'href="/staff/complaints?status=&amp;type=work&amp;page=1">← Older cases</a>' in later
+    beyond = client.get("/staff/complaints", params={"status": "", "type": "work", "page": "3"}).text
+    assert "There is no page 3: the 3 cases matching these filters fill fewer pages." in beyond
 
 
 def test_a_work_stays_disputed_while_another_case_holds_it(client, copy_case: CopyCase, staff, make_user,
