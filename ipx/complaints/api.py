@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -211,13 +211,30 @@ def staff_action(
     return service.view(session, complaint, "staff")
 
 
-@router.get("/staff/reviews", response_model=list[ReviewRead])
+PAGE_HEADERS = {
+    "X-Total-Count": {"description": "flags of this status in all", "schema": {"type": "integer"}},
+    "Link": {"description": 'RFC 8288 links to the pages before and after: rel="prev", rel="next"',
+             "schema": {"type": "string"}},
+}
+
+
+@router.get("/staff/reviews", response_model=list[ReviewRead], responses={200: {"headers": PAGE_HEADERS}})
 def review_queue(
-    session: DbSession, staff: Staff,
+    request: Request, response: Response, session: DbSession, staff: Staff,
     status: Annotated[str | None, Query(pattern="^(open|cleared|upheld)$")] = "open",
+    page: Page = 1,
 ) -> list[dict[str, Any]]:
-    """Registrations flagged by detection, oldest first."""
-    return review.review_views(session, review.list_reviews(session, status))
+    """Registrations flagged by detection, oldest first, REVIEW_PAGE_SIZE a page (the list stays a list: the total
+    and the neighbouring pages are in the X-Total-Count and Link headers)."""
+    flags, total = review.list_reviews(session, status, page=page, page_size=review.REVIEW_PAGE_SIZE)
+    response.headers["X-Total-Count"] = str(total)
+    neighbours = {"prev": page - 1 if page > 1 else None,
+                  "next": page + 1 if page * review.REVIEW_PAGE_SIZE < total else None}
+    links = [f'<{request.url.include_query_params(page=number)}>; rel="{rel}"'
+             for rel, number in neighbours.items() if number is not None]
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    return review.review_views(session, flags)
 
 
 @router.post("/staff/reviews/{review_id}", response_model=ReviewRead, dependencies=[SendsMail])

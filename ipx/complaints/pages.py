@@ -267,14 +267,18 @@ def staff_case_action(
 
 
 @router.get("/staff/reviews", response_class=HTMLResponse)
-def staff_reviews(request: Request, session: DbSession, caller: Visitor, status: str = "open") -> Response:
+def staff_reviews(
+    request: Request, session: DbSession, caller: Visitor, status: str = "open", page: PageOfResults = 1
+) -> Response:
     try:
         _require_staff(caller)
     except IPXError as error:
         return problem_page(request, caller, error)
-    flags = review.list_reviews(session, status if status in review.REVIEW_STATUSES else "open")
+    status = status if status in review.REVIEW_STATUSES else "open"
+    flags, total = review.list_reviews(session, status, page=page, page_size=review.REVIEW_PAGE_SIZE)
     return render(request, "staff/reviews.html", caller, items=review.review_views(session, flags),
-                  status=status, statuses=review.REVIEW_STATUSES,
+                  status=status, statuses=review.REVIEW_STATUSES, page=page, total=total,
+                  has_next=page * review.REVIEW_PAGE_SIZE < total,
                   notice=_decision_notice(session, request.query_params.get("decided", "")))
 
 

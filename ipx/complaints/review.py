@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ipx.accounts.service import Principal
@@ -42,11 +42,20 @@ def alert_prior_owners(session: Session, work_id: str) -> int:
     return alerted
 
 
-def list_reviews(session: Session, status: str | None) -> list[PriorMatch]:
+REVIEW_PAGE_SIZE = 20
+
+
+def list_reviews(session: Session, status: str | None, *, page: int, page_size: int) -> tuple[list[PriorMatch], int]:
+    """One page of flags, oldest first, and how many there are in all: every registration that matches an earlier
+    one is flagged, so the cleared and upheld lists only grow."""
     query = select(PriorMatch)
     if status:
         query = query.where(PriorMatch.review_status == status)
-    return list(session.scalars(query.order_by(PriorMatch.found_at, PriorMatch.id)))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    flags = session.scalars(
+        query.order_by(PriorMatch.found_at, PriorMatch.id).offset((page - 1) * page_size).limit(page_size)
+    )
+    return list(flags), total
 
 
 def get_review(session: Session, review_id: int) -> PriorMatch:

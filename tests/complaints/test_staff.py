@@ -6,6 +6,7 @@ from email import message_from_bytes, policy
 
 import pytest
 
+from ipx.complaints import review
 from tests.complaints.conftest import CopyCase, act, file, notice
 from tests.conftest import get_counting_queries
 
@@ -123,6 +124,18 @@ def test_review_queue_clear_and_uphold(client, copy_case: CopyCase, staff, make_
     assert client.get(f"/api/v1/works/{unflagged['work_id']}/review", headers=copy_case.alice.headers).json() == []
 
 
+def flag_a_copy(client, copy_case: CopyCase, make_user, data: bytes, staff, decision: str | None = None) -> int:
+    """Alice registers `data`, a new account registers it too (a flag); staff decide it when `decision` is given."""
+    copy_case.alice.register(data, title="Original")
+    copied = make_user("Copier").register(data, title="Copy").json()
+    flag = client.get(f"/api/v1/works/{copied['work_id']}/review", headers=staff).json()[0]
+    if decision:
+        decided = client.post(f"/api/v1/staff/reviews/{flag['review_id']}", headers=staff,
+                              json={"decision": decision, "reason": f"Decided: {decision}"})
+        assert decided.status_code == 200, decided.text
+    return flag["review_id"]
+
+
 def test_review_queue_asks_the_same_queries_for_one_flag_or_many(client, copy_case: CopyCase, staff, make_user,
                                                                  fresh_png) -> None:
     """Each flag's two works, their owners and the decision's reason were read flag by flag: six queries a row."""
@@ -135,24 +148,35 @@ def test_review_queue_asks_the_same_queries_for_one_flag_or_many(client, copy_ca
         assert all(response.status_code == 200 for response, _ in counted.values())
         return {path: queries for path, (_, queries) in counted.items()}
 
-    def flag_copy(decision: str | None = None) -> None:
-        data = fresh_png()
-        copy_case.alice.register(data, title="Original")
-        make_user("Copier").register(data, title="Copy")
-        if decision:
-            flag = client.get("/api/v1/staff/reviews", headers=staff).json()[-1]
-            decided = client.post(f"/api/v1/staff/reviews/{flag['review_id']}", headers=staff,
-                                  json={"decision": decision, "reason": f"Decided: {decision}"})
-            assert decided.status_code == 200, decided.text
-
-    flag_copy("uphold")
+    flag_a_copy(client, copy_case, make_user, fresh_png(), staff, "uphold")
     one_each = queue_queries()
     for decision in ("uphold", None, None):
-        flag_copy(decision)
+        flag_a_copy(client, copy_case, make_user, fresh_png(), staff, decision)
     upheld = client.get(paths[1], headers=staff).json()
     assert [flag["decision_reason"] for flag in upheld] == ["Decided: uphold"] * 2
     assert len(client.get(paths[0], headers=staff).json()) == 3
     assert queue_queries() == one_each
+
+
+def test_review_queue_pages(client, copy_case: CopyCase, staff, make_user, fresh_png, monkeypatch) -> None:
+    """Every match is flagged, so the decided lists only grow: the queue comes a page at a time."""
+    monkeypatch.setattr(review, "REVIEW_PAGE_SIZE", 2)
+    flags = [flag_a_copy(client, copy_case, make_user, fresh_png(), staff, "clear") for _ in range(3)]
+    first = client.get("/api/v1/staff/reviews", params={"status": "cleared"}, headers=staff)
+    assert [flag["review_id"] for flag in first.json()] == flags[:2] and first.headers["X-Total-Count"] == "3"
+    assert first.headers["Link"] == '<http://testserver/api/v1/staff/reviews?status=cleared&page=2>; rel="next"'
+    second = client.get(first.headers["Link"][1:].split(">")[0], headers=staff)
+    assert [flag["review_id"] for flag in second.json()] == flags[2:]
+    assert second.headers["Link"] == '<http://testserver/api/v1/staff/reviews?status=cleared&page=1>; rel="prev"'
+
+    client.cookies.set("ipx_session", staff["Authorization"].removeprefix("Bearer "))
+    page = client.get("/staff/reviews", params={"status": "cleared"}).text
+    assert "3 flags cleared, oldest first." in page and f"Flag {flags[0]} " in page and f"Flag {flags[2]} " not in page
+    assert 'href="/staff/reviews?status=cleared&amp;page=2">Newer flags →</a>' in page
+    later = client.get("/staff/reviews", params={"status": "cleared", "page": "2"}).text
+    assert f"Flag {flags[2]} " in later and "page 2." in later and "← Older flags</a>" in later
+    beyond = client.get("/staff/reviews", params={"status": "cleared", "page": "3"}).text
+    assert "There is no page 3: the 3 flags cleared fill fewer pages." in beyond
 
 
 def test_registration_with_prior_match_alerts_the_earlier_owner(client, copy_case: CopyCase, staff, settings) -> None:
