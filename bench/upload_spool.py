@@ -7,7 +7,7 @@ messages, as uvicorn hands a loopback upload over, and the app's whole answer is
 fingerprints, the index). Starlette's spool rolls to disk at 1 MiB, and from then on each message is written through
 the thread pool; IPX's default keeps the file in memory up to 16 MiB. The two settings alternate request by request
 in the same run, on the same app (the setting is Starlette's class attribute), for a registered picture's copy and for
-a picture that is not registered.
+a picture that is not registered (bench/verify_speed.py's pictures are registered first).
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from _synthetic import jpeg, skimage_picture  # noqa: E402
-from verify_speed import REGISTERED_PICTURES, api_user, twelve_megapixel_jpeg  # noqa: E402
+from verify_speed import register_pictures, twelve_megapixel_jpeg  # noqa: E402
 
 from ipx.app import create_app  # noqa: E402
 from ipx.config import Settings  # noqa: E402
@@ -102,13 +101,7 @@ def main() -> None:
         upgrade(settings.resolved_database_url)
         app = create_app(settings)
         with TestClient(app) as client:
-            headers = api_user(client)
-            for name in REGISTERED_PICTURES:
-                response = client.post(
-                    "/api/v1/works", headers=headers, files={"file": (f"{name}.jpg", jpeg(skimage_picture(name)))},
-                    data={"title": name},
-                )  # fmt: skip
-                assert response.status_code == 201, response.text
+            register_pictures(client)
             uploads = {
                 "12-megapixel copy of a registered work": twelve_megapixel_jpeg("chelsea"),
                 "12-megapixel JPEG of an unregistered picture": twelve_megapixel_jpeg(),

@@ -128,15 +128,7 @@ def bench_verify(pool: np.ndarray, works: int, requests: int, rng: np.random.Gen
         settings = Settings(data_dir=Path(folder), public_url="http://testserver")
         upgrade(settings.resolved_database_url)
         with TestClient(create_app(settings)) as client:
-            headers = api_user(client)
-            registered = {}
-            for name in REGISTERED_PICTURES:
-                response = client.post(
-                    "/api/v1/works", headers=headers, files={"file": (f"{name}.jpg", jpeg(skimage_picture(name)))},
-                    data={"title": name},
-                )  # fmt: skip
-                assert response.status_code == 201, response.text
-                registered[name] = response.json()["work_id"]
+            registered = register_pictures(client)
         started = time.perf_counter()
         insert_synthetic_works(settings, pool, rng, works - len(registered))
         print(
@@ -229,6 +221,19 @@ def insert_synthetic_works(settings: Settings, pool: np.ndarray, rng: np.random.
             session.execute(insert(Work), works)
             session.execute(insert(WorkFingerprint), rows)
     engine.dispose()
+
+
+def register_pictures(client: TestClient) -> dict[str, str]:
+    """REGISTERED_PICTURES registered through the API by one account: work ids by picture name."""
+    headers, registered = api_user(client), {}
+    for name in REGISTERED_PICTURES:
+        response = client.post(
+            "/api/v1/works", headers=headers, files={"file": (f"{name}.jpg", jpeg(skimage_picture(name)))},
+            data={"title": name},
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+        registered[name] = response.json()["work_id"]
+    return registered
 
 
 def api_user(client: TestClient) -> dict[str, str]:
