@@ -97,6 +97,9 @@ def test_pages_keep_the_search_and_say_when_past_the_last(client: TestClient, ca
     past = client.get("/works", params={"q": "e", "page": "9"}).text
     assert "There is no page 9." in past and "The 4 registrations found fill fewer pages." in past
     assert 'href="/works?q=e"' in past
+    one_page = client.get("/works", params={"q": "loom"}).text
+    assert titles(one_page) == ["Loom pattern"] and 'class="pager"' not in one_page  # nothing to page through
+    assert 'class="pager"' in first and 'class="pager"' in second
 
 
 def test_an_empty_registry_invites_the_first_registration(client: TestClient) -> None:
