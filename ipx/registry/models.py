@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -17,10 +17,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+# Imported, not only named: the mapper resolves Work.owner from it whoever imports Work (`ipx log witness` does alone).
+from ipx.accounts.models import User
 from ipx.db import Base, UTCDateTime, trigram_index, utcnow
-
-if TYPE_CHECKING:
-    from ipx.accounts.models import User
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for big logs.
 BigId = BigInteger().with_variant(Integer, "sqlite")
