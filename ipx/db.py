@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Engine, Index, create_engine, event, func, literal_column
+from sqlalchemy import DateTime, Engine, Index, Select, create_engine, event, func, literal_column, select
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 logger = logging.getLogger(__name__)
@@ -107,6 +109,18 @@ def trigram_index(name: str, column: str, *, lowered: bool = True) -> Index:
     else:
         index = Index(name, column, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"})
     return index.ddl_if(dialect="postgresql")
+
+
+Row = TypeVar("Row")
+
+
+def page_of(
+    session: Session, query: Select[Row], *order_by: ColumnElement[Any], page: int, page_size: int
+) -> tuple[list[Row], int]:
+    """One page of `query`'s rows in `order_by` order, and how many rows it has in all (a pager shows both)."""
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(*order_by).offset((page - 1) * page_size).limit(page_size))
+    return list(rows), total
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ipx.audit.models import AuditEvent
+from ipx.db import page_of
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,4 @@ def search(session: Session, query: AuditQuery) -> tuple[list[AuditEvent], int]:
         statement = statement.where(AuditEvent.subject_type == query.subject_type)
     if query.actor_id:
         statement = statement.where(AuditEvent.actor_id == query.actor_id)
-    total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
-    rows = session.scalars(
-        statement.order_by(AuditEvent.id.desc()).offset((query.page - 1) * query.page_size).limit(query.page_size)
-    )
-    return list(rows), total
+    return page_of(session, statement, AuditEvent.id.desc(), page=query.page, page_size=query.page_size)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ipx.accounts.service import Principal
@@ -16,6 +16,7 @@ from ipx.audit import service as audit_service
 from ipx.complaints import messages
 from ipx.complaints.schemas import ReviewDecision
 from ipx.complaints.service import work_card
+from ipx.db import page_of
 from ipx.errors import Conflict, Forbidden, NotFound
 from ipx.notifications import service as outbox
 from ipx.registry import service as registry_service
@@ -51,11 +52,7 @@ def list_reviews(session: Session, status: str | None, *, page: int, page_size: 
     query = select(PriorMatch)
     if status:
         query = query.where(PriorMatch.review_status == status)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    flags = session.scalars(
-        query.order_by(PriorMatch.found_at, PriorMatch.id).offset((page - 1) * page_size).limit(page_size)
-    )
-    return list(flags), total
+    return page_of(session, query, PriorMatch.found_at, PriorMatch.id, page=page, page_size=page_size)
 
 
 def get_review(session: Session, review_id: int) -> PriorMatch:

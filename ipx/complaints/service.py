@@ -35,7 +35,7 @@ from ipx.complaints.matching import (
 )
 from ipx.complaints.models import CLOSED_STATUSES, OPEN_STATUSES, Complaint
 from ipx.complaints.schemas import CounterNoticeIn, LegalActionIn, NoticeIn, StaffAction, StaffActionIn
-from ipx.db import utcnow
+from ipx.db import page_of, utcnow
 from ipx.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from ipx.notifications import service as outbox
 from ipx.registry import service as registry_service
@@ -346,11 +346,7 @@ def queue(
         query = query.where(Complaint.received_at <= now - timedelta(days=filters.min_age_days))
     if filters.max_age_days is not None:
         query = query.where(Complaint.received_at >= now - timedelta(days=filters.max_age_days))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(Complaint.received_at, Complaint.case_number).offset((page - 1) * page_size).limit(page_size)
-    )
-    return list(rows), total
+    return page_of(session, query, Complaint.received_at, Complaint.case_number, page=page, page_size=page_size)
 
 
 # --- the owner's and the complainant's moves ---------------------------------------------------------------

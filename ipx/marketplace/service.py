@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from ipx.accounts.models import User
 from ipx.accounts.service import Principal
 from ipx.audit import service as audit_service
-from ipx.db import contains_pattern, utcnow
+from ipx.db import contains_pattern, page_of, utcnow
 from ipx.errors import Conflict, Forbidden, Gone, InvalidInput, LegallyWithheld, NotFound
 from ipx.marketplace import ledger, terms
 from ipx.marketplace.models import License, Listing, Offer, Order, PaymentCustomer, PaymentEvent, SalesSuspension
@@ -613,12 +613,8 @@ def sales_of(session: Session, seller_id: str, *, page: int, page_size: int) -> 
 def _page_of_orders(
     session: Session, party: ColumnElement[bool], *, page: int, page_size: int
 ) -> tuple[list[Order], int]:
-    query = select(Order).where(party)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    orders = session.scalars(
-        query.order_by(Order.created_at.desc(), Order.id).offset((page - 1) * page_size).limit(page_size)
-    )
-    return list(orders), total
+    return page_of(session, select(Order).where(party), Order.created_at.desc(), Order.id, page=page,
+                   page_size=page_size)
 
 
 def licensed_sales_count(session: Session, seller_id: str) -> int:

@@ -20,7 +20,7 @@ from ipx.accounts.models import User
 from ipx.accounts.service import Principal
 from ipx.audit import service as audit_service
 from ipx.blobs import BlobStore, RecentDigests
-from ipx.db import contains_pattern, utcnow
+from ipx.db import contains_pattern, page_of, utcnow
 from ipx.errors import Conflict, Forbidden, InvalidInput, IPXError, NotFound
 from ipx.fingerprint.engine import ComputedFingerprints, FingerprintEngine
 from ipx.registry import evidence, keys, log, media, previews, signing
@@ -476,13 +476,11 @@ def search_works(
         owners = session.scalars(named.limit(MAX_LISTED_OWNERS + 1)).all()
         owned = Work.owner_id.in_(owners if len(owners) <= MAX_LISTED_OWNERS else named)
         query = query.where(or_(func.lower(Work.title).like(pattern, escape="\\"), owned))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(Work.registered_at.asc() if oldest_first else Work.registered_at.desc())
-        .offset((page - 1) * page_size).limit(page_size)
-        .options(selectinload(Work.owner))  # every hit shows its registrant: one query for the page, not one a work
+    # every hit shows its registrant: one query for the page, not one a work
+    return page_of(
+        session, query.options(selectinload(Work.owner)),
+        Work.registered_at.asc() if oldest_first else Work.registered_at.desc(), page=page, page_size=page_size,
     )
-    return list(rows), total
 
 
 def registrant_name(session: Session, account_id: str) -> str | None:
