@@ -137,14 +137,19 @@ def _sales_suspension(session: Session, work_id: str) -> SalesSuspension | None:
     return session.get(SalesSuspension, work_id)
 
 
-def _listing_taken_down(session: Session, work_id: str) -> bool:
-    """Whether staff hid a listing of this work, which holds the whole work until they restore it.
+def _works_taken_down(session: Session, work_ids: Collection[str]) -> set[str]:
+    """Those of these works that staff hid a listing of, which holds the whole work until they restore it.
 
     Only a complaint hides a listing and only its closing (staff restoring, dismissing, or the counter-notice
     clock) brings it back, so a hidden listing is the takedown itself: a new listing or another listing's
     offers would put the same work straight back on sale under the open case.
     """
-    return session.scalar(select(exists().where(Listing.work_id == work_id, Listing.status == "hidden"))) or False
+    hidden = select(Listing.work_id).where(Listing.work_id.in_(list(work_ids)), Listing.status == "hidden")
+    return set(session.scalars(hidden))
+
+
+def _works_with_sales_suspended(session: Session, work_ids: Collection[str]) -> set[str]:
+    return set(session.scalars(select(SalesSuspension.work_id).where(SalesSuspension.work_id.in_(list(work_ids)))))
 
 
 def _active_licenses(session: Session, work_ids: Sequence[str]) -> dict[str, list[License]]:
@@ -199,7 +204,7 @@ def _check_listable(session: Session, work: Work, seller: Principal) -> None:
         )
     if _sales_suspension(session, work.id) is not None:
         raise Conflict("Sales of this work are suspended by IPX staff, so it cannot be listed.")
-    if _listing_taken_down(session, work.id):
+    if work.id in _works_taken_down(session, [work.id]):
         raise Conflict("IPX staff took down a listing of this work under an infringement complaint, so it cannot be "
                        "listed again until that case is resolved.")
 
@@ -430,10 +435,7 @@ def unavailable_reasons(session: Session, offers: Sequence[Offer], *, today: dat
     listing_ids = list({offer.listing_id for offer in offers})
     listings = {listing.id: listing for listing in session.scalars(select(Listing).where(Listing.id.in_(listing_ids)))}
     works = {work.id: work for work in session.scalars(select(Work).where(Work.id.in_(work_ids)))}
-    suspended = set(session.scalars(select(SalesSuspension.work_id).where(SalesSuspension.work_id.in_(work_ids))))
-    # a hidden listing holds the whole work (_listing_taken_down)
-    taken_down = set(session.scalars(select(Listing.work_id).where(Listing.work_id.in_(work_ids),
-                                                                   Listing.status == "hidden")))
+    suspended, taken_down = _works_with_sales_suspended(session, work_ids), _works_taken_down(session, work_ids)
     reasons: dict[str, str | None] = {}
     for offer in offers:
         listing, work = listings.get(offer.listing_id), works.get(offer.work_id)
@@ -1165,9 +1167,7 @@ def license_deliveries(
         return delivered
     works = {work.id: work for work in session.scalars(select(Work).where(Work.id.in_(work_ids)))}
     held = {work.id for work in works.values() if work.status != "registered"}
-    held.update(session.scalars(select(SalesSuspension.work_id).where(SalesSuspension.work_id.in_(work_ids))))
-    held.update(session.scalars(select(Listing.work_id).where(Listing.work_id.in_(work_ids),
-                                                             Listing.status == "hidden")))
+    held |= _works_with_sales_suspended(session, work_ids) | _works_taken_down(session, work_ids)
     for row in standing:
         delivered[row.id] = LegallyWithheld(
             "Downloads of this work are paused while IPX handles an infringement complaint about it. Your license "

@@ -318,8 +318,8 @@ def find_matches(
         found[work.id] = SimilarWork(work, "sha256", 0.0, 1.0)
     if computed.parsed:
         ctx.fingerprints.catch_up(session)
-        similar = [match for match in ctx.fingerprints.similar(computed, session) if match.work_id not in found]
-        by_id = works_by_id(session, {match.work_id for match in similar})  # up to 20, each shown with its owner
+        similar = ctx.fingerprints.similar(computed, session)
+        by_id = works_by_id(session, {match.work_id for match in similar} - found.keys())  # each shown with its owner
         for match in similar:
             if (work := by_id.get(match.work_id)) is not None and match.work_id not in found:
                 found[match.work_id] = SimilarWork(work, match.method, match.distance, match.similarity, match.passages)
