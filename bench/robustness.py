@@ -351,7 +351,8 @@ def report_margins(
     kind: dict[str, str],
 ) -> None:
     """Closest distinct pair per method, over the pairs that count for false matches."""
-    defaults = ImageIndex()
+    defaults = index = _worker_index
+    assert index is not None
     print("\nThresholds and margins (closest distinct pair; clip-art x clip-art excluded)")
     counted = np.array(
         [
@@ -413,11 +414,11 @@ def report_margins(
     print(
         f"  pdq used only when both PDQ qualities >= {defaults.min_quality}; ORB candidates: "
         f"top {defaults.orb_max_candidates} by split votes "
-        f"(descriptor distance <= {defaults.orb_vote_distance}, >= {defaults.orb_min_votes} votes; once the index "
-        f"holds {defaults.orb_cluster_at:,} descriptors (the full tuning set does), an inverted file of "
-        f"{defaults.orb_lists} cells, {defaults.orb_probes} probed (found through {defaults.orb_coarse_lists} coarse "
-        f"cells, {defaults.orb_coarse_probes} probed), {defaults.orb_neighbours} nearest per descriptor, "
-        f">= {defaults.orb_clustered_min_votes} votes)"
+        f"(descriptor distance <= {defaults.orb_vote_distance}, >= {defaults.orb_min_votes} votes; once clustered, "
+        f"{defaults.orb_probes} cells probed (found through coarse cells, {defaults.orb_coarse_probes} probed), "
+        f"{defaults.orb_neighbours} nearest per descriptor, >= {defaults.orb_clustered_min_votes} votes; this run's "
+        f"index: {len(index._orb):,} descriptors in {index._orb.cells:,} cells (0: a flat scan), up to "
+        f"{defaults.orb_lists:,} cells from {defaults.orb_cluster_at:,} descriptors)"
     )
 
 

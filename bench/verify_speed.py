@@ -98,6 +98,7 @@ def bench_vote_stage(pool: np.ndarray, query: ImageFingerprint, images: int, rng
         neighbours=defaults.orb_neighbours,
         coarse_lists=defaults.orb_coarse_lists,
         coarse_probes=defaults.orb_coarse_probes,
+        early_clusterings=defaults.orb_early_clusterings,
     )
     build = 0.0
     for start in range(0, images, 1000):
@@ -117,7 +118,8 @@ def bench_vote_stage(pool: np.ndarray, query: ImageFingerprint, images: int, rng
     print(
         f"{images:>9,} synthetic images ({images * ORB_PER_IMAGE:,} ORB descriptors), vote search for one query of "
         f"{len(descriptors)} descriptors: flat scan {flat_seconds * 1000:,.0f} ms, clustered "
-        f"{clustered_seconds * 1000:.1f} ms ({flat_seconds / clustered_seconds:.0f}x); pairs within {radius} bits "
+        f"({clustered.cells:,} cells) {clustered_seconds * 1000:.1f} ms ({flat_seconds / clustered_seconds:.0f}x); "
+        f"pairs within {radius} bits "
         f"flat {flat_hits:,}, clustered (at most {defaults.orb_neighbours} per query descriptor) {clustered_hits:,}; "
         f"clustered build {build:.0f} s ({build / images * 1000:.2f} ms per image)"
     )

@@ -15,10 +15,11 @@ transform of an ORB candidate with too few inliers to count alone, or, when noth
 template search against the works whose thumbnail windows look most alike (WindowTable).
 
 An exact flat scan for the descriptor vote grows with 500 descriptors per image (0.13 s per query at
-1,000 images, 2.6 s at 10,000), so past ORB_CLUSTER_AT descriptors (about 500 images) the vote searches
-an inverted file instead (ClusteredHammingTable): approximate, but only candidate selection is, since
-verification still matches against every stored descriptor of a candidate. bench/verify_speed.py
-compares both at 10k and 100k images; bench/robustness.py measures the recall (its index is past it).
+1,000 images, 2.6 s at 10,000), so past ORB_CLUSTER_AT / 16 descriptors (about 30 images) the vote searches
+an inverted file instead (ClusteredHammingTable), rebuilt at 4x and 16x that size: approximate, but only
+candidate selection is, since verification still matches against every stored descriptor of a candidate.
+bench/verify_speed.py compares both at any size; bench/robustness.py measures the recall (--clipart N for
+smaller indexes).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ PDQ_BITS = 256
 PHASH_BITS = 64
 ORB_BITS = 256
 ORB_CLUSTER_AT = 250_000
+ORB_EARLY_CLUSTERINGS = 2  # first cells at 15,625 codes, rebuilt at 62,500 and 250,000
 ORB_LISTS = 12288
 ORB_PROBES = 2
 ORB_COARSE_LISTS = math.isqrt(ORB_LISTS)  # 110: as many coarse cells as centroids in each, both levels cost alike
@@ -162,6 +164,12 @@ def _rows_before_clustering(stored: int, cluster_at: int, owners: np.ndarray) ->
     return int(np.searchsorted(owners, owners[needed - 1], side="right"))
 
 
+def _no_pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (query rows, owners, distances) of a search that found nothing."""
+    empty = np.zeros(0, np.int64)
+    return empty, empty, empty
+
+
 class HammingTable:
     """Binary codes with an owner per code; exact radius search through FAISS."""
 
@@ -178,11 +186,15 @@ class HammingTable:
             self._index.add(np.ascontiguousarray(codes, dtype=np.uint8))
             self._owners.frombytes(_per_row(owners, len(codes)).tobytes())
 
+    def stored(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every code (n, bits/8) and its owner, in the order they were added."""
+        codes = faiss.vector_to_array(self._index.xb).reshape(len(self), self._index.code_size)
+        return codes, np.frombuffer(self._owners, dtype=np.int64).copy()
+
     def within(self, queries: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All (query row, owner, distance) with distance <= max_distance."""
         if not len(self) or not len(queries) or max_distance < 0:
-            empty = np.zeros(0, np.int64)
-            return empty, empty, empty
+            return _no_pairs()
         with _single_threaded_faiss():
             limits, distances, rows = self._index.range_search(
                 np.ascontiguousarray(queries, dtype=np.uint8),
@@ -193,8 +205,18 @@ class HammingTable:
         return query_rows, owners, distances.astype(np.int64)
 
 
-class ClusteredHammingTable(HammingTable):
-    """A HammingTable that becomes an inverted file once it holds `cluster_at` codes: sub-linear, approximate.
+class HammingCells(NamedTuple):
+    """One clustering of a ClusteredHammingTable: built when the table holds `at` codes, into `lists` cells whose
+    centroids are found through `coarse_lists` coarse cells (0: a flat scan of the centroids)."""
+
+    at: int
+    lists: int
+    coarse_lists: int
+
+
+class ClusteredHammingTable:
+    """Binary codes with an owner each, scanned flat until `cluster_at` codes, then an inverted file: sub-linear,
+    approximate.
 
     A flat scan of every stored ORB descriptor grows with the catalogue. At `cluster_at` codes the stored
     ones are grouped into `lists` cells around k-majority centroids (Hamming k-means, so frequent patterns
@@ -203,9 +225,17 @@ class ClusteredHammingTable(HammingTable):
     can be missed; voting tolerates that, since a copy shares dozens of descriptors with its original.
     The cap matters at scale: in the tuning set a query descriptor lies within 40 bits of 1 in 22,000
     stored ones (generic corners), i.e. thousands of pairs each at 100k images, whose split votes are
-    worth almost nothing but cost more to collect than the search itself. Clustering runs once, inside
-    the `add` that reaches the size; later codes join their nearest cell. In the cells, a code's FAISS id is its
+    worth almost nothing but cost more to collect than the search itself. Clustering runs inside the `add`
+    that reaches the size; later codes join their nearest cell. In the cells, a code's FAISS id is its
     owner: no second array of 8 bytes per code (400 MB at 100k images) to map search results back.
+
+    With `early_clusterings` n, the table is clustered first at cluster_at / 4^n codes into lists / 4^n cells
+    (about as many codes a cell as at cluster_at), and the cells are rebuilt from every code stored at each 4x
+    growth until cluster_at. A flat scan below cluster_at was the slowest vote of all: 1,000 query descriptors
+    against 150,000 stored (300 pictures) took 119 ms, more than the clustered vote at 100k pictures. Until the
+    last clustering the table also keeps every code in order (at most cluster_at: 8 MB for ORB), so each rebuild
+    trains on the same rows in every worker, and the last one builds exactly the cells a table clustered only
+    at cluster_at would.
 
     The scan reads every code of the probed cells from memory, so its cost is the cells' size: at 100k images
     (50 million codes), 4,096 cells meant 24 million codes (780 MB) read per query, 45 ms on 2 cores; 8,192
@@ -226,52 +256,76 @@ class ClusteredHammingTable(HammingTable):
         neighbours: int,
         coarse_lists: int = 0,
         coarse_probes: int = 1,
+        early_clusterings: int = 0,
     ) -> None:
-        if coarse_lists > lists:
-            raise ValueError(f"{coarse_lists} coarse cells cannot group {lists} centroids.")
-        super().__init__(bits)
         self._bits = bits
-        self._cluster_at = max(cluster_at, lists)
-        self._lists = lists
         self._probes = probes
         self._neighbours = neighbours
-        self._coarse_lists = coarse_lists
         self._coarse_probes = coarse_probes
+        self._pending = [  # the clusterings still ahead, first first
+            HammingCells(max(cluster_at // 4**n, lists // 4**n), max(1, lists // 4**n), coarse_lists // 2**n)
+            for n in range(early_clusterings, -1, -1)
+        ]
+        for cells in self._pending:
+            if cells.coarse_lists > cells.lists:
+                raise ValueError(f"{cells.coarse_lists} coarse cells cannot group {cells.lists} centroids.")
+        self._all_codes: HammingTable | None = HammingTable(bits)  # every code, until the last clustering
+        self._cells: faiss.IndexBinaryIVF | None = None
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
 
     @property
     def clustered(self) -> bool:
-        return isinstance(self._index, faiss.IndexBinaryIVF)
+        return self._cells is not None
+
+    @property
+    def cells(self) -> int:
+        """How many cells the codes are grouped in now (0 while scanned flat)."""
+        return 0 if self._cells is None else int(self._cells.nlist)
 
     def add(self, codes: np.ndarray, owners: int | np.ndarray) -> None:
         """Append codes; once clustered, their cells are found on threads when there are many (start-up)."""
         owners = _per_row(owners, len(codes))
-        split = None if self.clustered else _rows_before_clustering(len(self), self._cluster_at, owners)
-        if split is not None:
-            super().add(codes[:split], owners[:split])
-            self._cluster()
+        while self._pending:
+            split = _rows_before_clustering(len(self), self._pending[0].at, owners)
+            if split is None:
+                break
+            self._append(codes[:split], owners[:split])
+            self._cluster(self._pending.pop(0))
             codes, owners = codes[split:], owners[split:]
-        if self.clustered:
-            _add_to_cells(self._index, codes, owners)
-        else:
-            super().add(codes, owners)
+        self._append(codes, owners)
 
     def within(self, queries: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(query row, owner, distance) with distance <= max_distance; once clustered, approximate and capped."""
-        if not self.clustered or not len(queries) or max_distance < 0:
-            return super().within(queries, max_distance)
-        distances, owners = _sliced_search(self._index, np.ascontiguousarray(queries, dtype=np.uint8), self._neighbours)
+        if self._cells is None:
+            assert self._all_codes is not None  # dropped only once the last cells are built
+            return self._all_codes.within(queries, max_distance)
+        if not len(queries) or max_distance < 0:
+            return _no_pairs()
+        distances, owners = _sliced_search(self._cells, np.ascontiguousarray(queries, dtype=np.uint8), self._neighbours)
         close = (owners >= 0) & (distances <= max_distance)
         return np.nonzero(close)[0], owners[close], distances[close].astype(np.int64)
 
-    def _cluster(self) -> None:
+    def _append(self, codes: np.ndarray, owners: np.ndarray) -> None:
+        if self._all_codes is not None:
+            self._all_codes.add(codes, owners)
+        if self._cells is not None:
+            _add_to_cells(self._cells, codes, owners)
+        self._count += len(codes)
+
+    def _cluster(self, cells: HammingCells) -> None:
         # The same rows however the table was loaded (see _rows_before_clustering), so every worker has the same cells.
-        stored = faiss.vector_to_array(self._index.xb).reshape(len(self), self._bits // 8)
-        quantizer = _centroid_index(k_majority_centroids(stored, self._lists), self._coarse_lists, self._coarse_probes)
-        clustered = faiss.IndexBinaryIVF(quantizer, self._bits, self._lists)
+        assert self._all_codes is not None
+        stored, owners = self._all_codes.stored()
+        quantizer = _centroid_index(k_majority_centroids(stored, cells.lists), cells.coarse_lists, self._coarse_probes)
+        clustered = faiss.IndexBinaryIVF(quantizer, self._bits, cells.lists)
         clustered.nprobe = self._probes
-        _add_to_cells(clustered, stored, np.frombuffer(self._owners, dtype=np.int64))
-        self._index = clustered
-        self._owners = array.array("q")  # the cells hold each code's owner as its id from now on
+        _add_to_cells(clustered, stored, owners)
+        self._cells = clustered
+        if not self._pending:
+            self._all_codes = None  # the cells hold each code's owner as its id from now on
 
 
 def _centroid_index(centroids: np.ndarray, coarse_lists: int, coarse_probes: int) -> faiss.IndexBinary:
@@ -495,7 +549,9 @@ class ImageIndex:
     default, with the closest distinct pair at 24 inliers among 100k (22 with 8,192). 16,384 cells lost a copy on
     the tuning set alone, with 2 probes as with 3 (Spring.png rotated and cropped: its true descriptors split over
     more cell borders, 9 -> 6 votes, ranked 9th of the orb_max_candidates 8); 1 probe of 4,096 lost 2 copies at
-    100k.
+    100k. Smaller indexes are clustered too (orb_early_clusterings 2: 768 cells from 15,625 descriptors, 3,072 from
+    62,500): with 53 originals (22,723 descriptors, 768 cells) and with 302 (104,737, 3,072 cells) the same 810
+    copies were found as by the flat scan, with no false match; the closest distinct pair reached 23 and 22 inliers.
     The pixel stage (ORB alignments with orb_pixel_min_inliers 6 to 29 inliers, and, when nothing else
     matched, the thumbnail search over at most pixel_candidates 16 works: the ORB vote's candidates whose
     keypoints agreed on no transform, then those with the most similar windows) accepts a pair when the
@@ -530,6 +586,7 @@ class ImageIndex:
         orb_max_candidates: int = 8,
         orb_min_inliers: int = 30,
         orb_cluster_at: int = ORB_CLUSTER_AT,
+        orb_early_clusterings: int = ORB_EARLY_CLUSTERINGS,
         orb_lists: int = ORB_LISTS,
         orb_probes: int = ORB_PROBES,
         orb_coarse_lists: int = ORB_COARSE_LISTS,
@@ -554,6 +611,7 @@ class ImageIndex:
         self.orb_max_candidates = orb_max_candidates
         self.orb_min_inliers = orb_min_inliers
         self.orb_cluster_at = orb_cluster_at
+        self.orb_early_clusterings = orb_early_clusterings
         self.orb_lists = orb_lists
         self.orb_probes = orb_probes
         self.orb_coarse_lists = orb_coarse_lists
@@ -571,7 +629,7 @@ class ImageIndex:
         self._phash = HammingTable(PHASH_BITS)
         self._orb = ClusteredHammingTable(
             ORB_BITS, cluster_at=orb_cluster_at, lists=orb_lists, probes=orb_probes, neighbours=orb_neighbours,
-            coarse_lists=orb_coarse_lists, coarse_probes=orb_coarse_probes,
+            coarse_lists=orb_coarse_lists, coarse_probes=orb_coarse_probes, early_clusterings=orb_early_clusterings,
         )  # fmt: skip
         self._windows = WindowTable(
             TINY_VECTOR_SIZE, cluster_at=window_cluster_at, lists=window_lists, probes=window_probes

@@ -40,6 +40,14 @@ class CopyCase:
     data: bytes
 
 
+def register_a_copy(copy_case: CopyCase, copier: ApiUser, data: bytes, label: str = "") -> tuple[dict, dict]:
+    """Alice registers `data` as another work, then `copier` registers the same bytes: both works, as created."""
+    original = copy_case.alice.register(data, title=f"Original{label}")
+    copied = copier.register(data, title=f"Copy{label}")
+    assert original.status_code == copied.status_code == 201, (original.text, copied.text)
+    return original.json(), copied.json()
+
+
 @pytest.fixture
 def copy_case(make_user: Callable[..., ApiUser]) -> CopyCase:
     alice, bob = make_user("Alice"), make_user("Bob")

@@ -18,7 +18,7 @@ from ipx.complaints.service import process_due_restorations
 from ipx.config import Settings
 from ipx.db import transaction
 from ipx.registry.models import Work
-from tests.complaints.conftest import CopyCase, act, file, notice
+from tests.complaints.conftest import CopyCase, act, file, notice, register_a_copy
 from tests.conftest import get_counting_queries
 from tests.marketplace.conftest import noise_png
 
@@ -33,9 +33,7 @@ def filed_case(client, copy_case: CopyCase) -> dict:
 
 def case_against_a_new_copy(client, copy_case: CopyCase, make_user, number: int) -> dict:
     """Alice registers another work, a new account registers the same bytes, and she files a notice against it."""
-    data = noise_png(7000 + number)
-    original = copy_case.alice.register(data, title=f"Original {number}").json()
-    copied = make_user(f"Copier {number}").register(data, title=f"Copy {number}").json()
+    original, copied = register_a_copy(copy_case, make_user(f"Copier {number}"), noise_png(7000 + number), f" {number}")
     return file(client, notice(original["work_id"], {"work_id": copied["work_id"]}))
 
 

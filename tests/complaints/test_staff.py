@@ -7,7 +7,7 @@ from email import message_from_bytes, policy
 import pytest
 
 from ipx.complaints import review
-from tests.complaints.conftest import CopyCase, act, file, notice
+from tests.complaints.conftest import CopyCase, act, file, notice, register_a_copy
 from tests.conftest import get_counting_queries
 
 ZERO = "00000000-0000-0000-0000-000000000000"
@@ -126,8 +126,7 @@ def test_review_queue_clear_and_uphold(client, copy_case: CopyCase, staff, make_
 
 def flag_a_copy(client, copy_case: CopyCase, make_user, data: bytes, staff, decision: str | None = None) -> int:
     """Alice registers `data`, a new account registers it too (a flag); staff decide it when `decision` is given."""
-    copy_case.alice.register(data, title="Original")
-    copied = make_user("Copier").register(data, title="Copy").json()
+    _, copied = register_a_copy(copy_case, make_user("Copier"), data)
     flag = client.get(f"/api/v1/works/{copied['work_id']}/review", headers=staff).json()[0]
     if decision:
         decided = client.post(f"/api/v1/staff/reviews/{flag['review_id']}", headers=staff,

@@ -138,11 +138,18 @@ def test_searches_split_over_threads_answer_as_one_search(monkeypatch: pytest.Mo
     assert one_ranked == split_ranked and len(one_ranked) == 16
 
 
-def test_clustered_table_loaded_in_batches_equals_one_picture_at_a_time() -> None:
+def cells_of(table: ClusteredHammingTable) -> bytes:
+    """The table's inverted file, serialized: equal bytes, equal cells and codes in them."""
+    return bytes(faiss.serialize_index_binary(table._cells))
+
+
+@pytest.mark.parametrize("early_clusterings", [0, 2])
+def test_clustered_table_loaded_in_batches_equals_one_picture_at_a_time(early_clusterings: int) -> None:
     """Start-up loads pictures in batches; the cells must be trained on the same rows as adding them one by one.
 
     Fails if clustering happens at the end of the batch that reaches cluster_at (other training rows, other
-    cells) or in the middle of a picture.
+    cells) or in the middle of a picture; with early clusterings, also if a batch that crosses two of them builds
+    only one (the second batch crosses 1234 / 16 and 1234 / 4, the third 1234).
     """
     rng = np.random.default_rng(21)
     counts = rng.integers(0, 30, 200)
@@ -151,18 +158,37 @@ def test_clustered_table_loaded_in_batches_equals_one_picture_at_a_time() -> Non
     starts = np.concatenate([[0], np.cumsum(counts)])
 
     def table() -> ClusteredHammingTable:
-        return ClusteredHammingTable(256, cluster_at=1234, lists=16, probes=2, neighbours=4, coarse_lists=4)
+        return ClusteredHammingTable(
+            256, cluster_at=1234, lists=16, probes=2, neighbours=4, coarse_lists=4, early_clusterings=early_clusterings
+        )
 
     one_by_one, batched = table(), table()
     for owner in range(len(counts)):
         one_by_one.add(codes[starts[owner] : starts[owner + 1]], owner)
-    for first, last in [(0, 37), (37, 150), (150, 151), (151, 200)]:  # the second batch reaches cluster_at
+    for first, last in [(0, 5), (5, 60), (60, 150), (150, 151), (151, 200)]:
         batched.add(codes[starts[first] : starts[last]], owners[starts[first] : starts[last]])
-    assert one_by_one.clustered and batched.clustered
-    assert bytes(faiss.serialize_index_binary(batched._index)) == bytes(faiss.serialize_index_binary(one_by_one._index))
+    assert one_by_one.cells == batched.cells == 16
+    assert cells_of(batched) == cells_of(one_by_one)
     queries = codes[::50] ^ np.packbits(rng.random((len(codes[::50]), 256)) < 0.05, axis=1)
     for mine, theirs in zip(batched.within(queries, 60), one_by_one.within(queries, 60), strict=True):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def test_clustered_table_rebuilds_its_cells_at_each_fourfold_growth_then_ends_as_if_clustered_once() -> None:
+    """Early cells keep a small table's search sub-linear; the last clustering must build exactly the cells of a
+    table clustered only at cluster_at, so that large catalogues answer as they were measured."""
+    rng = np.random.default_rng(22)
+    codes = rng.integers(0, 256, (2000, 32), dtype=np.uint8)
+    early = ClusteredHammingTable(256, cluster_at=1600, lists=64, probes=2, neighbours=4, early_clusterings=2)
+    once = ClusteredHammingTable(256, cluster_at=1600, lists=64, probes=2, neighbours=4)
+    cells_seen = []
+    for start in range(0, len(codes), 50):
+        early.add(codes[start : start + 50], np.arange(start, start + 50) // 5)
+        once.add(codes[start : start + 50], np.arange(start, start + 50) // 5)
+        cells_seen.append(early.cells)
+    assert sorted(set(cells_seen)) == [0, 4, 16, 64]
+    assert cells_seen.index(4) * 50 + 50 == 100 and cells_seen.index(16) * 50 + 50 == 400  # 1600 / 16 and / 4
+    assert cells_of(early) == cells_of(once) and len(early) == len(once) == len(codes)
 
 
 def test_image_index_add_many_answers_as_adding_one_by_one(originals: dict[str, ImageFingerprint]) -> None:
