@@ -107,8 +107,10 @@ def test_an_empty_registry_invites_the_first_registration(client: TestClient) ->
     assert "No works registered yet." in page and 'href="/works/new"' in page and "0 registrations." in page
 
 
-def test_the_registry_is_reached_from_home_records_and_a_failed_look_up(client: TestClient, catalogue) -> None:
+def test_the_header_home_records_and_a_failed_look_up_lead_to_the_registry(client: TestClient, catalogue) -> None:
     work = catalogue["Harbour at dusk"]
+    for path in ("/", "/market", "/verify", "/stats"):  # the header's navigation, on every page
+        assert '<a href="/works">Registry</a>' in client.get(path).text
     assert 'href="/works">Browse the registry' in client.get("/").text
     record = client.get(f"/works/{work['work_id']}").text
     assert f'href="/works?creator={work["creator"]["account_id"]}"' in record  # "registered by" leads to the rest
