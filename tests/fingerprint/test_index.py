@@ -360,13 +360,18 @@ def picture_index(originals: dict[str, ImageFingerprint]) -> ImageIndex:
     return index
 
 
-@pytest.fixture(scope="module")
-def clustered_picture_index(originals: dict[str, ImageFingerprint]) -> ImageIndex:
-    """The scalable vote path forced on at this small size: clustered after a few pictures, coarse cells."""
-    index = ImageIndex(orb_cluster_at=2000, orb_lists=32, orb_probes=2, orb_coarse_lists=4, orb_neighbours=16)
+@pytest.fixture(scope="module", params=[(2000, 32, 4), (32_000, 512, 16)], ids=["last-cells", "first-cells"])
+def clustered_picture_index(request: pytest.FixtureRequest, originals: dict[str, ImageFingerprint]) -> ImageIndex:
+    """The scalable vote path forced on at this small size: clustered after a few pictures, coarse cells. Either
+    its last cells (32, rebuilt twice on the way) or the first of its clusterings (a sixteenth of 512 cells, from
+    2,000 descriptors), the others out of reach."""
+    cluster_at, lists, coarse_lists = request.param
+    index = ImageIndex(
+        orb_cluster_at=cluster_at, orb_lists=lists, orb_probes=2, orb_coarse_lists=coarse_lists, orb_neighbours=16
+    )
     for name, fp in originals.items():
         index.add(name, fp)
-    assert index._orb.clustered
+    assert index._orb.cells == 32
     return index
 
 
