@@ -506,6 +506,63 @@ def test_concurrent_adds_and_queries_are_consistent(
     assert found == {f"t{i}-astronaut" for i in range(3)}
 
 
+def test_queries_go_on_while_the_cells_are_trained_and_the_trained_index_answers_as_one_built_inline(
+    originals: dict[str, ImageFingerprint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training the last ORB cells takes 12 s at 250,000 descriptors; a query must not wait for it (it searches the
+    cells before), and the installed cells must be those of a table that trained inline. Fails if the training runs
+    under the index's lock: the query would still be waiting when the training is let go on."""
+    settings = {"orb_cluster_at": 2000, "orb_lists": 32, "orb_coarse_lists": 4}
+    inline = index_module.ClusteredHammingTable(256, cluster_at=2000, lists=32, probes=2, neighbours=16, coarse_lists=4,
+                                                coarse_probes=4, early_clusterings=2)  # ImageIndex's defaults else
+    training, release = threading.Event(), threading.Event()
+    trained = index_module.CellTraining.centroids
+
+    def held_training(self: index_module.CellTraining) -> np.ndarray:
+        if self.cells.lists == 32:  # the last cells: held until the query has been answered
+            training.set()
+            assert release.wait(60)
+        return trained(self)
+
+    monkeypatch.setattr(index_module.CellTraining, "centroids", held_training)
+    index = ImageIndex(**settings)
+    adder = threading.Thread(target=index.add_many, args=(list(originals.items()),))
+    adder.start()
+    assert training.wait(60)
+    answers: list[list[Match]] = []
+    query = threading.Thread(target=lambda: answers.append(index.query(originals["astronaut"])))
+    query.start()
+    query.join(30)
+    answered_while_training = not query.is_alive()
+    release.set()
+    adder.join()
+    query.join()
+    assert answered_while_training and index._orb.cells == 32
+    assert [m.work_id for m in answers[0]] == ["astronaut"]
+    for owner, fp in enumerate(originals.values()):
+        inline.add(fp.descriptors, owner)
+    assert bytes(faiss.serialize_index_binary(index._orb._cells)) == bytes(faiss.serialize_index_binary(inline._cells))
+
+
+def test_a_training_that_fails_is_started_again_by_the_next_add(
+    originals: dict[str, ImageFingerprint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained, failures = index_module.CellTraining.centroids, iter([MemoryError("no room to train")])
+
+    def failing_once(self: index_module.CellTraining) -> np.ndarray:
+        if (failure := next(failures, None)) is not None:
+            raise failure
+        return trained(self)
+
+    monkeypatch.setattr(index_module.CellTraining, "centroids", failing_once)
+    index, images = ImageIndex(orb_cluster_at=2000, orb_lists=32, orb_coarse_lists=4), list(originals.items())
+    with pytest.raises(MemoryError):
+        index.add_many(images[:-1])
+    assert not index._orb.clustered and index.query(originals["astronaut"])[0].work_id == "astronaut"
+    index.add_many(images[-1:])
+    assert index._orb.cells == 32 and len(index) == len(images)
+
+
 def test_pixel_search_also_measures_the_keypoint_votes_candidates(
     pictures: dict[str, Image.Image], monkeypatch: pytest.MonkeyPatch
 ) -> None:
