@@ -351,7 +351,7 @@ def report_margins(
     kind: dict[str, str],
 ) -> None:
     """Closest distinct pair per method, over the pairs that count for false matches."""
-    defaults = index = _worker_index
+    index = _worker_index  # the index this run queried: its thresholds, and how far it is clustered
     assert index is not None
     print("\nThresholds and margins (closest distinct pair; clip-art x clip-art excluded)")
     counted = np.array(
@@ -364,14 +364,14 @@ def report_margins(
         ]
     )
     recoloured = np.array([[same_design(q.name, o.name) for o in originals] for q in queries])
-    usable = pdq_usable(queries, originals, defaults.min_quality)
+    usable = pdq_usable(queries, originals, index.min_quality)
     scopes = (
         ("all pairs labelled distinct", counted),
         ("without same-design recolourings", counted & ~recoloured),
     )
     for field, label, threshold in (
-        ("pdq_variants", "pdq", defaults.pdq_max_distance),
-        ("phash_variants", "phash", defaults.phash_max_distance),
+        ("pdq_variants", "pdq", index.pdq_max_distance),
+        ("phash_variants", "phash", index.phash_max_distance),
     ):
         all_distances = dihedral_distances(queries, originals, field)
         setting = "not used for matching" if threshold is None else f"d<={threshold}"
@@ -383,26 +383,26 @@ def report_margins(
             margin = "" if threshold is None else f", margin {closest - threshold} bits"
             print(f"     {scope}: closest d={closest}{margin} ({describe(queries[q])} ~ {originals[o].name})")
     position = {o.name: i for i, o in enumerate(originals)}
-    print(f"  orb: inliers>={defaults.orb_min_inliers}")
+    print(f"  orb: inliers>={index.orb_min_inliers}")
     for scope, mask in scopes:
         most, pair = 0, ""
         for row, (query, scores) in enumerate(zip(queries, orb_scores, strict=True)):
             for work_id, inliers in scores:
                 if mask[row, position[work_id]] and inliers > most:
                     most, pair = inliers, f"{describe(query)} ~ {work_id}"
-        print(f"     {scope}: most inliers {most}, margin {defaults.orb_min_inliers - most} ({pair})")
+        print(f"     {scope}: most inliers {most}, margin {index.orb_min_inliers - most} ({pair})")
     print(
-        f"  pixels: correlation>={defaults.pixel_min_correlation}, detail>={defaults.pixel_min_detail}, "
-        f"overlap>={defaults.pixel_min_overlap} (closest: highest share of both thresholds reached)"
+        f"  pixels: correlation>={index.pixel_min_correlation}, detail>={index.pixel_min_detail}, "
+        f"overlap>={index.pixel_min_overlap} (closest: highest share of both thresholds reached)"
     )
     for scope, mask in scopes:
         closest, pair = -1.0, ""
         for row, (query, scores) in enumerate(zip(queries, pixel_scores, strict=True)):
             for work_id, agreement in scores:
-                if not mask[row, position[work_id]] or agreement.overlap < defaults.pixel_min_overlap:
+                if not mask[row, position[work_id]] or agreement.overlap < index.pixel_min_overlap:
                     continue
                 share = min(
-                    agreement.correlation / defaults.pixel_min_correlation, agreement.detail / defaults.pixel_min_detail
+                    agreement.correlation / index.pixel_min_correlation, agreement.detail / index.pixel_min_detail
                 )
                 if share > closest:
                     closest = share
@@ -412,13 +412,13 @@ def report_margins(
                     )
         print(f"     {scope}: {closest:.3f} of the thresholds ({pair})")
     print(
-        f"  pdq used only when both PDQ qualities >= {defaults.min_quality}; ORB candidates: "
-        f"top {defaults.orb_max_candidates} by split votes "
-        f"(descriptor distance <= {defaults.orb_vote_distance}, >= {defaults.orb_min_votes} votes; once clustered, "
-        f"{defaults.orb_probes} cells probed (found through coarse cells, {defaults.orb_coarse_probes} probed), "
-        f"{defaults.orb_neighbours} nearest per descriptor, >= {defaults.orb_clustered_min_votes} votes; this run's "
+        f"  pdq used only when both PDQ qualities >= {index.min_quality}; ORB candidates: "
+        f"top {index.orb_max_candidates} by split votes "
+        f"(descriptor distance <= {index.orb_vote_distance}, >= {index.orb_min_votes} votes; once clustered, "
+        f"{index.orb_probes} cells probed (found through coarse cells, {index.orb_coarse_probes} probed), "
+        f"{index.orb_neighbours} nearest per descriptor, >= {index.orb_clustered_min_votes} votes; this run's "
         f"index: {len(index._orb):,} descriptors in {index._orb.cells:,} cells (0: a flat scan), up to "
-        f"{defaults.orb_lists:,} cells from {defaults.orb_cluster_at:,} descriptors)"
+        f"{index.orb_lists:,} cells from {index.orb_cluster_at:,} descriptors)"
     )
 
 

@@ -237,8 +237,8 @@ class ClusteredHammingTable:
     can be missed; voting tolerates that, since a copy shares dozens of descriptors with its original.
     The cap matters at scale: in the tuning set a query descriptor lies within 40 bits of 1 in 22,000
     stored ones (generic corners), i.e. thousands of pairs each at 100k images, whose split votes are
-    worth almost nothing but cost more to collect than the search itself. Clustering runs inside the `add`
-    that reaches the size; later codes join their nearest cell. In the cells, a code's FAISS id is its
+    worth almost nothing but cost more to collect than the search itself. The cells are built once the size is
+    reached; later codes join their nearest cell. In the cells, a code's FAISS id is its
     owner: no second array of 8 bytes per code (400 MB at 100k images) to map search results back.
 
     With `early_clusterings` n, the table is clustered first at cluster_at / 4^n codes into lists / 4^n cells
@@ -364,7 +364,6 @@ class ClusteredHammingTable:
         distances, owners = _sliced_search(self._cells, np.ascontiguousarray(queries, dtype=np.uint8), self._neighbours)
         close = (owners >= 0) & (distances <= max_distance)
         return np.nonzero(close)[0], owners[close], distances[close].astype(np.int64)
-
 
 
 def _centroid_index(centroids: np.ndarray, coarse_lists: int, coarse_probes: int) -> faiss.IndexBinary:
