@@ -11,6 +11,7 @@ import io
 import itertools
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,8 @@ from ipx.registry.evidence import TrustedKey, published_keys
 PG_ADMIN_URL = os.environ.get("IPX_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+# bench/_edits.py made importable: tests apply the same edits the robustness benchmark measures.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 
 def postgres_reachable() -> bool:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from ipx.errors import InvalidInput, PayloadTooLarge, ServiceBusy
 from ipx.fingerprint import audio, image, text
 from ipx.fingerprint.index import FetchFingerprints, ImageIndex
+from ipx.fingerprint.pixels import Frame
 from ipx.registry.models import WorkFingerprint
 
 IMAGE, TEXT, AUDIO = "image", "text", "audio"
@@ -67,6 +68,7 @@ class SimilarityMatch:
     distance: float
     similarity: float
     passages: list[dict[str, Any]] | None = None
+    region: Frame | None = None  # images: where the registered picture appears in the query (see index.Match)
 
 
 def kind_for(media_type: str) -> str | None:
@@ -155,7 +157,7 @@ class FingerprintEngine:
         matches: list[SimilarityMatch] = []
         if IMAGE in computed.parsed:
             matches += [
-                SimilarityMatch(m.work_id, m.method, m.distance, m.similarity)
+                SimilarityMatch(m.work_id, m.method, m.distance, m.similarity, region=m.region)
                 for m in self._images.query(computed.parsed[IMAGE], limit=limit, fetch=_image_fingerprints_in(session))
             ]
         if TEXT in computed.parsed:

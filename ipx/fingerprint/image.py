@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -40,7 +40,7 @@ import pillow_heif
 import scipy.fftpack
 from PIL import ExifTags, Image, ImageOps, Jpeg2KImagePlugin, JpegImagePlugin
 
-from ipx.fingerprint.pixels import grey_thumbnail, trim_uniform_border
+from ipx.fingerprint.pixels import WHOLE_PICTURE, Frame, grey_thumbnail, trimmed_with_frame
 
 # Phones save photos as HEIC by default (AVIF Pillow reads itself). libheif applies the file's own rotation and
 # mirroring while decoding and the plugin resets the EXIF orientation to match, so exif_transpose stays correct.
@@ -117,7 +117,9 @@ class ImageFingerprint:
     (original, rot90, rot180, rot270, flipX, flipY, flipPlus1, flipMinus1). ORB keypoints are in pixel
     coordinates of the trimmed working image (`work_width` x `work_height`); the first `orb_count` come
     from the picture, the rest from its mirror image with x mapped back into the picture's frame, so a
-    mirrored copy is verified as a reflection of the same keypoints.
+    mirrored copy is verified as a reflection of the same keypoints. `frame` is where the working image lies in the
+    picture as uploaded (its borders trimmed): known for a picture just fingerprinted, so that a query can say where
+    in the upload a registered work appears; not stored, and not compared.
     """
 
     width: int
@@ -133,6 +135,7 @@ class ImageFingerprint:
     thumbnail: bytes = b""
     thumbnail_width: int = 0
     thumbnail_height: int = 0
+    frame: Frame = field(default=WHOLE_PICTURE, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.pdq) != DIHEDRAL_VARIANTS * PDQ_BYTES or len(self.phash) != DIHEDRAL_VARIANTS * PHASH_BYTES:
@@ -257,7 +260,7 @@ def fingerprint_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
 def fingerprint_picture(picture: np.ndarray, original_size: tuple[int, int]) -> ImageFingerprint:
     """All fingerprints of a picture `decode_image` returned, for callers that keep the decoded copy too."""
     width, height = original_size
-    rgb = trim_uniform_border(picture)
+    rgb, frame = trimmed_with_frame(picture)
     # ORB, the costliest step after decoding, holds no GIL: its detection runs beside the hashes, then the picture's
     # and the mirror image's descriptors are computed side by side. A thread per call, not a shared pool, so that
     # forked processes (benchmarks, servers) never inherit a pool whose threads they do not have.
@@ -284,6 +287,7 @@ def fingerprint_picture(picture: np.ndarray, original_size: tuple[int, int]) -> 
         thumbnail=thumbnail.tobytes(),
         thumbnail_width=thumbnail.shape[1],
         thumbnail_height=thumbnail.shape[0],
+        frame=frame,
     )
 
 

@@ -43,6 +43,7 @@ from ipx.fingerprint.pixels import (
     NO_AGREEMENT,
     STORED_WINDOWS,
     TINY_SIDE,
+    Frame,
     PixelAgreement,
     aligned_agreement,
     best_agreement,
@@ -85,12 +86,17 @@ class Match:
     For "orb", distance is 1 - similarity and similarity is the share of the smaller keypoint set that
     are geometrically verified inliers. For "pixels", similarity is the correlation of the aligned grey
     thumbnails and distance is 1 - similarity.
+    `region` is where the registered picture appears in the query (a Frame of the picture as uploaded), for "orb"
+    matches, whose verified keypoints place it to a few pixels. None for the hashes, which match the whole picture,
+    and for "pixels": soft pictures correlate under shifts of a fifth of their width, so the placement that passed
+    the pixel test does not say where the picture is.
     """
 
     work_id: str
     method: str
     distance: float
     similarity: float
+    region: Frame | None = None
 
 
 @contextmanager
@@ -544,6 +550,23 @@ def orb_alignment(
     return OrbAlignment(min(len(set(query_rows[inliers])), len(set(stored_rows[inliers]))), transform)
 
 
+def region_in_query(to_stored: np.ndarray, query_size: tuple[int, int], stored_size: tuple[int, int]) -> Frame | None:
+    """Where the stored picture lies in the query, as a Frame of the query.
+
+    `to_stored` (2x3) maps query pixels to stored pixels; the sizes are (width, height) in those pixels. The stored
+    picture's outline is mapped into the query and its bounding box clipped to the query: for a picture pasted into
+    a page, the part of the page it fills; for a crop, the whole query. None if the outline misses the query.
+    """
+    corners = np.array([[0, 0], [stored_size[0], 0], [stored_size[0], stored_size[1]], [0, stored_size[1]]], float)
+    to_query = cv2.invertAffineTransform(np.asarray(to_stored, dtype=np.float64))
+    outline = corners @ to_query[:, :2].T + to_query[:, 2]
+    size = np.array(query_size, dtype=np.float64)
+    low, high = np.clip(outline.min(axis=0) / size, 0, 1), np.clip(outline.max(axis=0) / size, 0, 1)
+    if (high <= low).any():
+        return None
+    return Frame(float(low[0]), float(low[1]), float(high[0]), float(high[1]))
+
+
 def nearest_descriptors(queries: np.ndarray, stored: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(distances, rows), each (len(queries), k): every query descriptor's k nearest stored ones, closest first and
     equal distances by row, as OpenCV's brute-force knnMatch lists them; rows -1 where fewer than k are stored.
@@ -729,22 +752,27 @@ class ImageIndex:
         index keeps no fingerprints.
         """
         with self._lock:
-            hits = self._hash_matches(fp)
+            hits: list[tuple[int, str, float, float, Frame | None]] = [
+                (*hit, None) for hit in self._hash_matches(fp)
+            ]
         stored, alignments = self._verified_orb_candidates(fp, fetch)
         for owner, alignment in alignments:
             if alignment.inliers >= self.orb_min_inliers:
-                stored_count = len(stored[owner].descriptors)
-                similarity = min(1.0, alignment.inliers / max(1, min(len(fp.descriptors), stored_count)))
-                hits.append((owner, "orb", 1.0 - similarity, similarity))
+                match = stored[owner]
+                similarity = min(1.0, alignment.inliers / max(1, min(len(fp.descriptors), len(match.descriptors))))
+                region = region_in_query(
+                    alignment.transform, (fp.work_width, fp.work_height), (match.work_width, match.work_height)
+                )
+                hits.append((owner, "orb", 1.0 - similarity, similarity, region and region.within(fp.frame)))
         weak = self._pixels_under_weak_alignments(fp, stored, alignments)
         agreeing = [(owner, a) for owner, a in weak if self.pixels_agree(a)]
         if not hits and not agreeing:
             searched = self._pixel_search(fp, stored, alignments, fetch)
             agreeing = [(owner, a) for owner, a in searched if self.pixels_agree(a)]
-        hits.extend((owner, "pixels", 1.0 - a.correlation, a.correlation) for owner, a in agreeing)
+        hits.extend((owner, "pixels", 1.0 - a.correlation, a.correlation, None) for owner, a in agreeing)
         best: dict[str, Match] = {}
-        for owner, method, distance, similarity in hits:
-            match = Match(self._work_ids[owner], method, float(distance), float(similarity))
+        for owner, method, distance, similarity, region in hits:
+            match = Match(self._work_ids[owner], method, float(distance), float(similarity), region)
             current = best.get(match.work_id)
             if current is None or _rank(match) < _rank(current):
                 best[match.work_id] = match

@@ -18,6 +18,7 @@ trimmed again the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -55,6 +56,26 @@ TRIM_ROUNDS = 3
 TRIM_MIN_SIDE = 16
 
 
+class Frame(NamedTuple):
+    """A rectangle as fractions (0..1) of a picture's width and height."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+    def within(self, outer: Frame) -> Frame:
+        """This rectangle of `outer`, as fractions of the picture that `outer` is a rectangle of."""
+        width, height = outer.right - outer.left, outer.bottom - outer.top
+        return Frame(
+            outer.left + self.left * width, outer.top + self.top * height,
+            outer.left + self.right * width, outer.top + self.bottom * height,
+        )  # fmt: skip
+
+
+WHOLE_PICTURE = Frame(0.0, 0.0, 1.0, 1.0)
+
+
 @dataclass(frozen=True)
 class PixelAgreement:
     """How well an aligned query thumbnail agrees with a stored one.
@@ -76,7 +97,13 @@ NO_AGREEMENT = PixelAgreement(-1.0, -1.0, 0.0)
 
 
 def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
-    """Remove flat-colour margins (frames, page background) so the global hashes see the picture itself.
+    """The picture without its flat-colour margins (see `trimmed_with_frame`)."""
+    return trimmed_with_frame(rgb)[0]
+
+
+def trimmed_with_frame(rgb: np.ndarray) -> tuple[np.ndarray, Frame]:
+    """Remove flat-colour margins (frames, page background) so the global hashes see the picture itself; also where
+    what is left lies in the picture, to place what the fingerprints find back in it.
 
     Margins nest: a white frame added around a picture that has black bands of its own must come off
     down to where the original's own trim stops, or the copy and the original are framed differently; and
@@ -88,6 +115,8 @@ def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
     The price: JPEG ringing beside a frame is not flat, so 1-2% of a compressed frame stays (PDQ, keypoints
     and the pixel stage all tolerate that; the border edit is still matched 52 of 52).
     """
+    full_height, full_width = rgb.shape[:2]
+    cut_top = cut_left = 0
     trimmed_colours: list[np.ndarray | None] = [None] * 4
     for _ in range(TRIM_ROUNDS):
         sides = (rgb, rgb[::-1], rgb.transpose(1, 0, 2), rgb.transpose(1, 0, 2)[::-1])
@@ -104,7 +133,12 @@ def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
             break
         rgb = np.ascontiguousarray(rgb[top : height - bottom, left : width - right])
         trimmed_colours = colours
-    return rgb
+        cut_top, cut_left = cut_top + top, cut_left + left
+    height, width = rgb.shape[:2]
+    frame = Frame(
+        cut_left / full_width, cut_top / full_height, (cut_left + width) / full_width, (cut_top + height) / full_height
+    )
+    return rgb, frame
 
 
 def _uniform_run(lines: np.ndarray, colour: np.ndarray) -> int:

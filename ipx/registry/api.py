@@ -36,6 +36,7 @@ from ipx.registry.schemas import (
     CreatorRef,
     Detection,
     Match,
+    Region,
     RegistrationForm,
     RegistrationRead,
     VerifyRead,
@@ -85,6 +86,7 @@ def match_read(match: service.SimilarWork, public_url: str) -> Match:
         work_id=match.work.id, title=match.work.title, registered_at=match.work.registered_at, method=match.method,
         distance=match.distance, similarity=round(match.similarity, 4),
         certificate_url=f"{public_url}/works/{match.work.id}", passages=match.passages,
+        region=match.region and Region(**{side: round(value, 4) for side, value in match.region._asdict().items()}),
     )
 
 

@@ -102,6 +102,15 @@ class RegistrationForm(BaseModel):
         return where
 
 
+class Region(BaseModel):
+    """A rectangle of the uploaded picture, as fractions (0 to 1) of its width and height from its top-left corner."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+
 class Match(BaseModel):
     work_id: str
     title: str
@@ -111,6 +120,11 @@ class Match(BaseModel):
     similarity: float
     certificate_url: str
     passages: list[dict[str, Any]] | None = None
+    region: Region | None = Field(
+        default=None,
+        description="Images matched by keypoints (method orb): the part of the uploaded picture that the registered "
+        "picture fills, e.g. where it was pasted into a page or a screenshot. Null for the other methods.",
+    )
 
 
 class Detection(BaseModel):

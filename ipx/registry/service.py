@@ -23,6 +23,7 @@ from ipx.blobs import BlobStore, RecentDigests
 from ipx.db import contains_pattern, page_of, utcnow
 from ipx.errors import Conflict, Forbidden, InvalidInput, IPXError, NotFound
 from ipx.fingerprint.engine import ComputedFingerprints, FingerprintEngine
+from ipx.fingerprint.pixels import Frame
 from ipx.registry import evidence, keys, log, media, previews, signing
 from ipx.registry.models import LogLeaf, LogTimestamp, PriorMatch, SigningKey, Work, WorkFingerprint
 from ipx.registry.note import NoteVerifier
@@ -49,6 +50,7 @@ class SimilarWork:
     distance: float
     similarity: float
     passages: list[dict[str, Any]] | None = None
+    region: Frame | None = None
 
 
 @dataclass
@@ -322,7 +324,9 @@ def find_matches(
         by_id = works_by_id(session, {match.work_id for match in similar} - found.keys())  # each shown with its owner
         for match in similar:
             if (work := by_id.get(match.work_id)) is not None and match.work_id not in found:
-                found[match.work_id] = SimilarWork(work, match.method, match.distance, match.similarity, match.passages)
+                found[match.work_id] = SimilarWork(
+                    work, match.method, match.distance, match.similarity, match.passages, match.region
+                )
     return sorted(found.values(), key=lambda m: (-m.similarity, m.distance, m.work.registered_at))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _edits import paste_in_page
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 from skimage import data as skdata
@@ -77,6 +78,16 @@ def test_edited_copy_is_flagged_at_registration_and_found_by_verify(client, make
 
     unrelated = verify(client, encode(coffee))
     assert unrelated["exact_matches"] == [] and unrelated["similar_matches"] == []
+
+
+def test_verify_says_where_in_a_page_a_registered_picture_was_pasted(client, make_user, astronaut):
+    original = make_user("Alice").register(encode(astronaut, "PNG"), title="Astronaut", filename="a.png").json()
+    [match] = verify(client, encode(paste_in_page(astronaut)), "screenshot.jpg")["similar_matches"]
+    assert (match["work_id"], match["method"]) == (original["work_id"], "orb")
+    sides = [match["region"][side] for side in ("left", "top", "right", "bottom")]
+    assert sides == pytest.approx([0.05, 0.125, 0.65, 0.725], abs=0.03)  # where paste_in_page puts it
+    [exact] = verify(client, encode(astronaut, "PNG"), "a.png")["exact_matches"]
+    assert exact["region"] is None
 
 
 def test_a_phone_photo_registered_as_heic_is_previewed_and_its_edited_jpeg_copy_flagged(client, make_user, astronaut):

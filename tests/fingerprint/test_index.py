@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 import pytest
 from _edits import EDITS, EDITS_BEYOND_THE_ISSUE, edited_copy
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from ipx.fingerprint import index as index_module
 from ipx.fingerprint.image import ImageFingerprint, fingerprint_image
@@ -23,6 +23,7 @@ from ipx.fingerprint.index import (
     WindowTable,
     closest_per_owner,
     k_majority_centroids,
+    region_in_query,
 )
 from tests.fingerprint.pictures import encoded, skimage_picture
 
@@ -404,6 +405,36 @@ def test_every_edit_family_is_matched_to_its_original_only(
         matches = picture_index.query(fingerprint_image(edited_copy(pictures[name], edit)))
         assert [m.work_id for m in matches] == [name], (name, edit, matches)
         assert 0.0 < matches[0].similarity <= 1.0
+
+
+PASTED_AT = (0.05, 0.125, 0.65, 0.725)  # where bench/_edits.py's paste_in_page puts the picture in its page
+
+
+def test_a_picture_pasted_into_a_page_is_located_in_it_even_mirrored(
+    pictures: dict[str, Image.Image], picture_index: ImageIndex
+) -> None:
+    for name in ROBUSTNESS_PICTURES:
+        for picture in (pictures[name], ImageOps.mirror(pictures[name])):
+            [match] = picture_index.query(fingerprint_image(edited_copy(picture, "paste_in_page")))
+            assert (match.work_id, match.method) == (name, "orb")
+            assert match.region == pytest.approx(PASTED_AT, abs=0.03), name
+
+
+def test_a_whole_picture_match_has_no_region_to_point_at(
+    pictures: dict[str, Image.Image], picture_index: ImageIndex
+) -> None:
+    [match] = picture_index.query(fingerprint_image(edited_copy(pictures["coffee"], "jpeg_q10")))
+    assert (match.method, match.region) == ("pdq", None)
+
+
+def test_the_stored_outline_is_mapped_into_the_query_and_clipped_to_it() -> None:
+    # A 100 x 50 picture shown at half size at (20, 10) in a 200 x 100 query: query -> stored is x' = 2 (x - 20).
+    assert region_in_query(np.array([[2.0, 0, -40], [0, 2.0, -20]]), (200, 100), (100, 50)) == pytest.approx(
+        (0.1, 0.1, 0.35, 0.35)
+    )
+    # The query is a crop: the stored picture reaches past it on every side.
+    assert region_in_query(np.array([[0.25, 0, 5], [0, 0.25, 5]]), (100, 100), (40, 40)) == (0.0, 0.0, 1.0, 1.0)
+    assert region_in_query(np.array([[1.0, 0, 500], [0, 1.0, 0]]), (100, 100), (50, 50)) is None
 
 
 @pytest.mark.parametrize("edit", ["crop_centre", "crop_corner", "paste_in_page", "rotate_small_crop", "overlay"])

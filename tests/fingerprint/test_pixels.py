@@ -13,12 +13,15 @@ from ipx.fingerprint.index import ImageIndex
 from ipx.fingerprint.pixels import (
     NO_AGREEMENT,
     STRIP_WINDOWS,
+    WHOLE_PICTURE,
+    Frame,
     PixelAgreement,
     aligned_agreement,
     best_agreement,
     grey_thumbnail,
     query_window_vectors,
     stored_window_vectors,
+    trimmed_with_frame,
 )
 from tests.fingerprint.pictures import encoded, skimage_picture
 
@@ -195,3 +198,18 @@ def test_placements_scoring_low_are_not_measured(monkeypatch: pytest.MonkeyPatch
     crop = thumbnail_of(EDITS["crop_corner"](skimage_picture("astronaut")))
     assert DEFAULTS.pixels_agree(best_agreement(crop, astronaut))
     assert measured
+
+
+def test_trimming_says_where_what_is_left_lies_in_the_picture() -> None:
+    picture = skimage_picture("chelsea")
+    framed = np.asarray(ImageOps.expand(picture, border=(40, 20, 60, 10), fill=(255, 255, 255)))
+    trimmed, frame = trimmed_with_frame(framed)
+    assert trimmed.shape == (picture.height, picture.width, 3)
+    height, width = framed.shape[:2]
+    assert frame == Frame(40 / width, 20 / height, (40 + picture.width) / width, (20 + picture.height) / height)
+    assert trimmed_with_frame(np.asarray(picture))[1] == WHOLE_PICTURE
+
+
+def test_a_rectangle_of_a_rectangle_is_placed_in_the_whole_picture() -> None:
+    assert Frame(0.5, 0.0, 1.0, 0.5).within(Frame(0.2, 0.2, 0.6, 1.0)) == pytest.approx((0.4, 0.2, 0.6, 0.6))
+    assert Frame(0.1, 0.2, 0.3, 0.4).within(WHOLE_PICTURE) == Frame(0.1, 0.2, 0.3, 0.4)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
+from _edits import paste_in_page
 from PIL import Image, ImageOps
 from skimage import data as skdata
 
@@ -38,6 +40,19 @@ def test_upload_finds_the_registered_original_side_by_side(client, make_user, ch
     assert "found-online.jpg" in html and "Chelsea the cat" in html and "Cat Owner" in html
     assert f"/works/{work['work_id']}" in html and "data:image/jpeg;base64," in html
     assert "1 registered work matches" in html
+    assert "match-outline" not in html  # the copy is all of the picture: nothing to point at
+
+
+def test_a_picture_pasted_into_a_page_is_outlined_where_it_appears(client, make_user, chelsea):
+    make_user("Cat Owner").register(jpeg(chelsea), title="Chelsea the cat", filename="chelsea.jpg")
+    html = client.post("/verify", files={"file": ("screenshot.jpg", jpeg(paste_in_page(chelsea)))}).text
+    assert "Outlined: where the registered work appears in it" in html
+    box = re.search(r'viewBox="0 0 (\d+) (\d+)"', html)
+    rect = re.search(r'<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"', html)
+    assert box and rect
+    (width, height), (x, y, w, h) = map(float, box.groups()), map(float, rect.groups())
+    sides = [x / width, y / height, (x + w) / width, (y + h) / height]
+    assert sides == pytest.approx([0.05, 0.125, 0.65, 0.725], abs=0.03)  # where paste_in_page puts it
 
 
 def test_unrelated_upload_says_no_match_and_bad_files_say_why(client, make_user, chelsea):
@@ -69,3 +84,13 @@ def test_verify_page_in_chromium_finds_an_edited_copy(live_server, browser_page,
     expect(page.locator(".compare-pair")).to_contain_text("Chelsea the cat")
     expect(page.locator(".compare-pair")).to_contain_text("Cat Owner")
     shot(page, "20-verify-upload-match")
+
+    screenshot = tmp_path / "screenshot.jpg"
+    screenshot.write_bytes(jpeg(paste_in_page(chelsea)))
+    page.get_by_label("File to compare").set_input_files(str(screenshot))
+    page.get_by_role("button", name="Compare", exact=True).click()
+    outline = page.get_by_role("img", name="Your file, with the part where the registered work appears outlined")
+    expect(outline).to_be_visible()
+    image, rectangle = outline.locator("image").bounding_box(), outline.locator("rect").bounding_box()
+    assert image and rectangle and rectangle["width"] < 0.7 * image["width"]  # drawn over the picture, not all of it
+    shot(page, "21-verify-upload-outlined")
