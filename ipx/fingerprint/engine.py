@@ -69,6 +69,7 @@ class SimilarityMatch:
     similarity: float
     passages: list[dict[str, Any]] | None = None
     region: Frame | None = None  # images: where the registered picture appears in the query (see index.Match)
+    registered_region: Frame | None = None  # and which part of the registered picture the query shows
 
 
 def kind_for(media_type: str) -> str | None:
@@ -157,7 +158,10 @@ class FingerprintEngine:
         matches: list[SimilarityMatch] = []
         if IMAGE in computed.parsed:
             matches += [
-                SimilarityMatch(m.work_id, m.method, m.distance, m.similarity, region=m.region)
+                SimilarityMatch(
+                    m.work_id, m.method, m.distance, m.similarity,
+                    region=m.region, registered_region=m.registered_region,
+                )
                 for m in self._images.query(computed.parsed[IMAGE], limit=limit, fetch=_image_fingerprints_in(session))
             ]
         if TEXT in computed.parsed:

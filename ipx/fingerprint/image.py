@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -40,7 +40,7 @@ import pillow_heif
 import scipy.fftpack
 from PIL import ExifTags, Image, ImageOps, Jpeg2KImagePlugin, JpegImagePlugin
 
-from ipx.fingerprint.pixels import WHOLE_PICTURE, Frame, grey_thumbnail, trimmed_with_frame
+from ipx.fingerprint.pixels import WHOLE_PICTURE, Frame, grey_thumbnail, trimmed_and_offset
 
 # Phones save photos as HEIC by default (AVIF Pillow reads itself). libheif applies the file's own rotation and
 # mirroring while decoding and the plugin resets the EXIF orientation to match, so exif_transpose stays correct.
@@ -83,9 +83,10 @@ ORB_DESCRIPTOR_BYTES = 32
 DIHEDRAL_VARIANTS = 8
 
 _FORMAT_MAGIC = b"IPXI"
-_FORMAT_VERSION = 2
+_FORMAT_VERSION = 3
 _HEADER = struct.Struct("<4sBIIHHBHH")
 _THUMBNAIL_HEADER = struct.Struct("<HH")  # version 2 appends the grey thumbnail's width and height
+_TRIM = struct.Struct("<HHHH")  # version 3 then appends the decoded picture's size and where the trim starts in it
 
 # Image.MAX_IMAGE_PIXELS is process-global: it is lifted only while this lock is held, for the header parse,
 # and our own limit (which can report the dimensions) is applied right after.
@@ -117,9 +118,9 @@ class ImageFingerprint:
     (original, rot90, rot180, rot270, flipX, flipY, flipPlus1, flipMinus1). ORB keypoints are in pixel
     coordinates of the trimmed working image (`work_width` x `work_height`); the first `orb_count` come
     from the picture, the rest from its mirror image with x mapped back into the picture's frame, so a
-    mirrored copy is verified as a reflection of the same keypoints. `frame` is where the working image lies in the
-    picture as uploaded (its borders trimmed): known for a picture just fingerprinted, so that a query can say where
-    in the upload a registered work appears; not stored, and not compared.
+    mirrored copy is verified as a reflection of the same keypoints. The working image was trimmed from a decoded
+    picture of `picture_width` x `picture_height` at (`trim_left`, `trim_top`): a match found in it can be placed
+    in the picture as uploaded (0 for fingerprints stored before version 3: taken as untrimmed).
     """
 
     width: int
@@ -135,7 +136,10 @@ class ImageFingerprint:
     thumbnail: bytes = b""
     thumbnail_width: int = 0
     thumbnail_height: int = 0
-    frame: Frame = field(default=WHOLE_PICTURE, compare=False)
+    picture_width: int = 0
+    picture_height: int = 0
+    trim_left: int = 0
+    trim_top: int = 0
 
     def __post_init__(self) -> None:
         if len(self.pdq) != DIHEDRAL_VARIANTS * PDQ_BYTES or len(self.phash) != DIHEDRAL_VARIANTS * PHASH_BYTES:
@@ -147,6 +151,17 @@ class ImageFingerprint:
             raise ValueError("ORB keypoint count is out of range.")
         if len(self.thumbnail) != self.thumbnail_width * self.thumbnail_height:
             raise ValueError("The thumbnail does not have the stated size.")
+
+    @property
+    def frame(self) -> Frame:
+        """Where the working image lies in the picture as uploaded."""
+        if not self.picture_width or not self.picture_height:
+            return WHOLE_PICTURE
+        width, height = self.picture_width, self.picture_height
+        return Frame(
+            self.trim_left / width, self.trim_top / height,
+            (self.trim_left + self.work_width) / width, (self.trim_top + self.work_height) / height,
+        )  # fmt: skip
 
     @property
     def pdq_variants(self) -> np.ndarray:
@@ -216,7 +231,8 @@ class ImageFingerprint:
             len(self.orb_descriptors) // ORB_DESCRIPTOR_BYTES,
         )
         thumbnail = _THUMBNAIL_HEADER.pack(self.thumbnail_width, self.thumbnail_height) + self.thumbnail
-        return header + self.pdq + self.phash + self.orb_points + self.orb_descriptors + thumbnail
+        trim = _TRIM.pack(self.picture_width, self.picture_height, self.trim_left, self.trim_top)
+        return header + self.pdq + self.phash + self.orb_points + self.orb_descriptors + thumbnail + trim
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ImageFingerprint:
@@ -224,7 +240,7 @@ class ImageFingerprint:
         if len(data) < _HEADER.size:
             raise ValueError("Fingerprint data is too short.")
         magic, version, width, height, work_width, work_height, quality, orb_count, count = _HEADER.unpack_from(data)
-        if magic != _FORMAT_MAGIC or version not in (1, _FORMAT_VERSION):
+        if magic != _FORMAT_MAGIC or version not in (1, 2, _FORMAT_VERSION):
             raise ValueError("Not an IPX image fingerprint (bad magic or version).")
         sizes = (
             DIHEDRAL_VARIANTS * PDQ_BYTES,
@@ -242,13 +258,19 @@ class ImageFingerprint:
                 raise ValueError("Fingerprint data has the wrong length.")
             thumbnail_width, thumbnail_height = _THUMBNAIL_HEADER.unpack_from(data, offset)
             offset += _THUMBNAIL_HEADER.size
-        parts.append(bytes(data[offset:]))
-        if len(data) != offset + thumbnail_width * thumbnail_height:
+        end = offset + thumbnail_width * thumbnail_height
+        trim = (0, 0, 0, 0)  # before version 3: taken as untrimmed
+        if version >= 3:
+            if len(data) != end + _TRIM.size:
+                raise ValueError("Fingerprint data has the wrong length.")
+            trim = _TRIM.unpack_from(data, end)
+        elif len(data) != end:
             raise ValueError("Fingerprint data has the wrong length.")
+        parts.append(bytes(data[offset:end]))
         pdq, phash, points, descriptors, thumbnail = parts
         return cls(
             width, height, work_width, work_height, pdq, quality, phash, orb_count, points, descriptors,
-            thumbnail, thumbnail_width, thumbnail_height,
+            thumbnail, thumbnail_width, thumbnail_height, *trim,
         )  # fmt: skip
 
 
@@ -260,7 +282,7 @@ def fingerprint_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
 def fingerprint_picture(picture: np.ndarray, original_size: tuple[int, int]) -> ImageFingerprint:
     """All fingerprints of a picture `decode_image` returned, for callers that keep the decoded copy too."""
     width, height = original_size
-    rgb, frame = trimmed_with_frame(picture)
+    rgb, (trim_left, trim_top) = trimmed_and_offset(picture)
     # ORB, the costliest step after decoding, holds no GIL: its detection runs beside the hashes, then the picture's
     # and the mirror image's descriptors are computed side by side. A thread per call, not a shared pool, so that
     # forked processes (benchmarks, servers) never inherit a pool whose threads they do not have.
@@ -287,7 +309,10 @@ def fingerprint_picture(picture: np.ndarray, original_size: tuple[int, int]) -> 
         thumbnail=thumbnail.tobytes(),
         thumbnail_width=thumbnail.shape[1],
         thumbnail_height=thumbnail.shape[0],
-        frame=frame,
+        picture_width=picture.shape[1],
+        picture_height=picture.shape[0],
+        trim_left=trim_left,
+        trim_top=trim_top,
     )
 
 

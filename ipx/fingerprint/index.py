@@ -86,10 +86,11 @@ class Match:
     For "orb", distance is 1 - similarity and similarity is the share of the smaller keypoint set that
     are geometrically verified inliers. For "pixels", similarity is the correlation of the aligned grey
     thumbnails and distance is 1 - similarity.
-    `region` is where the registered picture appears in the query (a Frame of the picture as uploaded), for "orb"
-    matches, whose verified keypoints place it to a few pixels. None for the hashes, which match the whole picture,
-    and for "pixels": soft pictures correlate under shifts of a fifth of their width, so the placement that passed
-    the pixel test does not say where the picture is.
+    `region` is where the registered picture appears in the query (a Frame of the picture as uploaded) and
+    `registered_region` which part of the registered picture the query shows, for "orb" matches, whose verified
+    keypoints place the two to a few pixels. None for the hashes, which match the whole picture, and for "pixels":
+    soft pictures correlate under shifts of a fifth of their width, so the placement that passed the pixel test
+    does not say where the picture is.
     """
 
     work_id: str
@@ -97,6 +98,7 @@ class Match:
     distance: float
     similarity: float
     region: Frame | None = None
+    registered_region: Frame | None = None
 
 
 @contextmanager
@@ -550,21 +552,33 @@ def orb_alignment(
     return OrbAlignment(min(len(set(query_rows[inliers])), len(set(stored_rows[inliers]))), transform)
 
 
-def region_in_query(to_stored: np.ndarray, query_size: tuple[int, int], stored_size: tuple[int, int]) -> Frame | None:
-    """Where the stored picture lies in the query, as a Frame of the query.
+def outline_in(to_target: np.ndarray, size: tuple[int, int], target_size: tuple[int, int]) -> Frame | None:
+    """Where a picture of `size` lies in another of `target_size` ((width, height) in pixels), as a Frame of the
+    target.
 
-    `to_stored` (2x3) maps query pixels to stored pixels; the sizes are (width, height) in those pixels. The stored
-    picture's outline is mapped into the query and its bounding box clipped to the query: for a picture pasted into
-    a page, the part of the page it fills; for a crop, the whole query. None if the outline misses the query.
+    `to_target` (2x3) maps the picture's pixels to the target's. The picture's outline is mapped into the target
+    and its bounding box clipped to it: for a picture pasted into a page, the part of the page it fills; for a
+    crop, all of it. None if the outline misses the target.
     """
-    corners = np.array([[0, 0], [stored_size[0], 0], [stored_size[0], stored_size[1]], [0, stored_size[1]]], float)
-    to_query = cv2.invertAffineTransform(np.asarray(to_stored, dtype=np.float64))
-    outline = corners @ to_query[:, :2].T + to_query[:, 2]
-    size = np.array(query_size, dtype=np.float64)
-    low, high = np.clip(outline.min(axis=0) / size, 0, 1), np.clip(outline.max(axis=0) / size, 0, 1)
+    width, height = size
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float64)
+    outline = corners @ to_target[:, :2].T + to_target[:, 2]
+    target = np.array(target_size, dtype=np.float64)
+    low, high = np.clip(outline.min(axis=0) / target, 0, 1), np.clip(outline.max(axis=0) / target, 0, 1)
     if (high <= low).any():
         return None
     return Frame(float(low[0]), float(low[1]), float(high[0]), float(high[1]))
+
+
+def aligned_regions(
+    query: ImageFingerprint, stored: ImageFingerprint, to_stored: np.ndarray
+) -> tuple[Frame | None, Frame | None]:
+    """Where the registered picture appears in the query, and the query's picture in the registered one, under the
+    verified transform `to_stored` (working-image pixels), each placed in its picture as uploaded."""
+    query_size, stored_size = (query.work_width, query.work_height), (stored.work_width, stored.work_height)
+    in_query = outline_in(cv2.invertAffineTransform(to_stored), stored_size, query_size)
+    in_stored = outline_in(to_stored, query_size, stored_size)
+    return in_query and in_query.within(query.frame), in_stored and in_stored.within(stored.frame)
 
 
 def nearest_descriptors(queries: np.ndarray, stored: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -751,28 +765,27 @@ class ImageIndex:
         costliest stage and exists for the pictures they cannot describe. `fetch` is required when the
         index keeps no fingerprints.
         """
+        unplaced = (None, None)
         with self._lock:
-            hits: list[tuple[int, str, float, float, Frame | None]] = [
-                (*hit, None) for hit in self._hash_matches(fp)
+            hits: list[tuple[int, str, float, float, tuple[Frame | None, Frame | None]]] = [
+                (*hit, unplaced) for hit in self._hash_matches(fp)
             ]
         stored, alignments = self._verified_orb_candidates(fp, fetch)
         for owner, alignment in alignments:
-            if alignment.inliers >= self.orb_min_inliers:
+            if alignment.inliers >= self.orb_min_inliers and alignment.transform is not None:
                 match = stored[owner]
                 similarity = min(1.0, alignment.inliers / max(1, min(len(fp.descriptors), len(match.descriptors))))
-                region = region_in_query(
-                    alignment.transform, (fp.work_width, fp.work_height), (match.work_width, match.work_height)
-                )
-                hits.append((owner, "orb", 1.0 - similarity, similarity, region and region.within(fp.frame)))
+                regions = aligned_regions(fp, match, alignment.transform)
+                hits.append((owner, "orb", 1.0 - similarity, similarity, regions))
         weak = self._pixels_under_weak_alignments(fp, stored, alignments)
         agreeing = [(owner, a) for owner, a in weak if self.pixels_agree(a)]
         if not hits and not agreeing:
             searched = self._pixel_search(fp, stored, alignments, fetch)
             agreeing = [(owner, a) for owner, a in searched if self.pixels_agree(a)]
-        hits.extend((owner, "pixels", 1.0 - a.correlation, a.correlation, None) for owner, a in agreeing)
+        hits.extend((owner, "pixels", 1.0 - a.correlation, a.correlation, unplaced) for owner, a in agreeing)
         best: dict[str, Match] = {}
-        for owner, method, distance, similarity, region in hits:
-            match = Match(self._work_ids[owner], method, float(distance), float(similarity), region)
+        for owner, method, distance, similarity, regions in hits:
+            match = Match(self._work_ids[owner], method, float(distance), float(similarity), *regions)
             current = best.get(match.work_id)
             if current is None or _rank(match) < _rank(current):
                 best[match.work_id] = match

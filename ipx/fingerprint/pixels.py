@@ -97,13 +97,13 @@ NO_AGREEMENT = PixelAgreement(-1.0, -1.0, 0.0)
 
 
 def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
-    """The picture without its flat-colour margins (see `trimmed_with_frame`)."""
-    return trimmed_with_frame(rgb)[0]
+    """The picture without its flat-colour margins (see `trimmed_and_offset`)."""
+    return trimmed_and_offset(rgb)[0]
 
 
-def trimmed_with_frame(rgb: np.ndarray) -> tuple[np.ndarray, Frame]:
+def trimmed_and_offset(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     """Remove flat-colour margins (frames, page background) so the global hashes see the picture itself; also where
-    what is left lies in the picture, to place what the fingerprints find back in it.
+    what is left starts in the picture (x, y), to place what the fingerprints find back in it.
 
     Margins nest: a white frame added around a picture that has black bands of its own must come off
     down to where the original's own trim stops, or the copy and the original are framed differently; and
@@ -115,7 +115,6 @@ def trimmed_with_frame(rgb: np.ndarray) -> tuple[np.ndarray, Frame]:
     The price: JPEG ringing beside a frame is not flat, so 1-2% of a compressed frame stays (PDQ, keypoints
     and the pixel stage all tolerate that; the border edit is still matched 52 of 52).
     """
-    full_height, full_width = rgb.shape[:2]
     cut_top = cut_left = 0
     trimmed_colours: list[np.ndarray | None] = [None] * 4
     for _ in range(TRIM_ROUNDS):
@@ -134,11 +133,7 @@ def trimmed_with_frame(rgb: np.ndarray) -> tuple[np.ndarray, Frame]:
         rgb = np.ascontiguousarray(rgb[top : height - bottom, left : width - right])
         trimmed_colours = colours
         cut_top, cut_left = cut_top + top, cut_left + left
-    height, width = rgb.shape[:2]
-    frame = Frame(
-        cut_left / full_width, cut_top / full_height, (cut_left + width) / full_width, (cut_top + height) / full_height
-    )
-    return rgb, frame
+    return rgb, (cut_left, cut_top)
 
 
 def _uniform_run(lines: np.ndarray, colour: np.ndarray) -> int:

@@ -26,6 +26,7 @@ from ipx.deps import (
 )
 from ipx.errors import InvalidInput
 from ipx.fingerprint.engine import ComputedFingerprints
+from ipx.fingerprint.pixels import Frame
 from ipx.notifications.service import relay_after_commit, relay_for
 from ipx.openapi import BUSY_RESPONSES, FILE_RESPONSES, form_requires
 from ipx.registry import log, service
@@ -86,8 +87,12 @@ def match_read(match: service.SimilarWork, public_url: str) -> Match:
         work_id=match.work.id, title=match.work.title, registered_at=match.work.registered_at, method=match.method,
         distance=match.distance, similarity=round(match.similarity, 4),
         certificate_url=f"{public_url}/works/{match.work.id}", passages=match.passages,
-        region=match.region and Region(**{side: round(value, 4) for side, value in match.region._asdict().items()}),
+        region=region_read(match.region), registered_region=region_read(match.registered_region),
     )
+
+
+def region_read(frame: Frame | None) -> Region | None:
+    return None if frame is None else Region(**{side: round(value, 4) for side, value in frame._asdict().items()})
 
 
 def detection_read(computed: ComputedFingerprints) -> Detection:

@@ -103,7 +103,7 @@ class RegistrationForm(BaseModel):
 
 
 class Region(BaseModel):
-    """A rectangle of the uploaded picture, as fractions (0 to 1) of its width and height from its top-left corner."""
+    """A rectangle of a picture, as fractions (0 to 1) of its width and height from its top-left corner."""
 
     left: float
     top: float
@@ -124,6 +124,11 @@ class Match(BaseModel):
         default=None,
         description="Images matched by keypoints (method orb): the part of the uploaded picture that the registered "
         "picture fills, e.g. where it was pasted into a page or a screenshot. Null for the other methods.",
+    )
+    registered_region: Region | None = Field(
+        default=None,
+        description="Images matched by keypoints (method orb): the part of the registered picture that the upload "
+        "shows, e.g. which corner a crop kept. Null for the other methods.",
     )
 
 

@@ -50,7 +50,8 @@ class SimilarWork:
     distance: float
     similarity: float
     passages: list[dict[str, Any]] | None = None
-    region: Frame | None = None
+    region: Frame | None = None  # where the work appears in the upload (images matched by keypoints)
+    registered_region: Frame | None = None  # which part of the work the upload shows
 
 
 @dataclass
@@ -325,7 +326,8 @@ def find_matches(
         for match in similar:
             if (work := by_id.get(match.work_id)) is not None and match.work_id not in found:
                 found[match.work_id] = SimilarWork(
-                    work, match.method, match.distance, match.similarity, match.passages, match.region
+                    work, match.method, match.distance, match.similarity, match.passages, match.region,
+                    match.registered_region,
                 )
     return sorted(found.values(), key=lambda m: (-m.similarity, m.distance, m.work.registered_at))
 

@@ -695,29 +695,27 @@ def verify_page(
     return render(request, "registry/verify.html", context, caller)
 
 
-WHOLE_UPLOAD_MARGIN = 0.02  # a region this close to every edge of the upload is all of it: nothing to point at
+WHOLE_PICTURE_MARGIN = 0.02  # a region this close to every edge of a picture is all of it: nothing to point at
 
 
-def _outline(region: Frame | None, picture_size: tuple[int, int]) -> dict[str, float] | None:
-    """A match's region as a rectangle on the upload's preview, in the picture's pixels; None if it is the whole."""
-    margin = WHOLE_UPLOAD_MARGIN
-    if region is None or (min(region.left, region.top) <= margin and min(region.right, region.bottom) >= 1 - margin):
+def _outline(region: Frame | None) -> dict[str, str] | None:
+    """A match's region as an SVG rectangle over its picture, in percent; None if it is the whole picture."""
+    margin = WHOLE_PICTURE_MARGIN
+    if region is None or (max(region.left, region.top) <= margin and min(region.right, region.bottom) >= 1 - margin):
         return None
-    width, height = picture_size
-    left, top, right, bottom = region.left * width, region.top * height, region.right * width, region.bottom * height
-    return {"x": round(left, 1), "y": round(top, 1), "width": round(right - left, 1), "height": round(bottom - top, 1)}
+    left, top, right, bottom = (100 * side for side in region)
+    return {"x": f"{left:.1f}%", "y": f"{top:.1f}%", "width": f"{right - left:.1f}%", "height": f"{bottom - top:.1f}%"}
 
 
-def _match_view(
-    session: Session, match: registry_service.SimilarWork, public_url: str, picture_size: tuple[int, int] | None
-) -> dict[str, Any]:
+def _match_view(session: Session, match: registry_service.SimilarWork, public_url: str) -> dict[str, Any]:
     return {
         "work": work_view(session, match.work, public_url),
         "method": method_name(match.method),
         "distance": f"{match.distance:g}",
         "similarity": f"{match.similarity:.0%}",
         "passages": match.passages or [],
-        "outline": None if picture_size is None else _outline(match.region, picture_size),
+        "outline": _outline(match.region),
+        "registered_outline": _outline(match.registered_region),
     }
 
 
@@ -739,12 +737,11 @@ async def verify_upload_page(
         return render(request, "registry/verify.html", context, caller, exc.status_code, exc.headers)
     picture = found.detection.picture  # the fingerprints' decoded copy: the preview costs no second decode
     preview = None if picture is None else base64.b64encode(previews.preview_jpeg(picture)).decode()
-    picture_size = None if picture is None else (picture.shape[1], picture.shape[0])
     query = {
         "filename": upload.filename, "sha256": upload.sha256, "size": certificates.human_size(upload.size),
         "media_type": found.media_type, "methods": found.detection.methods, "note": found.detection.note,
-        "preview": preview and f"data:image/jpeg;base64,{preview}", "picture_size": picture_size,
+        "preview": preview and f"data:image/jpeg;base64,{preview}",
     }
-    matches = [_match_view(session, m, settings.public_url, picture_size) for m in found.exact + found.similar]
+    matches = [_match_view(session, m, settings.public_url) for m in found.exact + found.similar]
     context = {"q": "", "results": [], "problem": None, "searched": False, "query": query, "matches": matches}
     return render(request, "registry/verify.html", context, caller)

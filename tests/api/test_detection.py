@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _edits import paste_in_page
+from _edits import crop_corner, paste_in_page
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 from skimage import data as skdata
@@ -80,14 +80,20 @@ def test_edited_copy_is_flagged_at_registration_and_found_by_verify(client, make
     assert unrelated["exact_matches"] == [] and unrelated["similar_matches"] == []
 
 
-def test_verify_says_where_in_a_page_a_registered_picture_was_pasted(client, make_user, astronaut):
+def sides(region: dict[str, float]) -> list[float]:
+    return [region[side] for side in ("left", "top", "right", "bottom")]
+
+
+def test_verify_says_where_a_picture_was_pasted_and_which_part_a_crop_kept(client, make_user, astronaut):
     original = make_user("Alice").register(encode(astronaut, "PNG"), title="Astronaut", filename="a.png").json()
-    [match] = verify(client, encode(paste_in_page(astronaut)), "screenshot.jpg")["similar_matches"]
-    assert (match["work_id"], match["method"]) == (original["work_id"], "orb")
-    sides = [match["region"][side] for side in ("left", "top", "right", "bottom")]
-    assert sides == pytest.approx([0.05, 0.125, 0.65, 0.725], abs=0.03)  # where paste_in_page puts it
+    [pasted] = verify(client, encode(paste_in_page(astronaut)), "screenshot.jpg")["similar_matches"]
+    assert (pasted["work_id"], pasted["method"]) == (original["work_id"], "orb")
+    assert sides(pasted["region"]) == pytest.approx([0.05, 0.125, 0.65, 0.725], abs=0.03)  # where paste_in_page puts it
+    assert sides(pasted["registered_region"]) == pytest.approx([0, 0, 1, 1], abs=0.03)
+    [cropped] = verify(client, encode(crop_corner(astronaut)), "crop.jpg")["similar_matches"]
+    assert sides(cropped["registered_region"]) == pytest.approx([0, 0, 0.75, 0.75], abs=0.03)  # its top-left 75%
     [exact] = verify(client, encode(astronaut, "PNG"), "a.png")["exact_matches"]
-    assert exact["region"] is None
+    assert exact["region"] is None and exact["registered_region"] is None
 
 
 def test_a_phone_photo_registered_as_heic_is_previewed_and_its_edited_jpeg_copy_flagged(client, make_user, astronaut):

@@ -23,7 +23,7 @@ from ipx.fingerprint.index import (
     WindowTable,
     closest_per_owner,
     k_majority_centroids,
-    region_in_query,
+    outline_in,
 )
 from tests.fingerprint.pictures import encoded, skimage_picture
 
@@ -418,23 +418,37 @@ def test_a_picture_pasted_into_a_page_is_located_in_it_even_mirrored(
             [match] = picture_index.query(fingerprint_image(edited_copy(picture, "paste_in_page")))
             assert (match.work_id, match.method) == (name, "orb")
             assert match.region == pytest.approx(PASTED_AT, abs=0.03), name
+            assert match.registered_region == pytest.approx((0.0, 0.0, 1.0, 1.0), abs=0.03), name
+
+
+@pytest.mark.parametrize(
+    ("edit", "kept"), [("crop_corner", (0, 0, 0.75, 0.75)), ("crop_centre", (0.125, 0.125, 0.875, 0.875))]
+)
+def test_a_crop_says_which_part_of_the_registered_picture_it_kept(
+    edit: str, kept: tuple[float, ...], pictures: dict[str, Image.Image], picture_index: ImageIndex
+) -> None:
+    for name in ROBUSTNESS_PICTURES:
+        [match] = picture_index.query(fingerprint_image(edited_copy(pictures[name], edit)))
+        assert (match.work_id, match.method) == (name, "orb")
+        assert match.registered_region == pytest.approx(kept, abs=0.03), name
+        assert match.region == pytest.approx((0.0, 0.0, 1.0, 1.0), abs=0.03), name
 
 
 def test_a_whole_picture_match_has_no_region_to_point_at(
     pictures: dict[str, Image.Image], picture_index: ImageIndex
 ) -> None:
     [match] = picture_index.query(fingerprint_image(edited_copy(pictures["coffee"], "jpeg_q10")))
-    assert (match.method, match.region) == ("pdq", None)
+    assert (match.method, match.region, match.registered_region) == ("pdq", None, None)
 
 
-def test_the_stored_outline_is_mapped_into_the_query_and_clipped_to_it() -> None:
-    # A 100 x 50 picture shown at half size at (20, 10) in a 200 x 100 query: query -> stored is x' = 2 (x - 20).
-    assert region_in_query(np.array([[2.0, 0, -40], [0, 2.0, -20]]), (200, 100), (100, 50)) == pytest.approx(
+def test_an_outline_is_mapped_into_the_other_picture_and_clipped_to_it() -> None:
+    # A 100 x 50 picture shown at half size at (20, 10) in a 200 x 100 one: x' = x / 2 + 20, y' = y / 2 + 10.
+    assert outline_in(np.array([[0.5, 0, 20], [0, 0.5, 10]]), (100, 50), (200, 100)) == pytest.approx(
         (0.1, 0.1, 0.35, 0.35)
     )
-    # The query is a crop: the stored picture reaches past it on every side.
-    assert region_in_query(np.array([[0.25, 0, 5], [0, 0.25, 5]]), (100, 100), (40, 40)) == (0.0, 0.0, 1.0, 1.0)
-    assert region_in_query(np.array([[1.0, 0, 500], [0, 1.0, 0]]), (100, 100), (50, 50)) is None
+    # A 40 x 40 crop enlarged four times over a 100 x 100 picture reaches past it on every side.
+    assert outline_in(np.array([[4.0, 0, -20], [0, 4.0, -20]]), (40, 40), (100, 100)) == (0.0, 0.0, 1.0, 1.0)
+    assert outline_in(np.array([[1.0, 0, 500], [0, 1.0, 0]]), (50, 50), (100, 100)) is None
 
 
 @pytest.mark.parametrize("edit", ["crop_centre", "crop_corner", "paste_in_page", "rotate_small_crop", "overlay"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from _edits import EDITS, edited_copy
@@ -21,7 +23,7 @@ from ipx.fingerprint.pixels import (
     grey_thumbnail,
     query_window_vectors,
     stored_window_vectors,
-    trimmed_with_frame,
+    trimmed_and_offset,
 )
 from tests.fingerprint.pictures import encoded, skimage_picture
 
@@ -146,8 +148,13 @@ def test_pixels_method_reports_correlation(soft_originals: dict[int, Image.Image
 def test_fingerprints_stored_before_thumbnails_still_load_and_query(soft_originals: dict[int, Image.Image]) -> None:
     current = fingerprint_image(encoded(soft_originals[5]))
     assert ImageFingerprint.from_bytes(current.to_bytes()) == current
-    thumbnail_part = 4 + len(current.thumbnail)
-    version_1 = bytearray(current.to_bytes()[:-thumbnail_part])
+    trim_part, thumbnail_part = 8, 4 + len(current.thumbnail)
+    version_2 = bytearray(current.to_bytes()[:-trim_part])
+    version_2[4] = 2
+    before_trims = ImageFingerprint.from_bytes(bytes(version_2))
+    assert before_trims == replace(current, picture_width=0, picture_height=0, trim_left=0, trim_top=0)
+    assert before_trims.frame == WHOLE_PICTURE  # taken as untrimmed
+    version_1 = bytearray(current.to_bytes()[: -trim_part - thumbnail_part])
     version_1[4] = 1
     legacy = ImageFingerprint.from_bytes(bytes(version_1))
     assert legacy.grey_thumbnail is None and legacy.pdq == current.pdq
@@ -200,14 +207,17 @@ def test_placements_scoring_low_are_not_measured(monkeypatch: pytest.MonkeyPatch
     assert measured
 
 
-def test_trimming_says_where_what_is_left_lies_in_the_picture() -> None:
+def test_trimming_says_where_what_is_left_starts_and_the_fingerprint_keeps_it() -> None:
     picture = skimage_picture("chelsea")
-    framed = np.asarray(ImageOps.expand(picture, border=(40, 20, 60, 10), fill=(255, 255, 255)))
-    trimmed, frame = trimmed_with_frame(framed)
-    assert trimmed.shape == (picture.height, picture.width, 3)
-    height, width = framed.shape[:2]
-    assert frame == Frame(40 / width, 20 / height, (40 + picture.width) / width, (20 + picture.height) / height)
-    assert trimmed_with_frame(np.asarray(picture))[1] == WHOLE_PICTURE
+    framed = ImageOps.expand(picture, border=(40, 20, 60, 10), fill=(255, 255, 255))
+    trimmed, offset = trimmed_and_offset(np.asarray(framed))
+    assert (trimmed.shape, offset) == ((picture.height, picture.width, 3), (40, 20))
+    assert trimmed_and_offset(np.asarray(picture))[1] == (0, 0)
+    fp = fingerprint_image(encoded(framed, "PNG"))
+    width, height = framed.size
+    expected = Frame(40 / width, 20 / height, (40 + picture.width) / width, (20 + picture.height) / height)
+    assert fp.frame == pytest.approx(expected, abs=0.005)  # trimmed at the working size, 512 px
+    assert ImageFingerprint.from_bytes(fp.to_bytes()).frame == fp.frame
 
 
 def test_a_rectangle_of_a_rectangle_is_placed_in_the_whole_picture() -> None:
