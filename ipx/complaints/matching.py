@@ -6,7 +6,8 @@ Matchers are pluggable behind `WorkMatcher`: `ExactMatcher` needs nothing but th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sqlalchemy import or_, select
@@ -23,6 +24,9 @@ class WorkMatch:
     method: str  # "sha256", or the perceptual method's name (e.g. "pdq")
     distance: float  # 0 for exact; in the method's own unit otherwise
     source: str  # how IPX knows: "exact", "registry prior match", "perceptual"
+    # Pictures matched by keypoints: for each registered work of the pair, the part of it ([left, top, right,
+    # bottom] fractions) that the other picture shows.
+    regions: Mapping[str, list[float]] = field(default_factory=dict)
 
 
 class WorkMatcher(Protocol):
@@ -46,7 +50,8 @@ class RegistryMatcher:
     def find(self, session: Session, copy: Upload) -> list[WorkMatch]:
         found = registry_service.match_upload(session, copy, self.ctx)
         return [WorkMatch(m.work, m.method, m.distance, "exact") for m in found.exact] + [
-            WorkMatch(m.work, m.method, m.distance, "perceptual") for m in found.similar
+            WorkMatch(m.work, m.method, m.distance, "perceptual", _regions({m.work.id: m.registered_region}))
+            for m in found.similar
         ]
 
 
@@ -66,7 +71,12 @@ def match_between(session: Session, first: Work, second: Work) -> WorkMatch | No
     row = min(prior_matches_between(session, first.id, second.id), key=lambda r: r.distance, default=None)
     if row is None:
         return None
-    return WorkMatch(second, row.method, row.distance, "registry prior match")
+    regions = _regions({row.work_id: row.region_in_work, row.prior_work_id: row.region_in_prior_work})
+    return WorkMatch(second, row.method, row.distance, "registry prior match", regions)
+
+
+def _regions(regions: Mapping[str, Sequence[float] | None]) -> dict[str, list[float]]:
+    return {work_id: list(region) for work_id, region in regions.items() if region is not None}
 
 
 def prior_matches_between(session: Session, first_id: str, second_id: str) -> list[PriorMatch]:

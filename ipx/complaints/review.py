@@ -76,8 +76,9 @@ def review_views(session: Session, flags: Sequence[PriorMatch]) -> list[dict[str
         {
             "review_id": flag.id, "review_status": flag.review_status, "method": flag.method,
             "distance": flag.distance, "similarity": flag.similarity, "found_at": flag.found_at,
-            "work": work_card(session, works[flag.work_id]),
-            "prior_work": work_card(session, works[flag.prior_work_id]), "decision_reason": reasons.get(str(flag.id)),
+            "work": {**work_card(session, works[flag.work_id]), "region": flag.region_in_work},
+            "prior_work": {**work_card(session, works[flag.prior_work_id]), "region": flag.region_in_prior_work},
+            "decision_reason": reasons.get(str(flag.id)),
         }
         for flag in flags
     ]

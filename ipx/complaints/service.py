@@ -217,6 +217,9 @@ def _evidence(
         if copy is not None:  # does the copy from the web match the complainant's registration?
             match = next((m for m in identify(session, copy, matchers) if m.work.id == claimed.id), None)
     evidence["match"] = {"method": match.method, "distance": match.distance, "source": match.source} if match else None
+    for side, work in (("claimed", claimed), ("infringing", target_work)):
+        if match is not None and work is not None and work.id in match.regions:
+            evidence[side]["region"] = match.regions[work.id]
     return evidence
 
 

@@ -137,6 +137,10 @@ class PriorMatch(Base):
     method: Mapped[str] = mapped_column(String(32))
     distance: Mapped[float] = mapped_column(Float)
     similarity: Mapped[float] = mapped_column(Float)
+    # Pictures matched by keypoints: [left, top, right, bottom] fractions of the flagged work where the earlier one
+    # appears, and of the earlier work that the flagged one shows (a crop's part); null otherwise.
+    region_in_work: Mapped[list[float] | None] = mapped_column(JSON, nullable=True)
+    region_in_prior_work: Mapped[list[float] | None] = mapped_column(JSON, nullable=True)
     review_status: Mapped[str] = mapped_column(String(16), default="open")  # open / cleared / upheld
     found_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

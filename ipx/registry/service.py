@@ -267,7 +267,8 @@ def register(
     for match in prior:
         session.add(PriorMatch(
             work_id=work_id, prior_work_id=match.work.id, method=match.method, distance=match.distance,
-            similarity=match.similarity,
+            similarity=match.similarity, region_in_work=_listed(match.region),
+            region_in_prior_work=_listed(match.registered_region),
         ))
     for kind, data in computed.stored.items():
         session.add(WorkFingerprint(work_id=work_id, kind=kind, data=data, seq=entry.index))
@@ -303,6 +304,10 @@ def _with_copies_registered_meanwhile(
         if work.id not in flagged
     ]
     return meanwhile + prior
+
+
+def _listed(region: Frame | None) -> list[float] | None:
+    return None if region is None else list(region)
 
 
 def _prior_similar(

@@ -51,7 +51,6 @@ from ipx.errors import (
     Unauthorized,
     described_request_error,
 )
-from ipx.fingerprint.pixels import Frame
 from ipx.registry import api as registry_api
 from ipx.registry import log, media, previews
 from ipx.registry import service as registry_service
@@ -695,18 +694,6 @@ def verify_page(
     return render(request, "registry/verify.html", context, caller)
 
 
-WHOLE_PICTURE_MARGIN = 0.02  # a region this close to every edge of a picture is all of it: nothing to point at
-
-
-def _outline(region: Frame | None) -> dict[str, str] | None:
-    """A match's region as an SVG rectangle over its picture, in percent; None if it is the whole picture."""
-    margin = WHOLE_PICTURE_MARGIN
-    if region is None or (max(region.left, region.top) <= margin and min(region.right, region.bottom) >= 1 - margin):
-        return None
-    left, top, right, bottom = (100 * side for side in region)
-    return {"x": f"{left:.1f}%", "y": f"{top:.1f}%", "width": f"{right - left:.1f}%", "height": f"{bottom - top:.1f}%"}
-
-
 def _match_view(session: Session, match: registry_service.SimilarWork, public_url: str) -> dict[str, Any]:
     return {
         "work": work_view(session, match.work, public_url),
@@ -714,8 +701,8 @@ def _match_view(session: Session, match: registry_service.SimilarWork, public_ur
         "distance": f"{match.distance:g}",
         "similarity": f"{match.similarity:.0%}",
         "passages": match.passages or [],
-        "outline": _outline(match.region),
-        "registered_outline": _outline(match.registered_region),
+        "region": match.region,
+        "registered_region": match.registered_region,
     }
 
 

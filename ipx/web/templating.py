@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -62,6 +63,21 @@ def counted(count: int, singular: str, plural: str | None = None, *, none: str |
     return f"{count:,} {singular if count == 1 else plural or singular + 's'}"
 
 
+WHOLE_PICTURE_MARGIN = 0.02  # a region this close to every edge of a picture is all of it: nothing to point at
+
+
+def outline(region: Sequence[float] | None) -> dict[str, str] | None:
+    """A match's region of a picture ([left, top, right, bottom] fractions) as an SVG rectangle over the picture, in
+    percent; None when there is none (a card without one, too), or it is the whole picture."""
+    if not region:
+        return None
+    left, top, right, bottom = region
+    if max(left, top) <= WHOLE_PICTURE_MARGIN and min(right, bottom) >= 1 - WHOLE_PICTURE_MARGIN:
+        return None
+    left, top, right, bottom = (100 * side for side in region)
+    return {"x": f"{left:.1f}%", "y": f"{top:.1f}%", "width": f"{right - left:.1f}%", "height": f"{bottom - top:.1f}%"}
+
+
 def file_kind(filename: str, media_type: str) -> str:
     """What a download is, as people name files: "PNG" from harbour.png (else from its media type, "PDF")."""
     extension = PurePosixPath(filename).suffix or mimetypes.guess_extension(media_type) or ""
@@ -70,5 +86,5 @@ def file_kind(filename: str, media_type: str) -> str:
 
 templates.env.filters.update(
     method_name=method_name, distance=distance_text, identified_by=identified_by_text, when=when, filesize=size_text,
-    counted=counted, file_kind=file_kind,
+    counted=counted, file_kind=file_kind, outline=outline,
 )

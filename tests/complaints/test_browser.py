@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from _edits import crop_corner
 
 from tests.browser import STAFF_EMAIL, STAFF_PASSWORD, browser_page, live_server_with_staff, shot
 from tests.conftest import ApiUser
+from tests.fingerprint.pictures import encoded, skimage_picture
 from tests.integration.live import ServerProcess
 from tests.marketplace.conftest import noise_png
 
@@ -99,3 +101,28 @@ def test_public_notice_staff_marks_disputed_certificate_shows_it(
     page.get_by_role("button", name="File counter-notice").click()
     expect(page.locator(".cx-status")).to_have_text("Counter-notice filed")
     shot(page, "cx-12-counter-noticed")
+
+
+def test_staff_see_a_flagged_crop_outlined_on_the_earlier_picture(
+    live_server_with_staff: ServerProcess, browser_page: object
+) -> None:
+    from playwright.sync_api import Page, expect
+
+    base = live_server_with_staff.url
+    astronaut = skimage_picture("astronaut")
+    with httpx.Client(base_url=base, timeout=60) as api:
+        alice, bob = ApiUser(api, "alice@example.org", "Alice"), ApiUser(api, "bob@example.org", "Bob")  # type: ignore[arg-type]
+        assert alice.register(encoded(astronaut, "PNG"), title="Astronaut").status_code == 201
+        assert bob.register(encoded(crop_corner(astronaut)), title="My crop").status_code == 201
+    page: Page = browser_page  # type: ignore[assignment]
+    page.goto(f"{base}/login?next=/staff/reviews")
+    page.get_by_label("Email").fill(STAFF_EMAIL)
+    page.get_by_label("Password").fill(STAFF_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    outlined = page.get_by_role("img", name="Thumbnail of Astronaut, with the part the two works share outlined")
+    expect(outlined).to_be_visible()
+    picture, rectangle = outlined.locator("img").bounding_box(), outlined.locator("rect").bounding_box()
+    assert picture and rectangle  # the top-left three quarters, not all of it
+    assert rectangle["width"] < 0.8 * picture["width"] and rectangle["height"] < 0.8 * picture["height"]
+    expect(page.get_by_role("img", name="Thumbnail of My crop", exact=True)).to_be_visible()
+    shot(page, "cx-20-review-crop-outlined")

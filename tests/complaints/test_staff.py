@@ -5,10 +5,12 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 
 import pytest
+from _edits import crop_corner
 
 from ipx.complaints import review
 from tests.complaints.conftest import CopyCase, act, file, notice, register_a_copy
 from tests.conftest import get_counting_queries
+from tests.fingerprint.pictures import encoded, skimage_picture
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 STAFF_API = [
@@ -204,3 +206,22 @@ def test_audit_search(client, copy_case: CopyCase, staff) -> None:
     paged = client.get("/api/v1/staff/audit", params={"page_size": 1, "page": 2}, headers=staff).json()
     assert len(paged["items"]) == 1 and paged["total"] > 2
     assert client.get("/api/v1/staff/audit", params={"page": 0}, headers=staff).status_code == 422
+
+
+def test_a_registered_crop_is_outlined_on_the_picture_it_was_cut_from(client, staff, make_user) -> None:
+    """The review flag and a complaint's evidence keep which part of each picture the other shows."""
+    astronaut = skimage_picture("astronaut")
+    original = make_user("Alice").register(encoded(astronaut, "PNG"), title="Astronaut").json()
+    crop = make_user("Bob").register(encoded(crop_corner(astronaut)), title="My crop").json()
+    [flag] = client.get("/api/v1/staff/reviews", headers=staff).json()
+    assert flag["method"] == "orb"
+    assert flag["prior_work"]["region"] == pytest.approx([0, 0, 0.75, 0.75], abs=0.03)  # crop_corner keeps this
+    assert flag["work"]["region"] == pytest.approx([0, 0, 1, 1], abs=0.03)
+    case = file(client, notice(original["work_id"], {"work_id": crop["work_id"]}))
+    evidence = client.get(f"/api/v1/staff/complaints/{case['complaint_id']}", headers=staff).json()["evidence"]
+    assert evidence["claimed"]["region"] == pytest.approx([0, 0, 0.75, 0.75], abs=0.03)
+    client.cookies.set("ipx_session", staff["Authorization"].removeprefix("Bearer "))
+    for page in ("/staff/reviews", f"/staff/complaints/{case['complaint_id']}"):
+        html = client.get(page).text
+        assert "Thumbnail of Astronaut, with the part the two works share outlined" in html, page
+        assert "Thumbnail of My crop, with" not in html, page  # the crop is all of its own picture: no outline

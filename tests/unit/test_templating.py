@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ipx.web.templating import counted, file_kind
+from ipx.web.templating import counted, file_kind, outline
 
 
 @pytest.mark.parametrize(("count", "expected"), [(0, "0 matches"), (1, "1 match"), (2, "2 matches"),
@@ -32,3 +32,10 @@ def test_counted_says_none_in_words_when_told_how() -> None:
     assert counted(1, "upheld complaint", none="No upheld complaints") == "1 upheld complaint"
     assert counted(2, "upheld complaint", none="No upheld complaints") == "2 upheld complaints"
     assert counted(0, "order") == "0 orders"
+
+
+def test_an_outline_is_drawn_only_for_a_part_of_the_picture() -> None:
+    assert outline([0.05, 0.125, 0.65, 0.725]) == {"x": "5.0%", "y": "12.5%", "width": "60.0%", "height": "60.0%"}
+    assert outline([0.2, 0.0, 1.0, 1.0]) == {"x": "20.0%", "y": "0.0%", "width": "80.0%", "height": "100.0%"}
+    assert outline([0.01, 0.0, 0.99, 1.0]) is None  # all of it, within 2%
+    assert outline(None) is None
