@@ -773,9 +773,9 @@ class ImageIndex:
         stored, alignments = self._verified_orb_candidates(fp, fetch)
         for owner, alignment in alignments:
             if alignment.inliers >= self.orb_min_inliers and alignment.transform is not None:
-                match = stored[owner]
-                similarity = min(1.0, alignment.inliers / max(1, min(len(fp.descriptors), len(match.descriptors))))
-                regions = aligned_regions(fp, match, alignment.transform)
+                registered = stored[owner]
+                similarity = min(1.0, alignment.inliers / max(1, min(len(fp.descriptors), len(registered.descriptors))))
+                regions = aligned_regions(fp, registered, alignment.transform)
                 hits.append((owner, "orb", 1.0 - similarity, similarity, regions))
         weak = self._pixels_under_weak_alignments(fp, stored, alignments)
         agreeing = [(owner, a) for owner, a in weak if self.pixels_agree(a)]
