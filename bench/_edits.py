@@ -37,8 +37,11 @@ def border(image: Image.Image) -> Image.Image:
     return ImageOps.expand(image, border=max(2, image.width // 10), fill=(255, 255, 255))
 
 
+PASTED_AT = (0.05, 0.125, 0.65, 0.725)  # where paste_in_page puts the picture: left, top, right, bottom of the page
+
+
 def paste_in_page(image: Image.Image) -> Image.Image:
-    """The picture at 60% of a screenshot-like page with a header bar and lines of 'text'."""
+    """The picture at 60% of a screenshot-like page with a header bar and lines of 'text' (at PASTED_AT)."""
     page_w, page_h = int(image.width * 1.6), int(image.height * 1.6)
     page = Image.new("RGB", (page_w, page_h), (244, 244, 246))
     draw = ImageDraw.Draw(page)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _edits import crop_corner, paste_in_page
+from _edits import PASTED_AT, crop_corner, paste_in_page
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 from skimage import data as skdata
@@ -88,7 +88,7 @@ def test_verify_says_where_a_picture_was_pasted_and_which_part_a_crop_kept(clien
     original = make_user("Alice").register(encode(astronaut, "PNG"), title="Astronaut", filename="a.png").json()
     [pasted] = verify(client, encode(paste_in_page(astronaut)), "screenshot.jpg")["similar_matches"]
     assert (pasted["work_id"], pasted["method"]) == (original["work_id"], "orb")
-    assert sides(pasted["region"]) == pytest.approx([0.05, 0.125, 0.65, 0.725], abs=0.03)  # where paste_in_page puts it
+    assert sides(pasted["region"]) == pytest.approx(PASTED_AT, abs=0.03)
     assert sides(pasted["registered_region"]) == pytest.approx([0, 0, 1, 1], abs=0.03)
     [cropped] = verify(client, encode(crop_corner(astronaut)), "crop.jpg")["similar_matches"]
     assert sides(cropped["registered_region"]) == pytest.approx([0, 0, 0.75, 0.75], abs=0.03)  # its top-left 75%

@@ -8,7 +8,7 @@ import cv2
 import faiss
 import numpy as np
 import pytest
-from _edits import EDITS, EDITS_BEYOND_THE_ISSUE, edited_copy
+from _edits import EDITS, EDITS_BEYOND_THE_ISSUE, PASTED_AT, edited_copy
 from PIL import Image, ImageDraw, ImageOps
 
 from ipx.fingerprint import index as index_module
@@ -405,9 +405,6 @@ def test_every_edit_family_is_matched_to_its_original_only(
         matches = picture_index.query(fingerprint_image(edited_copy(pictures[name], edit)))
         assert [m.work_id for m in matches] == [name], (name, edit, matches)
         assert 0.0 < matches[0].similarity <= 1.0
-
-
-PASTED_AT = (0.05, 0.125, 0.65, 0.725)  # where bench/_edits.py's paste_in_page puts the picture in its page
 
 
 def test_a_picture_pasted_into_a_page_is_located_in_it_even_mirrored(

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from _edits import paste_in_page
+from _edits import PASTED_AT, paste_in_page
 from PIL import Image, ImageOps
 from skimage import data as skdata
 
@@ -57,7 +57,7 @@ def test_a_picture_pasted_into_a_page_is_outlined_where_it_appears(client, make_
     html = client.post("/verify", files={"file": ("screenshot.jpg", jpeg(paste_in_page(chelsea)))}).text
     assert "Outlined: where the registered work appears in it" in html
     assert "Outlined: the part your file shows" not in html  # all of it
-    assert outlines(html) == [pytest.approx([5, 12.5, 65, 72.5], abs=3)]  # where paste_in_page puts it
+    assert outlines(html) == [pytest.approx([100 * side for side in PASTED_AT], abs=3)]
 
 
 @pytest.mark.browser
