@@ -121,7 +121,7 @@ def trimmed_and_offset(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         sides = (rgb, rgb[::-1], rgb.transpose(1, 0, 2), rgb.transpose(1, 0, 2)[::-1])
         runs, colours = [], []
         for lines, previous in zip(sides, trimmed_colours, strict=True):
-            colour = np.median(lines[0], axis=0).astype(np.int16)
+            colour = _median_colour(lines[0])
             same_margin_again = previous is not None and int(np.abs(colour - previous).max()) <= 2 * TRIM_TOLERANCE
             run = 0 if same_margin_again else _uniform_run(lines, colour)
             runs.append(run)
@@ -134,6 +134,14 @@ def trimmed_and_offset(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         trimmed_colours = colours
         cut_top, cut_left = cut_top + top, cut_left + left
     return rgb, (cut_left, cut_top)
+
+
+def _median_colour(line: np.ndarray) -> np.ndarray:
+    """Each channel's median over a line of pixels, as int16: `np.median(line, axis=0).astype(np.int16)`, whose
+    general machinery cost 20 us a call (a query's window strips make up to 192 of them) against 5 here."""
+    ordered = np.sort(line, axis=0).astype(np.int16)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) // 2
 
 
 def _uniform_run(lines: np.ndarray, colour: np.ndarray) -> int:

@@ -223,3 +223,19 @@ def test_trimming_says_where_what_is_left_starts_and_the_fingerprint_keeps_it() 
 def test_a_rectangle_of_a_rectangle_is_placed_in_the_whole_picture() -> None:
     assert Frame(0.5, 0.0, 1.0, 0.5).within(Frame(0.2, 0.2, 0.6, 1.0)) == pytest.approx((0.4, 0.2, 0.6, 0.6))
     assert Frame(0.1, 0.2, 0.3, 0.4).within(WHOLE_PICTURE) == Frame(0.1, 0.2, 0.3, 0.4)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 64, 127, 128])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_lines_median_colour_is_numpys_median_truncated(length: int, channels: int) -> None:
+    """Trimming compares margins with the median colour of their first line; the fast median must be NumPy's to
+    the level (even lengths average the two middle values, which int16 truncates), or trims would shift."""
+    rng = np.random.default_rng(length * channels)
+    for line in (
+        rng.integers(0, 256, (length, channels), dtype=np.uint8),
+        np.full((length, channels), 200, np.uint8) + rng.integers(0, 2, (length, channels), dtype=np.uint8),
+    ):
+        expected = np.median(line, axis=0).astype(np.int16)
+        median = pixels._median_colour(line)
+        assert median.dtype == np.int16
+        assert np.array_equal(median, expected)
