@@ -45,8 +45,8 @@ from ipx.fingerprint.pixels import (
     TINY_SIDE,
     Frame,
     PixelAgreement,
+    PixelQuery,
     aligned_agreement,
-    best_agreement,
     query_window_vectors,
     scale_between,
     stored_window_vectors,
@@ -870,10 +870,11 @@ class ImageIndex:
         voted = [owner for owner, alignment in alignments if alignment.inliers < self.orb_pixel_min_inliers]
         owners = list(dict.fromkeys(voted + candidates))[: self.pixel_candidates]
         stored = {**voters, **self._stored_fingerprints([owner for owner in owners if owner not in voters], fetch)}
+        prepared = PixelQuery(query)
 
         def agreement(owner: int) -> PixelAgreement:
             thumbnail = stored[owner].grey_thumbnail
-            return NO_AGREEMENT if thumbnail is None else best_agreement(query, thumbnail)
+            return NO_AGREEMENT if thumbnail is None else prepared.agreement_with(thumbnail)
 
         return _checked(agreement, [owner for owner in owners if owner in stored])
 

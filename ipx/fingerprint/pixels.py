@@ -257,30 +257,71 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def best_agreement(query: np.ndarray, stored: np.ndarray) -> PixelAgreement:
-    """Search where the query lies in the stored picture (or the stored picture in the query), then measure.
+    """`PixelQuery(query).agreement_with(stored)`, for one pair."""
+    return PixelQuery(query).agreement_with(stored)
 
-    Template matching at SEARCH_SIDE over SEARCH_SCALES, both ways round and mirrored; the best
-    ALIGNMENTS_TRIED placements, and the best one refined by ECC, are measured at full thumbnail size and
-    the best agreement returned. A placement scoring below MIN_PLACEMENT_SCORE is not measured: on the
-    tuning set every placement that agreed unrefined scored 0.92 or more, and 91% of distinct pairs'
-    placements score less (a copy placed badly still gets its chance through ECC).
-    """
-    small_query = _resize_longer_side(query, SEARCH_SIDE).astype(np.float32)
-    small_stored = _resize_longer_side(stored, SEARCH_SIDE).astype(np.float32)
-    placements = sorted(_placements(small_query, small_stored), key=lambda placement: -placement[0])
-    small_maps = [small_map for score, small_map in placements[:ALIGNMENTS_TRIED] if score >= MIN_PLACEMENT_SCORE]
-    if placements:
-        refined = _refined(small_query, small_stored, placements[0][1])
-        if refined is not None:
-            small_maps.append(refined)
-    if not small_maps:
-        return NO_AGREEMENT
-    query_to_small = scale_between(query.shape, small_query.shape)
-    small_to_stored = scale_between(small_stored.shape, stored.shape)
-    stored_detail = _band_pass(stored.astype(np.float32))
-    transforms = [(small_to_stored @ small_map @ query_to_small)[:2] for small_map in small_maps]
-    agreements = [aligned_agreement(query, stored, t, stored_detail=stored_detail) for t in transforms]
-    return max(agreements, key=lambda a: min(a.correlation, a.detail))
+
+class PixelQuery:
+    """A query thumbnail prepared once for the pixel checks of all its candidates: its SEARCH_SIDE version,
+    upright and mirrored, and the templates resized from it, kept by size as they are made. Candidates of one
+    shape (most of a catalogue's: 4:3, 3:2, 16:9) share every template of the query: 13 resizes of 12 us a
+    candidate. Safe to share between threads (a template made twice at once is the same template)."""
+
+    def __init__(self, thumbnail: np.ndarray) -> None:
+        self.thumbnail = thumbnail
+        self.small = _resize_longer_side(thumbnail, SEARCH_SIDE).astype(np.float32)
+        self._oriented = (self.small, np.ascontiguousarray(self.small[:, ::-1]))
+        self._templates: dict[tuple[bool, tuple[int, int]], np.ndarray] = {}
+
+    def agreement_with(self, stored: np.ndarray) -> PixelAgreement:
+        """Search where the query lies in the stored picture (or the stored picture in the query), then measure.
+
+        Template matching at SEARCH_SIDE over SEARCH_SCALES, both ways round and mirrored; the best
+        ALIGNMENTS_TRIED placements, and the best one refined by ECC, are measured at full thumbnail size and
+        the best agreement returned. A placement scoring below MIN_PLACEMENT_SCORE is not measured: on the
+        tuning set every placement that agreed unrefined scored 0.92 or more, and 91% of distinct pairs'
+        placements score less (a copy placed badly still gets its chance through ECC).
+        """
+        small_stored = _resize_longer_side(stored, SEARCH_SIDE).astype(np.float32)
+        placements = sorted(self._placements(small_stored), key=lambda placement: -placement[0])
+        small_maps = [m for score, m in placements[:ALIGNMENTS_TRIED] if score >= MIN_PLACEMENT_SCORE]
+        if placements:
+            refined = _refined(self.small, small_stored, placements[0][1])
+            if refined is not None:
+                small_maps.append(refined)
+        if not small_maps:
+            return NO_AGREEMENT
+        query_to_small = scale_between(self.thumbnail.shape, self.small.shape)
+        small_to_stored = scale_between(small_stored.shape, stored.shape)
+        stored_detail = _band_pass(stored.astype(np.float32))
+        transforms = [(small_to_stored @ small_map @ query_to_small)[:2] for small_map in small_maps]
+        agreements = [aligned_agreement(self.thumbnail, stored, t, stored_detail=stored_detail) for t in transforms]
+        return max(agreements, key=lambda a: min(a.correlation, a.detail))
+
+    def _placements(self, stored: np.ndarray) -> list[tuple[float, np.ndarray]]:
+        """(template score, 3x3 map query -> stored pixels) for each hypothesis tried, upright and mirrored: the
+        query as a crop of the stored picture, and the stored picture pasted inside the query."""
+        shape = self.small.shape
+        mirror = np.array([[-1.0, 0.0, shape[1] - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        found = []
+        for mirrored, to_oriented in ((False, np.eye(3)), (True, mirror)):
+            for scale in SEARCH_SCALES:
+                for size in _fitted_sizes(shape, stored.shape, scale):
+                    score, position = _best_position(stored, self._template(mirrored, size))
+                    found.append((score, _placement(shape, size, position) @ to_oriented))
+                for size in _fitted_sizes(stored.shape, shape, scale):
+                    template = cv2.resize(stored, size, interpolation=cv2.INTER_AREA)
+                    score, position = _best_position(self._oriented[mirrored], template)
+                    found.append((score, _inverse_placement(stored.shape, size, position) @ to_oriented))
+        return found
+
+    def _template(self, mirrored: bool, size: tuple[int, int]) -> np.ndarray:
+        key = (mirrored, size)
+        template = self._templates.get(key)
+        if template is None:
+            template = cv2.resize(self._oriented[mirrored], size, interpolation=cv2.INTER_AREA)
+            self._templates[key] = template
+        return template
 
 
 def scale_between(from_shape: tuple[int, ...], to_shape: tuple[int, ...]) -> np.ndarray:
@@ -337,33 +378,6 @@ def _ecc(window: np.ndarray, query: np.ndarray, warp: np.ndarray, iterations: in
     """(correlation, affine warp) after at most `iterations` of ECC from `warp`; raises cv2.error when it fails."""
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, iterations, 1e-4)
     return cv2.findTransformECC(window, query, warp, cv2.MOTION_AFFINE, criteria, None, 3)
-
-
-def _placements(query: np.ndarray, stored: np.ndarray) -> list[tuple[float, np.ndarray]]:
-    """(template score, 3x3 map query -> stored pixels) for each hypothesis tried, upright and mirrored."""
-    mirror = np.array([[-1.0, 0.0, query.shape[1] - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    found = []
-    for mirrored in (False, True):
-        oriented = np.ascontiguousarray(query[:, ::-1]) if mirrored else query
-        to_oriented = mirror if mirrored else np.eye(3)
-        for score, oriented_map in _template_placements(oriented, stored):
-            found.append((score, oriented_map @ to_oriented))
-    return found
-
-
-def _template_placements(query: np.ndarray, stored: np.ndarray) -> list[tuple[float, np.ndarray]]:
-    """The query as a crop of the stored picture, and the stored picture pasted inside the query."""
-    results = []
-    for scale in SEARCH_SCALES:
-        for width, height in _fitted_sizes(query.shape, stored.shape, scale):
-            template = cv2.resize(query, (width, height), interpolation=cv2.INTER_AREA)
-            score, position = _best_position(stored, template)
-            results.append((score, _placement(query.shape, (width, height), position)))
-        for width, height in _fitted_sizes(stored.shape, query.shape, scale):
-            template = cv2.resize(stored, (width, height), interpolation=cv2.INTER_AREA)
-            score, position = _best_position(query, template)
-            results.append((score, _inverse_placement(stored.shape, (width, height), position)))
-    return results
 
 
 def _placement(shape: tuple[int, ...], size: tuple[int, int], position: tuple[int, int]) -> np.ndarray:
