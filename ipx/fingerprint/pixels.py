@@ -94,6 +94,7 @@ class PixelAgreement:
 
 
 NO_AGREEMENT = PixelAgreement(-1.0, -1.0, 0.0)
+Size = tuple[int, int]  # (width, height), as OpenCV takes it
 
 
 def trim_uniform_border(rgb: np.ndarray) -> np.ndarray:
@@ -263,15 +264,18 @@ def best_agreement(query: np.ndarray, stored: np.ndarray) -> PixelAgreement:
 
 class PixelQuery:
     """A query thumbnail prepared once for the pixel checks of all its candidates: its SEARCH_SIDE version,
-    upright and mirrored, and the templates resized from it, kept by size as they are made. Candidates of one
-    shape (most of a catalogue's: 4:3, 3:2, 16:9) share every template of the query: 13 resizes of 12 us a
-    candidate. Safe to share between threads (a template made twice at once is the same template)."""
+    upright and mirrored, and what the template search derives from it alone (the sizes tried against each
+    stored shape, the templates resized from it), kept as they are made. Candidates of one shape (most of a
+    catalogue's: 4:3, 3:2, 16:9) share all of it: 13 resizes of 12 us a candidate. Safe to share between
+    threads (what two threads make at once is made the same)."""
 
     def __init__(self, thumbnail: np.ndarray) -> None:
         self.thumbnail = thumbnail
         self.small = _resize_longer_side(thumbnail, SEARCH_SIDE).astype(np.float32)
         self._oriented = (self.small, np.ascontiguousarray(self.small[:, ::-1]))
-        self._templates: dict[tuple[bool, tuple[int, int]], np.ndarray] = {}
+        self._mirror = np.array([[-1.0, 0.0, self.small.shape[1] - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        self._sizes: dict[tuple[int, ...], list[tuple[set[Size], set[Size]]]] = {}
+        self._templates: dict[tuple[bool, Size], tuple[np.ndarray, bool]] = {}
 
     def agreement_with(self, stored: np.ndarray) -> PixelAgreement:
         """Search where the query lies in the stored picture (or the stored picture in the query), then measure.
@@ -283,10 +287,11 @@ class PixelQuery:
         placements score less (a copy placed badly still gets its chance through ECC).
         """
         small_stored = _resize_longer_side(stored, SEARCH_SIDE).astype(np.float32)
-        placements = sorted(self._placements(small_stored), key=lambda placement: -placement[0])
-        small_maps = [m for score, m in placements[:ALIGNMENTS_TRIED] if score >= MIN_PLACEMENT_SCORE]
+        placements = sorted(self._placements(small_stored), key=lambda placement: -placement.score)
+        best = placements[:ALIGNMENTS_TRIED]
+        small_maps = [self._map(p, small_stored.shape) for p in best if p.score >= MIN_PLACEMENT_SCORE]
         if placements:
-            refined = _refined(self.small, small_stored, placements[0][1])
+            refined = _refined(self.small, small_stored, self._map(placements[0], small_stored.shape))
             if refined is not None:
                 small_maps.append(refined)
         if not small_maps:
@@ -298,30 +303,62 @@ class PixelQuery:
         agreements = [aligned_agreement(self.thumbnail, stored, t, stored_detail=stored_detail) for t in transforms]
         return max(agreements, key=lambda a: min(a.correlation, a.detail))
 
-    def _placements(self, stored: np.ndarray) -> list[tuple[float, np.ndarray]]:
-        """(template score, 3x3 map query -> stored pixels) for each hypothesis tried, upright and mirrored: the
-        query as a crop of the stored picture, and the stored picture pasted inside the query."""
-        shape = self.small.shape
-        mirror = np.array([[-1.0, 0.0, shape[1] - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    def _placements(self, stored: np.ndarray) -> list[_Placement]:
+        """Each hypothesis tried, upright and mirrored: the query as a crop of the stored picture, and the stored
+        picture pasted inside the query. Their maps are made only for the few that are used."""
         found = []
-        for mirrored, to_oriented in ((False, np.eye(3)), (True, mirror)):
-            for scale in SEARCH_SCALES:
-                for size in _fitted_sizes(shape, stored.shape, scale):
-                    score, position = _best_position(stored, self._template(mirrored, size))
-                    found.append((score, _placement(shape, size, position) @ to_oriented))
-                for size in _fitted_sizes(stored.shape, shape, scale):
+        for mirrored in (False, True):
+            for crop_sizes, paste_sizes in self._sizes_against(stored.shape):
+                for size in crop_sizes:
+                    template, flat = self._template(mirrored, size)
+                    score, position = FLAT_TEMPLATE if flat else _best_position(stored, template)
+                    found.append(_Placement(score, position, True, size, mirrored))
+                for size in paste_sizes:
                     template = cv2.resize(stored, size, interpolation=cv2.INTER_AREA)
-                    score, position = _best_position(self._oriented[mirrored], template)
-                    found.append((score, _inverse_placement(stored.shape, size, position) @ to_oriented))
+                    query = self._oriented[mirrored]
+                    score, position = FLAT_TEMPLATE if _is_flat(template) else _best_position(query, template)
+                    found.append(_Placement(score, position, False, size, mirrored))
         return found
 
-    def _template(self, mirrored: bool, size: tuple[int, int]) -> np.ndarray:
+    def _map(self, placement: _Placement, stored_shape: tuple[int, ...]) -> np.ndarray:
+        """3x3 map query -> stored pixels (both at SEARCH_SIDE) of a placement."""
+        if placement.query_in_stored:
+            to_stored = _placement_map(self.small.shape, placement.size, placement.position)
+        else:
+            to_stored = _inverse_placement_map(stored_shape, placement.size, placement.position)
+        return to_stored @ self._mirror if placement.mirrored else to_stored
+
+    def _sizes_against(self, stored_shape: tuple[int, ...]) -> list[tuple[set[Size], set[Size]]]:
+        """For each of SEARCH_SCALES: the query's sizes as a crop of a picture of this shape, and the picture's
+        sizes pasted inside the query."""
+        sizes = self._sizes.get(stored_shape)
+        if sizes is None:
+            query_shape = self.small.shape
+            sizes = [
+                (_fitted_sizes(query_shape, stored_shape, scale), _fitted_sizes(stored_shape, query_shape, scale))
+                for scale in SEARCH_SCALES
+            ]
+            self._sizes[stored_shape] = sizes
+        return sizes
+
+    def _template(self, mirrored: bool, size: Size) -> tuple[np.ndarray, bool]:
+        """The query (mirrored or not) resized to `size`, and whether it is flat."""
         key = (mirrored, size)
-        template = self._templates.get(key)
-        if template is None:
+        made = self._templates.get(key)
+        if made is None:
             template = cv2.resize(self._oriented[mirrored], size, interpolation=cv2.INTER_AREA)
-            self._templates[key] = template
-        return template
+            made = self._templates[key] = (template, _is_flat(template))
+        return made
+
+
+class _Placement(NamedTuple):
+    """Where one template was found best, and how well."""
+
+    score: float
+    position: tuple[int, int]
+    query_in_stored: bool  # the query as a crop of the stored picture, else the stored picture inside the query
+    size: Size  # the template's
+    mirrored: bool
 
 
 def scale_between(from_shape: tuple[int, ...], to_shape: tuple[int, ...]) -> np.ndarray:
@@ -380,14 +417,14 @@ def _ecc(window: np.ndarray, query: np.ndarray, warp: np.ndarray, iterations: in
     return cv2.findTransformECC(window, query, warp, cv2.MOTION_AFFINE, criteria, None, 3)
 
 
-def _placement(shape: tuple[int, ...], size: tuple[int, int], position: tuple[int, int]) -> np.ndarray:
+def _placement_map(shape: tuple[int, ...], size: tuple[int, int], position: tuple[int, int]) -> np.ndarray:
     """3x3 map from a picture of `shape` to where it was found, resized to `size`, at `position`."""
     (height, width), (new_width, new_height), (x, y) = shape, size, position
     return np.array([[new_width / width, 0.0, x], [0.0, new_height / height, y], [0.0, 0.0, 1.0]])
 
 
-def _inverse_placement(shape: tuple[int, ...], size: tuple[int, int], position: tuple[int, int]) -> np.ndarray:
-    """The inverse of `_placement`, written out: a general inversion costs more than the rest of the placement."""
+def _inverse_placement_map(shape: tuple[int, ...], size: tuple[int, int], position: tuple[int, int]) -> np.ndarray:
+    """The inverse of `_placement_map`, written out: a general inversion costs more than the rest of the placement."""
     (height, width), (new_width, new_height), (x, y) = shape, size, position
     scale_x, scale_y = width / new_width, height / new_height
     return np.array([[scale_x, 0.0, -x * scale_x], [0.0, scale_y, -y * scale_y], [0.0, 0.0, 1.0]])
@@ -406,9 +443,15 @@ def _fitted_sizes(inner: tuple[int, ...], outer: tuple[int, ...], scale: float) 
     }
 
 
+FLAT_TEMPLATE = (-1.0, (0, 0))  # no position is better than another
+
+
+def _is_flat(template: np.ndarray) -> bool:
+    return float(cv2.meanStdDev(template)[1][0, 0]) < 1e-3
+
+
 def _best_position(image: np.ndarray, template: np.ndarray) -> tuple[float, tuple[int, int]]:
-    if float(cv2.meanStdDev(template)[1][0, 0]) < 1e-3:  # flat: no position is better than another
-        return -1.0, (0, 0)
+    """The best TM_CCOEFF_NORMED score of a template that is not flat, and its (x, y)."""
     scores = cv2.matchTemplate(image, template, cv2.TM_CCOEFF_NORMED)
     _, best, _, position = cv2.minMaxLoc(scores)
     return float(best), position
