@@ -632,11 +632,12 @@ class ImageIndex:
     keypoints agreed on no transform, then those with the most similar windows) accepts a pair when the
     aligned thumbnails correlate >= 0.93 in layout and >= 0.6 in band-passed detail and the query covers
     >= 30% of the stored picture (a crop of an eighth on every side shows 56%; dark pictures lose more to
-    trimming: 30-34% seen). A candidate that is not a copy costs about 2.3 ms of CPU on a quiet machine (3,000
-    distinct pairs of the tuning set; 3.6 ms before best_agreement's ECC probe and placement gate), so a picture
-    that matches nothing pays about 40 ms here, spread over CHECK_THREADS threads: 26-34 ms of a query at 100k
-    images, the window search's 7-8 ms included (the vote's candidates plus 8 windows found one copy fewer;
-    plus 16 windows, up to 24 in all, one more).
+    trimming: 30-34% seen). A candidate that is not a copy costs about 2.3 ms of CPU (the 2,713 distinct pairs
+    the pixel searches of 188 tuning-set queries check; 2.9 ms before the ECC probe's gate rose to 0.75 and the
+    query's templates were shared, see pixels.PixelQuery), so a picture that matches nothing pays about 36 ms
+    of CPU here, on CHECK_THREADS threads that the GIL lets overlap about 1.3-fold: an unregistered 12-MP
+    photo's query among 20k synthetic images took 29-34 ms in all, 43-46 ms before (the vote's candidates plus 8
+    windows found one copy fewer; plus 16 windows, up to 24 in all, one more).
     Closest distinct pair on the tuning set: correlation 0.843, detail 0.614 (a clip-art against a soft
     wallpaper), 0.91 of the thresholds. Leaving out the 10% most disagreeing pixels
     (to see past captions and logos) found 5 more copies but brought a distinct pair to 0.96 of the
