@@ -417,20 +417,20 @@ def _ecc(window: np.ndarray, query: np.ndarray, warp: np.ndarray, iterations: in
     return cv2.findTransformECC(window, query, warp, cv2.MOTION_AFFINE, criteria, None, 3)
 
 
-def _placement_map(shape: tuple[int, ...], size: tuple[int, int], position: tuple[int, int]) -> np.ndarray:
+def _placement_map(shape: tuple[int, ...], size: Size, position: tuple[int, int]) -> np.ndarray:
     """3x3 map from a picture of `shape` to where it was found, resized to `size`, at `position`."""
     (height, width), (new_width, new_height), (x, y) = shape, size, position
     return np.array([[new_width / width, 0.0, x], [0.0, new_height / height, y], [0.0, 0.0, 1.0]])
 
 
-def _inverse_placement_map(shape: tuple[int, ...], size: tuple[int, int], position: tuple[int, int]) -> np.ndarray:
+def _inverse_placement_map(shape: tuple[int, ...], size: Size, position: tuple[int, int]) -> np.ndarray:
     """The inverse of `_placement_map`, written out: a general inversion costs more than the rest of the placement."""
     (height, width), (new_width, new_height), (x, y) = shape, size, position
     scale_x, scale_y = width / new_width, height / new_height
     return np.array([[scale_x, 0.0, -x * scale_x], [0.0, scale_y, -y * scale_y], [0.0, 0.0, 1.0]])
 
 
-def _fitted_sizes(inner: tuple[int, ...], outer: tuple[int, ...], scale: float) -> set[tuple[int, int]]:
+def _fitted_sizes(inner: tuple[int, ...], outer: tuple[int, ...], scale: float) -> set[Size]:
     """Sizes of `inner` (aspect kept) spanning `scale` of `outer`'s width or height, where it fits inside."""
     inner_height, inner_width = inner
     outer_height, outer_width = outer

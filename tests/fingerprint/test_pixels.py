@@ -97,6 +97,27 @@ def test_search_keeps_distinct_soft_pictures_apart(soft_originals: dict[int, Ima
                 assert not DEFAULTS.pixels_agree(best_agreement(query, stored)), (seed, other)
 
 
+def test_a_query_prepared_once_checks_each_candidate_as_a_fresh_one_would(
+    soft_originals: dict[int, Image.Image],
+) -> None:
+    """A search shares one PixelQuery between its candidates (templates and sizes kept by stored shape and by
+    which way round): candidates of the query's shape, of another shape, and the same shape again must each get
+    exactly the agreement a query prepared for them alone gives."""
+    query = fingerprint_image(encoded(ImageOps.mirror(EDITS["crop_corner"](soft_originals[3])))).grey_thumbnail
+    assert query is not None
+    candidates = [
+        thumbnail_of(soft_originals[3]),
+        thumbnail_of(soft_originals[3].resize((600, 600))),
+        thumbnail_of(soft_originals[1].resize((480, 720))),
+        thumbnail_of(soft_originals[1]),
+    ]
+    assert len({candidate.shape for candidate in candidates}) == 3
+    prepared = pixels.PixelQuery(query)
+    shared = [prepared.agreement_with(candidate) for candidate in candidates]
+    assert shared == [pixels.PixelQuery(query).agreement_with(candidate) for candidate in candidates]
+    assert DEFAULTS.pixels_agree(shared[0]) and not DEFAULTS.pixels_agree(shared[3])
+
+
 def test_a_crop_lands_near_one_of_its_originals_windows(soft_originals: dict[int, Image.Image]) -> None:
     stored = stored_window_vectors(thumbnail_of(soft_originals[2]))
     assert stored.shape == (10, 64)
