@@ -257,11 +257,6 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum()) / denominator if denominator > 0 else 0.0
 
 
-def best_agreement(query: np.ndarray, stored: np.ndarray) -> PixelAgreement:
-    """`PixelQuery(query).agreement_with(stored)`, for one pair."""
-    return PixelQuery(query).agreement_with(stored)
-
-
 class PixelQuery:
     """A query thumbnail prepared once for the pixel checks of all its candidates: its SEARCH_SIDE version,
     upright and mirrored, and what the template search derives from it alone (the sizes tried against each
@@ -306,17 +301,16 @@ class PixelQuery:
     def _placements(self, stored: np.ndarray) -> list[_Placement]:
         """Each hypothesis tried, upright and mirrored: the query as a crop of the stored picture, and the stored
         picture pasted inside the query. Their maps are made only for the few that are used."""
+        sizes = self._sizes_against(stored.shape)
+        pasted = {size: _search_template(stored, size) for _, paste_sizes in sizes for size in paste_sizes}
         found = []
         for mirrored in (False, True):
-            for crop_sizes, paste_sizes in self._sizes_against(stored.shape):
+            for crop_sizes, paste_sizes in sizes:
                 for size in crop_sizes:
-                    template, flat = self._template(mirrored, size)
-                    score, position = FLAT_TEMPLATE if flat else _best_position(stored, template)
+                    score, position = _best_position(stored, self._template(mirrored, size))
                     found.append(_Placement(score, position, True, size, mirrored))
                 for size in paste_sizes:
-                    template = cv2.resize(stored, size, interpolation=cv2.INTER_AREA)
-                    query = self._oriented[mirrored]
-                    score, position = FLAT_TEMPLATE if _is_flat(template) else _best_position(query, template)
+                    score, position = _best_position(self._oriented[mirrored], pasted[size])
                     found.append(_Placement(score, position, False, size, mirrored))
         return found
 
@@ -342,12 +336,11 @@ class PixelQuery:
         return sizes
 
     def _template(self, mirrored: bool, size: Size) -> tuple[np.ndarray, bool]:
-        """The query (mirrored or not) resized to `size`, and whether it is flat."""
+        """The query (mirrored or not) as a template of `size` (see `_search_template`)."""
         key = (mirrored, size)
         made = self._templates.get(key)
         if made is None:
-            template = cv2.resize(self._oriented[mirrored], size, interpolation=cv2.INTER_AREA)
-            made = self._templates[key] = (template, _is_flat(template))
+            made = self._templates[key] = _search_template(self._oriented[mirrored], size)
         return made
 
 
@@ -443,15 +436,18 @@ def _fitted_sizes(inner: tuple[int, ...], outer: tuple[int, ...], scale: float) 
     }
 
 
-FLAT_TEMPLATE = (-1.0, (0, 0))  # no position is better than another
+def _search_template(picture: np.ndarray, size: Size) -> tuple[np.ndarray, bool]:
+    """`picture` resized to `size` to search for, and whether it is flat (then no position is better than another)."""
+    template = cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
+    return template, float(cv2.meanStdDev(template)[1][0, 0]) < 1e-3
 
 
-def _is_flat(template: np.ndarray) -> bool:
-    return float(cv2.meanStdDev(template)[1][0, 0]) < 1e-3
-
-
-def _best_position(image: np.ndarray, template: np.ndarray) -> tuple[float, tuple[int, int]]:
-    """The best TM_CCOEFF_NORMED score of a template that is not flat, and its (x, y)."""
-    scores = cv2.matchTemplate(image, template, cv2.TM_CCOEFF_NORMED)
+def _best_position(image: np.ndarray, template: tuple[np.ndarray, bool]) -> tuple[float, tuple[int, int]]:
+    """The best TM_CCOEFF_NORMED score of a template (from `_search_template`) in `image`, and its (x, y); -1 at (0, 0)
+    for a flat template."""
+    pixels, flat = template
+    if flat:
+        return -1.0, (0, 0)
+    scores = cv2.matchTemplate(image, pixels, cv2.TM_CCOEFF_NORMED)
     _, best, _, position = cv2.minMaxLoc(scores)
     return float(best), position

@@ -19,7 +19,6 @@ from ipx.fingerprint.pixels import (
     Frame,
     PixelAgreement,
     aligned_agreement,
-    best_agreement,
     grey_thumbnail,
     query_window_vectors,
     stored_window_vectors,
@@ -86,7 +85,7 @@ def test_search_finds_a_crop_or_paste_of_the_same_soft_picture(
     original = thumbnail_of(soft_originals[1])
     copy = fingerprint_image(edited_copy(soft_originals[1], edit)).grey_thumbnail
     assert copy is not None
-    assert DEFAULTS.pixels_agree(best_agreement(copy, original))
+    assert DEFAULTS.pixels_agree(pixels.PixelQuery(copy).agreement_with(original))
 
 
 def test_search_keeps_distinct_soft_pictures_apart(soft_originals: dict[int, Image.Image]) -> None:
@@ -94,7 +93,7 @@ def test_search_keeps_distinct_soft_pictures_apart(soft_originals: dict[int, Ima
     for seed, query in thumbnails.items():
         for other, stored in thumbnails.items():
             if other != seed:
-                assert not DEFAULTS.pixels_agree(best_agreement(query, stored)), (seed, other)
+                assert not DEFAULTS.pixels_agree(pixels.PixelQuery(query).agreement_with(stored)), (seed, other)
 
 
 def test_a_query_prepared_once_checks_each_candidate_as_a_fresh_one_would(
@@ -199,12 +198,12 @@ def test_ecc_stops_at_its_probe_for_distinct_pictures_and_refines_a_copy_from_th
 
     monkeypatch.setattr(pixels, "_ecc", recorded)
     astronaut, coffee = thumbnail_of(skimage_picture("astronaut")), thumbnail_of(skimage_picture("coffee"))
-    assert not DEFAULTS.pixels_agree(best_agreement(coffee, astronaut))
+    assert not DEFAULTS.pixels_agree(pixels.PixelQuery(coffee).agreement_with(astronaut))
     assert [iterations for iterations, _ in calls] == [pixels.REFINE_PROBE_ITERATIONS]
 
     calls.clear()
     rotated = fingerprint_image(edited_copy(skimage_picture("astronaut"), "rotate_small_crop")).grey_thumbnail
-    assert DEFAULTS.pixels_agree(best_agreement(rotated, astronaut))
+    assert DEFAULTS.pixels_agree(pixels.PixelQuery(rotated).agreement_with(astronaut))
     assert [iterations for iterations, _ in calls] == [pixels.REFINE_PROBE_ITERATIONS, pixels.REFINE_ITERATIONS]
     assert np.array_equal(calls[0][1], calls[1][1])
 
@@ -221,10 +220,10 @@ def test_placements_scoring_low_are_not_measured(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(pixels, "aligned_agreement", recorded)
     astronaut, coffee = thumbnail_of(skimage_picture("astronaut")), thumbnail_of(skimage_picture("coffee"))
-    assert best_agreement(coffee, astronaut) == NO_AGREEMENT
+    assert pixels.PixelQuery(coffee).agreement_with(astronaut) == NO_AGREEMENT
     assert measured == []
     crop = thumbnail_of(EDITS["crop_corner"](skimage_picture("astronaut")))
-    assert DEFAULTS.pixels_agree(best_agreement(crop, astronaut))
+    assert DEFAULTS.pixels_agree(pixels.PixelQuery(crop).agreement_with(astronaut))
     assert measured
 
 
