@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
 import struct
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -41,6 +41,7 @@ import scipy.fftpack
 from PIL import ExifTags, Image, ImageOps, Jpeg2KImagePlugin, JpegImagePlugin
 
 from ipx.fingerprint.pixels import WHOLE_PICTURE, Frame, grey_thumbnail, trimmed_and_offset
+from ipx.fingerprint.threads import kept_pool
 
 # Phones save photos as HEIC by default (AVIF Pillow reads itself). libheif applies the file's own rotation and
 # mirroring while decoding and the plugin resets the EXIF orientation to match, so exif_transpose stays correct.
@@ -284,17 +285,17 @@ def fingerprint_picture(picture: np.ndarray, original_size: tuple[int, int]) -> 
     width, height = original_size
     rgb, (trim_left, trim_top) = trimmed_and_offset(picture)
     # ORB, the costliest step after decoding, holds no GIL: its detection runs beside the hashes, then the picture's
-    # and the mirror image's descriptors are computed side by side. A thread per call, not a shared pool, so that
-    # forked processes (benchmarks, servers) never inherit a pool whose threads they do not have.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipx-orb") as beside:
-        detected = beside.submit(orb_keypoints, rgb)
-        pdq_hashes, quality = pdq_dihedral(rgb)
-        phash = phash_dihedral(rgb)
-        thumbnail = grey_thumbnail(rgb)
-        grey, keypoints = detected.result()
-        mirrored = beside.submit(mirror_image_descriptors, grey, keypoints)
-        points, descriptors = picture_descriptors(grey, keypoints)
-        mirror_points, mirror_descriptors = mirrored.result()
+    # and the mirror image's descriptors are computed side by side, on a kept thread (one for each core, shared by
+    # concurrent calls, each of which waits for its own task only).
+    beside = kept_pool("ipx-orb", os.cpu_count() or 1)
+    detected = beside.submit(orb_keypoints, rgb)
+    pdq_hashes, quality = pdq_dihedral(rgb)
+    phash = phash_dihedral(rgb)
+    thumbnail = grey_thumbnail(rgb)
+    grey, keypoints = detected.result()
+    mirrored = beside.submit(mirror_image_descriptors, grey, keypoints)
+    points, descriptors = picture_descriptors(grey, keypoints)
+    mirror_points, mirror_descriptors = mirrored.result()
     return ImageFingerprint(
         width=width,
         height=height,

@@ -29,7 +29,6 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
@@ -51,6 +50,7 @@ from ipx.fingerprint.pixels import (
     scale_between,
     stored_window_vectors,
 )
+from ipx.fingerprint.threads import kept_pool
 
 PDQ_BITS = 256
 PHASH_BITS = 64
@@ -140,15 +140,15 @@ def _sliced_search(
 
 
 def _on_threads(function: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
-    """`function` of each item, in order, on up to CHECK_THREADS threads (inline for a single item).
+    """`function` of each item, in order, on the CHECK_THREADS threads this process keeps for the index (inline for
+    a single item).
 
-    For work that releases the GIL (FAISS searches, OpenCV calls). A pool per call, not a shared one, so
-    forked processes never inherit a pool whose threads they do not have.
+    For work that releases the GIL (FAISS searches, OpenCV calls), and that never waits for other such work: the
+    pool is shared by every query of the process.
     """
     if len(items) < 2 or CHECK_THREADS < 2:
         return [function(item) for item in items]
-    with ThreadPoolExecutor(min(CHECK_THREADS, len(items)), thread_name_prefix="ipx-index") as pool:
-        return list(pool.map(function, items))
+    return list(kept_pool("ipx-index", CHECK_THREADS).map(function, items))
 
 
 def _per_row(owners: int | np.ndarray, rows: int) -> np.ndarray:
