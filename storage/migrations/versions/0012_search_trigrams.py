@@ -19,7 +19,10 @@ down_revision = '0011'
 branch_labels = None
 depends_on = None
 
-TRIGRAM_INDEXES = {"ix_works_title_trigrams": ("works", "title"), "ix_users_display_name_trigrams": ("users", "display_name")}
+TRIGRAM_INDEXES = {
+    "ix_works_title_trigrams": ("works", "title"),
+    "ix_users_display_name_trigrams": ("users", "display_name"),
+}
 
 
 def upgrade() -> None:
