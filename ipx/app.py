@@ -192,13 +192,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bootstrap(app.state, settings)
-        with transaction(app.state.session_factory) as session:
-            app.state.registry.fingerprints.catch_up(session)  # this worker's similarity indexes, from the database
-        # What start-up built (above all the similarity index, ~1.5 objects per registered image) lives as long as
-        # the app: take it out of the cyclic collector's scans, or every full collection during a request pauses
-        # it to walk them all again (70-80 ms at 100k images, measured).
-        gc.freeze()
+        # This worker's similarity indexes, from the database, while it serves. What the load builds (~1.5 objects per
+        # registered image) lives as long as the app: it is then taken out of the cyclic collector's scans, or every
+        # full collection during a request pauses it to walk them all again (70-80 ms at 100k images, measured).
+        fingerprints = app.state.registry.fingerprints
+        fingerprints.start_loading(lambda: transaction(app.state.session_factory), then=gc.freeze)
         yield
+        fingerprints.stop_loading()
         gc.unfreeze()
         app.state.engine.dispose()
 

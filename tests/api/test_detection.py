@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import io
+import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +14,13 @@ from _edits import PASTED_AT, crop_corner, paste_in_page
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 from skimage import data as skdata
+from sqlalchemy.exc import OperationalError
 
 from ipx.app import bootstrap, create_app
 from ipx.db import transaction
 from ipx.deps import NO_FILE
 from ipx.fingerprint import engine as engine_module
+from ipx.fingerprint.engine import FingerprintEngine
 from ipx.fingerprint.image import MAX_JPEG_SCANS
 from ipx.registry.previews import THUMBNAIL_SIDE
 from tests.conftest import ApiUser
@@ -205,6 +209,7 @@ def test_start_up_rebuild_reads_every_kind_in_batches(settings, astronaut, coffe
         ]
     with TestClient(create_app(settings)) as restarted:
         engine = restarted.app.state.registry.fingerprints
+        engine.wait_for_load()
         assert len(engine._images) == 2
         found = [verify(restarted, edited_copy(picture))["similar_matches"] for picture in (astronaut, coffee)]
         found.append(verify(restarted, " ".join(text.split()[50:350]).encode(), "excerpt.txt")["similar_matches"])
@@ -226,7 +231,8 @@ def test_first_start_work_leaves_the_similarity_indexes_to_the_workers(settings,
 
 def test_what_start_up_built_is_kept_out_of_the_collectors_scans_while_serving(settings):
     """At 100k images a full collection walked the index for 220 ms in the middle of a request (measured)."""
-    with TestClient(create_app(settings)):
+    with TestClient(create_app(settings)) as client:
+        client.app.state.registry.fingerprints.wait_for_load()  # frozen once the index is loaded
         assert gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0  # and handed back when the app stops (tests start many apps)
 
@@ -240,6 +246,66 @@ def test_workers_catch_up_with_registrations_made_by_other_workers(settings, ast
         assert work["work_id"] in [m["work_id"] for m in verify(restarted, edited_copy(astronaut))["similar_matches"]]
 
 
+def test_a_restarted_worker_serves_at_once_and_uploads_to_compare_wait_for_its_index(
+    make_settings, astronaut, monkeypatch
+):
+    """At 100k images the start-up load takes a minute. Meanwhile pages, records and exact-only uploads are served;
+    verifying or registering a picture waits for the index (a search without it would answer "nothing similar"),
+    then gets a 503 saying how far the load got, and nothing is stored."""
+    settings = make_settings(fingerprint_queue_seconds=0.2)
+    with TestClient(create_app(settings)) as first:
+        work = ApiUser(first, "first@example.org", "First").register(encode(astronaut, "PNG"), title="A").json()
+    gate, real_catch_up = threading.Event(), FingerprintEngine._catch_up
+
+    def held(engine: FingerprintEngine, session: object) -> int:
+        assert gate.wait(30)
+        return real_catch_up(engine, session)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FingerprintEngine, "_catch_up", held)
+    with TestClient(create_app(settings)) as restarted:
+        try:
+            assert restarted.get("/").status_code == 200
+            assert restarted.get(f"/api/v1/works/{work['work_id']}").status_code == 200
+            exact_only = restarted.post("/api/v1/verify", files={"file": ("notes.zip", zipped("notes.txt", b"notes"))})
+            refused = [
+                restarted.post("/api/v1/verify", files={"file": ("copy.jpg", edited_copy(astronaut))}),
+                ApiUser(restarted, "second@example.org", "Second").register(edited_copy(astronaut), title="B"),
+            ]
+        finally:
+            gate.set()
+        assert exact_only.status_code == 200, exact_only.text
+        for response in refused:
+            assert response.status_code == 503 and response.headers["content-type"] == "application/problem+json"
+            assert "still loading the fingerprints of registered works (0 of 1)" in response.json()["detail"]
+            assert response.headers["retry-after"] == str(engine_module.LOAD_RETRY_AFTER_SECONDS)
+        assert restarted.get("/api/v1/works").json()["total"] == 1
+        assert work["work_id"] in [m["work_id"] for m in verify(restarted, edited_copy(astronaut))["similar_matches"]]
+
+
+def test_when_the_start_up_load_fails_each_request_catches_up_itself(settings, astronaut, monkeypatch, caplog):
+    with TestClient(create_app(settings)) as first:
+        work = ApiUser(first, "first@example.org", "First").register(encode(astronaut, "PNG"), title="A").json()
+    failures, real_catch_up = [], FingerprintEngine._catch_up
+
+    def failing_once(engine: FingerprintEngine, session: object) -> int:
+        if not failures:
+            failures.append("the database went away")
+            raise OperationalError("SELECT", {}, Exception("the database went away"))
+        return real_catch_up(engine, session)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FingerprintEngine, "_catch_up", failing_once)
+    with TestClient(create_app(settings)) as restarted:
+        assert work["work_id"] in [m["work_id"] for m in verify(restarted, edited_copy(astronaut))["similar_matches"]]
+    assert failures and "Loading the similarity indexes failed" in caplog.text
+
+
+def zipped(name: str, data: bytes) -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr(name, data)
+    return archive.getvalue()
+
+
 def stored_files(settings) -> list[Path]:
     return [path for path in (settings.data_dir / "blobs").rglob("*") if path.is_file()]
 
@@ -251,6 +317,7 @@ def test_when_every_fingerprinting_turn_is_taken_uploads_get_a_503_to_retry_and_
     photo = encode(astronaut, "PNG")
     with TestClient(create_app(settings)) as client:
         user = ApiUser(client, "busy@example.org", "Busy")
+        assert client.app.state.registry.fingerprints._loaded.wait(5)  # the start-up load is not what is busy here
         turns = client.app.state.registry.fingerprints._turns
         assert turns.acquire(timeout=5)  # another upload is being fingerprinted
         try:

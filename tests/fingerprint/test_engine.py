@@ -8,11 +8,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import select, update
 
+from ipx.app import create_app
+from ipx.db import transaction
 from ipx.errors import InvalidInput, ServiceBusy
+from ipx.fingerprint import engine as engine_module
 from ipx.fingerprint.engine import ComputedFingerprints, FingerprintEngine
-from tests.fingerprint.pictures import encoded
+from ipx.registry.models import WorkFingerprint
+from tests.conftest import ApiUser
+from tests.fingerprint.pictures import encoded, skimage_picture
 
 TEXT = b"one two three four five six seven eight nine ten eleven twelve"
 
@@ -76,3 +83,60 @@ def test_a_failed_fingerprint_gives_its_turn_back() -> None:
         with pytest.raises(InvalidInput, match="truncated or corrupt"):
             engine.compute(truncated, "image/png")
     assert engine.compute(TEXT, "text/plain").methods == ["sha256", "text"]
+
+
+def test_a_start_up_load_stopped_mid_way_ends_after_its_batch_and_leaves_nothing_to_wait_for(settings, monkeypatch):
+    """A worker shut down during its minute-long load (100k images) must not hang on it, nor run what follows it."""
+    monkeypatch.setattr(engine_module, "CATCH_UP_BATCH", 1)
+    with TestClient(create_app(settings)) as client:
+        user = ApiUser(client, "loader@example.org", "Loader")
+        for name in ("astronaut", "coffee", "chelsea"):
+            assert user.register(encoded(skimage_picture(name)), title=name).status_code == 201
+    state = create_app(settings).state
+    engine = FingerprintEngine(max_image_pixels=1_000_000)
+    in_first_batch, go_on, add_many = threading.Event(), threading.Event(), engine._images.add_many
+
+    def held(images: list) -> None:
+        in_first_batch.set()
+        assert go_on.wait(30)
+        add_many(images)
+
+    engine._images.add_many = held  # type: ignore[method-assign]
+    after_load: list[str] = []
+    try:
+        engine.start_loading(lambda: transaction(state.session_factory), then=lambda: after_load.append("ran"))
+        assert in_first_batch.wait(30)
+        stopping = threading.Thread(target=engine.stop_loading)
+        stopping.start()
+        wait_until(engine._stop_loading.is_set)
+        go_on.set()
+        stopping.join(30)
+        assert not stopping.is_alive()
+        assert len(engine._images) == 1 and after_load == []
+        engine.wait_for_load()  # returns at once: nothing waits on a stopped load
+    finally:
+        go_on.set()
+        state.engine.dispose()
+
+
+def test_catch_up_batches_never_split_a_log_index(settings, monkeypatch):
+    """Each batch starts after the last log index read: a batch ending inside one index's rows would lose the rest."""
+    monkeypatch.setattr(engine_module, "CATCH_UP_BATCH", 2)
+    with TestClient(create_app(settings)) as client:
+        user = ApiUser(client, "batches@example.org", "Batches")
+        for name in ("astronaut", "coffee", "chelsea"):
+            assert user.register(encoded(skimage_picture(name)), title=name).status_code == 201
+    state = create_app(settings).state
+    try:
+        with transaction(state.session_factory) as session:
+            seqs = session.scalars(select(WorkFingerprint.seq).order_by(WorkFingerprint.seq)).all()
+            session.execute(update(WorkFingerprint).where(WorkFingerprint.seq == seqs[2]).values(seq=seqs[1]))
+            batches, after = [], -1
+            while rows := engine_module._rows_after(session, after):
+                batches.append([row.work_id for row in rows])
+                after = rows[-1].seq
+        # [s0, s1] fills a batch whose last index goes on: s1 waits for the next one, which takes both of its rows
+        assert [len(batch) for batch in batches] == [1, 2]
+        assert len({work_id for batch in batches for work_id in batch}) == 3
+    finally:
+        state.engine.dispose()
