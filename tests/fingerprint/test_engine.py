@@ -1,4 +1,5 @@
-"""FingerprintEngine's turns: a bounded number of uploads are fingerprinted at once, the rest wait, then 503."""
+"""FingerprintEngine's turns (a bounded number of uploads are fingerprinted at once, the rest wait, then 503) and its
+start-up load (on a thread, in batches, stoppable)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select, update
+from starlette.datastructures import State
 
 from ipx.app import create_app
+from ipx.config import Settings
 from ipx.db import transaction
 from ipx.errors import InvalidInput, ServiceBusy
 from ipx.fingerprint import engine as engine_module
@@ -85,14 +88,19 @@ def test_a_failed_fingerprint_gives_its_turn_back() -> None:
     assert engine.compute(TEXT, "text/plain").methods == ["sha256", "text"]
 
 
+def app_state_with_three_pictures(settings: Settings) -> State:
+    """An app's state (not started: its index is empty) over a database where three pictures are registered."""
+    with TestClient(create_app(settings)) as client:
+        user = ApiUser(client, "three@example.org", "Three")
+        for name in ("astronaut", "coffee", "chelsea"):
+            assert user.register(encoded(skimage_picture(name)), title=name).status_code == 201
+    return create_app(settings).state
+
+
 def test_a_start_up_load_stopped_mid_way_ends_after_its_batch_and_leaves_nothing_to_wait_for(settings, monkeypatch):
     """A worker shut down during its minute-long load (100k images) must not hang on it, nor run what follows it."""
     monkeypatch.setattr(engine_module, "CATCH_UP_BATCH", 1)
-    with TestClient(create_app(settings)) as client:
-        user = ApiUser(client, "loader@example.org", "Loader")
-        for name in ("astronaut", "coffee", "chelsea"):
-            assert user.register(encoded(skimage_picture(name)), title=name).status_code == 201
-    state = create_app(settings).state
+    state = app_state_with_three_pictures(settings)
     engine = FingerprintEngine(max_image_pixels=1_000_000)
     in_first_batch, go_on, add_many = threading.Event(), threading.Event(), engine._images.add_many
 
@@ -122,11 +130,7 @@ def test_a_start_up_load_stopped_mid_way_ends_after_its_batch_and_leaves_nothing
 def test_catch_up_batches_never_split_a_log_index(settings, monkeypatch):
     """Each batch starts after the last log index read: a batch ending inside one index's rows would lose the rest."""
     monkeypatch.setattr(engine_module, "CATCH_UP_BATCH", 2)
-    with TestClient(create_app(settings)) as client:
-        user = ApiUser(client, "batches@example.org", "Batches")
-        for name in ("astronaut", "coffee", "chelsea"):
-            assert user.register(encoded(skimage_picture(name)), title=name).status_code == 201
-    state = create_app(settings).state
+    state = app_state_with_three_pictures(settings)
     try:
         with transaction(state.session_factory) as session:
             seqs = session.scalars(select(WorkFingerprint.seq).order_by(WorkFingerprint.seq)).all()
