@@ -271,9 +271,11 @@ def test_a_restarted_worker_serves_at_once_and_uploads_to_compare_wait_for_its_i
                 restarted.post("/api/v1/verify", files={"file": ("copy.jpg", edited_copy(astronaut))}),
                 ApiUser(restarted, "second@example.org", "Second").register(edited_copy(astronaut), title="B"),
             ]
+            page = restarted.post("/verify", files={"file": ("copy.jpg", edited_copy(astronaut))})
         finally:
             gate.set()
         assert exact_only.status_code == 200, exact_only.text
+        assert page.status_code == 503 and "still loading the fingerprints of registered works" in page.text
         for response in refused:
             assert response.status_code == 503 and response.headers["content-type"] == "application/problem+json"
             assert "still loading the fingerprints of registered works (0 of 1)" in response.json()["detail"]
