@@ -202,11 +202,13 @@ class FingerprintEngine:
         if self._loaded.wait(self._queue_seconds):
             return
         progress = self._load_progress
+        seconds = progress.seconds_left()
+        wait = f"{seconds} seconds" if seconds < 120 else f"{round(seconds / 60)} minutes"
         raise ServiceBusy(
             f"IPX has just restarted and is still loading the fingerprints of registered works ({progress.loaded:,} of "
             f"{progress.total:,}); comparing your file with them needs all of them. Nothing was stored; please send it "
-            "again in a little while.",
-            retry_after_seconds=progress.seconds_left(),
+            f"again in about {wait}.",
+            retry_after_seconds=seconds,
         )
 
     def compute(self, data: bytes, media_type: str) -> ComputedFingerprints:

@@ -280,6 +280,7 @@ def test_a_restarted_worker_serves_at_once_and_uploads_to_compare_wait_for_its_i
             assert response.status_code == 503 and response.headers["content-type"] == "application/problem+json"
             assert "still loading the fingerprints of registered works (0 of 1)" in response.json()["detail"]
             assert response.headers["retry-after"] == str(engine_module.LOAD_RETRY_AFTER_SECONDS)
+            assert response.json()["detail"].endswith(f"in about {engine_module.LOAD_RETRY_AFTER_SECONDS} seconds.")
         assert restarted.get("/api/v1/works").json()["total"] == 1
         assert work["work_id"] in [m["work_id"] for m in verify(restarted, edited_copy(astronaut))["similar_matches"]]
 

@@ -144,3 +144,10 @@ def test_catch_up_batches_never_split_a_log_index(settings, monkeypatch):
         assert len({work_id for batch in batches for work_id in batch}) == 3
     finally:
         state.engine.dispose()
+
+
+def test_a_load_says_how_long_it_has_left_at_its_pace(monkeypatch):
+    monkeypatch.setattr(engine_module.time, "monotonic", lambda: 100.0)
+    assert engine_module.LoadProgress(0, 1000, 90.0).seconds_left() == engine_module.LOAD_RETRY_AFTER_SECONDS
+    assert engine_module.LoadProgress(250, 1000, 90.0).seconds_left() == 30  # 10 s for a quarter: 30 s for the rest
+    assert engine_module.LoadProgress(1000, 1000, 90.0).seconds_left() == 1
