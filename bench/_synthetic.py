@@ -13,6 +13,7 @@ The synthetic descriptors are far less often close to a query than real ones (a 
 from __future__ import annotations
 
 import io
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,11 @@ sys.path.insert(0, str(REPO))
 from ipx.fingerprint.image import ImageFingerprint, fingerprint_image  # noqa: E402
 from ipx.fingerprint.index import ORB_BITS  # noqa: E402
 
+# What the registry's pages and API read from a work's signed statement, for work rows the benchmarks insert directly
+# (unsigned: they are never verified). With "{}" the home page and GET /api/v1/works answered 500 on a bench database.
+SYNTHETIC_STATEMENT = json.dumps(
+    {"creators": [{"name": "Synthetic", "share_bps": 10000}], "publication": {"published": False}, "fingerprints": {}}
+).encode()
 POOL_PICTURES = (  # the benchmarks never register or query these: they only lend their descriptors
     "camera", "hubble_deep_field", "retina", "coins", "immunohistochemistry", "moon",
     "page", "text", "brick", "grass", "gravel", "clock", "cell", "colorwheel",

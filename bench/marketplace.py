@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")  # tests.conftest imports it
 
+from _synthetic import SYNTHETIC_STATEMENT  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from ipx.accounts.models import User  # noqa: E402
@@ -174,7 +175,7 @@ def bulk_listings(settings: Settings, count: int) -> None:
             work_id, listing_id = str(uuid.uuid4()), str(uuid.uuid4())
             works.append({"id": work_id, "owner_id": seller["id"], "sha256": f"{rng.getrandbits(256):064x}",
                           "size": 1000, "media_type": "image/png", "title": title, "work_type": work_type,
-                          "details": {}, "statement": b"{}", "signature": b"", "key_id": key_id,
+                          "details": {}, "statement": SYNTHETIC_STATEMENT, "signature": b"", "key_id": key_id,
                           "log_index": 10_000_000 + n, "registered_at": at, "status": "registered"})
             listings.append({"id": listing_id, "work_id": work_id, "seller_id": seller["id"], "tags": tags,
                              "search_text": " ".join([title, seller["display_name"], work_type, *tags]).lower(),

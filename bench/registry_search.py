@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from _synthetic import SYNTHETIC_STATEMENT  # noqa: E402
 from registry import postgres  # noqa: E402
 
 from ipx.accounts.models import User  # noqa: E402
@@ -67,7 +68,7 @@ def fill(database_url: str, works: int, rng: random.Random) -> str:
             rows.append({
                 "id": str(uuid.uuid4()), "owner_id": accounts[number % len(accounts)], "sha256": f"{number:064x}",
                 "size": 1, "media_type": "image/png", "title": title, "work_type": "image", "details": {},
-                "statement": b"{}", "signature": b"", "key_id": "bench", "log_index": number,
+                "statement": SYNTHETIC_STATEMENT, "signature": b"", "key_id": "bench", "log_index": number,
                 "registered_at": start + timedelta(seconds=number), "status": "registered",
             })  # fmt: skip
         with transaction(factory) as session:

@@ -49,6 +49,7 @@ from _peer import keep_freed_memory, phash_of  # noqa: E402
 from _synthetic import (  # noqa: E402
     ORB_PER_IMAGE,
     POOL_PICTURES,
+    SYNTHETIC_STATEMENT,
     descriptor_pool,
     enlarged_photo,
     jpeg,
@@ -234,7 +235,7 @@ def insert_synthetic_works(settings: Settings, pool: np.ndarray, rng: np.random.
                 {
                     "id": work_id, "owner_id": owner_id, "sha256": f"{number:064x}", "size": 1,
                     "media_type": "image/png", "title": f"Synthetic {number}", "work_type": "image", "details": {},
-                    "statement": b"{}",
+                    "statement": SYNTHETIC_STATEMENT,
                     "signature": b"", "key_id": key_id, "log_index": log_index, "registered_at": now,
                     "status": "registered",
                 }
