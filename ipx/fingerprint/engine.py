@@ -324,14 +324,17 @@ class FingerprintEngine:
                 rows = _rows_after(session, self._loaded_seq)
             if not rows:
                 break
+            # Parsed before any is claimed: a batch that fails here is read again by the next catch-up, instead of
+            # leaving works marked as indexed that are not.
+            parsed = [(work_id, kind, PARSERS[kind](data)) for work_id, kind, data, _ in rows]
             images = []
-            for work_id, kind, data, _ in rows:
+            for work_id, kind, fingerprint in parsed:
                 if not self._claim(work_id, kind):
                     continue
                 if kind == IMAGE:
-                    images.append((work_id, PARSERS[kind](data)))
+                    images.append((work_id, fingerprint))
                 else:
-                    self._index_of(kind).add(work_id, PARSERS[kind](data))
+                    self._index_of(kind).add(work_id, fingerprint)
             self._images.add_many(images)
             self._loaded_seq = max(self._loaded_seq, rows[-1].seq)
             loaded += len(rows)

@@ -309,6 +309,23 @@ def zipped(name: str, data: bytes) -> bytes:
     return archive.getvalue()
 
 
+def test_a_start_up_load_that_fails_mid_batch_leaves_the_batch_to_the_next_catch_up(settings, astronaut, monkeypatch):
+    with TestClient(create_app(settings)) as first:
+        work = ApiUser(first, "first@example.org", "First").register(encode(astronaut, "PNG"), title="A").json()
+    failures, parse = [], engine_module.PARSERS[engine_module.IMAGE]
+
+    def failing_once(data: bytes) -> object:
+        if not failures:
+            failures.append("out of memory")
+            raise MemoryError("out of memory")
+        return parse(data)
+
+    monkeypatch.setitem(engine_module.PARSERS, engine_module.IMAGE, failing_once)
+    with TestClient(create_app(settings)) as restarted:
+        assert work["work_id"] in [m["work_id"] for m in verify(restarted, edited_copy(astronaut))["similar_matches"]]
+    assert failures
+
+
 def stored_files(settings) -> list[Path]:
     return [path for path in (settings.data_dir / "blobs").rglob("*") if path.is_file()]
 
